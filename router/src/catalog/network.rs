@@ -1,0 +1,563 @@
+//! Stores and guides, checked against the region tree and indexed for routing: by region subtree,
+//! by a latitude/longitude grid, and by id.
+
+use super::region::{NATIONWIDE_CODE, RegionId, RegionLevel, RegionTree, format_code};
+use crate::domain::{FieldError, Location, check_id};
+use leadrouter_models::PreferenceMatrix;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Most categories a network may have (a store's assortment is a 64-bit set).
+pub const MAX_CATEGORIES: usize = 64;
+/// Bounds of a guide's daily capacity.
+pub const MAX_DAILY_CAPACITY: u32 = 10_000;
+/// Grid cell side in degrees for the radius index (about 11 km north–south).
+const CELL_DEG: f64 = 0.1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ownership {
+    Direct,
+    Franchise,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pricing {
+    FullPrice,
+    Outlet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuideStatus {
+    Active,
+    Away,
+    Left,
+}
+
+impl Ownership {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(Self::Direct),
+            "franchise" => Some(Self::Franchise),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Franchise => "franchise",
+        }
+    }
+}
+
+impl Pricing {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full_price" => Some(Self::FullPrice),
+            "outlet" => Some(Self::Outlet),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FullPrice => "full_price",
+            Self::Outlet => "outlet",
+        }
+    }
+}
+
+impl GuideStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "away" => Some(Self::Away),
+            "left" => Some(Self::Left),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Away => "away",
+            Self::Left => "left",
+        }
+    }
+}
+
+/// A store as an operator writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreSpec {
+    pub store_id: String,
+    pub name: String,
+    /// GB/T 2260 code (6 or 12 digits) of the district (or city) the store is in.
+    pub region_code: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub ownership: Ownership,
+    pub pricing: Pricing,
+    pub categories: Vec<String>,
+    pub open: bool,
+}
+
+/// A guide as an operator writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuideSpec {
+    pub guide_id: String,
+    pub store_id: String,
+    pub name: String,
+    /// Leads per business day, 1..=10000.
+    pub daily_capacity: u32,
+    /// 1 (junior) ..= 5 (senior).
+    pub tier: u8,
+    pub status: GuideStatus,
+}
+
+/// One row of the preference matrix: a region code (or `nationwide`) and one value per category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreferenceRow {
+    pub region_code: String,
+    pub values: Vec<f32>,
+}
+
+/// The whole network in its editable form; what is persisted and what files load into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub categories: Vec<String>,
+    pub preference: Vec<PreferenceRow>,
+    pub stores: Vec<StoreSpec>,
+    pub guides: Vec<GuideSpec>,
+}
+
+/// What a [`NetworkError`] is about: the n-th entry (0-based) of a spec list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Category(usize),
+    Preference(usize),
+    Store(usize),
+    Guide(usize),
+}
+
+/// A spec that does not make a valid network.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{entry:?}: {error}")]
+pub struct NetworkError {
+    pub entry: Entry,
+    pub error: FieldError,
+}
+
+fn bad(entry: Entry, field: &str, rule: impl Into<String>) -> NetworkError {
+    NetworkError {
+        entry,
+        error: FieldError::new(field, rule),
+    }
+}
+
+/// A store, indexed.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub id: String,
+    pub name: String,
+    pub region: RegionId,
+    pub location: Location,
+    pub ownership: Ownership,
+    pub pricing: Pricing,
+    /// Bit `c` set when the store carries category `c`.
+    pub categories: u64,
+    pub open: bool,
+    /// This store's guides, as indexes into [`Network::guides`].
+    pub guides: Range<u32>,
+    /// Regional preference of the store's region for each category it carries (0 where not).
+    pub preference: Vec<f32>,
+}
+
+/// A guide, indexed.
+#[derive(Debug, Clone)]
+pub struct Guide {
+    pub id: String,
+    pub name: String,
+    pub store: u32,
+    pub daily_capacity: u32,
+    pub tier: u8,
+    pub status: GuideStatus,
+}
+
+/// The network in service.
+#[derive(Debug)]
+pub struct Network {
+    regions: Arc<RegionTree>,
+    spec: NetworkSpec,
+    stores: Vec<Store>,
+    guides: Vec<Guide>,
+    store_by_id: HashMap<String, u32>,
+    guide_by_id: HashMap<String, u32>,
+    /// Per region node: stores in its subtree (empty for the root: that is every store).
+    region_stores: Vec<Vec<u32>>,
+    grid: HashMap<(i32, i32), Vec<u32>>,
+    preference: PreferenceMatrix,
+    version: String,
+}
+
+fn cell(loc: &Location) -> (i32, i32) {
+    (
+        (loc.lat / CELL_DEG).floor() as i32,
+        (loc.lon / CELL_DEG).floor() as i32,
+    )
+}
+
+fn parse_pref_region(code: &str, regions: &RegionTree) -> Result<u64, String> {
+    if code.eq_ignore_ascii_case("nationwide")
+        || code.bytes().all(|b| b == b'0') && !code.is_empty()
+    {
+        return Ok(NATIONWIDE_CODE);
+    }
+    regions.resolve(code).map(|id| regions.get(id).code)
+}
+
+impl Network {
+    /// Checks a spec against the region tree and builds the indexes.
+    pub fn build(regions: Arc<RegionTree>, spec: NetworkSpec) -> Result<Self, NetworkError> {
+        // Categories.
+        if spec.categories.is_empty() {
+            return Err(bad(
+                Entry::Category(0),
+                "categories",
+                "at least one is needed",
+            ));
+        }
+        if spec.categories.len() > MAX_CATEGORIES {
+            return Err(bad(
+                Entry::Category(MAX_CATEGORIES),
+                "categories",
+                format!("at most {MAX_CATEGORIES}, got {}", spec.categories.len()),
+            ));
+        }
+        let mut cat_index = HashMap::new();
+        for (i, c) in spec.categories.iter().enumerate() {
+            check_id("category", c).map_err(|e| NetworkError {
+                entry: Entry::Category(i),
+                error: e,
+            })?;
+            if cat_index.insert(c.as_str(), i).is_some() {
+                return Err(bad(
+                    Entry::Category(i),
+                    "category",
+                    format!("{c:?} appears twice"),
+                ));
+            }
+        }
+        // Preference matrix.
+        let mut rows = Vec::with_capacity(spec.preference.len());
+        let mut seen_rows = HashMap::new();
+        for (i, row) in spec.preference.iter().enumerate() {
+            let e = Entry::Preference(i);
+            let code = parse_pref_region(&row.region_code, &regions)
+                .map_err(|r| bad(e, "region_code", r))?;
+            if seen_rows.insert(code, i).is_some() {
+                return Err(bad(
+                    e,
+                    "region_code",
+                    format!("{:?} has two rows", row.region_code),
+                ));
+            }
+            if row.values.len() != spec.categories.len() {
+                return Err(bad(
+                    e,
+                    "values",
+                    format!(
+                        "expected {} values (one per category), got {}",
+                        spec.categories.len(),
+                        row.values.len()
+                    ),
+                ));
+            }
+            for (c, v) in row.values.iter().enumerate() {
+                if !v.is_finite() || !(0.0..=1.0).contains(v) {
+                    return Err(bad(
+                        e,
+                        &spec.categories[c],
+                        format!("must be a number in [0, 1], got {v}"),
+                    ));
+                }
+            }
+            rows.push((code, row.values.clone()));
+        }
+        let preference = PreferenceMatrix::new(spec.categories.clone(), rows)
+            .map_err(|err| bad(Entry::Preference(0), "preference", err.to_string()))?;
+
+        // Stores.
+        let mut store_by_id = HashMap::with_capacity(spec.stores.len());
+        let mut stores = Vec::with_capacity(spec.stores.len());
+        for (i, s) in spec.stores.iter().enumerate() {
+            let e = Entry::Store(i);
+            check_id("store_id", &s.store_id).map_err(|error| NetworkError { entry: e, error })?;
+            if store_by_id.insert(s.store_id.clone(), i as u32).is_some() {
+                return Err(bad(
+                    e,
+                    "store_id",
+                    format!("{:?} appears twice", s.store_id),
+                ));
+            }
+            if s.name.trim().is_empty() || s.name.len() > 200 {
+                return Err(bad(e, "name", "must be 1..=200 bytes and not blank"));
+            }
+            let region = regions
+                .resolve(&s.region_code)
+                .map_err(|r| bad(e, "region_code", r))?;
+            if regions.get(region).level < RegionLevel::City {
+                return Err(bad(
+                    e,
+                    "region_code",
+                    "must be a city or district, not a province",
+                ));
+            }
+            let location = Location::new(s.lat, s.lon, "location").map_err(|mut error| {
+                error.field = error.field.trim_start_matches("location.").to_string();
+                NetworkError { entry: e, error }
+            })?;
+            if s.categories.is_empty() {
+                return Err(bad(
+                    e,
+                    "categories",
+                    "a store carries at least one category",
+                ));
+            }
+            let mut mask = 0u64;
+            for c in &s.categories {
+                match cat_index.get(c.as_str()) {
+                    Some(&k) => mask |= 1 << k,
+                    None => {
+                        return Err(bad(
+                            e,
+                            "categories",
+                            format!(
+                                "unknown category {c:?} (known: {})",
+                                spec.categories.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            let pref_row = preference
+                .lookup(regions.code_chain(region))
+                .map(|(_, r)| r.to_vec())
+                .unwrap_or_else(|| vec![0.0; spec.categories.len()]);
+            let pref = pref_row
+                .iter()
+                .enumerate()
+                .map(|(k, v)| if mask & (1 << k) != 0 { *v } else { 0.0 })
+                .collect();
+            stores.push(Store {
+                id: s.store_id.clone(),
+                name: s.name.clone(),
+                region,
+                location,
+                ownership: s.ownership,
+                pricing: s.pricing,
+                categories: mask,
+                open: s.open,
+                guides: 0..0,
+                preference: pref,
+            });
+        }
+
+        // Guides, grouped by store.
+        let mut per_store: Vec<Vec<usize>> = vec![Vec::new(); stores.len()];
+        let mut ids = HashMap::with_capacity(spec.guides.len());
+        for (i, g) in spec.guides.iter().enumerate() {
+            let e = Entry::Guide(i);
+            check_id("guide_id", &g.guide_id).map_err(|error| NetworkError { entry: e, error })?;
+            if ids.insert(g.guide_id.as_str(), i).is_some() {
+                return Err(bad(
+                    e,
+                    "guide_id",
+                    format!("{:?} appears twice", g.guide_id),
+                ));
+            }
+            let Some(&s) = store_by_id.get(&g.store_id) else {
+                return Err(bad(
+                    e,
+                    "store_id",
+                    format!("unknown store {:?}", g.store_id),
+                ));
+            };
+            if g.name.len() > 200 {
+                return Err(bad(e, "name", "must be at most 200 bytes"));
+            }
+            if g.daily_capacity == 0 || g.daily_capacity > MAX_DAILY_CAPACITY {
+                return Err(bad(
+                    e,
+                    "daily_capacity",
+                    format!(
+                        "must be in 1..={MAX_DAILY_CAPACITY}, got {}",
+                        g.daily_capacity
+                    ),
+                ));
+            }
+            if !(1..=5).contains(&g.tier) {
+                return Err(bad(e, "tier", format!("must be in 1..=5, got {}", g.tier)));
+            }
+            per_store[s as usize].push(i);
+        }
+        let mut guides = Vec::with_capacity(spec.guides.len());
+        let mut guide_by_id = HashMap::with_capacity(spec.guides.len());
+        for (s, list) in per_store.iter().enumerate() {
+            let start = guides.len() as u32;
+            for &i in list {
+                let g = &spec.guides[i];
+                guide_by_id.insert(g.guide_id.clone(), guides.len() as u32);
+                guides.push(Guide {
+                    id: g.guide_id.clone(),
+                    name: g.name.clone(),
+                    store: s as u32,
+                    daily_capacity: g.daily_capacity,
+                    tier: g.tier,
+                    status: g.status,
+                });
+            }
+            stores[s].guides = start..guides.len() as u32;
+        }
+
+        // Indexes.
+        let mut region_stores = vec![Vec::new(); regions.len()];
+        let mut grid: HashMap<(i32, i32), Vec<u32>> = HashMap::new();
+        for (i, s) in stores.iter().enumerate() {
+            for r in regions.chain(s.region).into_iter().flatten() {
+                region_stores[r.index()].push(i as u32);
+            }
+            grid.entry(cell(&s.location)).or_default().push(i as u32);
+        }
+        let version = {
+            let bytes = serde_json::to_vec(&spec).unwrap_or_default();
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            format!("{h:016x}")
+        };
+        Ok(Self {
+            regions,
+            spec,
+            stores,
+            guides,
+            store_by_id,
+            guide_by_id,
+            region_stores,
+            grid,
+            preference,
+            version,
+        })
+    }
+
+    pub fn regions(&self) -> &RegionTree {
+        &self.regions
+    }
+    pub fn regions_arc(&self) -> &Arc<RegionTree> {
+        &self.regions
+    }
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+    pub fn stores(&self) -> &[Store] {
+        &self.stores
+    }
+    pub fn guides(&self) -> &[Guide] {
+        &self.guides
+    }
+    pub fn store(&self, idx: u32) -> &Store {
+        &self.stores[idx as usize]
+    }
+    pub fn guide(&self, idx: u32) -> &Guide {
+        &self.guides[idx as usize]
+    }
+    pub fn store_index(&self, id: &str) -> Option<u32> {
+        self.store_by_id.get(id).copied()
+    }
+    pub fn guide_index(&self, id: &str) -> Option<u32> {
+        self.guide_by_id.get(id).copied()
+    }
+    pub fn categories(&self) -> &[String] {
+        &self.spec.categories
+    }
+    pub fn category_index(&self, name: &str) -> Option<usize> {
+        self.preference.category_index(name)
+    }
+    pub fn preference(&self) -> &PreferenceMatrix {
+        &self.preference
+    }
+    /// Content hash of the spec.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Stores in a region's subtree; the root's list is every store.
+    pub fn stores_in(&self, region: RegionId) -> StoresIn<'_> {
+        if region == self.regions.root() {
+            StoresIn::All(0..self.stores.len() as u32)
+        } else {
+            StoresIn::List(self.region_stores[region.index()].iter())
+        }
+    }
+
+    /// Stores within `radius_km` of `at`, with their distance, in no particular order.
+    pub fn stores_within(&self, at: &Location, radius_km: f64, out: &mut Vec<(u32, f64)>) {
+        out.clear();
+        let dlat = radius_km / 111.19;
+        let coslat = at.lat.to_radians().cos().abs().max(0.01);
+        let dlon = (radius_km / (111.19 * coslat)).min(180.0);
+        let lo = cell(&Location {
+            lat: at.lat - dlat,
+            lon: at.lon - dlon,
+        });
+        let hi = cell(&Location {
+            lat: at.lat + dlat,
+            lon: at.lon + dlon,
+        });
+        for a in lo.0..=hi.0 {
+            for b in lo.1..=hi.1 {
+                if let Some(list) = self.grid.get(&(a, b)) {
+                    for &s in list {
+                        let d = at.distance_km(&self.stores[s as usize].location);
+                        if d <= radius_km {
+                            out.push((s, d));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The 12-digit code of a store's region.
+    pub fn store_region_code(&self, idx: u32) -> String {
+        format_code(self.regions.get(self.store(idx).region).code)
+    }
+}
+
+/// Iterator over store indexes of a region subtree.
+#[derive(Debug, Clone)]
+pub enum StoresIn<'a> {
+    All(Range<u32>),
+    List(std::slice::Iter<'a, u32>),
+}
+
+impl Iterator for StoresIn<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            StoresIn::All(r) => r.next(),
+            StoresIn::List(it) => it.next().copied(),
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            StoresIn::All(r) => r.size_hint(),
+            StoresIn::List(it) => it.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for StoresIn<'_> {}

@@ -1,0 +1,271 @@
+//! The service's configuration: a TOML file (every key optional, unknown keys rejected), then
+//! environment overrides read through [`Env`] (so tests pass a map), then command-line flags.
+//!
+//! ```toml
+//! listen = "127.0.0.1:50051"      # gRPC and HTTP on one port
+//! data_dir = "leadrouter-data"    # sled's directory
+//! network = "path/to/network"     # a directory of stores.csv, guides.csv, preference.csv
+//! time_zone = "Asia/Shanghai"     # business days for capacity
+//!
+//! [storage]
+//! cache_capacity_mb = 256         # sled page cache cap
+//! flush_every_ms = 100            # routing decisions are durable within this interval
+//! sync_decisions = false          # true: flush before every reply
+//!
+//! [routing]
+//! min_stores = 3                  # stop walking up the region tree at this many stores
+//! max_stores = 24                 # stores scored per lead at most
+//! radius_km = 0                   # search this radius first when the lead has coordinates
+//! max_level = "nationwide"        # district | city | province | nationwide
+//! alternatives = 5
+//! seed = 491069478                # tie-break draws
+//!
+//! [policy]
+//! name = "scored"                 # scored | nearest | round_robin
+//! preference = 0.4                # scored only: weights and distance scale
+//! distance = 0.3
+//! tier = 0.1
+//! load = 0.2
+//! distance_scale_km = 8.0
+//! ```
+
+use crate::engine::{CandidateConfig, EngineConfig};
+use crate::policy::PolicyConfig;
+use crate::store::SledConfig;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Where environment variables come from.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).cloned()
+    }
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub network: Option<PathBuf>,
+    pub time_zone: String,
+    pub storage: StorageConfig,
+    pub routing: RoutingConfig,
+    pub policy: PolicyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub cache_capacity_mb: u64,
+    pub flush_every_ms: u64,
+    pub sync_decisions: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    pub min_stores: usize,
+    pub max_stores: usize,
+    pub radius_km: f64,
+    pub max_level: String,
+    pub alternatives: usize,
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            data_dir: PathBuf::from("leadrouter-data"),
+            network: None,
+            time_zone: "Asia/Shanghai".into(),
+            storage: StorageConfig::default(),
+            routing: RoutingConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            cache_capacity_mb: 256,
+            flush_every_ms: 100,
+            sync_decisions: false,
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        let c = CandidateConfig::default();
+        let e = EngineConfig::default();
+        Self {
+            min_stores: c.min_stores,
+            max_stores: c.max_stores,
+            radius_km: c.radius_km,
+            max_level: c.max_level,
+            alternatives: e.alternatives,
+            seed: e.seed,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML text.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))
+    }
+
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Applies `LEADROUTER_LISTEN`, `LEADROUTER_DATA_DIR`, `LEADROUTER_NETWORK` and
+    /// `LEADROUTER_POLICY` (a policy name, default parameters).
+    pub fn apply_env(&mut self, env: &dyn Env) -> Result<(), ConfigError> {
+        if let Some(v) = env.var("LEADROUTER_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = env.var("LEADROUTER_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = env.var("LEADROUTER_NETWORK") {
+            self.network = Some(v.into());
+        }
+        if let Some(v) = env.var("LEADROUTER_POLICY") {
+            self.policy = toml::from_str(&format!("name = {v:?}")).map_err(|_| {
+                ConfigError(format!(
+                    "LEADROUTER_POLICY: must be one of {}, got {v:?}",
+                    PolicyConfig::NAMES.join(", ")
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The engine's settings.
+    pub fn engine(&self) -> Result<EngineConfig, ConfigError> {
+        let time_zone: chrono_tz::Tz = self.time_zone.parse().map_err(|_| {
+            ConfigError(format!(
+                "time_zone: unknown IANA time zone {:?} (e.g. Asia/Shanghai)",
+                self.time_zone
+            ))
+        })?;
+        let candidates = CandidateConfig {
+            min_stores: self.routing.min_stores,
+            max_stores: self.routing.max_stores,
+            radius_km: self.routing.radius_km,
+            max_level: self.routing.max_level.clone(),
+        };
+        candidates.check().map_err(ConfigError)?;
+        Ok(EngineConfig {
+            time_zone,
+            candidates,
+            policy: self.policy.clone(),
+            seed: self.routing.seed,
+            alternatives: self.routing.alternatives,
+            sync_decisions: self.storage.sync_decisions,
+        })
+    }
+
+    /// sled's settings.
+    pub fn sled(&self) -> Result<SledConfig, ConfigError> {
+        if !(1..=1_048_576).contains(&self.storage.cache_capacity_mb) {
+            return Err(ConfigError(format!(
+                "storage.cache_capacity_mb: must be in 1..=1048576, got {}",
+                self.storage.cache_capacity_mb
+            )));
+        }
+        if !(1..=60_000).contains(&self.storage.flush_every_ms) {
+            return Err(ConfigError(format!(
+                "storage.flush_every_ms: must be in 1..=60000, got {}",
+                self.storage.flush_every_ms
+            )));
+        }
+        Ok(SledConfig {
+            cache_capacity: self.storage.cache_capacity_mb * 1024 * 1024,
+            flush_every_ms: self.storage.flush_every_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_file_and_env() {
+        let c = Config::from_toml("", "x").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.engine().unwrap().time_zone, chrono_tz::Asia::Shanghai);
+        let mut c = Config::from_toml(
+            "listen = \"0.0.0.0:9000\"\n[routing]\nmin_stores = 2\n[policy]\nname = \"nearest\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.routing.min_stores, 2);
+        assert_eq!(c.policy, PolicyConfig::Nearest);
+        let env: HashMap<String, String> = [
+            ("LEADROUTER_LISTEN".to_string(), "127.0.0.1:1".to_string()),
+            ("LEADROUTER_POLICY".to_string(), "round_robin".to_string()),
+        ]
+        .into();
+        c.apply_env(&env).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.policy, PolicyConfig::RoundRobin);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("[storage]\ncache_mb = 1\n", "leadrouter.toml").unwrap_err();
+        assert!(
+            e.0.contains("leadrouter.toml") && e.0.contains("cache_mb"),
+            "{e}"
+        );
+        let c = Config {
+            time_zone: "Mars/Olympus".into(),
+            ..Config::default()
+        };
+        assert!(c.engine().unwrap_err().0.starts_with("time_zone:"));
+        let mut c = Config::default();
+        c.routing.max_level = "galaxy".into();
+        assert!(c.engine().unwrap_err().0.starts_with("routing.max_level:"));
+        let mut c = Config::default();
+        c.storage.flush_every_ms = 0;
+        assert!(
+            c.sled()
+                .unwrap_err()
+                .0
+                .starts_with("storage.flush_every_ms:")
+        );
+        let env: HashMap<String, String> =
+            [("LEADROUTER_POLICY".to_string(), "best".to_string())].into();
+        let e = Config::default().apply_env(&env).unwrap_err();
+        assert!(e.0.starts_with("LEADROUTER_POLICY:"), "{e}");
+    }
+}

@@ -1,0 +1,234 @@
+//! Plain types of the routing domain. Nothing here knows storage or transport.
+
+mod rng;
+mod validation;
+
+pub use rng::SplitMix64;
+pub use validation::{FieldError, MAX_ID_LEN, check_id, check_optional_id};
+
+use std::fmt;
+
+/// Where a lead came from (DESIGN §7 `channel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    MiniProgram,
+    Livestream,
+    Ecommerce,
+    Partner,
+    Booking,
+    Community,
+    StoreQr,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 7] = [
+        Channel::MiniProgram,
+        Channel::Livestream,
+        Channel::Ecommerce,
+        Channel::Partner,
+        Channel::Booking,
+        Channel::Community,
+        Channel::StoreQr,
+    ];
+
+    /// The contract's name, as used in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::MiniProgram => "MINI_PROGRAM",
+            Channel::Livestream => "LIVESTREAM",
+            Channel::Ecommerce => "ECOMMERCE",
+            Channel::Partner => "PARTNER",
+            Channel::Booking => "BOOKING",
+            Channel::Community => "COMMUNITY",
+            Channel::StoreQr => "STORE_QR",
+        }
+    }
+}
+
+/// Degrees; checked by [`Location::new`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl Location {
+    /// Checks ranges: lat in [-90, 90], lon in [-180, 180], both finite.
+    pub fn new(lat: f64, lon: f64, field: &str) -> Result<Self, FieldError> {
+        if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+            return Err(FieldError::new(
+                format!("{field}.lat"),
+                format!("must be a finite number in [-90, 90], got {lat}"),
+            ));
+        }
+        if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+            return Err(FieldError::new(
+                format!("{field}.lon"),
+                format!("must be a finite number in [-180, 180], got {lon}"),
+            ));
+        }
+        Ok(Self { lat, lon })
+    }
+
+    /// Great-circle distance in kilometres (haversine, mean Earth radius 6371.0088 km).
+    pub fn distance_km(&self, other: &Location) -> f64 {
+        let (p1, p2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dp = p2 - p1;
+        let dl = (other.lon - self.lon).to_radians();
+        let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        2.0 * 6371.0088 * a.sqrt().min(1.0).asin()
+    }
+}
+
+/// One interest of a lead, as sent by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interest {
+    pub category: String,
+    pub weight: f64,
+}
+
+/// A lead to be routed, as received (checked against the network by the engine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lead {
+    pub lead_id: String,
+    pub member_id: Option<String>,
+    pub channel: Channel,
+    pub region_code: String,
+    pub location: Option<Location>,
+    pub interests: Vec<Interest>,
+    pub referrer_guide_id: Option<String>,
+    /// Unix milliseconds, per the caller.
+    pub occurred_at_ms: i64,
+}
+
+/// Business day: days since 1970-01-01 in the brand's time zone.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub i32);
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match chrono::NaiveDate::from_num_days_from_ce_opt(self.0 + 719_163) {
+            Some(d) => write!(f, "{}", d.format("%Y-%m-%d")),
+            None => write!(f, "day{}", self.0),
+        }
+    }
+}
+
+/// Where the engine found candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    Radius,
+    District,
+    City,
+    Province,
+    Nationwide,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Radius => "RADIUS",
+            Level::District => "DISTRICT",
+            Level::City => "CITY",
+            Level::Province => "PROVINCE",
+            Level::Nationwide => "NATIONWIDE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Level::Radius,
+            Level::District,
+            Level::City,
+            Level::Province,
+            Level::Nationwide,
+        ]
+        .into_iter()
+        .find(|l| l.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// Why a lead got no guide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unrouted {
+    NoCandidate,
+    AllAtCapacity,
+    NoActiveGuide,
+}
+
+impl Unrouted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unrouted::NoCandidate => "NO_CANDIDATE",
+            Unrouted::AllAtCapacity => "ALL_AT_CAPACITY",
+            Unrouted::NoActiveGuide => "NO_ACTIVE_GUIDE",
+        }
+    }
+}
+
+/// A scored option the policy did not pick (or the pick itself, in [`Decision`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alternative {
+    pub store_id: String,
+    pub guide_id: String,
+    pub score: f64,
+    pub reasons: Vec<String>,
+}
+
+/// The outcome of routing one lead: what is stored, replayed and returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub decision_id: String,
+    pub lead: Lead,
+    /// `(store_id, guide_id)` when routed.
+    pub assigned: Option<(String, String)>,
+    pub unrouted: Option<Unrouted>,
+    pub policy: String,
+    pub policy_version: String,
+    pub score: f64,
+    pub reasons: Vec<String>,
+    pub alternatives: Vec<Alternative>,
+    pub propensity: f64,
+    pub level: Option<Level>,
+    /// Unix milliseconds, by the service's clock.
+    pub decided_at_ms: i64,
+    pub day: Day,
+    /// True when returned from storage for a repeated `lead_id`.
+    pub replayed: bool,
+}
+
+impl Decision {
+    pub fn guide_id(&self) -> Option<&str> {
+        self.assigned.as_ref().map(|(_, g)| g.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_is_haversine() {
+        // Beijing Tiananmen to Shanghai People's Square: about 1068 km.
+        let bj = Location::new(39.9075, 116.3972, "l").unwrap();
+        let sh = Location::new(31.2304, 121.4737, "l").unwrap();
+        let d = bj.distance_km(&sh);
+        assert!((1060.0..1075.0).contains(&d), "{d}");
+        assert_eq!(bj.distance_km(&bj), 0.0);
+    }
+
+    #[test]
+    fn location_ranges_name_the_field() {
+        let e = Location::new(91.0, 0.0, "location").unwrap_err();
+        assert_eq!(e.field, "location.lat");
+        let e = Location::new(0.0, f64::NAN, "location").unwrap_err();
+        assert_eq!(e.field, "location.lon");
+        assert!(e.rule.contains("[-180, 180]"));
+    }
+
+    #[test]
+    fn day_displays_as_date() {
+        assert_eq!(Day(0).to_string(), "1970-01-01");
+        assert_eq!(Day(20_415).to_string(), "2025-11-23");
+    }
+}

@@ -1,0 +1,237 @@
+//! Step 4 of route(): gather candidates through the indexes. With coordinates and a radius, first
+//! the stores within the radius; then the region tree from the lead's district up (district →
+//! city → province → nationwide), stopping at the first level with enough stores. Each level
+//! scans only the stores of its subtree, and at most `max_stores` of them (the nearest, or the
+//! best preference match without coordinates) are expanded into guides, so the cost of a route
+//! grows with its candidates, not with the network.
+
+use super::capacity::CapacityBook;
+use super::validate::ValidLead;
+use crate::catalog::{GuideStatus, Network, RegionId};
+use crate::domain::{Day, Level, Location, Unrouted};
+use crate::policy::Candidate;
+use serde::Deserialize;
+
+/// How far and how wide to look (`[routing]` in the config file).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CandidateConfig {
+    /// Stop walking up the region tree once this many stores offer a guide. Default 3.
+    pub min_stores: usize,
+    /// Most stores whose guides are scored per lead. Default 24.
+    pub max_stores: usize,
+    /// Radius in km searched first when the lead has coordinates; 0 turns it off. Default 0.
+    pub radius_km: f64,
+    /// Highest level of the walk: `district`, `city`, `province` or `nationwide` (default).
+    pub max_level: String,
+}
+
+impl Default for CandidateConfig {
+    fn default() -> Self {
+        Self {
+            min_stores: 3,
+            max_stores: 24,
+            radius_km: 0.0,
+            max_level: "nationwide".into(),
+        }
+    }
+}
+
+impl CandidateConfig {
+    pub fn check(&self) -> Result<Level, String> {
+        if self.min_stores == 0 {
+            return Err("routing.min_stores: must be at least 1".into());
+        }
+        if self.max_stores < self.min_stores {
+            return Err(format!(
+                "routing.max_stores: must be at least min_stores ({}), got {}",
+                self.min_stores, self.max_stores
+            ));
+        }
+        if !self.radius_km.is_finite() || !(0.0..=2000.0).contains(&self.radius_km) {
+            return Err(format!(
+                "routing.radius_km: must be in [0, 2000], got {}",
+                self.radius_km
+            ));
+        }
+        match Level::parse(&self.max_level) {
+            Some(Level::Radius) | None => Err(format!(
+                "routing.max_level: must be district, city, province or nationwide, got {:?}",
+                self.max_level
+            )),
+            Some(l) => Ok(l),
+        }
+    }
+}
+
+/// Where the gathered candidates came from, or why there are none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Gathered {
+    Found(Level),
+    None(Unrouted),
+}
+
+/// Reusable buffers, so a route allocates nothing here once warm.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    stores: Vec<(u32, f32)>,
+    near: Vec<(u32, f64)>,
+}
+
+struct Tally {
+    eligible_stores: usize,
+    active_guides: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn gather(
+    net: &Network,
+    book: &CapacityBook,
+    lead: &ValidLead,
+    location: Option<&Location>,
+    day: Day,
+    cfg: &CandidateConfig,
+    max_level: Level,
+    scratch: &mut Scratch,
+    out: &mut Vec<Candidate>,
+) -> Gathered {
+    let mut tally = Tally {
+        eligible_stores: 0,
+        active_guides: 0,
+    };
+    if let (Some(at), true) = (location, cfg.radius_km > 0.0) {
+        let mut near = std::mem::take(&mut scratch.near);
+        net.stores_within(at, cfg.radius_km, &mut near);
+        scratch.stores.clear();
+        scratch
+            .stores
+            .extend(near.iter().map(|&(s, d)| (s, d as f32)));
+        scratch.near = near;
+        let n = expand(
+            net, book, lead, location, day, cfg, scratch, out, &mut tally,
+        );
+        if n >= cfg.min_stores {
+            return Gathered::Found(Level::Radius);
+        }
+    }
+    let regions = net.regions();
+    let chain = regions.chain(lead.region);
+    let levels: [(Level, Option<RegionId>); 4] = [
+        (Level::District, chain[0]),
+        (Level::City, chain[1]),
+        (Level::Province, chain[2]),
+        (Level::Nationwide, Some(regions.root())),
+    ];
+    // The lowest level that reached the final number of stores: going up without adding a
+    // store does not change where the candidates came from.
+    let (mut last, mut best) = (None, 0);
+    for (level, node) in levels {
+        if level > max_level {
+            break;
+        }
+        let Some(node) = node else { continue };
+        scratch.stores.clear();
+        scratch.stores.extend(net.stores_in(node).map(|s| {
+            let d = location.map_or(f32::NAN, |at| at.distance_km(&net.store(s).location) as f32);
+            (s, d)
+        }));
+        let n = expand(
+            net, book, lead, location, day, cfg, scratch, out, &mut tally,
+        );
+        if n > best {
+            (last, best) = (Some(level), n);
+        }
+        if n >= cfg.min_stores {
+            break;
+        }
+    }
+    match last {
+        Some(level) => Gathered::Found(level),
+        None if tally.eligible_stores == 0 => Gathered::None(Unrouted::NoCandidate),
+        None if tally.active_guides == 0 => Gathered::None(Unrouted::NoActiveGuide),
+        None => Gathered::None(Unrouted::AllAtCapacity),
+    }
+}
+
+fn preference_match(net: &Network, lead: &ValidLead, store: u32) -> f32 {
+    let pref = &net.store(store).preference;
+    lead.interests.iter().map(|&(c, w)| w * pref[c]).sum()
+}
+
+/// Filters `scratch.stores` to open stores carrying the lead's categories, keeps the best
+/// `max_stores`, and writes their guides with capacity left into `out`. Returns how many stores
+/// contributed a guide.
+#[allow(clippy::too_many_arguments)]
+fn expand(
+    net: &Network,
+    book: &CapacityBook,
+    lead: &ValidLead,
+    location: Option<&Location>,
+    day: Day,
+    cfg: &CandidateConfig,
+    scratch: &mut Scratch,
+    out: &mut Vec<Candidate>,
+    tally: &mut Tally,
+) -> usize {
+    out.clear();
+    let stores = &mut scratch.stores;
+    stores.retain(|&(s, _)| {
+        let st = net.store(s);
+        st.open && (lead.interest_mask == 0 || st.categories & lead.interest_mask != 0)
+    });
+    tally.eligible_stores = tally.eligible_stores.max(stores.len());
+    if stores.len() > cfg.max_stores {
+        // Keep the nearest, or without coordinates the best preference match (ties: region order).
+        if location.is_none() {
+            for e in stores.iter_mut() {
+                e.1 = -preference_match(net, lead, e.0);
+            }
+        }
+        stores.select_nth_unstable_by(cfg.max_stores - 1, |a, b| a.1.total_cmp(&b.1));
+        stores.truncate(cfg.max_stores);
+    }
+    let regions = net.regions();
+    let lead_chain = regions.chain(lead.region);
+    let mut contributing = 0;
+    for &(s, _) in stores.iter() {
+        let st = net.store(s);
+        let distance_km = location.map(|at| at.distance_km(&st.location) as f32);
+        let sc = regions.chain(st.region);
+        let region_affinity = if lead_chain[0].is_some() && sc[0] == lead_chain[0] {
+            1.0
+        } else if lead_chain[1].is_some() && sc[1] == lead_chain[1] {
+            0.5
+        } else if lead_chain[2].is_some() && sc[2] == lead_chain[2] {
+            0.25
+        } else {
+            0.0
+        };
+        let preference = preference_match(net, lead, s);
+        let before = out.len();
+        for g in st.guides.clone() {
+            let guide = net.guide(g);
+            if guide.status != GuideStatus::Active {
+                continue;
+            }
+            tally.active_guides += 1;
+            let used = book.used(g, day);
+            if used >= guide.daily_capacity {
+                continue;
+            }
+            out.push(Candidate {
+                store: s,
+                guide: g,
+                distance_km,
+                region_affinity,
+                preference,
+                used,
+                capacity: guide.daily_capacity,
+                tier: guide.tier,
+            });
+        }
+        if out.len() > before {
+            contributing += 1;
+        }
+    }
+    contributing
+}

@@ -1,0 +1,354 @@
+//! route(), step by step (DESIGN §4): validate → idempotency → candidates → policy → capacity →
+//! commit. The same code serves production (over sled) and the simulator (over memory).
+//!
+//! Concurrency: a lead id takes one of [`STRIPES`] locks for its whole route, so a repeated id
+//! waits for the first and then replays it. A guide's count is taken under that guide's lock,
+//! held while the decision and the new count are written in one batch; so a count never passes
+//! capacity, and after a crash stored counts agree with stored decisions.
+
+mod candidates;
+mod capacity;
+mod validate;
+
+pub use candidates::{CandidateConfig, Gathered};
+pub use capacity::CapacityBook;
+pub use validate::{MAX_FUTURE_SKEW_MS, MAX_INTERESTS, ValidLead, validate};
+
+use crate::catalog::{GuideStatus, Network};
+use crate::clock::Clock;
+use crate::domain::{Alternative, Day, Decision, FieldError, Lead, Level, SplitMix64, Unrouted};
+use crate::policy::{Candidate, Policy, PolicyConfig, RouteContext};
+use crate::store::{Store, StoreError};
+use candidates::Scratch;
+use chrono::Datelike;
+use parking_lot::{Mutex, RwLock};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Number of lead-id locks.
+pub const STRIPES: usize = 1024;
+/// Rounds of gather → rank → take when concurrent routes fill the ranked guides first.
+const ROUNDS: usize = 3;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The brand's time zone: capacity is counted per business day in it. Default Asia/Shanghai.
+    pub time_zone: chrono_tz::Tz,
+    pub candidates: CandidateConfig,
+    pub policy: PolicyConfig,
+    /// Seed of every random draw (tie breaks). Same seed, same lead → same draw.
+    pub seed: u64,
+    /// Alternatives reported per decision. Default 5.
+    pub alternatives: usize,
+    /// Flush the store before replying to each route (slower; default off: decisions are durable
+    /// within the store's flush interval).
+    pub sync_decisions: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            time_zone: chrono_tz::Asia::Shanghai,
+            candidates: CandidateConfig::default(),
+            policy: PolicyConfig::default(),
+            seed: 0x1ead_2026,
+            alternatives: 5,
+            sync_decisions: false,
+        }
+    }
+}
+
+/// Why route() failed. Nothing was written or consumed in either case.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("{0}")]
+    Invalid(#[from] FieldError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The network in service with its capacity book and policy.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub network: Network,
+    pub book: CapacityBook,
+    pub policy: Box<dyn Policy>,
+}
+
+/// A guide's load for the business day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuideLoad {
+    pub guide_id: String,
+    pub store_id: String,
+    pub day: Day,
+    pub used: u32,
+    pub daily_capacity: u32,
+    pub status: GuideStatus,
+}
+
+/// The routing engine.
+#[derive(Debug)]
+pub struct Engine {
+    state: RwLock<Arc<Snapshot>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    cfg: EngineConfig,
+    max_level: Level,
+    stripes: Box<[Mutex<()>]>,
+    seq: AtomicU64,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<(Scratch, Vec<Candidate>)> = RefCell::new(Default::default());
+}
+
+impl Engine {
+    /// Starts an engine on a network; today's counts are read back from the store.
+    pub fn new(
+        network: Network,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        cfg: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        let max_level = cfg.candidates.check().map_err(EngineError::Config)?;
+        if cfg.alternatives > 20 {
+            return Err(EngineError::Config(format!(
+                "routing.alternatives: at most 20, got {}",
+                cfg.alternatives
+            )));
+        }
+        let policy = cfg.policy.build(&network).map_err(EngineError::Config)?;
+        let book = CapacityBook::new(network.guides().len());
+        let now = clock.now_ms();
+        let today = business_day(now, cfg.time_zone);
+        for (guide, used) in store.day_counts(today)? {
+            if let Some(g) = network.guide_index(&guide) {
+                book.lock(g).set(today, used);
+            }
+        }
+        Ok(Self {
+            state: RwLock::new(Arc::new(Snapshot {
+                network,
+                book,
+                policy,
+            })),
+            store,
+            clock,
+            max_level,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            seq: AtomicU64::new((now.max(0) as u64) << 20),
+            cfg,
+        })
+    }
+
+    /// The network, capacity book and policy in service.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.state.read().clone()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Today's business day.
+    pub fn today(&self) -> Day {
+        business_day(self.clock.now_ms(), self.cfg.time_zone)
+    }
+
+    /// A guide's load today, or `None` for an unknown guide.
+    pub fn guide_load(&self, guide_id: &str) -> Option<GuideLoad> {
+        let snap = self.snapshot();
+        let g = snap.network.guide_index(guide_id)?;
+        let guide = snap.network.guide(g);
+        let day = self.today();
+        Some(GuideLoad {
+            guide_id: guide.id.clone(),
+            store_id: snap.network.store(guide.store).id.clone(),
+            day,
+            used: snap.book.used(g, day),
+            daily_capacity: guide.daily_capacity,
+            status: guide.status,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        self.store.flush()
+    }
+
+    /// Routes one lead. Bad input is an error naming the field; a lead that cannot be placed is
+    /// a decision without a guide, with the reason.
+    pub fn route(&self, lead: &Lead) -> Result<Decision, RouteError> {
+        let snap = self.snapshot();
+        let now = self.clock.now_ms();
+        let valid = validate(&snap.network, lead, now)?;
+
+        let stripe = &self.stripes[stripe_of(&lead.lead_id)];
+        let _held = stripe.lock();
+        if let Some(mut d) = self.store.decision(&lead.lead_id)? {
+            d.replayed = true;
+            return Ok(d);
+        }
+        let day = business_day(now, self.cfg.time_zone);
+        let keep = self.cfg.alternatives + 1;
+        let net = &snap.network;
+        SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (scratch, cands) = &mut *guard;
+            let mut gathered = Gathered::None(Unrouted::NoCandidate);
+            for round in 0..ROUNDS {
+                gathered = candidates::gather(
+                    net,
+                    &snap.book,
+                    &valid,
+                    lead.location.as_ref(),
+                    day,
+                    &self.cfg.candidates,
+                    self.max_level,
+                    scratch,
+                    cands,
+                );
+                let Gathered::Found(level) = gathered else {
+                    break;
+                };
+                let mut ctx = RouteContext {
+                    network: net,
+                    region: valid.region,
+                    level,
+                    day,
+                    rng: SplitMix64::keyed(self.cfg.seed, lead.lead_id.as_bytes()),
+                };
+                let ranking = snap.policy.rank(&mut ctx, cands, keep);
+                for (k, ranked) in ranking.order.iter().enumerate() {
+                    let c = cands[ranked.idx];
+                    let guide = net.guide(c.guide);
+                    let mut slot = snap.book.lock(c.guide);
+                    let used = slot.used_on(day);
+                    if used >= guide.daily_capacity {
+                        continue;
+                    }
+                    let raced = round > 0 || k > 0;
+                    let mut reasons = vec![level_reason(level).to_string()];
+                    reasons.extend(ranked.reasons.names().map(str::to_string));
+                    if raced {
+                        reasons.push("CAPACITY_RACE".to_string());
+                    }
+                    let alternatives = ranking
+                        .order
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != k)
+                        .take(self.cfg.alternatives)
+                        .map(|(_, r)| {
+                            let a = cands[r.idx];
+                            Alternative {
+                                store_id: net.store(a.store).id.clone(),
+                                guide_id: net.guide(a.guide).id.clone(),
+                                score: r.score,
+                                reasons: r.reasons.names().map(str::to_string).collect(),
+                            }
+                        })
+                        .collect();
+                    let d = Decision {
+                        decision_id: self.next_id(),
+                        lead: lead.clone(),
+                        assigned: Some((net.store(c.store).id.clone(), guide.id.clone())),
+                        unrouted: None,
+                        policy: snap.policy.name().to_string(),
+                        policy_version: snap.policy.version().to_string(),
+                        score: ranked.score,
+                        reasons,
+                        alternatives,
+                        propensity: if raced { 1.0 } else { ranking.propensity },
+                        level: Some(level),
+                        decided_at_ms: now,
+                        day,
+                        replayed: false,
+                    };
+                    self.store.put_decision(&d, Some(used + 1))?;
+                    slot.set(day, used + 1);
+                    drop(slot);
+                    self.sync()?;
+                    return Ok(d);
+                }
+            }
+            let why = match gathered {
+                Gathered::None(why) => why,
+                // Every ranked guide filled up under us for all rounds.
+                Gathered::Found(_) => Unrouted::AllAtCapacity,
+            };
+            let d = Decision {
+                decision_id: self.next_id(),
+                lead: lead.clone(),
+                assigned: None,
+                unrouted: Some(why),
+                policy: snap.policy.name().to_string(),
+                policy_version: snap.policy.version().to_string(),
+                score: 0.0,
+                reasons: vec![why.as_str().to_string()],
+                alternatives: Vec::new(),
+                propensity: 1.0,
+                level: None,
+                decided_at_ms: now,
+                day,
+                replayed: false,
+            };
+            self.store.put_decision(&d, None)?;
+            self.sync()?;
+            Ok(d)
+        })
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        if self.cfg.sync_decisions {
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+
+    fn next_id(&self) -> String {
+        format!("dec-{:016x}", self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+fn level_reason(level: Level) -> &'static str {
+    match level {
+        Level::Radius => "LEVEL_RADIUS",
+        Level::District => "LEVEL_DISTRICT",
+        Level::City => "LEVEL_CITY",
+        Level::Province => "LEVEL_PROVINCE",
+        Level::Nationwide => "LEVEL_NATIONWIDE",
+    }
+}
+
+fn stripe_of(lead_id: &str) -> usize {
+    (SplitMix64::keyed(0, lead_id.as_bytes()).next_u64() % STRIPES as u64) as usize
+}
+
+/// The business day of a Unix-millisecond instant in a time zone.
+pub fn business_day(ms: i64, tz: chrono_tz::Tz) -> Day {
+    let utc = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    Day(utc.with_timezone(&tz).date_naive().num_days_from_ce() - 719_163)
+}
+
+#[cfg(test)]
+mod tests;

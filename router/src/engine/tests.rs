@@ -1,0 +1,479 @@
+use super::*;
+use crate::catalog::{
+    GuideSpec, GuideStatus, Network, NetworkSpec, Ownership, PreferenceRow, Pricing, RegionTree,
+    StoreSpec,
+};
+use crate::clock::ManualClock;
+use crate::domain::{Channel, Interest, Lead, Location};
+use crate::store::{MemoryStore, SledConfig, SledStore};
+use proptest::prelude::*;
+
+/// 2026-11-23 10:00 Asia/Shanghai.
+pub(crate) const T0: i64 = 1_795_400_000_000 - 1_795_400_000_000 % 86_400_000 + 2 * 3_600_000;
+
+fn store(id: &str, region: &str, lat: f64, lon: f64, cats: &[&str], open: bool) -> StoreSpec {
+    StoreSpec {
+        store_id: id.into(),
+        name: format!("store {id}"),
+        region_code: region.into(),
+        lat,
+        lon,
+        ownership: Ownership::Direct,
+        pricing: Pricing::FullPrice,
+        categories: cats.iter().map(|c| c.to_string()).collect(),
+        open,
+    }
+}
+
+fn guide(id: &str, store: &str, cap: u32, tier: u8, status: GuideStatus) -> GuideSpec {
+    GuideSpec {
+        guide_id: id.into(),
+        store_id: store.into(),
+        name: id.into(),
+        daily_capacity: cap,
+        tier,
+        status,
+    }
+}
+
+/// Guangzhou: 天河 440106 has S1 (shoes, kids) and S2 (shoes); 越秀 440104 has S3 (kids);
+/// 番禺 440113 has a closed store S4. Beijing 朝阳 110105 has S5 with only an away guide.
+pub(crate) fn small_spec() -> NetworkSpec {
+    NetworkSpec {
+        categories: vec!["shoes".into(), "kids".into(), "hats".into()],
+        preference: vec![
+            PreferenceRow {
+                region_code: "nationwide".into(),
+                values: vec![0.5, 0.5, 0.5],
+            },
+            PreferenceRow {
+                region_code: "440000".into(),
+                values: vec![0.9, 0.2, 0.1],
+            },
+        ],
+        stores: vec![
+            store("S1", "440106", 23.13, 113.33, &["shoes", "kids"], true),
+            store("S2", "440106", 23.12, 113.36, &["shoes"], true),
+            store("S3", "440104", 23.13, 113.27, &["kids"], true),
+            store(
+                "S4",
+                "440113",
+                22.94,
+                113.38,
+                &["shoes", "kids", "hats"],
+                false,
+            ),
+            store(
+                "S5",
+                "110105",
+                39.92,
+                116.44,
+                &["shoes", "kids", "hats"],
+                true,
+            ),
+        ],
+        guides: vec![
+            guide("G1", "S1", 2, 5, GuideStatus::Active),
+            guide("G2", "S1", 2, 1, GuideStatus::Active),
+            guide("G3", "S2", 3, 3, GuideStatus::Active),
+            guide("G4", "S3", 2, 3, GuideStatus::Active),
+            guide("G5", "S3", 5, 3, GuideStatus::Left),
+            guide("G6", "S4", 5, 3, GuideStatus::Active),
+            guide("G7", "S5", 5, 3, GuideStatus::Away),
+        ],
+    }
+}
+
+pub(crate) fn small_network() -> Network {
+    Network::build(Arc::new(RegionTree::embedded()), small_spec()).unwrap()
+}
+
+pub(crate) fn lead(id: &str, region: &str, cats: &[&str]) -> Lead {
+    Lead {
+        lead_id: id.into(),
+        member_id: None,
+        channel: Channel::MiniProgram,
+        region_code: region.into(),
+        location: None,
+        interests: cats
+            .iter()
+            .map(|c| Interest {
+                category: c.to_string(),
+                weight: 1.0,
+            })
+            .collect(),
+        referrer_guide_id: None,
+        occurred_at_ms: T0,
+    }
+}
+
+fn engine_with(store: Arc<dyn Store>, clock: Arc<ManualClock>, cfg: EngineConfig) -> Engine {
+    Engine::new(small_network(), store, clock, cfg).unwrap()
+}
+
+fn engine() -> (Engine, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    (
+        engine_with(
+            Arc::new(MemoryStore::new()),
+            clock.clone(),
+            EngineConfig::default(),
+        ),
+        clock,
+    )
+}
+
+fn total_used(e: &Engine) -> u64 {
+    e.snapshot().book.total_used(e.today())
+}
+
+#[test]
+fn routes_within_the_district_and_replays() {
+    let (e, _) = engine();
+    let d = e.route(&lead("L1", "440106", &["shoes"])).unwrap();
+    let (store, guide) = d.assigned.clone().unwrap();
+    assert!(store == "S1" || store == "S2", "{store}");
+    assert_eq!(d.level, Some(Level::District));
+    assert_eq!(d.reasons[0], "LEVEL_DISTRICT");
+    assert_eq!(d.policy, "scored");
+    assert!(!d.replayed);
+    assert!(!d.alternatives.is_empty());
+    assert!(d.alternatives.iter().all(|a| a.guide_id != guide));
+    assert_eq!(e.guide_load(&guide).unwrap().used, 1);
+
+    let again = e.route(&lead("L1", "440106", &["shoes"])).unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.assigned, d.assigned);
+    assert_eq!(again.decision_id, d.decision_id);
+    assert_eq!(total_used(&e), 1, "a replay consumes nothing");
+}
+
+#[test]
+fn walks_up_to_the_city_and_keeps_categories() {
+    let (e, _) = engine();
+    // 海珠 440105 has no store: the walk reaches the city; kids are carried by S1 and S3 only.
+    let d = e.route(&lead("L1", "440105", &["kids"])).unwrap();
+    assert_eq!(d.level, Some(Level::City));
+    let (store, _) = d.assigned.unwrap();
+    assert!(store == "S1" || store == "S3", "{store}");
+    for a in &d.alternatives {
+        assert_ne!(a.store_id, "S2", "S2 carries no kids");
+        assert_ne!(a.store_id, "S4", "S4 is closed");
+        assert_ne!(a.guide_id, "G5", "G5 has left");
+    }
+}
+
+#[test]
+fn capacity_is_never_exceeded_and_then_unrouted() {
+    let (e, _) = engine();
+    // Guangzhou's active open capacity: G1 2 + G2 2 + G3 3 + G4 2 = 9.
+    let mut routed = 0;
+    for i in 0..15 {
+        let d = e.route(&lead(&format!("L{i}"), "440106", &[])).unwrap();
+        if d.assigned.is_some() {
+            routed += 1;
+        } else {
+            assert_eq!(d.unrouted, Some(Unrouted::AllAtCapacity));
+            assert_eq!(d.reasons, vec!["ALL_AT_CAPACITY"]);
+        }
+    }
+    // Beijing's guide is away, so nationwide adds nothing.
+    assert_eq!(routed, 9);
+    for g in ["G1", "G2", "G3", "G4"] {
+        let l = e.guide_load(g).unwrap();
+        assert_eq!(l.used, l.daily_capacity, "{g}");
+    }
+}
+
+#[test]
+fn unrouted_reasons() {
+    let (e, _) = engine();
+    // Only the closed S4 and Beijing's S5 carry hats.
+    let d = e.route(&lead("L1", "440106", &["hats"])).unwrap();
+    assert_eq!(d.unrouted, Some(Unrouted::NoActiveGuide));
+    let cfg = EngineConfig {
+        candidates: CandidateConfig {
+            max_level: "city".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = engine_with(
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(T0)),
+        cfg,
+    );
+    let d = e.route(&lead("L2", "440106", &["hats"])).unwrap();
+    assert_eq!(d.unrouted, Some(Unrouted::NoCandidate));
+    // Unrouted decisions are stored and replayed too.
+    let again = e.route(&lead("L2", "440106", &["hats"])).unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.unrouted, Some(Unrouted::NoCandidate));
+}
+
+#[test]
+fn bad_input_names_the_field_and_changes_nothing() {
+    let (e, _) = engine();
+    let cases: Vec<(Lead, &str)> = vec![
+        (lead("", "440106", &[]), "lead_id"),
+        (lead(&"x".repeat(129), "440106", &[]), "lead_id"),
+        (lead("L1", "44010", &[]), "region_code"),
+        (lead("L1", "999999", &[]), "region_code"),
+        (lead("L1", "440106", &["hat"]), "interests[0].category"),
+        (
+            lead("L1", "440106", &["shoes", "shoes"]),
+            "interests[1].category",
+        ),
+        (
+            Lead {
+                interests: vec![Interest {
+                    category: "shoes".into(),
+                    weight: f64::NAN,
+                }],
+                ..lead("L1", "440106", &[])
+            },
+            "interests[0].weight",
+        ),
+        (
+            Lead {
+                interests: vec![Interest {
+                    category: "shoes".into(),
+                    weight: -1.0,
+                }],
+                ..lead("L1", "440106", &[])
+            },
+            "interests[0].weight",
+        ),
+        (
+            Lead {
+                member_id: Some(String::new()),
+                ..lead("L1", "440106", &[])
+            },
+            "member_id",
+        ),
+        (
+            Lead {
+                location: Some(Location {
+                    lat: 100.0,
+                    lon: 0.0,
+                }),
+                ..lead("L1", "440106", &[])
+            },
+            "location.lat",
+        ),
+        (
+            Lead {
+                occurred_at_ms: T0 + 3_600_000,
+                ..lead("L1", "440106", &[])
+            },
+            "occurred_at",
+        ),
+        (
+            Lead {
+                interests: (0..33)
+                    .map(|i| Interest {
+                        category: format!("c{i}"),
+                        weight: 1.0,
+                    })
+                    .collect(),
+                ..lead("L1", "440106", &[])
+            },
+            "interests",
+        ),
+    ];
+    for (l, field) in cases {
+        match e.route(&l) {
+            Err(RouteError::Invalid(f)) => assert_eq!(f.field, field, "{f}"),
+            other => panic!("{field}: expected invalid, got {other:?}"),
+        }
+    }
+    assert_eq!(e.store().decision_count().unwrap(), 0);
+    assert_eq!(total_used(&e), 0);
+}
+
+#[test]
+fn capacity_resets_on_the_next_business_day_in_the_brand_time_zone() {
+    let (e, clock) = engine();
+    for i in 0..9 {
+        e.route(&lead(&format!("a{i}"), "440106", &[])).unwrap();
+    }
+    let d = e.route(&lead("a9", "440106", &[])).unwrap();
+    assert_eq!(d.unrouted, Some(Unrouted::AllAtCapacity));
+    let day = e.today();
+    // T0 is 10:00 in Shanghai: 13 h later it is 23:00, the same business day.
+    clock.advance_ms(13 * 3_600_000);
+    assert_eq!(e.today(), day);
+    // One more hour: midnight in Shanghai (16:00 UTC), a new day.
+    clock.advance_ms(3_600_000);
+    assert_eq!(e.today(), Day(day.0 + 1));
+    let d = e.route(&lead("b0", "440106", &[])).unwrap();
+    assert!(d.assigned.is_some());
+    assert_eq!(d.day, Day(day.0 + 1));
+}
+
+#[test]
+fn ties_use_the_seeded_draw_and_report_propensity() {
+    // Two identical guides in one store: the draw decides, with propensity 1/2.
+    let mut spec = small_spec();
+    spec.guides = vec![
+        guide("A", "S2", 100, 3, GuideStatus::Active),
+        guide("B", "S2", 100, 3, GuideStatus::Active),
+    ];
+    let net = Network::build(Arc::new(RegionTree::embedded()), spec).unwrap();
+    let cfg = EngineConfig {
+        candidates: CandidateConfig {
+            max_level: "district".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = Engine::new(
+        net,
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(T0)),
+        cfg,
+    )
+    .unwrap();
+    let mut a = 0;
+    for i in 0..40 {
+        // Alternate so loads stay equal before each pair.
+        let d = e
+            .route(&lead(&format!("L{i}"), "440106", &["shoes"]))
+            .unwrap();
+        if d.propensity == 0.5 {
+            assert!(d.reasons.contains(&"TIE_RANDOM".to_string()));
+            if d.guide_id() == Some("A") {
+                a += 1;
+            }
+        }
+    }
+    assert!(a > 0, "A never won a tie: the draw is not random");
+}
+
+#[test]
+fn counts_and_decisions_survive_a_restart_on_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let first = {
+        let s = Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+        let e = engine_with(s, clock.clone(), EngineConfig::default());
+        let mut out = Vec::new();
+        for i in 0..6 {
+            out.push(e.route(&lead(&format!("L{i}"), "440106", &[])).unwrap());
+        }
+        e.flush().unwrap();
+        out
+    };
+    let s = Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+    let e = engine_with(s, clock, EngineConfig::default());
+    assert_eq!(total_used(&e), 6);
+    for d in &first {
+        let again = e.route(&d.lead).unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.assigned, d.assigned);
+    }
+    // 3 left in Guangzhou.
+    let routed = (10..20)
+        .filter(|i| {
+            e.route(&lead(&format!("L{i}"), "440106", &[]))
+                .unwrap()
+                .assigned
+                .is_some()
+        })
+        .count();
+    assert_eq!(routed, 3);
+}
+
+/// Runs `leads` on `threads` threads at once and checks every invariant of capacity and
+/// idempotency.
+fn concurrent_run(caps: &[u32], leads: &[String], threads: usize) {
+    let mut spec = small_spec();
+    spec.guides = caps
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            guide(
+                &format!("G{i}"),
+                ["S1", "S2", "S3"][i % 3],
+                c,
+                3,
+                GuideStatus::Active,
+            )
+        })
+        .collect();
+    let net = Network::build(Arc::new(RegionTree::embedded()), spec).unwrap();
+    let e = Arc::new(
+        Engine::new(
+            net,
+            Arc::new(MemoryStore::new()),
+            Arc::new(ManualClock::new(T0)),
+            EngineConfig::default(),
+        )
+        .unwrap(),
+    );
+    let barrier = Arc::new(std::sync::Barrier::new(threads));
+    let results: Vec<Vec<Decision>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (e, barrier) = (e.clone(), barrier.clone());
+                let mine: Vec<String> = leads.iter().skip(t).step_by(threads).cloned().collect();
+                s.spawn(move || {
+                    barrier.wait();
+                    mine.iter()
+                        .map(|id| e.route(&lead(id, "440106", &[])).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let all: Vec<&Decision> = results.iter().flatten().collect();
+    // Each lead id has exactly one decision: replays agree with it.
+    let mut by_lead: std::collections::HashMap<&str, &Decision> = Default::default();
+    for d in &all {
+        if let Some(first) = by_lead.get(d.lead.lead_id.as_str()) {
+            assert_eq!(first.decision_id, d.decision_id);
+            assert_eq!(first.assigned, d.assigned);
+        } else {
+            by_lead.insert(&d.lead.lead_id, d);
+        }
+    }
+    let replays = all.iter().filter(|d| d.replayed).count();
+    assert_eq!(replays, all.len() - by_lead.len());
+    // Per guide: distinct leads assigned == book count <= capacity.
+    let snap = e.snapshot();
+    let mut per_guide = vec![0u32; caps.len()];
+    for d in by_lead.values() {
+        if let Some(g) = d.guide_id() {
+            per_guide[g[1..].parse::<usize>().unwrap()] += 1;
+        }
+    }
+    let total_cap: u32 = caps.iter().sum();
+    for (i, &n) in per_guide.iter().enumerate() {
+        assert!(n <= caps[i], "guide {i}: {n} > {}", caps[i]);
+        let g = snap.network.guide_index(&format!("G{i}")).unwrap();
+        assert_eq!(snap.book.used(g, e.today()), n);
+    }
+    // Nothing is left unrouted while capacity remains.
+    let routed: u32 = per_guide.iter().sum();
+    assert_eq!(routed, total_cap.min(by_lead.len() as u32));
+}
+
+#[test]
+fn hundreds_of_concurrent_routes_never_exceed_capacity() {
+    let leads: Vec<String> = (0..400).map(|i| format!("L{i}")).collect();
+    concurrent_run(&[7, 11, 3, 20, 1, 9], &leads, 8);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn no_interleaving_exceeds_a_capacity(
+        caps in proptest::collection::vec(1u32..6, 1..6),
+        ids in proptest::collection::vec(0u32..40, 1..80),
+        threads in 2usize..6,
+    ) {
+        let leads: Vec<String> = ids.iter().map(|i| format!("L{i}")).collect();
+        concurrent_run(&caps, &leads, threads);
+    }
+}

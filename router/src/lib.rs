@@ -1,0 +1,24 @@
+//! leadrouter: scores and routes leads to the store and shopping guide most likely to serve and
+//! convert them, and records every decision durably.
+//!
+//! Layout (DESIGN §3), dependencies pointing down:
+//! - [`domain`]: plain types (leads, decisions, days, validation errors).
+//! - [`catalog`]: the region tree (petgraph), stores and guides, their indexes, files and the demo.
+//! - [`policy`]: the pluggable algorithms (`scored`, `nearest`, `round_robin`).
+//! - [`engine`]: route(): validate → idempotency → candidates → policy → capacity → commit.
+//! - [`store`]: the [`store::Store`] trait; sled (default) and in-memory implementations.
+//! - [`wire`]: domain ⇄ contract messages.
+//! - [`server`]: gRPC services, health, reflection, `/metrics`, `/healthz`; [`server::run`].
+//! - [`config`]: the service's configuration file.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod policy;
+pub mod server;
+pub mod store;
+pub mod wire;

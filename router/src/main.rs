@@ -1,0 +1,195 @@
+//! The `leadrouter` binary: parse arguments, load configuration, run.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use leadrouter::catalog::GenerateSpec;
+use leadrouter::config::{Config, ProcessEnv};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "leadrouter",
+    version,
+    about = "Routes leads to the best store and shopping guide."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC and HTTP on one port (the default command).
+    Serve(ServeArgs),
+    /// Generate or check network files.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:50051 (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// sled data directory (default ./leadrouter-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Network directory (stores.csv, guides.csv, preference.csv); default: the saved network,
+    /// else the demo.
+    #[arg(long)]
+    network: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum NetworkCmd {
+    /// Write a seeded, reproducible network.
+    Generate {
+        /// The demo network shipped in the repo (420 stores, 7 provinces).
+        #[arg(long, conflicts_with = "reference")]
+        demo: bool,
+        /// The benches' reference network (10,000 stores, 60,000 guides, every province).
+        #[arg(long)]
+        reference: bool,
+        /// Number of stores (when neither --demo nor --reference).
+        #[arg(long, default_value_t = 1000)]
+        stores: usize,
+        /// Guides per store, `N` or `MIN-MAX`.
+        #[arg(long, default_value = "4-8")]
+        guides_per_store: String,
+        /// Province codes (6 or 12 digits), comma-separated; default all.
+        #[arg(long, value_delimiter = ',')]
+        provinces: Vec<String>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Load a network directory and report what is wrong with it, if anything.
+    Check { dir: PathBuf },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.apply_env(&ProcessEnv)?;
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    if let Some(v) = args.network {
+        config.network = Some(v);
+    }
+    Ok(config)
+}
+
+fn generate_spec(
+    demo: bool,
+    reference: bool,
+    stores: usize,
+    guides_per_store: &str,
+    provinces: &[String],
+    seed: Option<u64>,
+) -> anyhow::Result<GenerateSpec> {
+    let mut spec = if demo {
+        GenerateSpec::demo()
+    } else if reference {
+        GenerateSpec::reference()
+    } else {
+        let (lo, hi) = match guides_per_store.split_once('-') {
+            Some((a, b)) => (a.trim().parse()?, b.trim().parse()?),
+            None => {
+                let n = guides_per_store.trim().parse()?;
+                (n, n)
+            }
+        };
+        anyhow::ensure!(
+            lo <= hi && hi <= 100,
+            "--guides-per-store: need MIN <= MAX <= 100"
+        );
+        anyhow::ensure!(
+            (1..=1_000_000).contains(&stores),
+            "--stores: must be in 1..=1000000"
+        );
+        let provinces = provinces
+            .iter()
+            .map(|p| {
+                let n: u64 = p
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--provinces: {p:?} is not a code"))?;
+                Ok(if p.len() == 6 { n * 1_000_000 } else { n })
+            })
+            .collect::<anyhow::Result<Vec<u64>>>()?;
+        GenerateSpec {
+            stores,
+            guides_per_store: (lo, hi),
+            provinces,
+            ..GenerateSpec::demo()
+        }
+    };
+    if let Some(s) = seed {
+        spec.seed = s;
+    }
+    Ok(spec)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => {
+            init_logging();
+            serve_config(args).and_then(|config| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(leadrouter::app::serve(config))
+            })
+        }
+        Command::Network(NetworkCmd::Generate {
+            demo,
+            reference,
+            stores,
+            guides_per_store,
+            provinces,
+            seed,
+            out,
+        }) => generate_spec(demo, reference, stores, &guides_per_store, &provinces, seed)
+            .and_then(|spec| leadrouter::app::generate_network(&spec, &out))
+            .map(|net| {
+                println!(
+                    "wrote {}: {} stores, {} guides, version {}",
+                    out.display(),
+                    net.stores().len(),
+                    net.guides().len(),
+                    net.version()
+                )
+            }),
+        Command::Network(NetworkCmd::Check { dir }) => {
+            leadrouter::app::check_network(&dir).map(|s| println!("{s}"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leadrouter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Pluggable routing policies. A policy sees the candidates the engine gathered (guides with
+//! capacity left in open stores that carry the lead's categories) and ranks them: the pick first,
+//! then the alternatives, each with a score and reason codes. Built in: `scored` (the default),
+//! `nearest` and `round_robin` (what brands do today).
+
+mod nearest;
+mod round_robin;
+mod scored;
+
+pub use nearest::Nearest;
+pub use round_robin::RoundRobin;
+pub use scored::{Scored, ScoredWeights};
+
+use crate::catalog::{Network, RegionId};
+use crate::domain::{Day, Level, SplitMix64};
+use serde::Deserialize;
+
+/// One guide the policy may pick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Index into [`Network::stores`].
+    pub store: u32,
+    /// Index into [`Network::guides`].
+    pub guide: u32,
+    /// Kilometres from the lead, when the lead has coordinates.
+    pub distance_km: Option<f32>,
+    /// How close the store's region is to the lead's: 1 same district, 0.5 same city, 0.25 same
+    /// province, 0 otherwise.
+    pub region_affinity: f32,
+    /// Regional preference match of the lead's interests with the store's region and assortment,
+    /// in [0, 1] (0 when the lead stated no interests).
+    pub preference: f32,
+    /// Leads taken today.
+    pub used: u32,
+    pub capacity: u32,
+    /// Guide tier, 1..=5.
+    pub tier: u8,
+}
+
+impl Candidate {
+    /// Used share of today's capacity, in [0, 1].
+    pub fn load(&self) -> f64 {
+        f64::from(self.used) / f64::from(self.capacity.max(1))
+    }
+}
+
+/// What a policy knows of the lead beyond its candidates.
+#[derive(Debug)]
+pub struct RouteContext<'a> {
+    pub network: &'a Network,
+    /// The lead's region (district, or coarser when that is all it gave).
+    pub region: RegionId,
+    pub level: Level,
+    pub day: Day,
+    /// Seeded per lead: the same lead draws the same tie breaks.
+    pub rng: SplitMix64,
+}
+
+/// Reason codes, as a set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reasons(u32);
+
+impl Reasons {
+    pub const PREFERENCE_MATCH: Reasons = Reasons(1);
+    pub const NEARBY: Reasons = Reasons(1 << 1);
+    pub const SENIOR_GUIDE: Reasons = Reasons(1 << 2);
+    pub const LOAD_BALANCE: Reasons = Reasons(1 << 3);
+    pub const TIE_RANDOM: Reasons = Reasons(1 << 4);
+    pub const ROUND_ROBIN: Reasons = Reasons(1 << 5);
+    pub const NEAREST_STORE: Reasons = Reasons(1 << 6);
+    pub const LEAST_LOADED: Reasons = Reasons(1 << 7);
+    pub const CAPACITY_RACE: Reasons = Reasons(1 << 8);
+
+    const NAMES: [&'static str; 9] = [
+        "PREFERENCE_MATCH",
+        "NEARBY",
+        "SENIOR_GUIDE",
+        "LOAD_BALANCE",
+        "TIE_RANDOM",
+        "ROUND_ROBIN",
+        "NEAREST_STORE",
+        "LEAST_LOADED",
+        "CAPACITY_RACE",
+    ];
+
+    pub fn with(self, other: Reasons) -> Reasons {
+        Reasons(self.0 | other.0)
+    }
+
+    pub fn contains(self, other: Reasons) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, n)| n)
+    }
+}
+
+/// One ranked candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ranked {
+    /// Index into the candidate slice.
+    pub idx: usize,
+    pub score: f64,
+    pub reasons: Reasons,
+}
+
+/// A policy's answer: best first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Ranking {
+    pub order: Vec<Ranked>,
+    /// Probability that the first entry was picked (1 unless a random draw decided it).
+    pub propensity: f64,
+}
+
+/// A routing algorithm.
+pub trait Policy: Send + Sync + std::fmt::Debug {
+    /// The policy's name, as configured and reported (`scored`, `nearest`, …).
+    fn name(&self) -> &'static str;
+    /// Identifies the policy's parameters, so a decision can be traced to them.
+    fn version(&self) -> &str;
+    /// Ranks `candidates` (never empty), returning at most `keep` entries, best first.
+    fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking;
+}
+
+/// Which policy to run, with its parameters (`[policy]` in the config file).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyConfig {
+    Scored(#[serde(default)] ScoredWeights),
+    Nearest,
+    RoundRobin,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig::Scored(ScoredWeights::default())
+    }
+}
+
+impl PolicyConfig {
+    /// Builds the policy for a network (some policies keep per-region state).
+    pub fn build(&self, network: &Network) -> Result<Box<dyn Policy>, String> {
+        Ok(match self {
+            PolicyConfig::Scored(w) => Box::new(Scored::new(w.clone())?),
+            PolicyConfig::Nearest => Box::new(Nearest),
+            PolicyConfig::RoundRobin => Box::new(RoundRobin::new(network.regions().len())),
+        })
+    }
+
+    /// Names accepted in configuration.
+    pub const NAMES: [&'static str; 3] = ["scored", "nearest", "round_robin"];
+}
+
+/// Keeps the best `k` items by a key (greater is better) in a small sorted buffer: O(n·k), no
+/// allocation beyond `k`, which beats sorting for the handful of alternatives a decision reports.
+#[derive(Debug)]
+pub(crate) struct TopK<K: Ord + Copy> {
+    k: usize,
+    items: Vec<(K, usize)>,
+}
+
+impl<K: Ord + Copy> TopK<K> {
+    pub(crate) fn new(k: usize) -> Self {
+        Self {
+            k: k.max(1),
+            items: Vec::with_capacity(k.max(1) + 1),
+        }
+    }
+
+    pub(crate) fn push(&mut self, key: K, idx: usize) {
+        if self.items.len() == self.k && key <= self.items[self.k - 1].0 {
+            return;
+        }
+        let pos = self.items.partition_point(|(k, _)| *k >= key);
+        self.items.insert(pos, (key, idx));
+        self.items.truncate(self.k);
+    }
+
+    pub(crate) fn into_sorted(self) -> Vec<(K, usize)> {
+        self.items
+    }
+}
+
+/// Scores compare equal when they agree to 1e-9: float noise must not act as a hidden tie break.
+pub(crate) fn quantize(score: f64) -> i64 {
+    (score * 1e9).round() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_best_in_order() {
+        let mut t = TopK::new(3);
+        for (i, k) in [5, 1, 9, 3, 9, 7].into_iter().enumerate() {
+            t.push(k, i);
+        }
+        let got: Vec<_> = t.into_sorted();
+        assert_eq!(got, vec![(9, 2), (9, 4), (7, 5)]);
+    }
+
+    #[test]
+    fn reasons_set() {
+        let r = Reasons::NEARBY.with(Reasons::TIE_RANDOM);
+        assert!(r.contains(Reasons::NEARBY));
+        assert!(!r.contains(Reasons::LOAD_BALANCE));
+        assert_eq!(r.names().collect::<Vec<_>>(), vec!["NEARBY", "TIE_RANDOM"]);
+    }
+
+    #[test]
+    fn policy_config_parses() {
+        let c: PolicyConfig = toml::from_str("name = \"nearest\"").unwrap();
+        assert_eq!(c, PolicyConfig::Nearest);
+        let c: PolicyConfig = toml::from_str("name = \"scored\"\npreference = 0.7").unwrap();
+        match c {
+            PolicyConfig::Scored(w) => assert_eq!(w.preference, 0.7),
+            other => panic!("{other:?}"),
+        }
+        let e = toml::from_str::<PolicyConfig>("name = \"best\"").unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{e}");
+    }
+}

@@ -1,0 +1,237 @@
+use super::{Candidate, Policy, Ranked, Ranking, Reasons, RouteContext, TopK, quantize};
+use serde::Deserialize;
+
+/// Weights of the `scored` policy. The score is
+/// `preference·P + distance·D + tier·T + load·ψ(f)` where P is the regional preference match in
+/// [0, 1], D is `exp(−km / distance_scale_km)` (or the region affinity when the lead gave no
+/// coordinates), T is `(tier − 1) / 4`, and ψ(f) = 1 − e^(f−1) on the guide's used share f of
+/// today's capacity (ψ(0) ≈ 0.63, ψ(1) = 0).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoredWeights {
+    /// Default 0.4.
+    pub preference: f64,
+    /// Default 0.3.
+    pub distance: f64,
+    /// Default 0.1.
+    pub tier: f64,
+    /// Default 0.2.
+    pub load: f64,
+    /// Kilometres at which the distance term falls to 1/e. Default 8.
+    pub distance_scale_km: f64,
+}
+
+impl Default for ScoredWeights {
+    fn default() -> Self {
+        Self {
+            preference: 0.4,
+            distance: 0.3,
+            tier: 0.1,
+            load: 0.2,
+            distance_scale_km: 8.0,
+        }
+    }
+}
+
+/// The default policy: regional preference, distance, tier and load balance, ties drawn at random.
+#[derive(Debug)]
+pub struct Scored {
+    w: ScoredWeights,
+    version: String,
+}
+
+/// ψ(f) = 1 − e^(f−1).
+pub fn psi(f: f64) -> f64 {
+    1.0 - (f - 1.0).exp()
+}
+
+impl Scored {
+    pub fn new(w: ScoredWeights) -> Result<Self, String> {
+        for (name, v) in [
+            ("preference", w.preference),
+            ("distance", w.distance),
+            ("tier", w.tier),
+            ("load", w.load),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!(
+                    "policy.{name}: must be a finite weight >= 0, got {v}"
+                ));
+            }
+        }
+        if !w.distance_scale_km.is_finite() || w.distance_scale_km <= 0.0 {
+            return Err(format!(
+                "policy.distance_scale_km: must be > 0, got {}",
+                w.distance_scale_km
+            ));
+        }
+        let version = format!(
+            "1:p{}:d{}:t{}:l{}:s{}",
+            w.preference, w.distance, w.tier, w.load, w.distance_scale_km
+        );
+        Ok(Self { w, version })
+    }
+
+    /// The score's terms, weighted: (preference, distance, tier, load).
+    fn terms(&self, c: &Candidate) -> [f64; 4] {
+        let near = match c.distance_km {
+            Some(km) => (-f64::from(km) / self.w.distance_scale_km).exp(),
+            None => f64::from(c.region_affinity),
+        };
+        [
+            self.w.preference * f64::from(c.preference),
+            self.w.distance * near,
+            self.w.tier * (f64::from(c.tier.clamp(1, 5)) - 1.0) / 4.0,
+            self.w.load * psi(c.load()),
+        ]
+    }
+}
+
+const TERM_REASONS: [Reasons; 4] = [
+    Reasons::PREFERENCE_MATCH,
+    Reasons::NEARBY,
+    Reasons::SENIOR_GUIDE,
+    Reasons::LOAD_BALANCE,
+];
+
+impl Policy for Scored {
+    fn name(&self) -> &'static str {
+        "scored"
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
+        let mut top = TopK::new(keep);
+        let (mut best, mut ties) = (i64::MIN, 0u32);
+        for (i, c) in candidates.iter().enumerate() {
+            let s: f64 = self.terms(c).iter().sum();
+            let q = quantize(s);
+            match q.cmp(&best) {
+                std::cmp::Ordering::Greater => (best, ties) = (q, 1),
+                std::cmp::Ordering::Equal => ties += 1,
+                std::cmp::Ordering::Less => {}
+            }
+            // Among equal scores the random key decides: a uniform draw, never id order.
+            top.push((q, ctx.rng.next_u64()), i);
+        }
+        let order = top
+            .into_sorted()
+            .into_iter()
+            .enumerate()
+            .map(|(rank, ((q, _), idx))| {
+                let terms = self.terms(&candidates[idx]);
+                let main = (0..4)
+                    .max_by(|&a, &b| terms[a].total_cmp(&terms[b]))
+                    .unwrap_or(0);
+                let mut reasons = TERM_REASONS[main];
+                if rank == 0 && ties > 1 && q == best {
+                    reasons = reasons.with(Reasons::TIE_RANDOM);
+                }
+                Ranked {
+                    idx,
+                    score: q as f64 / 1e9,
+                    reasons,
+                }
+            })
+            .collect();
+        Ranking {
+            order,
+            propensity: 1.0 / f64::from(ties.max(1)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{RegionTree, demo_files};
+    use crate::domain::{Day, Level, SplitMix64};
+    use std::sync::Arc;
+
+    fn cand(guide: u32, pref: f32, km: f32, used: u32, tier: u8) -> Candidate {
+        Candidate {
+            store: 0,
+            guide,
+            distance_km: Some(km),
+            region_affinity: 1.0,
+            preference: pref,
+            used,
+            capacity: 10,
+            tier,
+        }
+    }
+
+    fn ctx(net: &crate::catalog::Network, seed: u64) -> RouteContext<'_> {
+        RouteContext {
+            network: net,
+            region: net.regions().root(),
+            level: Level::District,
+            day: Day(0),
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    #[test]
+    fn psi_shape() {
+        assert!((psi(0.0) - (1.0 - (-1.0f64).exp())).abs() < 1e-12);
+        assert_eq!(psi(1.0), 0.0);
+        assert!(psi(0.2) > psi(0.8));
+    }
+
+    #[test]
+    fn each_term_moves_the_pick() {
+        let net = demo_files().load(Arc::new(RegionTree::embedded())).unwrap();
+        let p = Scored::new(ScoredWeights::default()).unwrap();
+        let base = cand(0, 0.5, 5.0, 3, 3);
+        let better = [
+            Candidate {
+                preference: 0.9,
+                ..base
+            },
+            Candidate {
+                distance_km: Some(1.0),
+                ..base
+            },
+            Candidate { tier: 5, ..base },
+            Candidate { used: 0, ..base },
+        ];
+        for b in better {
+            let r = p.rank(&mut ctx(&net, 1), &[base, b], 2);
+            assert_eq!(r.order[0].idx, 1, "{b:?}");
+            assert!(r.order[0].score > r.order[1].score);
+            assert_eq!(r.propensity, 1.0);
+        }
+    }
+
+    #[test]
+    fn ties_are_drawn_at_random_not_by_index() {
+        let net = demo_files().load(Arc::new(RegionTree::embedded())).unwrap();
+        let p = Scored::new(ScoredWeights::default()).unwrap();
+        let cands: Vec<Candidate> = (0..4).map(|g| cand(g, 0.5, 5.0, 3, 3)).collect();
+        let mut picks = [0u32; 4];
+        for seed in 0..400 {
+            let r = p.rank(&mut ctx(&net, seed), &cands, 3);
+            assert_eq!(r.propensity, 0.25);
+            assert!(r.order[0].reasons.contains(Reasons::TIE_RANDOM));
+            picks[r.order[0].idx] += 1;
+        }
+        assert!(picks.iter().all(|&n| n > 60), "{picks:?}");
+        // The same seed gives the same pick.
+        let a = p.rank(&mut ctx(&net, 9), &cands, 3);
+        let b = p.rank(&mut ctx(&net, 9), &cands, 3);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rejects_bad_weights() {
+        let e = Scored::new(ScoredWeights {
+            load: -1.0,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("policy.load"), "{e}");
+    }
+}

@@ -1,0 +1,61 @@
+//! Plain HTTP beside gRPC: `GET /metrics` (Prometheus text) and `GET /healthz`.
+
+use crate::catalog::GuideStatus;
+use crate::engine::Engine;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct HttpState {
+    engine: Arc<Engine>,
+    prometheus: PrometheusHandle,
+}
+
+pub fn router(engine: Arc<Engine>, prometheus: PrometheusHandle) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(healthz))
+        .with_state(HttpState { engine, prometheus })
+}
+
+async fn render_metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    let snap = s.engine.snapshot();
+    let net = &snap.network;
+    let day = s.engine.today();
+    let offered: u64 = net
+        .guides()
+        .iter()
+        .filter(|g| g.status == GuideStatus::Active)
+        .map(|g| u64::from(g.daily_capacity))
+        .sum();
+    ::metrics::gauge!("leadrouter_capacity_used").set(snap.book.total_used(day) as f64);
+    ::metrics::gauge!("leadrouter_capacity_total").set(offered as f64);
+    ::metrics::gauge!("leadrouter_network_stores").set(net.stores().len() as f64);
+    ::metrics::gauge!("leadrouter_network_guides").set(net.guides().len() as f64);
+    s.prometheus.run_upkeep();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.prometheus.render(),
+    )
+}
+
+async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
+    let snap = s.engine.snapshot();
+    let body = serde_json::json!({
+        "status": "serving",
+        "network_version": snap.network.version(),
+        "stores": snap.network.stores().len(),
+        "guides": snap.network.guides().len(),
+        "policy": snap.policy.name(),
+        "business_day": s.engine.today().to_string(),
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+}

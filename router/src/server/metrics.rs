@@ -1,0 +1,75 @@
+//! Prometheus metrics. One recorder per process (the `metrics` facade is global); every server in
+//! the process renders from it.
+//!
+//! - `leadrouter_route_duration_seconds` (histogram, label `policy`): time inside route().
+//! - `leadrouter_routes_total` (counter; `policy`, `channel`, `outcome` = routed | unrouted |
+//!   replayed, `reason` = the unrouted reason or empty).
+//! - `leadrouter_route_rejected_total` (counter; `field`, indexes elided): bad requests.
+//! - `leadrouter_capacity_used`, `leadrouter_capacity_total` (gauges, set at scrape): today's
+//!   used and offered capacity over active guides.
+//! - `leadrouter_network_stores`, `leadrouter_network_guides` (gauges, set at scrape).
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const ROUTE_DURATION: &str = "leadrouter_route_duration_seconds";
+pub const ROUTES: &str = "leadrouter_routes_total";
+pub const REJECTED: &str = "leadrouter_route_rejected_total";
+
+/// Latency buckets in seconds: 5 µs … 100 ms.
+const BUCKETS: [f64; 14] = [
+    5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1,
+];
+
+/// The process's recorder handle, installed on first use.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(ROUTE_DURATION.into()), &BUCKETS)
+                .expect("buckets are not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program's); then ours
+            // still renders what is recorded through it... which is nothing, so say so.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// `interests[3].weight` → `interests[].weight`, so labels stay few.
+pub fn field_label(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut skipping = false;
+    for ch in field.chars() {
+        match ch {
+            '[' => {
+                skipping = true;
+                out.push('[');
+            }
+            ']' => {
+                skipping = false;
+                out.push(']');
+            }
+            _ if skipping => {}
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn field_labels_drop_indexes() {
+        assert_eq!(
+            super::field_label("interests[12].weight"),
+            "interests[].weight"
+        );
+        assert_eq!(super::field_label("lead_id"), "lead_id");
+    }
+}

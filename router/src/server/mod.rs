@@ -1,0 +1,107 @@
+//! The service on one port: gRPC (`LeadRouter`, `Catalog`, `grpc.health.v1`, reflection v1 and
+//! v1alpha) and HTTP (`GET /metrics`, `GET /healthz`). The only module that speaks gRPC.
+
+mod catalog_svc;
+mod http;
+pub mod metrics;
+mod router_svc;
+mod status;
+
+use crate::engine::Engine;
+use leadrouter_proto::v1::catalog_server::CatalogServer;
+use leadrouter_proto::v1::lead_router_server::LeadRouterServer;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("flushing the store on shutdown: {0}")]
+    Flush(#[from] crate::store::StoreError),
+}
+
+/// Serves until `shutdown` completes, then drains in-flight calls and flushes the store.
+/// Tests call this with a listener on port 0.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let prometheus = metrics::handle();
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<LeadRouterServer<router_svc::RouterSvc>>()
+        .await;
+    health
+        .set_serving::<CatalogServer<catalog_svc::CatalogSvc>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(leadrouter_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(leadrouter_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+    let grpc = tonic::service::Routes::new(LeadRouterServer::new(router_svc::RouterSvc::new(
+        engine.clone(),
+    )))
+    .add_service(CatalogServer::new(catalog_svc::CatalogSvc::new(
+        engine.clone(),
+    )))
+    .add_service(health_svc)
+    .add_service(reflection_v1)
+    .add_service(reflection_v1alpha)
+    .prepare()
+    .into_axum_router();
+    let app = grpc.merge(http::router(engine.clone(), prometheus));
+
+    let health_on_stop = health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining calls");
+        health_on_stop
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let flushed = tokio::task::spawn_blocking(move || engine.flush())
+        .await
+        .map_err(|e| ServerError::Io(std::io::Error::other(e)))??;
+    tracing::info!(flushed_bytes = flushed, "store flushed; stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,250 @@
+//! The mapping between domain types and the contract's messages, in one place: the server uses it
+//! for requests and replies, the store for its record format.
+
+use crate::domain::{
+    Alternative, Channel, Day, Decision, FieldError, Interest, Lead, Level, Location, Unrouted,
+};
+use leadrouter_proto::v1 as pb;
+use prost_types::Timestamp;
+
+/// Newest accepted `occurred_at` (year 9999) and oldest (year 2000), in Unix seconds.
+const MAX_SECONDS: i64 = 253_402_300_799;
+const MIN_SECONDS: i64 = 946_684_800;
+
+pub fn channel_from_pb(v: i32) -> Result<Channel, FieldError> {
+    match pb::Channel::try_from(v) {
+        Ok(pb::Channel::MiniProgram) => Ok(Channel::MiniProgram),
+        Ok(pb::Channel::Livestream) => Ok(Channel::Livestream),
+        Ok(pb::Channel::Ecommerce) => Ok(Channel::Ecommerce),
+        Ok(pb::Channel::Partner) => Ok(Channel::Partner),
+        Ok(pb::Channel::Booking) => Ok(Channel::Booking),
+        Ok(pb::Channel::Community) => Ok(Channel::Community),
+        Ok(pb::Channel::StoreQr) => Ok(Channel::StoreQr),
+        Ok(pb::Channel::Unspecified) => Err(FieldError::new(
+            "channel",
+            "must be set (CHANNEL_UNSPECIFIED is not a channel)",
+        )),
+        Err(_) => Err(FieldError::new(
+            "channel",
+            format!("unknown enum value {v}"),
+        )),
+    }
+}
+
+pub fn channel_to_pb(c: Channel) -> pb::Channel {
+    match c {
+        Channel::MiniProgram => pb::Channel::MiniProgram,
+        Channel::Livestream => pb::Channel::Livestream,
+        Channel::Ecommerce => pb::Channel::Ecommerce,
+        Channel::Partner => pb::Channel::Partner,
+        Channel::Booking => pb::Channel::Booking,
+        Channel::Community => pb::Channel::Community,
+        Channel::StoreQr => pb::Channel::StoreQr,
+    }
+}
+
+/// Checks a timestamp's own ranges and converts it to Unix milliseconds.
+pub fn timestamp_to_ms(field: &str, t: &Timestamp) -> Result<i64, FieldError> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(FieldError::new(
+            format!("{field}.nanos"),
+            format!("must be in 0..1000000000, got {}", t.nanos),
+        ));
+    }
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&t.seconds) {
+        return Err(FieldError::new(
+            format!("{field}.seconds"),
+            format!(
+                "must lie between 2000-01-01 and 9999-12-31, got {}",
+                t.seconds
+            ),
+        ));
+    }
+    Ok(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+}
+
+pub fn ms_to_timestamp(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A request as a domain lead: checks what the message's types leave open (enums, timestamps,
+/// coordinates); the engine checks the rest against the network.
+pub fn lead_from_pb(r: pb::RouteRequest) -> Result<Lead, FieldError> {
+    let channel = channel_from_pb(r.channel)?;
+    let location = r
+        .location
+        .map(|l| Location::new(l.lat, l.lon, "location"))
+        .transpose()?;
+    let occurred_at_ms = match &r.occurred_at {
+        Some(t) => timestamp_to_ms("occurred_at", t)?,
+        None => return Err(FieldError::new("occurred_at", "must be set")),
+    };
+    Ok(Lead {
+        lead_id: r.lead_id,
+        member_id: r.member_id,
+        channel,
+        region_code: r.region_code,
+        location,
+        interests: r
+            .interests
+            .into_iter()
+            .map(|i| Interest {
+                category: i.category,
+                weight: i.weight,
+            })
+            .collect(),
+        referrer_guide_id: r.referrer_guide_id,
+        occurred_at_ms,
+    })
+}
+
+pub fn lead_to_pb(l: &Lead) -> pb::RouteRequest {
+    pb::RouteRequest {
+        lead_id: l.lead_id.clone(),
+        member_id: l.member_id.clone(),
+        channel: channel_to_pb(l.channel) as i32,
+        region_code: l.region_code.clone(),
+        location: l.location.map(|l| pb::Location {
+            lat: l.lat,
+            lon: l.lon,
+        }),
+        interests: l
+            .interests
+            .iter()
+            .map(|i| pb::Interest {
+                category: i.category.clone(),
+                weight: i.weight,
+            })
+            .collect(),
+        referrer_guide_id: l.referrer_guide_id.clone(),
+        occurred_at: Some(ms_to_timestamp(l.occurred_at_ms)),
+    }
+}
+
+fn unrouted_to_pb(u: Option<Unrouted>) -> pb::UnroutedReason {
+    match u {
+        None => pb::UnroutedReason::Unspecified,
+        Some(Unrouted::NoCandidate) => pb::UnroutedReason::NoCandidate,
+        Some(Unrouted::AllAtCapacity) => pb::UnroutedReason::AllAtCapacity,
+        Some(Unrouted::NoActiveGuide) => pb::UnroutedReason::NoActiveGuide,
+    }
+}
+
+fn unrouted_from_pb(v: i32) -> Option<Unrouted> {
+    match pb::UnroutedReason::try_from(v) {
+        Ok(pb::UnroutedReason::NoCandidate) => Some(Unrouted::NoCandidate),
+        Ok(pb::UnroutedReason::AllAtCapacity) => Some(Unrouted::AllAtCapacity),
+        Ok(pb::UnroutedReason::NoActiveGuide) => Some(Unrouted::NoActiveGuide),
+        _ => None,
+    }
+}
+
+pub fn decision_to_pb(d: &Decision) -> pb::RouteResponse {
+    let (store_id, guide_id) = d.assigned.clone().unwrap_or_default();
+    pb::RouteResponse {
+        decision_id: d.decision_id.clone(),
+        lead_id: d.lead.lead_id.clone(),
+        store_id,
+        guide_id,
+        policy: d.policy.clone(),
+        policy_version: d.policy_version.clone(),
+        score: d.score,
+        reasons: d.reasons.clone(),
+        alternatives: d
+            .alternatives
+            .iter()
+            .map(|a| pb::Alternative {
+                store_id: a.store_id.clone(),
+                guide_id: a.guide_id.clone(),
+                score: a.score,
+                reasons: a.reasons.clone(),
+            })
+            .collect(),
+        propensity: d.propensity,
+        offer_expires_at: None,
+        replayed: d.replayed,
+        unrouted_reason: unrouted_to_pb(d.unrouted) as i32,
+        candidate_level: d.level.map(|l| l.as_str().to_string()).unwrap_or_default(),
+        decided_at: Some(ms_to_timestamp(d.decided_at_ms)),
+        business_day: d.day.to_string(),
+    }
+}
+
+/// The inverse of [`decision_to_pb`] given the stored request and day.
+pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision {
+    let assigned = if r.guide_id.is_empty() {
+        None
+    } else {
+        Some((r.store_id, r.guide_id))
+    };
+    Decision {
+        decision_id: r.decision_id,
+        lead,
+        assigned,
+        unrouted: unrouted_from_pb(r.unrouted_reason),
+        policy: r.policy,
+        policy_version: r.policy_version,
+        score: r.score,
+        reasons: r.reasons,
+        alternatives: r
+            .alternatives
+            .into_iter()
+            .map(|a| Alternative {
+                store_id: a.store_id,
+                guide_id: a.guide_id,
+                score: a.score,
+                reasons: a.reasons,
+            })
+            .collect(),
+        propensity: r.propensity,
+        level: Level::parse(&r.candidate_level),
+        decided_at_ms: r
+            .decided_at
+            .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
+        day,
+        replayed: r.replayed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_rules() {
+        assert_eq!(channel_from_pb(2).unwrap(), Channel::Livestream);
+        assert!(channel_from_pb(0).unwrap_err().rule.contains("must be set"));
+        assert_eq!(
+            channel_from_pb(99).unwrap_err().rule,
+            "unknown enum value 99"
+        );
+        for c in Channel::ALL {
+            assert_eq!(channel_from_pb(channel_to_pb(c) as i32).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = ms_to_timestamp(1_763_900_000_123);
+        assert_eq!(timestamp_to_ms("t", &t).unwrap(), 1_763_900_000_123);
+        let bad = Timestamp {
+            seconds: 1_763_900_000,
+            nanos: -1,
+        };
+        assert_eq!(
+            timestamp_to_ms("occurred_at", &bad).unwrap_err().field,
+            "occurred_at.nanos"
+        );
+        let old = Timestamp {
+            seconds: 5,
+            nanos: 0,
+        };
+        assert_eq!(
+            timestamp_to_ms("occurred_at", &old).unwrap_err().field,
+            "occurred_at.seconds"
+        );
+    }
+}
