@@ -1,0 +1,231 @@
+//! Helpers for black-box tests: a real server on port 0, the real binary, clients.
+#![allow(dead_code)]
+
+use leadrouter::catalog::{
+    GuideSpec, GuideStatus, Network, NetworkSpec, Ownership, PreferenceRow, Pricing, RegionTree,
+    StoreSpec, demo_files,
+};
+use leadrouter::clock::SystemClock;
+use leadrouter::engine::{Engine, EngineConfig};
+use leadrouter::store::{SledConfig, SledStore};
+use leadrouter_proto::v1 as pb;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub engine: Arc<Engine>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts `server::run` on 127.0.0.1:0 over a sled store in `dir`.
+    pub async fn start(dir: &Path, network: Network) -> Self {
+        Self::start_with(dir, network, EngineConfig::default()).await
+    }
+
+    pub async fn start_with(dir: &Path, network: Network, cfg: EngineConfig) -> Self {
+        let store = Arc::new(SledStore::open(dir, &SledConfig::default()).unwrap());
+        let engine = Arc::new(Engine::new(network, store, Arc::new(SystemClock), cfg).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let e = engine.clone();
+        let task = tokio::spawn(async move {
+            leadrouter::server::run(listener, e, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            engine,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn router(
+        &self,
+    ) -> pb::lead_router_client::LeadRouterClient<tonic::transport::Channel> {
+        pb::lead_router_client::LeadRouterClient::connect(self.url())
+            .await
+            .unwrap()
+    }
+
+    pub async fn catalog(&self) -> pb::catalog_client::CatalogClient<tonic::transport::Channel> {
+        pb::catalog_client::CatalogClient::connect(self.url())
+            .await
+            .unwrap()
+    }
+
+    /// Stops gracefully and waits (the store is flushed and closed).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        // Wait for the last reference to the sled Db (held by the engine) to go.
+        let engine = self.engine.clone();
+        drop(self);
+        for _ in 0..200 {
+            if Arc::strong_count(&engine) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+pub fn demo() -> Network {
+    demo_files().load(Arc::new(RegionTree::embedded())).unwrap()
+}
+
+/// One district (天河 440106) with three stores and guides of capacity `caps`.
+pub fn tiny_spec(caps: &[u32]) -> NetworkSpec {
+    let stores: Vec<StoreSpec> = (0..3)
+        .map(|i| StoreSpec {
+            store_id: format!("S{i}"),
+            name: format!("天河{i}号店"),
+            region_code: "440106".into(),
+            lat: 23.13 + 0.01 * i as f64,
+            lon: 113.33,
+            ownership: Ownership::Direct,
+            pricing: Pricing::FullPrice,
+            categories: vec!["shoes".into(), "kids".into()],
+            open: true,
+        })
+        .collect();
+    NetworkSpec {
+        categories: vec!["shoes".into(), "kids".into()],
+        preference: vec![PreferenceRow {
+            region_code: "nationwide".into(),
+            values: vec![0.6, 0.4],
+        }],
+        stores,
+        guides: caps
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| GuideSpec {
+                guide_id: format!("G{i}"),
+                store_id: format!("S{}", i % 3),
+                name: format!("guide {i}"),
+                daily_capacity: c,
+                tier: 3,
+                status: GuideStatus::Active,
+            })
+            .collect(),
+    }
+}
+
+pub fn tiny(caps: &[u32]) -> Network {
+    Network::build(Arc::new(RegionTree::embedded()), tiny_spec(caps)).unwrap()
+}
+
+pub fn now_ts() -> prost_types::Timestamp {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    prost_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: 0,
+    }
+}
+
+pub fn request(lead_id: &str, region: &str) -> pb::RouteRequest {
+    pb::RouteRequest {
+        lead_id: lead_id.into(),
+        member_id: Some(format!("m-{lead_id}")),
+        channel: pb::Channel::MiniProgram as i32,
+        region_code: region.into(),
+        location: None,
+        interests: vec![],
+        referrer_guide_id: None,
+        occurred_at: Some(now_ts()),
+    }
+}
+
+/// GET over plain HTTP/1.1; returns (status line, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// The real binary, serving on a free port; the address is read from its first stdout line.
+pub struct Binary {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Binary {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("leadrouter listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
