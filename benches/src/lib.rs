@@ -1,1 +1,68 @@
+//! Shared fixtures of the benches: the reference network, lead streams, latency percentiles.
 #![forbid(unsafe_code)]
+
+use leadrouter::catalog::{GenerateSpec, Network, RegionTree, generate};
+use leadrouter::domain::{Channel, Interest, Lead, Location, SplitMix64};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// 2026-11-23 10:00 Asia/Shanghai, in Unix ms.
+pub const T0: i64 = 1_795_399_200_000 + 2 * 3_600_000;
+
+/// The reference network: 10,000 stores, 60,000 guides, every province (`GenerateSpec::reference`).
+pub fn reference_network() -> Network {
+    let regions = Arc::new(RegionTree::embedded());
+    let spec = generate(&regions, &GenerateSpec::reference());
+    Network::build(regions, spec).expect("the reference network is valid")
+}
+
+/// Lead templates spread like the stores: a store's district, half with coordinates near it,
+/// one to three interests.
+pub fn lead_templates(net: &Network, n: usize, seed: u64) -> Vec<Lead> {
+    let mut rng = SplitMix64::new(seed);
+    let cats = net.categories();
+    (0..n)
+        .map(|i| {
+            let s = rng.below(net.stores().len() as u64) as u32;
+            let store = net.store(s);
+            let location = (rng.next_f64() < 0.5).then(|| Location {
+                lat: store.location.lat + (rng.next_f64() - 0.5) * 0.1,
+                lon: store.location.lon + (rng.next_f64() - 0.5) * 0.1,
+            });
+            let k = 1 + rng.below(3) as usize;
+            let mut interests: Vec<Interest> = Vec::with_capacity(k);
+            for _ in 0..k {
+                let c = &cats[rng.below(cats.len() as u64) as usize];
+                if !interests.iter().any(|x| &x.category == c) {
+                    interests.push(Interest {
+                        category: c.clone(),
+                        weight: 0.2 + rng.next_f64(),
+                    });
+                }
+            }
+            Lead {
+                lead_id: format!("t{i}"),
+                member_id: Some(format!("m{i}")),
+                channel: Channel::ALL[rng.below(Channel::ALL.len() as u64) as usize],
+                region_code: net.store_region_code(s),
+                location,
+                interests,
+                referrer_guide_id: None,
+                occurred_at_ms: T0,
+            }
+        })
+        .collect()
+}
+
+/// p-th percentile (0..=100) of sorted durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+pub fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

@@ -14,7 +14,7 @@
 //!
 //! [routing]
 //! min_stores = 3                  # stop walking up the region tree at this many stores
-//! max_stores = 24                 # stores scored per lead at most
+//! max_stores = 16                 # stores scored per lead at most
 //! radius_km = 0                   # search this radius first when the lead has coordinates
 //! max_level = "nationwide"        # district | city | province | nationwide
 //! alternatives = 5
@@ -210,6 +210,7 @@ impl Config {
         Ok(SledConfig {
             cache_capacity: self.storage.cache_capacity_mb * 1024 * 1024,
             flush_every_ms: self.storage.flush_every_ms,
+            ..SledConfig::default()
         })
     }
 }

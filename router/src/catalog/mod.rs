@@ -10,7 +10,8 @@ pub use files::{GUIDES_FILE, LoadError, NetworkFiles, PREFERENCE_FILE, STORES_FI
 pub use generate::{CATEGORIES, DEMO_PROVINCES, GenerateSpec, generate};
 pub use network::{
     Entry, Guide, GuideSpec, GuideStatus, MAX_CATEGORIES, MAX_DAILY_CAPACITY, Network,
-    NetworkError, NetworkSpec, Ownership, PreferenceRow, Pricing, Store, StoreSpec, StoresIn,
+    NetworkError, NetworkSpec, Ownership, PreferenceRow, Pricing, Store, StoreKey, StoreSpec,
+    StoresIn,
 };
 pub use region::{
     EMBEDDED_ADCODES, NATIONWIDE_CODE, Region, RegionId, RegionLevel, RegionTree, format_code,

@@ -174,6 +174,19 @@ pub struct Store {
     pub preference: Vec<f32>,
 }
 
+/// What route() reads of every store it scans, packed together for the cache: scanning a
+/// region touches these, not the full [`Store`] records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoreKey {
+    /// Bit `c` set when the store carries category `c`.
+    pub categories: u64,
+    pub lat: f32,
+    pub lon: f32,
+    pub open: bool,
+    /// Region ids of the store's district, city and province (`u32::MAX` where absent).
+    pub chain: [u32; 3],
+}
+
 /// A guide, indexed.
 #[derive(Debug, Clone)]
 pub struct Guide {
@@ -191,6 +204,7 @@ pub struct Network {
     regions: Arc<RegionTree>,
     spec: NetworkSpec,
     stores: Vec<Store>,
+    keys: Vec<StoreKey>,
     guides: Vec<Guide>,
     store_by_id: HashMap<String, u32>,
     guide_by_id: HashMap<String, u32>,
@@ -430,6 +444,19 @@ impl Network {
             }
             grid.entry(cell(&s.location)).or_default().push(i as u32);
         }
+        let keys = stores
+            .iter()
+            .map(|s| {
+                let c = regions.chain(s.region);
+                StoreKey {
+                    categories: s.categories,
+                    lat: s.location.lat as f32,
+                    lon: s.location.lon as f32,
+                    open: s.open,
+                    chain: c.map(|r| r.map_or(u32::MAX, |r| r.index() as u32)),
+                }
+            })
+            .collect();
         let version = {
             let bytes = serde_json::to_vec(&spec).unwrap_or_default();
             let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -443,6 +470,7 @@ impl Network {
             regions,
             spec,
             stores,
+            keys,
             guides,
             store_by_id,
             guide_by_id,
@@ -470,6 +498,10 @@ impl Network {
     }
     pub fn store(&self, idx: u32) -> &Store {
         &self.stores[idx as usize]
+    }
+    /// The hot-path view of a store.
+    pub fn store_key(&self, idx: u32) -> &StoreKey {
+        &self.keys[idx as usize]
     }
     pub fn guide(&self, idx: u32) -> &Guide {
         &self.guides[idx as usize]

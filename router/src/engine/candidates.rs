@@ -18,7 +18,7 @@ use serde::Deserialize;
 pub struct CandidateConfig {
     /// Stop walking up the region tree once this many stores offer a guide. Default 3.
     pub min_stores: usize,
-    /// Most stores whose guides are scored per lead. Default 24.
+    /// Most stores whose guides are scored per lead. Default 16.
     pub max_stores: usize,
     /// Radius in km searched first when the lead has coordinates; 0 turns it off. Default 0.
     pub radius_km: f64,
@@ -30,7 +30,7 @@ impl Default for CandidateConfig {
     fn default() -> Self {
         Self {
             min_stores: 3,
-            max_stores: 24,
+            max_stores: 16,
             radius_km: 0.0,
             max_level: "nationwide".into(),
         }
@@ -99,13 +99,19 @@ pub fn gather(
         eligible_stores: 0,
         active_guides: 0,
     };
+    let eligible = |s: u32| {
+        let k = net.store_key(s);
+        k.open && (lead.interest_mask == 0 || k.categories & lead.interest_mask != 0)
+    };
     if let (Some(at), true) = (location, cfg.radius_km > 0.0) {
         let mut near = std::mem::take(&mut scratch.near);
         net.stores_within(at, cfg.radius_km, &mut near);
         scratch.stores.clear();
-        scratch
-            .stores
-            .extend(near.iter().map(|&(s, d)| (s, d as f32)));
+        scratch.stores.extend(
+            near.iter()
+                .filter(|&&(s, _)| eligible(s))
+                .map(|&(s, d)| (s, d as f32)),
+        );
         scratch.near = near;
         let n = expand(
             net, book, lead, location, day, cfg, scratch, out, &mut tally,
@@ -131,10 +137,11 @@ pub fn gather(
         }
         let Some(node) = node else { continue };
         scratch.stores.clear();
-        scratch.stores.extend(net.stores_in(node).map(|s| {
-            let d = location.map_or(f32::NAN, |at| at.distance_km(&net.store(s).location) as f32);
-            (s, d)
-        }));
+        scratch.stores.extend(
+            net.stores_in(node)
+                .filter(|&s| eligible(s))
+                .map(|s| (s, 0.0)),
+        );
         let n = expand(
             net, book, lead, location, day, cfg, scratch, out, &mut tally,
         );
@@ -158,9 +165,9 @@ fn preference_match(net: &Network, lead: &ValidLead, store: u32) -> f32 {
     lead.interests.iter().map(|&(c, w)| w * pref[c]).sum()
 }
 
-/// Filters `scratch.stores` to open stores carrying the lead's categories, keeps the best
-/// `max_stores`, and writes their guides with capacity left into `out`. Returns how many stores
-/// contributed a guide.
+/// Takes the eligible stores in `scratch.stores`, keeps the best `max_stores` (the nearest, or
+/// without coordinates the best preference match), and writes their guides with capacity left
+/// into `out`. Returns how many stores contributed a guide.
 #[allow(clippy::too_many_arguments)]
 fn expand(
     net: &Network,
@@ -175,33 +182,43 @@ fn expand(
 ) -> usize {
     out.clear();
     let stores = &mut scratch.stores;
-    stores.retain(|&(s, _)| {
-        let st = net.store(s);
-        st.open && (lead.interest_mask == 0 || st.categories & lead.interest_mask != 0)
-    });
     tally.eligible_stores = tally.eligible_stores.max(stores.len());
     if stores.len() > cfg.max_stores {
-        // Keep the nearest, or without coordinates the best preference match (ties: region order).
-        if location.is_none() {
-            for e in stores.iter_mut() {
-                e.1 = -preference_match(net, lead, e.0);
+        match location {
+            // Planar distance (equirectangular, squared) ranks nearby stores as well as the
+            // great circle does, for a fraction of the cost.
+            Some(at) => {
+                let (lat0, lon0) = (at.lat as f32, at.lon as f32);
+                let k = (at.lat.to_radians().cos() as f32).max(0.01);
+                for e in stores.iter_mut() {
+                    let key = net.store_key(e.0);
+                    let (dy, dx) = (key.lat - lat0, (key.lon - lon0) * k);
+                    e.1 = dx * dx + dy * dy;
+                }
+            }
+            None => {
+                for e in stores.iter_mut() {
+                    e.1 = -preference_match(net, lead, e.0);
+                }
             }
         }
         stores.select_nth_unstable_by(cfg.max_stores - 1, |a, b| a.1.total_cmp(&b.1));
         stores.truncate(cfg.max_stores);
     }
-    let regions = net.regions();
-    let lead_chain = regions.chain(lead.region);
+    let lead_chain = net
+        .regions()
+        .chain(lead.region)
+        .map(|r| r.map_or(u32::MAX - 1, |r| r.index() as u32));
     let mut contributing = 0;
     for &(s, _) in stores.iter() {
         let st = net.store(s);
+        let key = net.store_key(s);
         let distance_km = location.map(|at| at.distance_km(&st.location) as f32);
-        let sc = regions.chain(st.region);
-        let region_affinity = if lead_chain[0].is_some() && sc[0] == lead_chain[0] {
+        let region_affinity = if key.chain[0] == lead_chain[0] {
             1.0
-        } else if lead_chain[1].is_some() && sc[1] == lead_chain[1] {
+        } else if key.chain[1] == lead_chain[1] {
             0.5
-        } else if lead_chain[2].is_some() && sc[2] == lead_chain[2] {
+        } else if key.chain[2] == lead_chain[2] {
             0.25
         } else {
             0.0

@@ -72,12 +72,20 @@ impl Scored {
         Ok(Self { w, version })
     }
 
-    /// The score's terms, weighted: (preference, distance, tier, load).
-    fn terms(&self, c: &Candidate) -> [f64; 4] {
-        let near = match c.distance_km {
+    /// The distance term before weighting, in [0, 1].
+    fn near(&self, c: &Candidate) -> f64 {
+        match c.distance_km {
             Some(km) => (-f64::from(km) / self.w.distance_scale_km).exp(),
             None => f64::from(c.region_affinity),
-        };
+        }
+    }
+
+    /// The score's terms, weighted: (preference, distance, tier, load).
+    fn terms(&self, c: &Candidate) -> [f64; 4] {
+        self.terms_with(c, self.near(c))
+    }
+
+    fn terms_with(&self, c: &Candidate, near: f64) -> [f64; 4] {
         [
             self.w.preference * f64::from(c.preference),
             self.w.distance * near,
@@ -106,8 +114,18 @@ impl Policy for Scored {
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
         let mut top = TopK::new(keep);
         let (mut best, mut ties) = (i64::MIN, 0u32);
+        // Guides of one store come together with the same distance: exp() once per store.
+        let mut cached: Option<(Option<f32>, f32, f64)> = None;
         for (i, c) in candidates.iter().enumerate() {
-            let s: f64 = self.terms(c).iter().sum();
+            let near = match cached {
+                Some((d, a, near)) if d == c.distance_km && a == c.region_affinity => near,
+                _ => {
+                    let near = self.near(c);
+                    cached = Some((c.distance_km, c.region_affinity, near));
+                    near
+                }
+            };
+            let s: f64 = self.terms_with(c, near).iter().sum();
             let q = quantize(s);
             match q.cmp(&best) {
                 std::cmp::Ordering::Greater => (best, ties) = (q, 1),
