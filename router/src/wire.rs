@@ -2,7 +2,8 @@
 //! for requests and replies, the store for its record format.
 
 use crate::domain::{
-    Alternative, Channel, Day, Decision, FieldError, Interest, Lead, Level, Location, Unrouted,
+    Alternative, Channel, Day, Decision, FieldError, Interest, Lead, Level, Location, Reasons,
+    Unrouted,
 };
 use leadrouter_proto::v1 as pb;
 use prost_types::Timestamp;
@@ -143,7 +144,11 @@ fn unrouted_from_pb(v: i32) -> Option<Unrouted> {
 }
 
 pub fn decision_to_pb(d: &Decision) -> pb::RouteResponse {
-    let (store_id, guide_id) = d.assigned.clone().unwrap_or_default();
+    let (store_id, guide_id) = d
+        .assigned
+        .as_ref()
+        .map(|(s, g)| (s.to_string(), g.to_string()))
+        .unwrap_or_default();
     pb::RouteResponse {
         decision_id: d.decision_id.clone(),
         lead_id: d.lead.lead_id.clone(),
@@ -152,15 +157,15 @@ pub fn decision_to_pb(d: &Decision) -> pb::RouteResponse {
         policy: d.policy.clone(),
         policy_version: d.policy_version.clone(),
         score: d.score,
-        reasons: d.reasons.clone(),
+        reasons: d.reasons.names().map(str::to_string).collect(),
         alternatives: d
             .alternatives
             .iter()
             .map(|a| pb::Alternative {
-                store_id: a.store_id.clone(),
-                guide_id: a.guide_id.clone(),
+                store_id: a.store_id.to_string(),
+                guide_id: a.guide_id.to_string(),
                 score: a.score,
-                reasons: a.reasons.clone(),
+                reasons: a.reasons.names().map(str::to_string).collect(),
             })
             .collect(),
         propensity: d.propensity,
@@ -178,7 +183,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
     let assigned = if r.guide_id.is_empty() {
         None
     } else {
-        Some((r.store_id, r.guide_id))
+        Some((r.store_id.into(), r.guide_id.into()))
     };
     Decision {
         decision_id: r.decision_id,
@@ -188,15 +193,15 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
         policy: r.policy,
         policy_version: r.policy_version,
         score: r.score,
-        reasons: r.reasons,
+        reasons: Reasons::from_names(r.reasons.iter().map(String::as_str)),
         alternatives: r
             .alternatives
             .into_iter()
             .map(|a| Alternative {
-                store_id: a.store_id,
-                guide_id: a.guide_id,
+                store_id: a.store_id.into(),
+                guide_id: a.guide_id.into(),
                 score: a.score,
-                reasons: a.reasons,
+                reasons: Reasons::from_names(a.reasons.iter().map(String::as_str)),
             })
             .collect(),
         propensity: r.propensity,

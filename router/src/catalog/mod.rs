@@ -9,7 +9,7 @@ mod region;
 pub use files::{GUIDES_FILE, LoadError, NetworkFiles, PREFERENCE_FILE, STORES_FILE};
 pub use generate::{CATEGORIES, DEMO_PROVINCES, GenerateSpec, generate};
 pub use network::{
-    Entry, Guide, GuideSpec, GuideStatus, MAX_CATEGORIES, MAX_DAILY_CAPACITY, Network,
+    Entry, Guide, GuideKey, GuideSpec, GuideStatus, MAX_CATEGORIES, MAX_DAILY_CAPACITY, Network,
     NetworkError, NetworkSpec, Ownership, PreferenceRow, Pricing, Store, StoreKey, StoreSpec,
     StoresIn,
 };

@@ -159,7 +159,7 @@ fn bad(entry: Entry, field: &str, rule: impl Into<String>) -> NetworkError {
 /// A store, indexed.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pub id: String,
+    pub id: Arc<str>,
     pub name: String,
     pub region: RegionId,
     pub location: Location,
@@ -185,12 +185,22 @@ pub struct StoreKey {
     pub open: bool,
     /// Region ids of the store's district, city and province (`u32::MAX` where absent).
     pub chain: [u32; 3],
+    /// The store's guides: `guides.0..guides.1` into [`Network::guide_key`].
+    pub guides: (u32, u32),
+}
+
+/// What route() reads of a guide, packed (a store's guides are contiguous).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuideKey {
+    pub daily_capacity: u32,
+    pub tier: u8,
+    pub active: bool,
 }
 
 /// A guide, indexed.
 #[derive(Debug, Clone)]
 pub struct Guide {
-    pub id: String,
+    pub id: Arc<str>,
     pub name: String,
     pub store: u32,
     pub daily_capacity: u32,
@@ -205,7 +215,10 @@ pub struct Network {
     spec: NetworkSpec,
     stores: Vec<Store>,
     keys: Vec<StoreKey>,
+    /// Per store, one value per category (row-major): [`Store::preference`], flat.
+    preferences: Vec<f32>,
     guides: Vec<Guide>,
+    guide_keys: Vec<GuideKey>,
     store_by_id: HashMap<String, u32>,
     guide_by_id: HashMap<String, u32>,
     /// Per region node: stores in its subtree (empty for the root: that is every store).
@@ -365,7 +378,7 @@ impl Network {
                 .map(|(k, v)| if mask & (1 << k) != 0 { *v } else { 0.0 })
                 .collect();
             stores.push(Store {
-                id: s.store_id.clone(),
+                id: s.store_id.as_str().into(),
                 name: s.name.clone(),
                 region,
                 location,
@@ -424,7 +437,7 @@ impl Network {
                 let g = &spec.guides[i];
                 guide_by_id.insert(g.guide_id.clone(), guides.len() as u32);
                 guides.push(Guide {
-                    id: g.guide_id.clone(),
+                    id: g.guide_id.as_str().into(),
                     name: g.name.clone(),
                     store: s as u32,
                     daily_capacity: g.daily_capacity,
@@ -454,7 +467,20 @@ impl Network {
                     lon: s.location.lon as f32,
                     open: s.open,
                     chain: c.map(|r| r.map_or(u32::MAX, |r| r.index() as u32)),
+                    guides: (s.guides.start, s.guides.end),
                 }
+            })
+            .collect();
+        let preferences = stores
+            .iter()
+            .flat_map(|s| s.preference.iter().copied())
+            .collect();
+        let guide_keys = guides
+            .iter()
+            .map(|g| GuideKey {
+                daily_capacity: g.daily_capacity,
+                tier: g.tier,
+                active: g.status == GuideStatus::Active,
             })
             .collect();
         let version = {
@@ -471,7 +497,9 @@ impl Network {
             spec,
             stores,
             keys,
+            preferences,
             guides,
+            guide_keys,
             store_by_id,
             guide_by_id,
             region_stores,
@@ -502,6 +530,15 @@ impl Network {
     /// The hot-path view of a store.
     pub fn store_key(&self, idx: u32) -> &StoreKey {
         &self.keys[idx as usize]
+    }
+    /// The hot-path view of a guide.
+    pub fn guide_key(&self, idx: u32) -> &GuideKey {
+        &self.guide_keys[idx as usize]
+    }
+    /// A store's regional preference per category (0 for categories it does not carry).
+    pub fn store_preference(&self, idx: u32) -> &[f32] {
+        let n = self.spec.categories.len();
+        &self.preferences[idx as usize * n..(idx as usize + 1) * n]
     }
     pub fn guide(&self, idx: u32) -> &Guide {
         &self.guides[idx as usize]

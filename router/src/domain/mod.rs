@@ -1,12 +1,15 @@
 //! Plain types of the routing domain. Nothing here knows storage or transport.
 
+mod reasons;
 mod rng;
 mod validation;
 
+pub use reasons::Reasons;
 pub use rng::SplitMix64;
 pub use validation::{FieldError, MAX_ID_LEN, check_id, check_optional_id};
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Where a lead came from (DESIGN §7 `channel`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,10 +172,10 @@ impl Unrouted {
 /// A scored option the policy did not pick (or the pick itself, in [`Decision`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alternative {
-    pub store_id: String,
-    pub guide_id: String,
+    pub store_id: Arc<str>,
+    pub guide_id: Arc<str>,
     pub score: f64,
-    pub reasons: Vec<String>,
+    pub reasons: Reasons,
 }
 
 /// The outcome of routing one lead: what is stored, replayed and returned.
@@ -181,12 +184,12 @@ pub struct Decision {
     pub decision_id: String,
     pub lead: Lead,
     /// `(store_id, guide_id)` when routed.
-    pub assigned: Option<(String, String)>,
+    pub assigned: Option<(Arc<str>, Arc<str>)>,
     pub unrouted: Option<Unrouted>,
     pub policy: String,
     pub policy_version: String,
     pub score: f64,
-    pub reasons: Vec<String>,
+    pub reasons: Reasons,
     pub alternatives: Vec<Alternative>,
     pub propensity: f64,
     pub level: Option<Level>,
@@ -199,7 +202,7 @@ pub struct Decision {
 
 impl Decision {
     pub fn guide_id(&self) -> Option<&str> {
-        self.assigned.as_ref().map(|(_, g)| g.as_str())
+        self.assigned.as_ref().map(|(_, g)| &**g)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use super::capacity::CapacityBook;
 use super::validate::ValidLead;
-use crate::catalog::{GuideStatus, Network, RegionId};
+use crate::catalog::{Network, RegionId};
 use crate::domain::{Day, Level, Location, Unrouted};
 use crate::policy::Candidate;
 use serde::Deserialize;
@@ -161,7 +161,7 @@ pub fn gather(
 }
 
 fn preference_match(net: &Network, lead: &ValidLead, store: u32) -> f32 {
-    let pref = &net.store(store).preference;
+    let pref = net.store_preference(store);
     lead.interests.iter().map(|&(c, w)| w * pref[c]).sum()
 }
 
@@ -211,9 +211,13 @@ fn expand(
         .map(|r| r.map_or(u32::MAX - 1, |r| r.index() as u32));
     let mut contributing = 0;
     for &(s, _) in stores.iter() {
-        let st = net.store(s);
         let key = net.store_key(s);
-        let distance_km = location.map(|at| at.distance_km(&st.location) as f32);
+        let distance_km = location.map(|at| {
+            at.distance_km(&Location {
+                lat: f64::from(key.lat),
+                lon: f64::from(key.lon),
+            }) as f32
+        });
         let region_affinity = if key.chain[0] == lead_chain[0] {
             1.0
         } else if key.chain[1] == lead_chain[1] {
@@ -225,9 +229,9 @@ fn expand(
         };
         let preference = preference_match(net, lead, s);
         let before = out.len();
-        for g in st.guides.clone() {
-            let guide = net.guide(g);
-            if guide.status != GuideStatus::Active {
+        for g in key.guides.0..key.guides.1 {
+            let guide = net.guide_key(g);
+            if !guide.active {
                 continue;
             }
             tally.active_guides += 1;

@@ -16,7 +16,9 @@ pub use validate::{MAX_FUTURE_SKEW_MS, MAX_INTERESTS, ValidLead, validate};
 
 use crate::catalog::{GuideStatus, Network};
 use crate::clock::Clock;
-use crate::domain::{Alternative, Day, Decision, FieldError, Lead, Level, SplitMix64, Unrouted};
+use crate::domain::{
+    Alternative, Day, Decision, FieldError, Lead, Level, Reasons, SplitMix64, Unrouted,
+};
 use crate::policy::{Candidate, Policy, PolicyConfig, RouteContext};
 use crate::store::{Store, StoreError};
 use candidates::Scratch;
@@ -181,8 +183,8 @@ impl Engine {
         let guide = snap.network.guide(g);
         let day = self.today();
         Some(GuideLoad {
-            guide_id: guide.id.clone(),
-            store_id: snap.network.store(guide.store).id.clone(),
+            guide_id: guide.id.to_string(),
+            store_id: snap.network.store(guide.store).id.to_string(),
             day,
             used: snap.book.used(g, day),
             daily_capacity: guide.daily_capacity,
@@ -197,16 +199,17 @@ impl Engine {
 
     /// Routes one lead. Bad input is an error naming the field; a lead that cannot be placed is
     /// a decision without a guide, with the reason.
-    pub fn route(&self, lead: &Lead) -> Result<Decision, RouteError> {
+    pub fn route(&self, lead: &Lead) -> Result<Arc<Decision>, RouteError> {
         let snap = self.snapshot();
         let now = self.clock.now_ms();
         let valid = validate(&snap.network, lead, now)?;
 
         let stripe = &self.stripes[stripe_of(&lead.lead_id)];
         let _held = stripe.lock();
-        if let Some(mut d) = self.store.decision(&lead.lead_id)? {
+        if let Some(stored) = self.store.decision(&lead.lead_id)? {
+            let mut d = Decision::clone(&stored);
             d.replayed = true;
-            return Ok(d);
+            return Ok(Arc::new(d));
         }
         let day = business_day(now, self.cfg.time_zone);
         let keep = self.cfg.alternatives + 1;
@@ -247,10 +250,9 @@ impl Engine {
                         continue;
                     }
                     let raced = round > 0 || k > 0;
-                    let mut reasons = vec![level_reason(level).to_string()];
-                    reasons.extend(ranked.reasons.names().map(str::to_string));
+                    let mut reasons = Reasons::level(level).with(ranked.reasons);
                     if raced {
-                        reasons.push("CAPACITY_RACE".to_string());
+                        reasons = reasons.with(Reasons::CAPACITY_RACE);
                     }
                     let alternatives = ranking
                         .order
@@ -264,11 +266,11 @@ impl Engine {
                                 store_id: net.store(a.store).id.clone(),
                                 guide_id: net.guide(a.guide).id.clone(),
                                 score: r.score,
-                                reasons: r.reasons.names().map(str::to_string).collect(),
+                                reasons: r.reasons,
                             }
                         })
                         .collect();
-                    let d = Decision {
+                    let d = Arc::new(Decision {
                         decision_id: self.next_id(),
                         lead: lead.clone(),
                         assigned: Some((net.store(c.store).id.clone(), guide.id.clone())),
@@ -283,7 +285,7 @@ impl Engine {
                         decided_at_ms: now,
                         day,
                         replayed: false,
-                    };
+                    });
                     self.store.put_decision(&d, Some(used + 1))?;
                     slot.set(day, used + 1);
                     drop(slot);
@@ -296,7 +298,7 @@ impl Engine {
                 // Every ranked guide filled up under us for all rounds.
                 Gathered::Found(_) => Unrouted::AllAtCapacity,
             };
-            let d = Decision {
+            let d = Arc::new(Decision {
                 decision_id: self.next_id(),
                 lead: lead.clone(),
                 assigned: None,
@@ -304,14 +306,14 @@ impl Engine {
                 policy: snap.policy.name().to_string(),
                 policy_version: snap.policy.version().to_string(),
                 score: 0.0,
-                reasons: vec![why.as_str().to_string()],
+                reasons: Reasons::unrouted(why),
                 alternatives: Vec::new(),
                 propensity: 1.0,
                 level: None,
                 decided_at_ms: now,
                 day,
                 replayed: false,
-            };
+            });
             self.store.put_decision(&d, None)?;
             self.sync()?;
             Ok(d)
@@ -327,16 +329,6 @@ impl Engine {
 
     fn next_id(&self) -> String {
         format!("dec-{:016x}", self.seq.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
-fn level_reason(level: Level) -> &'static str {
-    match level {
-        Level::Radius => "LEVEL_RADIUS",
-        Level::District => "LEVEL_DISTRICT",
-        Level::City => "LEVEL_CITY",
-        Level::Province => "LEVEL_PROVINCE",
-        Level::Nationwide => "LEVEL_NATIONWIDE",
     }
 }
 

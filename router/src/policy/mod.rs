@@ -12,6 +12,7 @@ pub use round_robin::RoundRobin;
 pub use scored::{Scored, ScoredWeights};
 
 use crate::catalog::{Network, RegionId};
+pub use crate::domain::Reasons;
 use crate::domain::{Day, Level, SplitMix64};
 use serde::Deserialize;
 
@@ -54,50 +55,6 @@ pub struct RouteContext<'a> {
     pub day: Day,
     /// Seeded per lead: the same lead draws the same tie breaks.
     pub rng: SplitMix64,
-}
-
-/// Reason codes, as a set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Reasons(u32);
-
-impl Reasons {
-    pub const PREFERENCE_MATCH: Reasons = Reasons(1);
-    pub const NEARBY: Reasons = Reasons(1 << 1);
-    pub const SENIOR_GUIDE: Reasons = Reasons(1 << 2);
-    pub const LOAD_BALANCE: Reasons = Reasons(1 << 3);
-    pub const TIE_RANDOM: Reasons = Reasons(1 << 4);
-    pub const ROUND_ROBIN: Reasons = Reasons(1 << 5);
-    pub const NEAREST_STORE: Reasons = Reasons(1 << 6);
-    pub const LEAST_LOADED: Reasons = Reasons(1 << 7);
-    pub const CAPACITY_RACE: Reasons = Reasons(1 << 8);
-
-    const NAMES: [&'static str; 9] = [
-        "PREFERENCE_MATCH",
-        "NEARBY",
-        "SENIOR_GUIDE",
-        "LOAD_BALANCE",
-        "TIE_RANDOM",
-        "ROUND_ROBIN",
-        "NEAREST_STORE",
-        "LEAST_LOADED",
-        "CAPACITY_RACE",
-    ];
-
-    pub fn with(self, other: Reasons) -> Reasons {
-        Reasons(self.0 | other.0)
-    }
-
-    pub fn contains(self, other: Reasons) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    pub fn names(self) -> impl Iterator<Item = &'static str> {
-        Self::NAMES
-            .into_iter()
-            .enumerate()
-            .filter(move |(i, _)| self.0 & (1 << i) != 0)
-            .map(|(_, n)| n)
-    }
 }
 
 /// One ranked candidate.
@@ -203,14 +160,6 @@ mod tests {
         }
         let got: Vec<_> = t.into_sorted();
         assert_eq!(got, vec![(9, 2), (9, 4), (7, 5)]);
-    }
-
-    #[test]
-    fn reasons_set() {
-        let r = Reasons::NEARBY.with(Reasons::TIE_RANDOM);
-        assert!(r.contains(Reasons::NEARBY));
-        assert!(!r.contains(Reasons::LOAD_BALANCE));
-        assert_eq!(r.names().collect::<Vec<_>>(), vec!["NEARBY", "TIE_RANDOM"]);
     }
 
     #[test]

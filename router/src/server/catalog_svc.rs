@@ -34,7 +34,7 @@ pub fn status_to_pb(s: GuideStatus) -> pb::GuideStatus {
 fn store_to_pb(net: &Network, idx: u32) -> pb::Store {
     let s = net.store(idx);
     pb::Store {
-        store_id: s.id.clone(),
+        store_id: s.id.to_string(),
         name: s.name.clone(),
         region_code: net.store_region_code(idx),
         location: Some(pb::Location {
@@ -63,8 +63,8 @@ fn store_to_pb(net: &Network, idx: u32) -> pb::Store {
             .map(|g| {
                 let g = net.guide(g);
                 pb::Guide {
-                    guide_id: g.id.clone(),
-                    store_id: s.id.clone(),
+                    guide_id: g.id.to_string(),
+                    store_id: s.id.to_string(),
                     name: g.name.clone(),
                     daily_capacity: g.daily_capacity,
                     tier: u32::from(g.tier),

@@ -28,7 +28,7 @@ pub fn decode_decision(bytes: &[u8]) -> Result<Decision, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::domain::{Alternative, Channel, Interest, Lead, Level, Location};
+    use crate::domain::{Alternative, Channel, Interest, Lead, Level, Location, Reasons};
 
     pub(crate) fn sample_decision() -> Decision {
         Decision {
@@ -54,12 +54,12 @@ pub(crate) mod tests {
             policy: "scored".into(),
             policy_version: "1".into(),
             score: 0.75,
-            reasons: vec!["LEVEL_DISTRICT".into()],
+            reasons: Reasons::LEVEL_DISTRICT.with(Reasons::NEARBY),
             alternatives: vec![Alternative {
                 store_id: "S2".into(),
                 guide_id: "G2".into(),
                 score: 0.5,
-                reasons: vec![],
+                reasons: Reasons::LOAD_BALANCE,
             }],
             propensity: 1.0,
             level: Some(Level::District),

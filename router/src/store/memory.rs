@@ -3,6 +3,7 @@ use crate::catalog::NetworkSpec;
 use crate::domain::{Day, Decision};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Everything in memory: for tests and the simulator. Nothing survives the process.
 #[derive(Debug, Default)]
@@ -12,7 +13,7 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    decisions: HashMap<String, Decision>,
+    decisions: HashMap<String, Arc<Decision>>,
     counts: HashMap<(Day, String), u32>,
     network: Option<NetworkSpec>,
 }
@@ -24,11 +25,11 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn decision(&self, lead_id: &str) -> Result<Option<Decision>, StoreError> {
+    fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StoreError> {
         Ok(self.inner.lock().decisions.get(lead_id).cloned())
     }
 
-    fn put_decision(&self, d: &Decision, guide_count: Option<u32>) -> Result<(), StoreError> {
+    fn put_decision(&self, d: &Arc<Decision>, guide_count: Option<u32>) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
         if let (Some(n), Some(g)) = (guide_count, d.guide_id()) {
             inner.counts.insert((d.day, g.to_string()), n);

@@ -15,6 +15,7 @@ pub use sled_store::{SledConfig, SledStore};
 
 use crate::catalog::NetworkSpec;
 use crate::domain::{Day, Decision};
+use std::sync::Arc;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -30,11 +31,14 @@ pub enum StoreError {
 /// What the engine needs from storage.
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The decision stored for `lead_id`, if any.
-    fn decision(&self, lead_id: &str) -> Result<Option<Decision>, StoreError>;
+    fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StoreError>;
     /// Writes a decision and, when it assigned a guide, that guide's count for the decision's day,
     /// atomically.
-    fn put_decision(&self, decision: &Decision, guide_count: Option<u32>)
-    -> Result<(), StoreError>;
+    fn put_decision(
+        &self,
+        decision: &Arc<Decision>,
+        guide_count: Option<u32>,
+    ) -> Result<(), StoreError>;
     /// Every guide's count for one business day.
     fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StoreError>;
     /// The network last saved, if any.

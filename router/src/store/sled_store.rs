@@ -231,7 +231,7 @@ impl Drop for SledStore {
 }
 
 impl Store for SledStore {
-    fn decision(&self, lead_id: &str) -> Result<Option<Decision>, StoreError> {
+    fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StoreError> {
         let key = decision_key(lead_id);
         let queued = self.pending.lock().get(&key).cloned();
         let bytes = match queued {
@@ -240,18 +240,16 @@ impl Store for SledStore {
         };
         match bytes {
             None => Ok(None),
-            Some(bytes) => {
-                codec::decode_decision(&bytes)
-                    .map(Some)
-                    .map_err(|why| StoreError::Corrupt {
-                        key: String::from_utf8_lossy(&key).into_owned(),
-                        why,
-                    })
-            }
+            Some(bytes) => codec::decode_decision(&bytes)
+                .map(|d| Some(Arc::new(d)))
+                .map_err(|why| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    why,
+                }),
         }
     }
 
-    fn put_decision(&self, d: &Decision, guide_count: Option<u32>) -> Result<(), StoreError> {
+    fn put_decision(&self, d: &Arc<Decision>, guide_count: Option<u32>) -> Result<(), StoreError> {
         self.check_failed()?;
         let lead_key = decision_key(&d.lead.lead_id);
         let value = sled::IVec::from(codec::encode_decision(d));
@@ -334,7 +332,7 @@ mod tests {
     #[test]
     fn decisions_counts_and_network_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let d = sample_decision();
+        let d = Arc::new(sample_decision());
         {
             let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
             assert!(s.decision("L1").unwrap().is_none());
@@ -357,7 +355,7 @@ mod tests {
         let mut d = sample_decision();
         for n in 1..=2500u32 {
             d.lead.lead_id = format!("L{n}");
-            s.put_decision(&d, Some(n)).unwrap();
+            s.put_decision(&Arc::new(d.clone()), Some(n)).unwrap();
         }
         assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 2500)]);
         assert_eq!(s.decision_count().unwrap(), 2500);
@@ -366,7 +364,7 @@ mod tests {
     #[test]
     fn dropping_the_store_makes_queued_writes_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let d = sample_decision();
+        let d = Arc::new(sample_decision());
         {
             let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
             s.put_decision(&d, Some(1)).unwrap();
