@@ -64,12 +64,23 @@ impl Rig {
     }
 }
 
-fn latency_report(kind: &str, rig: &mut Rig, calls: usize) {
+/// Single-call latencies: back to back (`rate = None`, saturating both cores together with the
+/// store's background writer) or paced at `rate` routes per second (a busy brand's peak).
+fn latency_report(kind: &str, rig: &mut Rig, calls: usize, rate: Option<u32>) {
     let mut times = Vec::with_capacity(calls);
+    let gap = rate.map(|r| Duration::from_secs_f64(1.0 / f64::from(r)));
+    let mut next = Instant::now();
     let mut routed = 0usize;
     let mut levels = std::collections::BTreeMap::new();
     for _ in 0..calls {
         let lead = rig.next_lead();
+        if let Some(gap) = gap {
+            next += gap;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+        }
         let t = Instant::now();
         let d = rig.engine.route(&lead).unwrap();
         times.push(t.elapsed());
@@ -79,15 +90,16 @@ fn latency_report(kind: &str, rig: &mut Rig, calls: usize) {
             .or_insert(0usize) += 1;
     }
     times.sort();
+    let mode = rate.map_or("back-to-back".to_string(), |r| format!("paced {r}/s"));
     println!(
-        "route/{kind}/reference: p50 {:.2} µs  p99 {:.2} µs  p99.9 {:.2} µs  max {:.0} µs  ({calls} calls, {:.1}% routed)",
+        "route/{kind}/reference [{mode}]: p50 {:.2} µs  p99 {:.2} µs  p99.9 {:.2} µs  max {:.0} µs  ({calls} calls, {:.1}% routed)",
         micros(percentile(&times, 50.0)),
         micros(percentile(&times, 99.0)),
         micros(percentile(&times, 99.9)),
         micros(*times.last().unwrap_or(&Duration::ZERO)),
         100.0 * routed as f64 / calls as f64,
     );
-    println!("route/{kind}/reference: candidates found at {levels:?}");
+    println!("route/{kind}/reference [{mode}]: candidates found at {levels:?}");
 }
 
 fn bench_route(c: &mut Criterion) {
@@ -104,7 +116,8 @@ fn bench_route(c: &mut Criterion) {
             let lead = rig.next_lead();
             rig.engine.route(&lead).unwrap();
         }
-        latency_report(kind, &mut rig, 200_000);
+        latency_report(kind, &mut rig, 200_000, None);
+        latency_report(kind, &mut rig, 20_000, Some(5_000));
         group.bench_function(BenchmarkId::new("reference", kind), |b| {
             b.iter_custom(|iters| {
                 let leads: Vec<Lead> = (0..iters).map(|_| rig.next_lead()).collect();

@@ -1,11 +1,11 @@
 use super::{Store, StoreError, codec};
 use crate::catalog::NetworkSpec;
 use crate::domain::{Day, Decision};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,35 +33,71 @@ impl Default for SledConfig {
 /// Most records the writer puts in one atomic batch.
 const MAX_BATCH: usize = 1024;
 
-enum Msg {
-    Put {
-        lead_key: Vec<u8>,
-        value: sled::IVec,
-        count: Option<(Vec<u8>, u32)>,
-    },
-    /// Reply once everything queued before is applied and flushed.
-    Flush(SyncSender<Result<usize, String>>),
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let q = self.queue.lock();
+        f.debug_struct("Shared")
+            .field("queued", &q.puts.len())
+            .field("waiters", &q.waiters.len())
+            .field("closed", &q.closed)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+/// One queued decision.
+struct Put {
+    lead_key: Vec<u8>,
+    /// Encoded by the writer, off route()'s path.
+    decision: Arc<Decision>,
+    /// `i/…` key recording that the decision took a guide's capacity, when it did.
+    index_key: Option<Vec<u8>>,
+}
+
+type Waiter = SyncSender<Result<(), String>>;
+
+#[derive(Default)]
+struct Queue {
+    puts: Vec<Put>,
+    /// Replied to once everything queued before them is applied and flushed.
+    waiters: Vec<Waiter>,
+    closed: bool,
+}
+
+/// The queue between route() and the writer. Pushing takes an uncontended lock and no system
+/// call; the writer sleeps on a timer and is woken early only for a full batch or a flush.
+struct Shared {
+    queue: Mutex<Queue>,
+    wake_writer: Condvar,
+    space: Condvar,
+    capacity: usize,
 }
 
 /// sled, the embedded default. One `Db` per process; the directory is locked while open.
 ///
 /// Writes go through one writer thread (group commit): `put_decision` encodes the record and
 /// queues it, and the decision is visible to [`Store::decision`] at once. The writer applies
-/// queued records in order, many per atomic batch (a decision and its guide's count always in
-/// the same batch), and flushes to disk at least every `flush_every_ms`; [`Store::flush`] waits
-/// for everything queued before it, and concurrent flushes share one disk sync.
+/// queued records in order at least twice per `flush_every_ms` and flushes to disk at least every
+/// `flush_every_ms`; [`Store::flush`] waits for everything queued before it, and concurrent
+/// flushes share one disk sync. The queue holds at most `queue` records: past that,
+/// `put_decision` waits for the writer (back-pressure) rather than grow without bound.
 ///
 /// Keys in the `routes` tree: `d/<lead_id>` → decision record (protobuf);
-/// `c/<day i32 BE><guide_id>` → the guide's count that day (u32 BE). The `meta` tree holds the
-/// network (`network`, JSON).
+/// `i/<day i32 BE><guide_id length u8><guide_id><lead_id>` → empty, one per decision that took a
+/// guide's capacity. Counts are derived from the index, so there is no counter to drift: the
+/// index key is written before its decision, and [`Store::day_counts`] drops index keys whose
+/// decision never reached the disk, so counts after any crash equal the stored decisions.
+/// No sled batch or transaction is used on purpose: the first one switches every later sled read
+/// to a global lock that each batch holds exclusively, which stalls route()'s idempotency reads.
+/// The `meta` tree holds the network (`network`, JSON).
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
     routes: sled::Tree,
     meta: sled::Tree,
-    /// Decisions queued but not yet applied, by key.
-    pending: Arc<Mutex<HashMap<Vec<u8>, sled::IVec>>>,
-    tx: Mutex<Option<SyncSender<Msg>>>,
+    /// Decisions queued or being written, by key: visible to reads at once.
+    pending: Arc<Mutex<HashMap<Vec<u8>, Arc<Decision>>>>,
+    shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
     failed: Arc<Mutex<Option<String>>>,
 }
@@ -77,10 +113,19 @@ fn decision_key(lead_id: &str) -> Vec<u8> {
     k
 }
 
-fn count_prefix(day: Day) -> Vec<u8> {
-    let mut k = Vec::with_capacity(6 + 16);
-    k.extend_from_slice(b"c/");
+fn index_prefix(day: Day) -> Vec<u8> {
+    let mut k = Vec::with_capacity(6 + 48);
+    k.extend_from_slice(b"i/");
     k.extend_from_slice(&day.0.to_be_bytes());
+    k
+}
+
+fn index_key(day: Day, guide_id: &str, lead_id: &str) -> Vec<u8> {
+    let mut k = index_prefix(day);
+    // Ids are at most 128 bytes (checked on input), so the length fits a byte.
+    k.push(guide_id.len().min(255) as u8);
+    k.extend_from_slice(guide_id.as_bytes());
+    k.extend_from_slice(lead_id.as_bytes());
     k
 }
 
@@ -112,14 +157,24 @@ impl SledStore {
         let meta = db.open_tree("meta").map_err(backend)?;
         let pending = Arc::new(Mutex::new(HashMap::new()));
         let failed = Arc::new(Mutex::new(None));
-        let (tx, rx) = sync_channel(config.queue.max(1));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake_writer: Condvar::new(),
+            space: Condvar::new(),
+            capacity: config.queue.max(1),
+        });
         let writer = {
-            let (db, routes, pending, failed) =
-                (db.clone(), routes.clone(), pending.clone(), failed.clone());
+            let (db, routes, pending, failed, shared) = (
+                db.clone(),
+                routes.clone(),
+                pending.clone(),
+                failed.clone(),
+                shared.clone(),
+            );
             let every = Duration::from_millis(config.flush_every_ms.max(1));
             std::thread::Builder::new()
                 .name("leadrouter-sled-writer".into())
-                .spawn(move || writer_loop(rx, db, routes, pending, failed, every))
+                .spawn(move || writer_loop(&shared, &db, &routes, &pending, &failed, every))
                 .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?
         };
         Ok(Self {
@@ -127,7 +182,7 @@ impl SledStore {
             routes,
             meta,
             pending,
-            tx: Mutex::new(Some(tx)),
+            shared,
             writer: Mutex::new(Some(writer)),
             failed,
         })
@@ -140,73 +195,72 @@ impl SledStore {
         }
     }
 
-    fn send(&self, msg: Msg) -> Result<(), StoreError> {
-        let tx = self.tx.lock().clone();
-        match tx {
-            Some(tx) => tx
-                .send(msg)
-                .map_err(|_| StoreError::Backend("the writer has stopped".into())),
-            None => Err(StoreError::Backend("the store is closed".into())),
+    fn enqueue(&self, put: Put) -> Result<(), StoreError> {
+        let mut q = self.shared.queue.lock();
+        while q.puts.len() >= self.shared.capacity && !q.closed {
+            self.shared.wake_writer.notify_one();
+            self.shared.space.wait(&mut q);
         }
+        if q.closed {
+            return Err(StoreError::Backend("the store is closed".into()));
+        }
+        q.puts.push(put);
+        if q.puts.len() >= MAX_BATCH {
+            self.shared.wake_writer.notify_one();
+        }
+        Ok(())
     }
 }
 
 fn writer_loop(
-    rx: Receiver<Msg>,
-    db: sled::Db,
-    routes: sled::Tree,
-    pending: Arc<Mutex<HashMap<Vec<u8>, sled::IVec>>>,
-    failed: Arc<Mutex<Option<String>>>,
+    shared: &Shared,
+    db: &sled::Db,
+    routes: &sled::Tree,
+    pending: &Mutex<HashMap<Vec<u8>, Arc<Decision>>>,
+    failed: &Mutex<Option<String>>,
     every: Duration,
 ) {
     let mut last_flush = Instant::now();
     let mut dirty = false;
     loop {
-        let first = match rx.recv_timeout(every) {
-            Ok(m) => Some(m),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        let (puts, waiters, closed) = {
+            let mut q = shared.queue.lock();
+            if q.puts.len() < MAX_BATCH && q.waiters.is_empty() && !q.closed {
+                // Apply at least twice per flush interval, so a decision is on disk within it.
+                shared.wake_writer.wait_for(&mut q, every / 2);
+            }
+            (
+                std::mem::take(&mut q.puts),
+                std::mem::take(&mut q.waiters),
+                q.closed,
+            )
         };
-        let mut batch = sled::Batch::default();
-        let mut keys = Vec::new();
-        let mut waiters = Vec::new();
-        let mut next = first;
-        while let Some(msg) = next {
-            match msg {
-                Msg::Put {
-                    lead_key,
-                    value,
-                    count,
-                } => {
-                    batch.insert(lead_key.clone(), value);
-                    if let Some((k, n)) = count {
-                        batch.insert(k, &n.to_be_bytes());
-                    }
-                    keys.push(lead_key);
+        shared.space.notify_all();
+        for chunk in puts.chunks(MAX_BATCH) {
+            let written = chunk.iter().try_for_each(|p| {
+                // Index first: a crash between the two leaves an index key without its
+                // decision, which day_counts() removes.
+                if let Some(k) = &p.index_key {
+                    routes.insert(k.as_slice(), &[])?;
                 }
-                Msg::Flush(reply) => waiters.push(reply),
-            }
-            if keys.len() >= MAX_BATCH {
-                break;
-            }
-            next = rx.try_recv().ok();
-        }
-        if !keys.is_empty() {
-            if let Err(e) = routes.apply_batch(batch) {
+                routes.insert(p.lead_key.as_slice(), codec::encode_decision(&p.decision))?;
+                Ok::<(), sled::Error>(())
+            });
+            if let Err(e) = written {
                 tracing::error!(error = %e, "writing decisions failed");
                 *failed.lock() = Some(e.to_string());
-            } else {
-                let mut p = pending.lock();
-                for k in &keys {
-                    p.remove(k);
-                }
-                dirty = true;
+                break;
             }
+            let mut p = pending.lock();
+            for put in chunk {
+                p.remove(&put.lead_key);
+            }
+            dirty = true;
         }
-        if !waiters.is_empty() || (dirty && last_flush.elapsed() >= every) {
+        if !waiters.is_empty() || closed || (dirty && last_flush.elapsed() >= every) {
             let result = match &*failed.lock() {
                 Some(e) => Err(e.clone()),
-                None => db.flush().map_err(|e| e.to_string()),
+                None => db.flush().map(|_| ()).map_err(|e| e.to_string()),
             };
             last_flush = Instant::now();
             dirty = false;
@@ -214,16 +268,17 @@ fn writer_loop(
                 let _ = w.send(result.clone());
             }
         }
-    }
-    // Closing: everything queued has been applied above; make it durable.
-    if let Err(e) = db.flush() {
-        tracing::error!(error = %e, "final flush failed");
+        if closed && shared.queue.lock().puts.is_empty() {
+            break;
+        }
     }
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        self.tx.lock().take();
+        self.shared.queue.lock().closed = true;
+        self.shared.wake_writer.notify_one();
+        self.shared.space.notify_all();
         if let Some(w) = self.writer.lock().take() {
             let _ = w.join();
         }
@@ -233,12 +288,10 @@ impl Drop for SledStore {
 impl Store for SledStore {
     fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StoreError> {
         let key = decision_key(lead_id);
-        let queued = self.pending.lock().get(&key).cloned();
-        let bytes = match queued {
-            Some(v) => Some(v),
-            None => self.routes.get(&key).map_err(backend)?,
-        };
-        match bytes {
+        if let Some(d) = self.pending.lock().get(&key) {
+            return Ok(Some(d.clone()));
+        }
+        match self.routes.get(&key).map_err(backend)? {
             None => Ok(None),
             Some(bytes) => codec::decode_decision(&bytes)
                 .map(|d| Some(Arc::new(d)))
@@ -252,20 +305,15 @@ impl Store for SledStore {
     fn put_decision(&self, d: &Arc<Decision>, guide_count: Option<u32>) -> Result<(), StoreError> {
         self.check_failed()?;
         let lead_key = decision_key(&d.lead.lead_id);
-        let value = sled::IVec::from(codec::encode_decision(d));
-        let count = match (guide_count, d.guide_id()) {
-            (Some(n), Some(g)) => {
-                let mut k = count_prefix(d.day);
-                k.extend_from_slice(g.as_bytes());
-                Some((k, n))
-            }
+        let index_key = match (guide_count, d.guide_id()) {
+            (Some(_), Some(g)) => Some(index_key(d.day, g, &d.lead.lead_id)),
             _ => None,
         };
-        self.pending.lock().insert(lead_key.clone(), value.clone());
-        self.send(Msg::Put {
+        self.pending.lock().insert(lead_key.clone(), d.clone());
+        self.enqueue(Put {
             lead_key: lead_key.clone(),
-            value,
-            count,
+            decision: d.clone(),
+            index_key,
         })
         .inspect_err(|_| {
             self.pending.lock().remove(&lead_key);
@@ -274,17 +322,43 @@ impl Store for SledStore {
 
     fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StoreError> {
         self.flush()?;
-        let prefix = count_prefix(day);
-        let mut out = Vec::new();
+        let prefix = index_prefix(day);
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        let mut orphans = Vec::new();
         for kv in self.routes.scan_prefix(&prefix) {
-            let (k, v) = kv.map_err(backend)?;
-            let guide = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let n: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                key: format!("c/{day}/{guide}"),
-                why: format!("count has {} bytes, expected 4", v.len()),
-            })?;
-            out.push((guide, u32::from_be_bytes(n)));
+            let (k, _) = kv.map_err(backend)?;
+            let rest = &k[prefix.len()..];
+            let corrupt = || StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                why: "index key is truncated".into(),
+            };
+            let (&len, rest) = rest.split_first().ok_or_else(corrupt)?;
+            if rest.len() < usize::from(len) {
+                return Err(corrupt());
+            }
+            let (guide, lead) = rest.split_at(usize::from(len));
+            let mut dkey = b"d/".to_vec();
+            dkey.extend_from_slice(lead);
+            if self.routes.contains_key(&dkey).map_err(backend)? {
+                *counts
+                    .entry(String::from_utf8_lossy(guide).into_owned())
+                    .or_default() += 1;
+            } else {
+                orphans.push(k);
+            }
         }
+        if !orphans.is_empty() {
+            tracing::warn!(
+                count = orphans.len(),
+                "removing capacity index entries whose decision was lost in a crash"
+            );
+            for k in orphans {
+                self.routes.remove(k).map_err(backend)?;
+            }
+            self.db.flush().map_err(backend)?;
+        }
+        let mut out: Vec<(String, u32)> = counts.into_iter().collect();
+        out.sort();
         Ok(out)
     }
 
@@ -311,7 +385,14 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<usize, StoreError> {
         let (reply, answer) = sync_channel(1);
-        self.send(Msg::Flush(reply))?;
+        {
+            let mut q = self.shared.queue.lock();
+            if q.closed {
+                return Err(StoreError::Backend("the store is closed".into()));
+            }
+            q.waiters.push(reply);
+        }
+        self.shared.wake_writer.notify_one();
         let result = answer
             .recv()
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
@@ -343,13 +424,13 @@ mod tests {
         }
         let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
         assert_eq!(s.decision("L1").unwrap().unwrap(), d);
-        assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 3)]);
+        assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 1)]);
         assert!(s.day_counts(Day(d.day.0 + 1)).unwrap().is_empty());
         assert_eq!(s.decision_count().unwrap(), 1);
     }
 
     #[test]
-    fn the_last_count_of_a_guide_wins_within_and_across_batches() {
+    fn counts_follow_stored_decisions_and_orphaned_index_keys_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
         let mut d = sample_decision();
@@ -359,6 +440,19 @@ mod tests {
         }
         assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 2500)]);
         assert_eq!(s.decision_count().unwrap(), 2500);
+        // A crash between the index key and its decision leaves an orphan: it is not counted.
+        s.routes
+            .insert(index_key(d.day, "G1", "lost"), &[])
+            .unwrap();
+        s.routes
+            .insert(index_key(d.day, "G2", "lost-too"), &[])
+            .unwrap();
+        assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 2500)]);
+        assert!(
+            !s.routes
+                .contains_key(index_key(d.day, "G1", "lost"))
+                .unwrap()
+        );
     }
 
     #[test]
