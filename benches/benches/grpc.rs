@@ -1,1 +1,164 @@
-fn main() {}
+//! `Route` over gRPC against an empty unary RPC (`Ping`) on the same server, with the same client
+//! and concurrency, printed as a throughput ratio; then criterion's per-call time for both.
+//! The server runs the production setup: sled store, reference network (10,000 stores, 60,000
+//! guides), the default `scored` policy, on its own runtime; the client shares the machine.
+//!
+//! `cargo bench -p leadrouter-benches --bench grpc`
+//! (`LEADROUTER_BENCH_CONCURRENCY` sets the in-flight calls, default 32.)
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use leadrouter::clock::SystemClock;
+use leadrouter::engine::{Engine, EngineConfig};
+use leadrouter::store::{SledConfig, SledStore};
+use leadrouter::wire;
+use leadrouter_benches::{lead_templates, reference_network};
+use leadrouter_proto::v1 as pb;
+use leadrouter_proto::v1::lead_router_client::LeadRouterClient;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+struct Rig {
+    client_rt: tokio::runtime::Runtime,
+    _server_rt: tokio::runtime::Runtime,
+    channel: Channel,
+    templates: Arc<Vec<pb::RouteRequest>>,
+    next: Arc<AtomicU64>,
+    concurrency: usize,
+    _dir: tempfile::TempDir,
+}
+
+fn now_ts() -> prost_types::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: 0,
+    }
+}
+
+impl Rig {
+    fn new() -> Self {
+        let net = reference_network();
+        let templates: Vec<pb::RouteRequest> = lead_templates(&net, 20_000, 11)
+            .iter()
+            .map(wire::lead_to_pb)
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+        let engine = Arc::new(
+            Engine::new(net, store, Arc::new(SystemClock), EngineConfig::default()).unwrap(),
+        );
+        let server_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr: SocketAddr = server_rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(leadrouter::server::run(
+                listener,
+                engine,
+                std::future::pending::<()>(),
+            ));
+            addr
+        });
+        let client_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let channel = client_rt.block_on(async {
+            Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        });
+        let concurrency = std::env::var("LEADROUTER_BENCH_CONCURRENCY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(32);
+        Self {
+            client_rt,
+            _server_rt: server_rt,
+            channel,
+            templates: Arc::new(templates),
+            next: Arc::new(AtomicU64::new(0)),
+            concurrency,
+            _dir: dir,
+        }
+    }
+
+    /// Runs `calls` calls of one kind with `concurrency` in flight; returns the elapsed time.
+    fn run(&self, route: bool, calls: u64) -> Duration {
+        let per_task = calls.div_ceil(self.concurrency as u64);
+        self.client_rt.block_on(async {
+            let start = Instant::now();
+            let mut tasks = Vec::with_capacity(self.concurrency);
+            for _ in 0..self.concurrency {
+                let mut client = LeadRouterClient::new(self.channel.clone());
+                let (templates, next) = (self.templates.clone(), self.next.clone());
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        if route {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            let mut req = templates[(n % templates.len() as u64) as usize].clone();
+                            req.lead_id = format!("g{n}");
+                            req.occurred_at = Some(now_ts());
+                            client.route(req).await.expect("route");
+                        } else {
+                            client.ping(pb::PingRequest {}).await.expect("ping");
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            start.elapsed()
+        })
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench_grpc(c: &mut Criterion) {
+    let rig = Rig::new();
+    // Warm up both paths.
+    rig.run(false, 5_000);
+    rig.run(true, 5_000);
+    // Alternate rounds so both see the same machine state; compare medians.
+    let calls = 20_000;
+    let (mut ping, mut route) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        ping.push(calls as f64 / rig.run(false, calls).as_secs_f64());
+        route.push(calls as f64 / rig.run(true, calls).as_secs_f64());
+    }
+    let (p, r) = (median(ping), median(route));
+    println!(
+        "grpc/throughput (concurrency {}): Ping {:.0} calls/s, Route {:.0} calls/s, Route/Ping = {:.2}",
+        rig.concurrency,
+        p,
+        r,
+        r / p
+    );
+
+    let mut group = c.benchmark_group("grpc");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4));
+    group.bench_function("ping", |b| b.iter_custom(|iters| rig.run(false, iters)));
+    group.bench_function("route", |b| b.iter_custom(|iters| rig.run(true, iters)));
+    group.finish();
+}
+
+criterion_group!(benches, bench_grpc);
+criterion_main!(benches);

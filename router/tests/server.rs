@@ -464,6 +464,30 @@ async fn health_reflection_metrics_and_catalog() {
     server.stop().await;
 }
 
+/// Guards against replies held back by Nagle's algorithm and the client's delayed ACK (40 ms on
+/// Linux): the server sets TCP_NODELAY. Forty sequential calls take about 40 ms without the
+/// stall and over 1.6 s with it; the bound leaves a wide margin either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_routes_are_not_held_back_by_delayed_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), demo()).await;
+    let mut client = server.router().await;
+    client.route(request("warm", "440106")).await.unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..40 {
+        client
+            .route(request(&format!("seq-{i}"), "440106"))
+            .await
+            .unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_millis(800),
+        "40 routes took {elapsed:?}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_restart_keeps_decisions_and_counts() {
     let dir = tempfile::tempdir().unwrap();

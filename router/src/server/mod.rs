@@ -8,6 +8,7 @@ mod router_svc;
 mod status;
 
 use crate::engine::Engine;
+use axum::serve::ListenerExt;
 use leadrouter_proto::v1::catalog_server::CatalogServer;
 use leadrouter_proto::v1::lead_router_server::LeadRouterServer;
 use std::future::Future;
@@ -74,6 +75,13 @@ pub async fn run(
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
+    // Without TCP_NODELAY a reply written in several segments waits for the peer's delayed ACK
+    // (40 ms on Linux) before its last segment goes out.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
