@@ -18,7 +18,7 @@
 //! radius_km = 0                   # search this radius first when the lead has coordinates
 //! max_level = "nationwide"        # district | city | province | nationwide
 //! alternatives = 5
-//! seed = 491069478                # tie-break draws
+//! seed = 514662438                # tie-break draws
 //!
 //! [policy]
 //! name = "scored"                 # scored | nearest | round_robin
@@ -239,6 +239,15 @@ mod tests {
         c.apply_env(&env).unwrap();
         assert_eq!(c.listen, "127.0.0.1:1");
         assert_eq!(c.policy, PolicyConfig::RoundRobin);
+    }
+
+    #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let text = include_str!("../../ops/leadrouter.toml");
+        assert_eq!(
+            Config::from_toml(text, "ops/leadrouter.toml").unwrap(),
+            Config::default()
+        );
     }
 
     #[test]

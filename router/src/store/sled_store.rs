@@ -231,11 +231,15 @@ fn writer_loop(
                 // Apply at least twice per flush interval, so a decision is on disk within it.
                 shared.wake_writer.wait_for(&mut q, every / 2);
             }
-            (
-                std::mem::take(&mut q.puts),
-                std::mem::take(&mut q.waiters),
-                q.closed,
-            )
+            // One chunk per cycle, so a producer blocked on a full queue waits for one chunk,
+            // not for the whole queue; a flush takes everything queued before it.
+            let waiters = std::mem::take(&mut q.waiters);
+            let n = if waiters.is_empty() && !q.closed {
+                q.puts.len().min(MAX_BATCH)
+            } else {
+                q.puts.len()
+            };
+            (q.puts.drain(..n).collect::<Vec<_>>(), waiters, q.closed)
         };
         shared.space.notify_all();
         for chunk in puts.chunks(MAX_BATCH) {
