@@ -36,6 +36,10 @@ pub fn choose_network(
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let engine_cfg = config.engine()?;
     let sled_cfg = config.sled()?;
+    // Bind first: a bad address is reported before anything is created on disk.
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
     let store = Arc::new(
         SledStore::open(&config.data_dir, &sled_cfg)
             .with_context(|| format!("opening data directory {}", config.data_dir.display()))?,
@@ -55,9 +59,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         engine_cfg,
     )?);
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     // One line on stdout that scripts and tests wait for.
     println!("leadrouter listening on {addr}");

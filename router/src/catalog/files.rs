@@ -26,7 +26,7 @@ pub const PREFERENCE_FILE: &str = "preference.csv";
 /// A network file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
