@@ -4,12 +4,14 @@
 //! guides), the default `scored` policy, on its own runtime; the client shares the machine.
 //!
 //! `cargo bench -p leadrouter-benches --bench grpc`
-//! (`LEADROUTER_BENCH_CONCURRENCY` sets the in-flight calls, default 32.)
+//! (`LEADROUTER_BENCH_CONCURRENCY` sets the in-flight calls, default 32;
+//! `LEADROUTER_BENCH_STORES=sled,memory` also runs the ratio over the in-memory store, which
+//! separates the storage's share of Route's cost from the rest.)
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use leadrouter::clock::SystemClock;
 use leadrouter::engine::{Engine, EngineConfig};
-use leadrouter::store::{SledConfig, SledStore};
+use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
 use leadrouter::wire;
 use leadrouter_benches::{lead_templates, reference_network};
 use leadrouter_proto::v1 as pb;
@@ -41,14 +43,17 @@ fn now_ts() -> prost_types::Timestamp {
 }
 
 impl Rig {
-    fn new() -> Self {
+    fn new(kind: &str) -> Self {
         let net = reference_network();
         let templates: Vec<pb::RouteRequest> = lead_templates(&net, 20_000, 11)
             .iter()
             .map(wire::lead_to_pb)
             .collect();
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+        let store: Arc<dyn Store> = match kind {
+            "memory" => Arc::new(MemoryStore::new()),
+            _ => Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap()),
+        };
         let engine = Arc::new(
             Engine::new(net, store, Arc::new(SystemClock), EngineConfig::default()).unwrap(),
         );
@@ -130,8 +135,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn bench_grpc(c: &mut Criterion) {
-    let rig = Rig::new();
+fn ratio(kind: &str) {
+    let rig = Rig::new(kind);
     // Warm up both paths.
     rig.run(false, 5_000);
     rig.run(true, 5_000);
@@ -144,12 +149,21 @@ fn bench_grpc(c: &mut Criterion) {
     }
     let (p, r) = (median(ping), median(route));
     println!(
-        "grpc/throughput (concurrency {}): Ping {:.0} calls/s, Route {:.0} calls/s, Route/Ping = {:.2}",
+        "grpc/throughput/{kind} (concurrency {}): Ping {:.0} calls/s, Route {:.0} calls/s, Route/Ping = {:.2}",
         rig.concurrency,
         p,
         r,
         r / p
     );
+}
+
+fn bench_grpc(c: &mut Criterion) {
+    let kinds = std::env::var("LEADROUTER_BENCH_STORES").unwrap_or_else(|_| "sled".into());
+    for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        ratio(kind);
+    }
+    let rig = Rig::new("sled");
+    rig.run(true, 5_000);
 
     let mut group = c.benchmark_group("grpc");
     group

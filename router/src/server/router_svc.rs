@@ -1,5 +1,6 @@
 use super::metrics::{REJECTED, ROUTE_DURATION, ROUTES, field_label};
 use super::status;
+use crate::domain::{Channel, Unrouted};
 use crate::engine::{Engine, RouteError};
 use crate::wire;
 use leadrouter_proto::v1::{
@@ -9,14 +10,77 @@ use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
 
-#[derive(Debug, Clone)]
+/// Outcomes counted per channel: routed, replayed, and unrouted by reason.
+const OUTCOMES: [(&str, &str); 5] = [
+    ("routed", ""),
+    ("replayed", ""),
+    ("unrouted", "NO_CANDIDATE"),
+    ("unrouted", "ALL_AT_CAPACITY"),
+    ("unrouted", "NO_ACTIVE_GUIDE"),
+];
+
+fn outcome_index(replayed: bool, unrouted: Option<Unrouted>) -> usize {
+    match (replayed, unrouted) {
+        (true, _) => 1,
+        (false, None) => 0,
+        (false, Some(Unrouted::NoCandidate)) => 2,
+        (false, Some(Unrouted::AllAtCapacity)) => 3,
+        (false, Some(Unrouted::NoActiveGuide)) => 4,
+    }
+}
+
+/// Metric handles built once: no label allocation or registry lookup per call, and every
+/// series is exported (at 0) from the start.
+#[derive(Clone)]
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    /// Indexed by `channel * OUTCOMES.len() + outcome`.
+    routes: Arc<Vec<metrics::Counter>>,
+}
+
+impl RouteMetrics {
+    fn new(policy: &'static str) -> Self {
+        let mut routes = Vec::with_capacity(Channel::ALL.len() * OUTCOMES.len());
+        for channel in Channel::ALL {
+            for (outcome, reason) in OUTCOMES {
+                routes.push(metrics::counter!(
+                    ROUTES,
+                    "policy" => policy,
+                    "channel" => channel.as_str(),
+                    "outcome" => outcome,
+                    "reason" => reason
+                ));
+            }
+        }
+        Self {
+            duration: metrics::histogram!(ROUTE_DURATION, "policy" => policy),
+            routes: Arc::new(routes),
+        }
+    }
+
+    fn count(&self, channel: Channel, replayed: bool, unrouted: Option<Unrouted>) {
+        let c = Channel::ALL.iter().position(|&x| x == channel).unwrap_or(0);
+        self.routes[c * OUTCOMES.len() + outcome_index(replayed, unrouted)].increment(1);
+    }
+}
+
+#[derive(Clone)]
 pub struct RouterSvc {
     engine: Arc<Engine>,
+    metrics: RouteMetrics,
+}
+
+impl std::fmt::Debug for RouterSvc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterSvc").finish_non_exhaustive()
+    }
 }
 
 impl RouterSvc {
+    /// Call after the metrics recorder is installed ([`super::metrics::handle`]).
     pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+        let metrics = RouteMetrics::new(engine.snapshot().policy.name());
+        Self { engine, metrics }
     }
 }
 
@@ -37,18 +101,12 @@ impl LeadRouter for RouterSvc {
         let started = Instant::now();
         let result = if self.engine.config().sync_decisions {
             let engine = self.engine.clone();
-            tokio::task::spawn_blocking(move || {
-                let d = engine.route(&lead);
-                (d, lead)
-            })
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .0
+            tokio::task::spawn_blocking(move || engine.route(&lead))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
         } else {
             self.engine.route(&lead)
         };
-        let elapsed = started.elapsed().as_secs_f64();
-        let policy = self.engine.snapshot().policy.name();
         let decision = match result {
             Ok(d) => d,
             Err(RouteError::Invalid(f)) => {
@@ -57,20 +115,11 @@ impl LeadRouter for RouterSvc {
             }
             Err(e) => return Err(status::route(&e)),
         };
-        metrics::histogram!(ROUTE_DURATION, "policy" => policy).record(elapsed);
-        let (outcome, reason) = match (decision.replayed, decision.unrouted) {
-            (true, _) => ("replayed", ""),
-            (false, None) => ("routed", ""),
-            (false, Some(why)) => ("unrouted", why.as_str()),
-        };
-        metrics::counter!(
-            ROUTES,
-            "policy" => policy,
-            "channel" => decision.lead.channel.as_str(),
-            "outcome" => outcome,
-            "reason" => reason
-        )
-        .increment(1);
+        self.metrics
+            .duration
+            .record(started.elapsed().as_secs_f64());
+        self.metrics
+            .count(decision.lead.channel, decision.replayed, decision.unrouted);
         Ok(Response::new(wire::decision_to_pb(&decision)))
     }
 
