@@ -37,14 +37,7 @@ async fn loads(url: &str, guides: impl Iterator<Item = String>) -> HashMap<Strin
         .unwrap();
     let mut out = HashMap::new();
     for g in guides {
-        let l = c
-            .get_guide_load(pb::GetGuideLoadRequest {
-                guide_id: g.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        out.insert(g, l.used);
+        out.insert(g.clone(), guide_load(&mut c, &g).await.used);
     }
     out
 }

@@ -45,13 +45,7 @@ async fn routes_replays_and_reports_load() {
     assert!(!r.business_day.is_empty());
 
     let mut catalog = server.catalog().await;
-    let load = catalog
-        .get_guide_load(pb::GetGuideLoadRequest {
-            guide_id: r.guide_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let load = guide_load(&mut catalog, &r.guide_id).await;
     assert_eq!(load.used, 1);
     assert_eq!(load.store_id, r.store_id);
     assert_eq!(load.business_day, r.business_day);
@@ -60,13 +54,7 @@ async fn routes_replays_and_reports_load() {
     assert!(again.replayed);
     assert_eq!(again.decision_id, r.decision_id);
     assert_eq!(again.guide_id, r.guide_id);
-    let load = catalog
-        .get_guide_load(pb::GetGuideLoadRequest {
-            guide_id: r.guide_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let load = guide_load(&mut catalog, &r.guide_id).await;
     assert_eq!(load.used, 1, "a replay consumes nothing");
 
     let e = catalog
@@ -124,11 +112,7 @@ async fn capacity_holds_under_hundreds_of_concurrent_calls() {
         let id = format!("G{i}");
         let n = per_guide.get(&id).copied().unwrap_or(0);
         assert_eq!(n, *cap, "{id} took {n} of {cap}");
-        let load = catalog
-            .get_guide_load(pb::GetGuideLoadRequest { guide_id: id })
-            .await
-            .unwrap()
-            .into_inner();
+        let load = guide_load(&mut catalog, &id).await;
         assert_eq!(load.used, *cap);
     }
     // Unrouted leads are counted by reason.

@@ -156,6 +156,20 @@ pub fn request(lead_id: &str, region: &str) -> pb::RouteRequest {
     }
 }
 
+/// One guide's load today, through the Catalog service.
+pub async fn guide_load(
+    catalog: &mut pb::catalog_client::CatalogClient<tonic::transport::Channel>,
+    guide_id: &str,
+) -> pb::GuideLoad {
+    catalog
+        .get_guide_load(pb::GetGuideLoadRequest {
+            guide_id: guide_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// GET over plain HTTP/1.1; returns (status line, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
