@@ -477,3 +477,91 @@ proptest! {
         concurrent_run(&caps, &leads, threads);
     }
 }
+
+#[test]
+fn radius_search_comes_first_when_the_lead_has_coordinates() {
+    // S1 is ~1 km and S2 ~2.4 km from the lead; S3 (越秀) ~7 km.
+    let cfg = EngineConfig {
+        candidates: CandidateConfig {
+            radius_km: 5.0,
+            min_stores: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = engine_with(
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(T0)),
+        cfg,
+    );
+    let near = Lead {
+        location: Some(Location {
+            lat: 23.125,
+            lon: 113.34,
+        }),
+        ..lead("L1", "440104", &[])
+    };
+    let d = e.route(&near).unwrap();
+    assert_eq!(d.level, Some(Level::Radius));
+    assert!(d.reasons.contains(Reasons::LEVEL_RADIUS));
+    let stores: Vec<&str> = std::iter::once(&*d.assigned.as_ref().unwrap().0)
+        .chain(d.alternatives.iter().map(|a| &*a.store_id))
+        .collect();
+    assert!(
+        stores.iter().all(|s| *s == "S1" || *s == "S2"),
+        "{stores:?}"
+    );
+    // Far from every store: the radius finds nothing and the region walk takes over.
+    let far = Lead {
+        location: Some(Location {
+            lat: 23.40,
+            lon: 113.60,
+        }),
+        ..lead("L2", "440104", &[])
+    };
+    assert_ne!(e.route(&far).unwrap().level, Some(Level::Radius));
+}
+
+#[test]
+fn the_configured_policy_decides_and_is_recorded() {
+    for (policy, name) in [
+        (PolicyConfig::Nearest, "nearest"),
+        (PolicyConfig::RoundRobin, "round_robin"),
+        (PolicyConfig::default(), "scored"),
+    ] {
+        let cfg = EngineConfig {
+            policy,
+            ..Default::default()
+        };
+        let e = engine_with(
+            Arc::new(MemoryStore::new()),
+            Arc::new(ManualClock::new(T0)),
+            cfg,
+        );
+        let d = e.route(&lead("L1", "440106", &["shoes"])).unwrap();
+        assert_eq!(d.policy, name);
+        assert!(d.assigned.is_some());
+        let again = e.route(&lead("L1", "440106", &["shoes"])).unwrap();
+        assert_eq!(again.policy, name);
+    }
+    // Round robin takes turns among the area's guides.
+    let cfg = EngineConfig {
+        policy: PolicyConfig::RoundRobin,
+        ..Default::default()
+    };
+    let e = engine_with(
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(T0)),
+        cfg,
+    );
+    let picks: std::collections::HashSet<String> = (0..3)
+        .map(|i| {
+            e.route(&lead(&format!("L{i}"), "440106", &["shoes"]))
+                .unwrap()
+                .guide_id()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(picks.len(), 3, "three leads went to {picks:?}");
+}
