@@ -6,7 +6,8 @@
 //! `cargo bench -p leadrouter-benches --bench grpc`
 //! (`LEADROUTER_BENCH_CONCURRENCY` sets the in-flight calls, default 32;
 //! `LEADROUTER_BENCH_STORES=sled,memory` also runs the ratio over the in-memory store, which
-//! separates the storage's share of Route's cost from the rest.)
+//! separates the storage's share of Route's cost from the rest;
+//! `LEADROUTER_BENCH_ALTERNATIVES=N` sends `max_alternatives = N`, default: all alternatives.)
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use leadrouter::clock::SystemClock;
@@ -29,6 +30,7 @@ struct Rig {
     templates: Arc<Vec<pb::RouteRequest>>,
     next: Arc<AtomicU64>,
     concurrency: usize,
+    max_alternatives: Option<u32>,
     _dir: tempfile::TempDir,
 }
 
@@ -95,6 +97,9 @@ impl Rig {
             templates: Arc::new(templates),
             next: Arc::new(AtomicU64::new(0)),
             concurrency,
+            max_alternatives: std::env::var("LEADROUTER_BENCH_ALTERNATIVES")
+                .ok()
+                .and_then(|v| v.parse().ok()),
             _dir: dir,
         }
     }
@@ -108,6 +113,7 @@ impl Rig {
             for _ in 0..self.concurrency {
                 let mut client = LeadRouterClient::new(self.channel.clone());
                 let (templates, next) = (self.templates.clone(), self.next.clone());
+                let max_alternatives = self.max_alternatives;
                 tasks.push(tokio::spawn(async move {
                     for _ in 0..per_task {
                         if route {
@@ -115,6 +121,7 @@ impl Rig {
                             let mut req = templates[(n % templates.len() as u64) as usize].clone();
                             req.lead_id = format!("g{n}");
                             req.occurred_at = Some(now_ts());
+                            req.max_alternatives = max_alternatives;
                             client.route(req).await.expect("route");
                         } else {
                             client.ping(pb::PingRequest {}).await.expect("ping");
@@ -149,8 +156,10 @@ fn ratio(kind: &str) {
     }
     let (p, r) = (median(ping), median(route));
     println!(
-        "grpc/throughput/{kind} (concurrency {}): Ping {:.0} calls/s, Route {:.0} calls/s, Route/Ping = {:.2}",
+        "grpc/throughput/{kind} (concurrency {}, alternatives {}): Ping {:.0} calls/s, Route {:.0} calls/s, Route/Ping = {:.2}",
         rig.concurrency,
+        rig.max_alternatives
+            .map_or("all".to_string(), |n| n.to_string()),
         p,
         r,
         r / p

@@ -122,6 +122,7 @@ pub fn lead_to_pb(l: &Lead) -> pb::RouteRequest {
             .collect(),
         referrer_guide_id: l.referrer_guide_id.clone(),
         occurred_at: Some(ms_to_timestamp(l.occurred_at_ms)),
+        max_alternatives: None,
     }
 }
 
@@ -144,6 +145,11 @@ fn unrouted_from_pb(v: i32) -> Option<Unrouted> {
 }
 
 pub fn decision_to_pb(d: &Decision) -> pb::RouteResponse {
+    decision_to_pb_with(d, usize::MAX)
+}
+
+/// As [`decision_to_pb`] with at most `max_alternatives` alternatives.
+pub fn decision_to_pb_with(d: &Decision, max_alternatives: usize) -> pb::RouteResponse {
     let (store_id, guide_id) = d
         .assigned
         .as_ref()
@@ -161,6 +167,7 @@ pub fn decision_to_pb(d: &Decision) -> pb::RouteResponse {
         alternatives: d
             .alternatives
             .iter()
+            .take(max_alternatives)
             .map(|a| pb::Alternative {
                 store_id: a.store_id.to_string(),
                 guide_id: a.guide_id.to_string(),

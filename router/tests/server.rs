@@ -448,6 +448,41 @@ async fn health_reflection_metrics_and_catalog() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_carry_as_many_alternatives_as_asked_and_the_decision_keeps_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), demo()).await;
+    let mut client = server.router().await;
+    let none = client
+        .route(pb::RouteRequest {
+            max_alternatives: Some(0),
+            ..request("alt-1", "440106")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!none.guide_id.is_empty());
+    assert!(none.alternatives.is_empty());
+    let two = client
+        .route(pb::RouteRequest {
+            max_alternatives: Some(2),
+            ..request("alt-2", "440106")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(two.alternatives.len(), 2);
+    // The replay without a limit shows every alternative the decision recorded.
+    let all = client
+        .route(request("alt-1", "440106"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(all.replayed);
+    assert_eq!(all.alternatives.len(), 5);
+    server.stop().await;
+}
+
 /// Guards against replies held back by Nagle's algorithm and the client's delayed ACK (40 ms on
 /// Linux): the server sets TCP_NODELAY. Forty sequential calls take about 40 ms without the
 /// stall and over 1.6 s with it; the bound leaves a wide margin either way.

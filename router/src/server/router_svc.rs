@@ -94,7 +94,9 @@ impl LeadRouter for RouterSvc {
         &self,
         request: Request<RouteRequest>,
     ) -> Result<Response<RouteResponse>, Status> {
-        let lead = wire::lead_from_pb(request.into_inner()).map_err(|e| {
+        let request = request.into_inner();
+        let max_alternatives = request.max_alternatives;
+        let lead = wire::lead_from_pb(request).map_err(|e| {
             rejected(&e.field);
             status::invalid(&e)
         })?;
@@ -120,7 +122,8 @@ impl LeadRouter for RouterSvc {
             .record(started.elapsed().as_secs_f64());
         self.metrics
             .count(decision.lead.channel, decision.replayed, decision.unrouted);
-        Ok(Response::new(wire::decision_to_pb(&decision)))
+        let limit = max_alternatives.map_or(usize::MAX, |n| n as usize);
+        Ok(Response::new(wire::decision_to_pb_with(&decision, limit)))
     }
 
     async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {

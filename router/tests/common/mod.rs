@@ -153,6 +153,7 @@ pub fn request(lead_id: &str, region: &str) -> pb::RouteRequest {
         interests: vec![],
         referrer_guide_id: None,
         occurred_at: Some(now_ts()),
+        max_alternatives: None,
     }
 }
 
