@@ -512,9 +512,6 @@ impl Network {
     pub fn regions(&self) -> &RegionTree {
         &self.regions
     }
-    pub fn regions_arc(&self) -> &Arc<RegionTree> {
-        &self.regions
-    }
     pub fn spec(&self) -> &NetworkSpec {
         &self.spec
     }

@@ -1,10 +1,11 @@
 //! Storage behind the [`Store`] trait: [`SledStore`] is the embedded default, [`MemoryStore`]
 //! serves tests and the simulator.
 //!
-//! Guarantees (DESIGN §6): a decision and its guide's count for the day are written in one atomic
-//! batch, so after any crash counts agree with decisions. Routing decisions become durable within
-//! the configured flush interval (sled's `flush_every_ms`, default 100 ms), or before the reply when
-//! the engine is configured to flush synchronously.
+//! Guarantees (DESIGN §6): a stored decision is visible to [`Store::decision`] as soon as
+//! [`Store::put_decision`] returns; it becomes durable within the configured flush interval
+//! (`flush_every_ms`, default 100 ms), or before the reply when the engine flushes synchronously.
+//! After any crash, [`Store::day_counts`] agrees with the decisions that survived (sled derives the
+//! counts from an index written with each decision; see [`SledStore`]).
 
 mod codec;
 mod memory;
@@ -32,8 +33,9 @@ pub enum StoreError {
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The decision stored for `lead_id`, if any.
     fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StoreError>;
-    /// Writes a decision and, when it assigned a guide, that guide's count for the decision's day,
-    /// atomically.
+    /// Stores a decision. `guide_count` is set when the decision took a guide's capacity: that
+    /// guide's count for the decision's day including this decision (a store may keep it, or
+    /// derive counts from its decisions as sled does).
     fn put_decision(
         &self,
         decision: &Arc<Decision>,
