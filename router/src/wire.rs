@@ -61,7 +61,11 @@ pub fn timestamp_to_ms(field: &str, t: &Timestamp) -> Result<i64, FieldError> {
             ),
         ));
     }
-    Ok(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+    Ok(unchecked_ms(t))
+}
+
+fn unchecked_ms(t: &Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
 }
 
 pub fn ms_to_timestamp(ms: i64) -> Timestamp {
@@ -213,9 +217,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
             .collect(),
         propensity: r.propensity,
         level: Level::parse(&r.candidate_level),
-        decided_at_ms: r
-            .decided_at
-            .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
+        decided_at_ms: r.decided_at.map_or(0, |t| unchecked_ms(&t)),
         day,
         replayed: r.replayed,
     }

@@ -83,176 +83,188 @@ struct Tally {
     active_guides: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn gather(
-    net: &Network,
-    book: &CapacityBook,
-    lead: &ValidLead,
-    location: Option<&Location>,
-    day: Day,
-    cfg: &CandidateConfig,
-    max_level: Level,
-    scratch: &mut Scratch,
-    out: &mut Vec<Candidate>,
-) -> Gathered {
-    let mut tally = Tally {
-        eligible_stores: 0,
-        active_guides: 0,
-    };
-    let eligible = |s: u32| {
-        let k = net.store_key(s);
-        k.open && (lead.interest_mask == 0 || k.categories & lead.interest_mask != 0)
-    };
-    if let (Some(at), true) = (location, cfg.radius_km > 0.0) {
-        let mut near = std::mem::take(&mut scratch.near);
-        net.stores_within(at, cfg.radius_km, &mut near);
-        scratch.stores.clear();
-        scratch.stores.extend(
-            near.iter()
-                .filter(|&&(s, _)| eligible(s))
-                .map(|&(s, d)| (s, d as f32)),
-        );
-        scratch.near = near;
-        let n = expand(
-            net, book, lead, location, day, cfg, scratch, out, &mut tally,
-        );
-        if n >= cfg.min_stores {
-            return Gathered::Found(Level::Radius);
+/// What one lead's scan reads.
+#[derive(Debug)]
+pub struct Scan<'a> {
+    pub net: &'a Network,
+    pub book: &'a CapacityBook,
+    pub lead: &'a ValidLead,
+    pub location: Option<&'a Location>,
+    pub day: Day,
+    pub cfg: &'a CandidateConfig,
+    pub max_level: Level,
+}
+
+impl Scan<'_> {
+    /// Writes the candidates into `out` and says where they came from, or why there are none.
+    pub fn gather(&self, scratch: &mut Scratch, out: &mut Vec<Candidate>) -> Gathered {
+        let Scan {
+            net,
+            lead,
+            location,
+            cfg,
+            max_level,
+            ..
+        } = *self;
+        // The lead's district, city and province ids, as store keys hold them.
+        let lead_chain = net
+            .regions()
+            .chain(lead.region)
+            .map(|r| r.map_or(u32::MAX - 1, |r| r.index() as u32));
+        let mut tally = Tally {
+            eligible_stores: 0,
+            active_guides: 0,
+        };
+        let eligible = |s: u32| {
+            let k = net.store_key(s);
+            k.open && (lead.interest_mask == 0 || k.categories & lead.interest_mask != 0)
+        };
+        if let (Some(at), true) = (location, cfg.radius_km > 0.0) {
+            let mut near = std::mem::take(&mut scratch.near);
+            net.stores_within(at, cfg.radius_km, &mut near);
+            scratch.stores.clear();
+            scratch.stores.extend(
+                near.iter()
+                    .filter(|&&(s, _)| eligible(s))
+                    .map(|&(s, d)| (s, d as f32)),
+            );
+            scratch.near = near;
+            if self.expand(&lead_chain, scratch, out, &mut tally) >= cfg.min_stores {
+                return Gathered::Found(Level::Radius);
+            }
+        }
+        let regions = net.regions();
+        let chain = regions.chain(lead.region);
+        let levels: [(Level, Option<RegionId>); 4] = [
+            (Level::District, chain[0]),
+            (Level::City, chain[1]),
+            (Level::Province, chain[2]),
+            (Level::Nationwide, Some(regions.root())),
+        ];
+        // The lowest level that reached the final number of stores: going up without adding a
+        // store does not change where the candidates came from.
+        let (mut last, mut best) = (None, 0);
+        for (level, node) in levels {
+            if level > max_level {
+                break;
+            }
+            let Some(node) = node else { continue };
+            scratch.stores.clear();
+            scratch.stores.extend(
+                net.stores_in(node)
+                    .filter(|&s| eligible(s))
+                    .map(|s| (s, 0.0)),
+            );
+            let n = self.expand(&lead_chain, scratch, out, &mut tally);
+            if n > best {
+                (last, best) = (Some(level), n);
+            }
+            if n >= cfg.min_stores {
+                break;
+            }
+        }
+        match last {
+            Some(level) => Gathered::Found(level),
+            None if tally.eligible_stores == 0 => Gathered::None(Unrouted::NoCandidate),
+            None if tally.active_guides == 0 => Gathered::None(Unrouted::NoActiveGuide),
+            None => Gathered::None(Unrouted::AllAtCapacity),
         }
     }
-    let regions = net.regions();
-    let chain = regions.chain(lead.region);
-    let levels: [(Level, Option<RegionId>); 4] = [
-        (Level::District, chain[0]),
-        (Level::City, chain[1]),
-        (Level::Province, chain[2]),
-        (Level::Nationwide, Some(regions.root())),
-    ];
-    // The lowest level that reached the final number of stores: going up without adding a
-    // store does not change where the candidates came from.
-    let (mut last, mut best) = (None, 0);
-    for (level, node) in levels {
-        if level > max_level {
-            break;
+
+    /// Takes the eligible stores in `scratch.stores`, keeps the best `max_stores` (the nearest,
+    /// or without coordinates the best preference match), and writes their guides with capacity
+    /// left into `out`. Returns how many stores contributed a guide.
+    fn expand(
+        &self,
+        lead_chain: &[u32; 3],
+        scratch: &mut Scratch,
+        out: &mut Vec<Candidate>,
+        tally: &mut Tally,
+    ) -> usize {
+        let Scan {
+            net,
+            book,
+            lead,
+            location,
+            day,
+            cfg,
+            ..
+        } = *self;
+        out.clear();
+        let stores = &mut scratch.stores;
+        tally.eligible_stores = tally.eligible_stores.max(stores.len());
+        if stores.len() > cfg.max_stores {
+            match location {
+                // Planar distance (equirectangular, squared) ranks nearby stores as well as the
+                // great circle does, for a fraction of the cost.
+                Some(at) => {
+                    let (lat0, lon0) = (at.lat as f32, at.lon as f32);
+                    let k = (at.lat.to_radians().cos() as f32).max(0.01);
+                    for e in stores.iter_mut() {
+                        let key = net.store_key(e.0);
+                        let (dy, dx) = (key.lat - lat0, (key.lon - lon0) * k);
+                        e.1 = dx * dx + dy * dy;
+                    }
+                }
+                None => {
+                    for e in stores.iter_mut() {
+                        e.1 = -preference_match(net, lead, e.0);
+                    }
+                }
+            }
+            stores.select_nth_unstable_by(cfg.max_stores - 1, |a, b| a.1.total_cmp(&b.1));
+            stores.truncate(cfg.max_stores);
         }
-        let Some(node) = node else { continue };
-        scratch.stores.clear();
-        scratch.stores.extend(
-            net.stores_in(node)
-                .filter(|&s| eligible(s))
-                .map(|s| (s, 0.0)),
-        );
-        let n = expand(
-            net, book, lead, location, day, cfg, scratch, out, &mut tally,
-        );
-        if n > best {
-            (last, best) = (Some(level), n);
+        let mut contributing = 0;
+        for &(s, _) in stores.iter() {
+            let key = net.store_key(s);
+            let distance_km = location.map(|at| {
+                at.distance_km(&Location {
+                    lat: f64::from(key.lat),
+                    lon: f64::from(key.lon),
+                }) as f32
+            });
+            let region_affinity = if key.chain[0] == lead_chain[0] {
+                1.0
+            } else if key.chain[1] == lead_chain[1] {
+                0.5
+            } else if key.chain[2] == lead_chain[2] {
+                0.25
+            } else {
+                0.0
+            };
+            let preference = preference_match(net, lead, s);
+            let before = out.len();
+            for g in key.guides.0..key.guides.1 {
+                let guide = net.guide_key(g);
+                if !guide.active {
+                    continue;
+                }
+                tally.active_guides += 1;
+                let used = book.used(g, day);
+                if used >= guide.daily_capacity {
+                    continue;
+                }
+                out.push(Candidate {
+                    store: s,
+                    guide: g,
+                    distance_km,
+                    region_affinity,
+                    preference,
+                    used,
+                    capacity: guide.daily_capacity,
+                    tier: guide.tier,
+                });
+            }
+            if out.len() > before {
+                contributing += 1;
+            }
         }
-        if n >= cfg.min_stores {
-            break;
-        }
-    }
-    match last {
-        Some(level) => Gathered::Found(level),
-        None if tally.eligible_stores == 0 => Gathered::None(Unrouted::NoCandidate),
-        None if tally.active_guides == 0 => Gathered::None(Unrouted::NoActiveGuide),
-        None => Gathered::None(Unrouted::AllAtCapacity),
+        contributing
     }
 }
 
 fn preference_match(net: &Network, lead: &ValidLead, store: u32) -> f32 {
     let pref = net.store_preference(store);
     lead.interests.iter().map(|&(c, w)| w * pref[c]).sum()
-}
-
-/// Takes the eligible stores in `scratch.stores`, keeps the best `max_stores` (the nearest, or
-/// without coordinates the best preference match), and writes their guides with capacity left
-/// into `out`. Returns how many stores contributed a guide.
-#[allow(clippy::too_many_arguments)]
-fn expand(
-    net: &Network,
-    book: &CapacityBook,
-    lead: &ValidLead,
-    location: Option<&Location>,
-    day: Day,
-    cfg: &CandidateConfig,
-    scratch: &mut Scratch,
-    out: &mut Vec<Candidate>,
-    tally: &mut Tally,
-) -> usize {
-    out.clear();
-    let stores = &mut scratch.stores;
-    tally.eligible_stores = tally.eligible_stores.max(stores.len());
-    if stores.len() > cfg.max_stores {
-        match location {
-            // Planar distance (equirectangular, squared) ranks nearby stores as well as the
-            // great circle does, for a fraction of the cost.
-            Some(at) => {
-                let (lat0, lon0) = (at.lat as f32, at.lon as f32);
-                let k = (at.lat.to_radians().cos() as f32).max(0.01);
-                for e in stores.iter_mut() {
-                    let key = net.store_key(e.0);
-                    let (dy, dx) = (key.lat - lat0, (key.lon - lon0) * k);
-                    e.1 = dx * dx + dy * dy;
-                }
-            }
-            None => {
-                for e in stores.iter_mut() {
-                    e.1 = -preference_match(net, lead, e.0);
-                }
-            }
-        }
-        stores.select_nth_unstable_by(cfg.max_stores - 1, |a, b| a.1.total_cmp(&b.1));
-        stores.truncate(cfg.max_stores);
-    }
-    let lead_chain = net
-        .regions()
-        .chain(lead.region)
-        .map(|r| r.map_or(u32::MAX - 1, |r| r.index() as u32));
-    let mut contributing = 0;
-    for &(s, _) in stores.iter() {
-        let key = net.store_key(s);
-        let distance_km = location.map(|at| {
-            at.distance_km(&Location {
-                lat: f64::from(key.lat),
-                lon: f64::from(key.lon),
-            }) as f32
-        });
-        let region_affinity = if key.chain[0] == lead_chain[0] {
-            1.0
-        } else if key.chain[1] == lead_chain[1] {
-            0.5
-        } else if key.chain[2] == lead_chain[2] {
-            0.25
-        } else {
-            0.0
-        };
-        let preference = preference_match(net, lead, s);
-        let before = out.len();
-        for g in key.guides.0..key.guides.1 {
-            let guide = net.guide_key(g);
-            if !guide.active {
-                continue;
-            }
-            tally.active_guides += 1;
-            let used = book.used(g, day);
-            if used >= guide.daily_capacity {
-                continue;
-            }
-            out.push(Candidate {
-                store: s,
-                guide: g,
-                distance_km,
-                region_affinity,
-                preference,
-                used,
-                capacity: guide.daily_capacity,
-                tier: guide.tier,
-            });
-        }
-        if out.len() > before {
-            contributing += 1;
-        }
-    }
-    contributing
 }

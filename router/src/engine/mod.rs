@@ -214,22 +214,21 @@ impl Engine {
         let day = business_day(now, self.cfg.time_zone);
         let keep = self.cfg.alternatives + 1;
         let net = &snap.network;
+        let scan = candidates::Scan {
+            net,
+            book: &snap.book,
+            lead: &valid,
+            location: lead.location.as_ref(),
+            day,
+            cfg: &self.cfg.candidates,
+            max_level: self.max_level,
+        };
         SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let (scratch, cands) = &mut *guard;
             let mut gathered = Gathered::None(Unrouted::NoCandidate);
             for round in 0..ROUNDS {
-                gathered = candidates::gather(
-                    net,
-                    &snap.book,
-                    &valid,
-                    lead.location.as_ref(),
-                    day,
-                    &self.cfg.candidates,
-                    self.max_level,
-                    scratch,
-                    cands,
-                );
+                gathered = scan.gather(scratch, cands);
                 let Gathered::Found(level) = gathered else {
                     break;
                 };
@@ -243,10 +242,9 @@ impl Engine {
                 let ranking = snap.policy.rank(&mut ctx, cands, keep);
                 for (k, ranked) in ranking.order.iter().enumerate() {
                     let c = cands[ranked.idx];
-                    let guide = net.guide(c.guide);
                     let mut slot = snap.book.lock(c.guide);
                     let used = slot.used_on(day);
-                    if used >= guide.daily_capacity {
+                    if used >= c.capacity {
                         continue;
                     }
                     let raced = round > 0 || k > 0;
@@ -271,20 +269,16 @@ impl Engine {
                         })
                         .collect();
                     let d = Arc::new(Decision {
-                        decision_id: self.next_id(),
-                        lead: lead.clone(),
-                        assigned: Some((net.store(c.store).id.clone(), guide.id.clone())),
-                        unrouted: None,
-                        policy: snap.policy.name().to_string(),
-                        policy_version: snap.policy.version().to_string(),
+                        assigned: Some((
+                            net.store(c.store).id.clone(),
+                            net.guide(c.guide).id.clone(),
+                        )),
                         score: ranked.score,
                         reasons,
                         alternatives,
                         propensity: if raced { 1.0 } else { ranking.propensity },
                         level: Some(level),
-                        decided_at_ms: now,
-                        day,
-                        replayed: false,
+                        ..self.blank_decision(&snap, lead, now, day)
                     });
                     self.store.put_decision(&d, Some(used + 1))?;
                     slot.set(day, used + 1);
@@ -299,25 +293,34 @@ impl Engine {
                 Gathered::Found(_) => Unrouted::AllAtCapacity,
             };
             let d = Arc::new(Decision {
-                decision_id: self.next_id(),
-                lead: lead.clone(),
-                assigned: None,
                 unrouted: Some(why),
-                policy: snap.policy.name().to_string(),
-                policy_version: snap.policy.version().to_string(),
-                score: 0.0,
                 reasons: Reasons::unrouted(why),
-                alternatives: Vec::new(),
-                propensity: 1.0,
-                level: None,
-                decided_at_ms: now,
-                day,
-                replayed: false,
+                ..self.blank_decision(&snap, lead, now, day)
             });
             self.store.put_decision(&d, None)?;
             self.sync()?;
             Ok(d)
         })
+    }
+
+    /// A new decision for `lead` by the policy in service, not yet routed or explained.
+    fn blank_decision(&self, snap: &Snapshot, lead: &Lead, now: i64, day: Day) -> Decision {
+        Decision {
+            decision_id: self.next_id(),
+            lead: lead.clone(),
+            assigned: None,
+            unrouted: None,
+            policy: snap.policy.name().to_string(),
+            policy_version: snap.policy.version().to_string(),
+            score: 0.0,
+            reasons: Reasons::default(),
+            alternatives: Vec::new(),
+            propensity: 1.0,
+            level: None,
+            decided_at_ms: now,
+            day,
+            replayed: false,
+        }
     }
 
     fn sync(&self) -> Result<(), StoreError> {

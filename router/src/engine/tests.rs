@@ -111,6 +111,15 @@ fn engine_with(store: Arc<dyn Store>, clock: Arc<ManualClock>, cfg: EngineConfig
     Engine::new(small_network(), store, clock, cfg).unwrap()
 }
 
+/// The small network over memory, at T0, with `cfg`.
+fn engine_cfg(cfg: EngineConfig) -> Engine {
+    engine_with(
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(T0)),
+        cfg,
+    )
+}
+
 fn engine() -> (Engine, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
     (
@@ -198,11 +207,7 @@ fn unrouted_reasons() {
         },
         ..Default::default()
     };
-    let e = engine_with(
-        Arc::new(MemoryStore::new()),
-        Arc::new(ManualClock::new(T0)),
-        cfg,
-    );
+    let e = engine_cfg(cfg);
     let d = e.route(&lead("L2", "440106", &["hats"])).unwrap();
     assert_eq!(d.unrouted, Some(Unrouted::NoCandidate));
     // Unrouted decisions are stored and replayed too.
@@ -489,11 +494,7 @@ fn radius_search_comes_first_when_the_lead_has_coordinates() {
         },
         ..Default::default()
     };
-    let e = engine_with(
-        Arc::new(MemoryStore::new()),
-        Arc::new(ManualClock::new(T0)),
-        cfg,
-    );
+    let e = engine_cfg(cfg);
     let near = Lead {
         location: Some(Location {
             lat: 23.125,
@@ -533,11 +534,7 @@ fn the_configured_policy_decides_and_is_recorded() {
             policy,
             ..Default::default()
         };
-        let e = engine_with(
-            Arc::new(MemoryStore::new()),
-            Arc::new(ManualClock::new(T0)),
-            cfg,
-        );
+        let e = engine_cfg(cfg);
         let d = e.route(&lead("L1", "440106", &["shoes"])).unwrap();
         assert_eq!(d.policy, name);
         assert!(d.assigned.is_some());
@@ -549,11 +546,7 @@ fn the_configured_policy_decides_and_is_recorded() {
         policy: PolicyConfig::RoundRobin,
         ..Default::default()
     };
-    let e = engine_with(
-        Arc::new(MemoryStore::new()),
-        Arc::new(ManualClock::new(T0)),
-        cfg,
-    );
+    let e = engine_cfg(cfg);
     let picks: std::collections::HashSet<String> = (0..3)
         .map(|i| {
             e.route(&lead(&format!("L{i}"), "440106", &["shoes"]))

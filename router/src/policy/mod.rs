@@ -143,6 +143,50 @@ impl<K: Ord + Copy> TopK<K> {
     }
 }
 
+/// The ranking every built-in scoring policy shares: candidates ordered by `key` (greater is
+/// better); among equal keys a uniform random draw from `ctx.rng` decides, never the candidates'
+/// order; the first entry gets `TIE_RANDOM` and a propensity of 1/k when k candidates tied for it.
+/// `describe` turns a kept entry's key into its reported score and reasons.
+pub(crate) fn rank_by<K: Ord + Copy>(
+    ctx: &mut RouteContext<'_>,
+    candidates: &[Candidate],
+    keep: usize,
+    mut key: impl FnMut(&Candidate) -> K,
+    describe: impl Fn(usize, K) -> (f64, Reasons),
+) -> Ranking {
+    let mut top = TopK::new(keep);
+    let (mut best, mut ties) = (None, 0u32);
+    for (i, c) in candidates.iter().enumerate() {
+        let k = key(c);
+        match best.map(|b| k.cmp(&b)) {
+            None | Some(std::cmp::Ordering::Greater) => (best, ties) = (Some(k), 1),
+            Some(std::cmp::Ordering::Equal) => ties += 1,
+            Some(std::cmp::Ordering::Less) => {}
+        }
+        top.push((k, ctx.rng.next_u64()), i);
+    }
+    let order = top
+        .into_sorted()
+        .into_iter()
+        .enumerate()
+        .map(|(rank, ((k, _), idx))| {
+            let (score, mut reasons) = describe(idx, k);
+            if rank == 0 && ties > 1 && Some(k) == best {
+                reasons = reasons.with(Reasons::TIE_RANDOM);
+            }
+            Ranked {
+                idx,
+                score,
+                reasons,
+            }
+        })
+        .collect();
+    Ranking {
+        order,
+        propensity: 1.0 / f64::from(ties.max(1)),
+    }
+}
+
 /// Scores compare equal when they agree to 1e-9: float noise must not act as a hidden tie break.
 pub(crate) fn quantize(score: f64) -> i64 {
     (score * 1e9).round() as i64

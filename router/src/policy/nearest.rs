@@ -1,4 +1,4 @@
-use super::{Candidate, Policy, Ranked, Ranking, Reasons, RouteContext, TopK, quantize};
+use super::{Candidate, Policy, Ranking, Reasons, RouteContext, quantize, rank_by};
 
 /// The nearest open store, and in it the least-loaded guide. Without coordinates "nearest" means
 /// the closest region (same district before same city before same province). Equal distances and
@@ -23,37 +23,13 @@ impl Policy for Nearest {
     }
 
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
-        let mut top = TopK::new(keep);
-        let (mut best, mut ties) = ((i64::MIN, i64::MIN), 0u32);
-        for (i, c) in candidates.iter().enumerate() {
-            let key = (quantize(nearness(c)), -quantize(c.load()));
-            match key.cmp(&best) {
-                std::cmp::Ordering::Greater => (best, ties) = (key, 1),
-                std::cmp::Ordering::Equal => ties += 1,
-                std::cmp::Ordering::Less => {}
-            }
-            top.push((key, ctx.rng.next_u64()), i);
-        }
-        let order = top
-            .into_sorted()
-            .into_iter()
-            .enumerate()
-            .map(|(rank, ((key, _), idx))| {
-                let mut reasons = Reasons::NEAREST_STORE.with(Reasons::LEAST_LOADED);
-                if rank == 0 && ties > 1 && key == best {
-                    reasons = reasons.with(Reasons::TIE_RANDOM);
-                }
-                Ranked {
-                    idx,
-                    score: key.0 as f64 / 1e9,
-                    reasons,
-                }
-            })
-            .collect();
-        Ranking {
-            order,
-            propensity: 1.0 / f64::from(ties.max(1)),
-        }
+        let key = |c: &Candidate| (quantize(nearness(c)), -quantize(c.load()));
+        rank_by(ctx, candidates, keep, key, |_, (near, _)| {
+            (
+                near as f64 / 1e9,
+                Reasons::NEAREST_STORE.with(Reasons::LEAST_LOADED),
+            )
+        })
     }
 }
 

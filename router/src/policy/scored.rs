@@ -1,4 +1,4 @@
-use super::{Candidate, Policy, Ranked, Ranking, Reasons, RouteContext, TopK, quantize};
+use super::{Candidate, Policy, Ranking, Reasons, RouteContext, quantize, rank_by};
 use serde::Deserialize;
 
 /// Weights of the `scored` policy. The score is
@@ -112,11 +112,9 @@ impl Policy for Scored {
     }
 
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
-        let mut top = TopK::new(keep);
-        let (mut best, mut ties) = (i64::MIN, 0u32);
         // Guides of one store come together with the same distance: exp() once per store.
         let mut cached: Option<(Option<f32>, f32, f64)> = None;
-        for (i, c) in candidates.iter().enumerate() {
+        let key = |c: &Candidate| {
             let near = match cached {
                 Some((d, a, near)) if d == c.distance_km && a == c.region_affinity => near,
                 _ => {
@@ -125,40 +123,15 @@ impl Policy for Scored {
                     near
                 }
             };
-            let s: f64 = self.terms_with(c, near).iter().sum();
-            let q = quantize(s);
-            match q.cmp(&best) {
-                std::cmp::Ordering::Greater => (best, ties) = (q, 1),
-                std::cmp::Ordering::Equal => ties += 1,
-                std::cmp::Ordering::Less => {}
-            }
-            // Among equal scores the random key decides: a uniform draw, never id order.
-            top.push((q, ctx.rng.next_u64()), i);
-        }
-        let order = top
-            .into_sorted()
-            .into_iter()
-            .enumerate()
-            .map(|(rank, ((q, _), idx))| {
-                let terms = self.terms(&candidates[idx]);
-                let main = (0..4)
-                    .max_by(|&a, &b| terms[a].total_cmp(&terms[b]))
-                    .unwrap_or(0);
-                let mut reasons = TERM_REASONS[main];
-                if rank == 0 && ties > 1 && q == best {
-                    reasons = reasons.with(Reasons::TIE_RANDOM);
-                }
-                Ranked {
-                    idx,
-                    score: q as f64 / 1e9,
-                    reasons,
-                }
-            })
-            .collect();
-        Ranking {
-            order,
-            propensity: 1.0 / f64::from(ties.max(1)),
-        }
+            quantize(self.terms_with(c, near).iter().sum())
+        };
+        rank_by(ctx, candidates, keep, key, |idx, q| {
+            let terms = self.terms(&candidates[idx]);
+            let main = (0..4)
+                .max_by(|&a, &b| terms[a].total_cmp(&terms[b]))
+                .unwrap_or(0);
+            (q as f64 / 1e9, TERM_REASONS[main])
+        })
     }
 }
 

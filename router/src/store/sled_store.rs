@@ -106,10 +106,10 @@ fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn decision_key(lead_id: &str) -> Vec<u8> {
+fn decision_key(lead_id: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + lead_id.len());
     k.extend_from_slice(b"d/");
-    k.extend_from_slice(lead_id.as_bytes());
+    k.extend_from_slice(lead_id);
     k
 }
 
@@ -142,7 +142,9 @@ impl SledStore {
             .cache_capacity(config.cache_capacity)
             // 25% less CPU per decision than the default LowSpace here, for more disk.
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(config.flush_every_ms.max(1)))
+            // The writer below flushes on this store's interval; sled's own flusher would only
+            // flush the same data a second time.
+            .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(ref io)
@@ -293,7 +295,7 @@ impl Drop for SledStore {
 
 impl Store for SledStore {
     fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StoreError> {
-        let key = decision_key(lead_id);
+        let key = decision_key(lead_id.as_bytes());
         if let Some(d) = self.pending.lock().get(&key) {
             return Ok(Some(d.clone()));
         }
@@ -310,7 +312,7 @@ impl Store for SledStore {
 
     fn put_decision(&self, d: &Arc<Decision>, guide_count: Option<u32>) -> Result<(), StoreError> {
         self.check_failed()?;
-        let lead_key = decision_key(&d.lead.lead_id);
+        let lead_key = decision_key(d.lead.lead_id.as_bytes());
         let index_key = match (guide_count, d.guide_id()) {
             (Some(_), Some(g)) => Some(index_key(d.day, g, &d.lead.lead_id)),
             _ => None,
@@ -343,9 +345,11 @@ impl Store for SledStore {
                 return Err(corrupt());
             }
             let (guide, lead) = rest.split_at(usize::from(len));
-            let mut dkey = b"d/".to_vec();
-            dkey.extend_from_slice(lead);
-            if self.routes.contains_key(&dkey).map_err(backend)? {
+            if self
+                .routes
+                .contains_key(decision_key(lead))
+                .map_err(backend)?
+            {
                 *counts
                     .entry(String::from_utf8_lossy(guide).into_owned())
                     .or_default() += 1;
