@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod attribution;
 pub mod catalog;
 pub mod clock;
 pub mod config;

@@ -2,6 +2,7 @@
 
 mod reasons;
 mod rng;
+pub mod trail;
 mod validation;
 
 pub use reasons::Reasons;

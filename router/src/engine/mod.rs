@@ -346,4 +346,4 @@ pub fn business_day(ms: i64, tz: chrono_tz::Tz) -> Day {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

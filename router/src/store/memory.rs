@@ -1,8 +1,9 @@
-use super::{Store, StoreError};
+use super::{Store, StoreError, TrailKey};
 use crate::catalog::NetworkSpec;
+use crate::domain::trail::TrailEvent;
 use crate::domain::{Day, Decision};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Everything in memory: for tests and the simulator. Nothing survives the process.
@@ -16,6 +17,8 @@ struct Inner {
     decisions: HashMap<String, Arc<Decision>>,
     counts: HashMap<(Day, String), u32>,
     network: Option<NetworkSpec>,
+    trails: BTreeMap<(String, u64), TrailEvent>,
+    trail_keys: HashMap<(u8, String), (String, u64)>,
 }
 
 impl MemoryStore {
@@ -64,5 +67,75 @@ impl Store for MemoryStore {
 
     fn decision_count(&self) -> Result<u64, StoreError> {
         Ok(self.inner.lock().decisions.len() as u64)
+    }
+
+    fn trail_head(&self, member_id: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let inner = self.inner.lock();
+        let last = inner
+            .trails
+            .range((member_id.to_string(), 0)..=(member_id.to_string(), u64::MAX))
+            .next_back();
+        Ok(last.map(|(_, e)| (e.seq, e.hash.clone())))
+    }
+
+    fn trail_from(
+        &self,
+        member_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StoreError> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .trails
+            .range((member_id.to_string(), from_seq)..=(member_id.to_string(), u64::MAX))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn trail_before(
+        &self,
+        member_id: &str,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StoreError> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .trails
+            .range((member_id.to_string(), 0)..(member_id.to_string(), before_seq))
+            .rev()
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn trail_event(&self, key: TrailKey<'_>) -> Result<Option<TrailEvent>, StoreError> {
+        let inner = self.inner.lock();
+        let (tag, id) = key.tag();
+        Ok(inner
+            .trail_keys
+            .get(&(tag, id.to_string()))
+            .and_then(|at| inner.trails.get(at))
+            .filter(|e| key.matches(e))
+            .cloned())
+    }
+
+    fn append_trail(&self, event: &TrailEvent, key: TrailKey<'_>) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock();
+        let (tag, id) = key.tag();
+        let at = (event.member_id.clone(), event.seq);
+        inner.trail_keys.insert((tag, id.to_string()), at.clone());
+        inner.trails.insert(at, event.clone());
+        Ok(())
+    }
+
+    fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError> {
+        let events: Vec<TrailEvent> = self.inner.lock().trails.values().cloned().collect();
+        for e in events {
+            if !f(e) {
+                break;
+            }
+        }
+        Ok(())
     }
 }

@@ -15,8 +15,36 @@ pub use memory::MemoryStore;
 pub use sled_store::{SledConfig, SledStore};
 
 use crate::catalog::NetworkSpec;
+use crate::domain::trail::TrailEvent;
 use crate::domain::{Day, Decision};
 use std::sync::Arc;
+
+/// The idempotency key under which a trail event is found again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailKey<'a> {
+    Touch(&'a str),
+    Order(&'a str),
+    Refund(&'a str),
+}
+
+impl TrailKey<'_> {
+    /// Whether `e` is the event this key names (a pointer left by a crash may name another).
+    pub fn matches(&self, e: &TrailEvent) -> bool {
+        match self {
+            TrailKey::Touch(id) => e.touch().is_some_and(|t| t.touch_id == *id),
+            TrailKey::Order(id) => e.order().is_some_and(|o| o.facts.order_id == *id),
+            TrailKey::Refund(id) => e.refund().is_some_and(|r| r.refund_id == *id),
+        }
+    }
+
+    fn tag(&self) -> (u8, &str) {
+        match self {
+            TrailKey::Touch(id) => (b't', id),
+            TrailKey::Order(id) => (b'o', id),
+            TrailKey::Refund(id) => (b'r', id),
+        }
+    }
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -51,4 +79,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn flush(&self) -> Result<usize, StoreError>;
     /// Number of stored decisions.
     fn decision_count(&self) -> Result<u64, StoreError>;
+
+    /// `(seq, hash)` of a member's last trail event.
+    fn trail_head(&self, member_id: &str) -> Result<Option<(u64, String)>, StoreError>;
+    /// A member's events with `seq >= from_seq`, ascending, at most `limit`.
+    fn trail_from(
+        &self,
+        member_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StoreError>;
+    /// A member's events with `seq < before_seq`, descending (newest first), at most `limit`.
+    fn trail_before(
+        &self,
+        member_id: &str,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StoreError>;
+    /// The event recorded under an idempotency key.
+    fn trail_event(&self, key: TrailKey<'_>) -> Result<Option<TrailEvent>, StoreError>;
+    /// Appends `event` (the member's next `seq`; the caller serialises appends per member) and
+    /// indexes it under `key`. Visible at once; durable after the next [`Store::flush`], or within
+    /// the flush interval.
+    fn append_trail(&self, event: &TrailEvent, key: TrailKey<'_>) -> Result<(), StoreError>;
+    /// Every trail event, by member then `seq`, until `f` returns false.
+    fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError>;
 }

@@ -1,5 +1,6 @@
-use super::{Store, StoreError, codec};
+use super::{Store, StoreError, TrailKey, codec};
 use crate::catalog::NetworkSpec;
+use crate::domain::trail::TrailEvent;
 use crate::domain::{Day, Decision};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
@@ -68,6 +69,8 @@ struct Queue {
 /// call; the writer sleeps on a timer and is woken early only for a full batch or a flush.
 struct Shared {
     queue: Mutex<Queue>,
+    /// Set by writes made outside the queue (trail events), so the writer flushes them on time.
+    dirty: std::sync::atomic::AtomicBool,
     wake_writer: Condvar,
     space: Condvar,
     capacity: usize,
@@ -90,10 +93,18 @@ struct Shared {
 /// No sled batch or transaction is used on purpose: the first one switches every later sled read
 /// to a global lock that each batch holds exclusively, which stalls route()'s idempotency reads.
 /// The `meta` tree holds the network (`network`, JSON).
+///
+/// Trail events are written by the caller (appends are serialised per member by the caller, and
+/// orders wait for a flush anyway), in the `trails` tree: `e<member length u8><member><seq u64
+/// BE>` → the event's canonical JSON line; `k<t|o|r><touch, order or refund id>` → `<member
+/// length u8><member><seq u64 BE>`. The key is written before its event, and a key is trusted
+/// only when the event it names is there and carries that id, so a crash between the two writes
+/// leaves nothing visible; the next append at that `seq` overwrites it.
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
     routes: sled::Tree,
+    trails: sled::Tree,
     meta: sled::Tree,
     /// Decisions queued or being written, by key: visible to reads at once.
     pending: Arc<Mutex<HashMap<Vec<u8>, Arc<Decision>>>>,
@@ -129,6 +140,40 @@ fn index_key(day: Day, guide_id: &str, lead_id: &str) -> Vec<u8> {
     k
 }
 
+fn member_prefix(member_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + member_id.len() + 8);
+    k.push(b'e');
+    // Ids are at most 128 bytes (checked on input).
+    k.push(member_id.len().min(255) as u8);
+    k.extend_from_slice(member_id.as_bytes());
+    k
+}
+
+fn event_key(member_id: &str, seq: u64) -> Vec<u8> {
+    let mut k = member_prefix(member_id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn trail_key(key: TrailKey<'_>) -> Vec<u8> {
+    let (tag, id) = key.tag();
+    let mut k = Vec::with_capacity(2 + id.len());
+    k.push(b'k');
+    k.push(tag);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn decode_event(key: &[u8], bytes: &[u8]) -> Result<TrailEvent, StoreError> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(TrailEvent::from_line)
+        .map_err(|why| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            why,
+        })
+}
+
 impl SledStore {
     pub fn open(dir: &Path, config: &SledConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -159,10 +204,12 @@ impl SledStore {
             })?;
         let routes = db.open_tree("routes").map_err(backend)?;
         let meta = db.open_tree("meta").map_err(backend)?;
+        let trails = db.open_tree("trails").map_err(backend)?;
         let pending = Arc::new(Mutex::new(HashMap::new()));
         let failed = Arc::new(Mutex::new(None));
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
+            dirty: std::sync::atomic::AtomicBool::new(false),
             wake_writer: Condvar::new(),
             space: Condvar::new(),
             capacity: config.queue.max(1),
@@ -184,6 +231,7 @@ impl SledStore {
         Ok(Self {
             db,
             routes,
+            trails,
             meta,
             pending,
             shared,
@@ -263,6 +311,12 @@ fn writer_loop(
             for put in chunk {
                 p.remove(&put.lead_key);
             }
+            dirty = true;
+        }
+        if shared
+            .dirty
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
             dirty = true;
         }
         if !waiters.is_empty() || closed || (dirty && last_flush.elapsed() >= every) {
@@ -412,6 +466,100 @@ impl Store for SledStore {
     fn decision_count(&self) -> Result<u64, StoreError> {
         self.flush()?;
         Ok(self.routes.scan_prefix(b"d/").count() as u64)
+    }
+
+    fn trail_head(&self, member_id: &str) -> Result<Option<(u64, String)>, StoreError> {
+        match self
+            .trails
+            .scan_prefix(member_prefix(member_id))
+            .next_back()
+        {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv.map_err(backend)?;
+                let e = decode_event(&k, &v)?;
+                Ok(Some((e.seq, e.hash)))
+            }
+        }
+    }
+
+    fn trail_from(
+        &self,
+        member_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StoreError> {
+        let start = event_key(member_id, from_seq);
+        let end = event_key(member_id, u64::MAX);
+        self.trails
+            .range(start..=end)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                decode_event(&k, &v)
+            })
+            .collect()
+    }
+
+    fn trail_before(
+        &self,
+        member_id: &str,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StoreError> {
+        let start = event_key(member_id, 0);
+        let end = event_key(member_id, before_seq);
+        self.trails
+            .range(start..end)
+            .rev()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                decode_event(&k, &v)
+            })
+            .collect()
+    }
+
+    fn trail_event(&self, key: TrailKey<'_>) -> Result<Option<TrailEvent>, StoreError> {
+        let Some(at) = self.trails.get(trail_key(key)).map_err(backend)? else {
+            return Ok(None);
+        };
+        let mut ek = Vec::with_capacity(1 + at.len());
+        ek.push(b'e');
+        ek.extend_from_slice(&at);
+        match self.trails.get(&ek).map_err(backend)? {
+            None => Ok(None),
+            Some(v) => {
+                let e = decode_event(&ek, &v)?;
+                Ok(key.matches(&e).then_some(e))
+            }
+        }
+    }
+
+    fn append_trail(&self, event: &TrailEvent, key: TrailKey<'_>) -> Result<(), StoreError> {
+        self.check_failed()?;
+        let ek = event_key(&event.member_id, event.seq);
+        // The key first: see the type's docs.
+        self.trails
+            .insert(trail_key(key), &ek[1..])
+            .map_err(backend)?;
+        self.trails
+            .insert(ek, event.to_line().into_bytes())
+            .map_err(backend)?;
+        self.shared
+            .dirty
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError> {
+        for kv in self.trails.scan_prefix(b"e") {
+            let (k, v) = kv.map_err(backend)?;
+            if !f(decode_event(&k, &v)?) {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,795 @@
+//! Attribution (DESIGN §5): members' trails, order ownership, commission splits and the ledger.
+//!
+//! - [`Attribution::record_touch`] appends a touch to the member's trail (durable within the flush
+//!   interval, like routing decisions).
+//! - [`Attribution::record_order`] decides the order's owner by the rule set in force
+//!   ([`rules`]), splits it by the split policy in force ([`split`]), appends one event holding
+//!   all of it, and returns only after the event is flushed to disk (group commit: concurrent
+//!   orders share one flush).
+//! - [`Attribution::record_refund`] appends proportional reversing entries, durably as well.
+//!
+//! Every write is idempotent on its caller-chosen id (`touch_id`, `order_id`, `refund_id`): the
+//! same id with the same content returns the stored event (`replayed`); with other content it is
+//! refused, naming each field that differs. Appends are serialised per member (and per id), so a
+//! trail's hash chain has no forks.
+
+pub mod recompute;
+pub mod rules;
+pub mod split;
+
+use crate::domain::trail::{
+    EventBody, LedgerEntry, OrderFacts, OrderRecord, RefundRecord, Touch, TrailEvent,
+};
+use crate::domain::{Day, FieldError, check_id, check_optional_id};
+use crate::engine::{Engine, business_day};
+use crate::store::{StoreError, TrailKey};
+use parking_lot::Mutex;
+use rules::OwnershipRuleSet;
+use serde::{Deserialize, Serialize};
+use split::SplitPolicy;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+const STRIPES: usize = 1024;
+
+/// Parses `YYYY-MM-DD` into a [`Day`].
+pub fn parse_date(s: &str) -> Result<Day, String> {
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("must be a date YYYY-MM-DD, got {s:?} ({e})"))?;
+    Ok(Day(chrono::Datelike::num_days_from_ce(&d) - 719_163))
+}
+
+/// Settings of attribution (`[attribution]` in the configuration file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttributionConfig {
+    /// Largest accepted order, in cents. Default 100,000,000 (¥1,000,000).
+    pub max_order_amount_cents: i64,
+    /// How far in the future `occurred_at` may lie (clock skew), in seconds. Default 300.
+    pub max_future_secs: u32,
+    /// Most earlier events of a member read when deciding ownership (newest first). Default
+    /// 10,000.
+    pub history_limit: usize,
+    /// Ownership rule sets by effective date.
+    pub ownership: Vec<OwnershipRuleSet>,
+    /// Split policies by effective date.
+    pub splits: Vec<SplitPolicy>,
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        Self {
+            max_order_amount_cents: 100_000_000,
+            max_future_secs: 300,
+            history_limit: 10_000,
+            ownership: vec![OwnershipRuleSet::default()],
+            splits: vec![SplitPolicy::default()],
+        }
+    }
+}
+
+/// The checked rule sets and policies, with their first days.
+#[derive(Debug, Clone)]
+pub struct RuleBook {
+    pub ownership: Vec<(Day, OwnershipRuleSet)>,
+    pub splits: Vec<(Day, SplitPolicy)>,
+    pub history_limit: usize,
+}
+
+impl RuleBook {
+    pub fn ownership_version(&self, version: &str) -> Option<&OwnershipRuleSet> {
+        self.ownership
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.version == version)
+    }
+
+    pub fn split_version(&self, version: &str) -> Option<&SplitPolicy> {
+        self.splits
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.version == version)
+    }
+}
+
+impl AttributionConfig {
+    /// Checks every key; the message names it.
+    pub fn check(&self) -> Result<RuleBook, String> {
+        if !(1..=i64::MAX / 100).contains(&self.max_order_amount_cents) {
+            return Err(format!(
+                "attribution.max_order_amount_cents: must be in 1..={}, got {}",
+                i64::MAX / 100,
+                self.max_order_amount_cents
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.history_limit) {
+            return Err(format!(
+                "attribution.history_limit: must be in 1..=1000000, got {}",
+                self.history_limit
+            ));
+        }
+        if self.ownership.is_empty() {
+            return Err("attribution.ownership: at least one rule set is needed".into());
+        }
+        if self.splits.is_empty() {
+            return Err("attribution.splits: at least one split policy is needed".into());
+        }
+        let mut ownership = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, s) in self.ownership.iter().enumerate() {
+            let at = format!("attribution.ownership[{i}]");
+            let day = s.check(&at)?;
+            if !seen.insert(s.version.clone()) {
+                return Err(format!("{at}.version: {:?} is used twice", s.version));
+            }
+            ownership.push((day, s.clone()));
+        }
+        let mut splits = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, p) in self.splits.iter().enumerate() {
+            let at = format!("attribution.splits[{i}]");
+            let day = p.check(&at)?;
+            if !seen.insert(p.version.clone()) {
+                return Err(format!("{at}.version: {:?} is used twice", p.version));
+            }
+            splits.push((day, p.clone()));
+        }
+        Ok(RuleBook {
+            ownership,
+            splits,
+            history_limit: self.history_limit,
+        })
+    }
+}
+
+/// Why an attribution call was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AttributionError {
+    #[error("{0}")]
+    Invalid(#[from] FieldError),
+    /// The id was recorded before with other content.
+    #[error("{what} {id:?} was recorded before with other content: {}", differences.join("; "))]
+    Conflict {
+        what: &'static str,
+        id: String,
+        differences: Vec<String>,
+    },
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    /// The request is well-formed but the state does not allow it.
+    #[error("{0}")]
+    Precondition(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A touch as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TouchInput {
+    pub member_id: String,
+    pub touch: Touch,
+    pub occurred_at_ms: i64,
+}
+
+/// An order as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderInput {
+    pub member_id: String,
+    pub facts: OrderFacts,
+    pub occurred_at_ms: i64,
+}
+
+/// A refund as received; `amount_cents` of `None` refunds what is left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundInput {
+    pub refund_id: String,
+    pub order_id: String,
+    pub amount_cents: Option<i64>,
+    pub occurred_at_ms: i64,
+}
+
+/// A recorded event and whether it was recorded before this call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub event: TrailEvent,
+    pub replayed: bool,
+}
+
+/// An order with its refunds, as `GetOwnership` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderView {
+    pub order: TrailEvent,
+    pub refunds: Vec<TrailEvent>,
+    /// Per party and role: the order's entries plus every reversal.
+    pub net: Vec<LedgerEntry>,
+    pub refunded_cents: i64,
+}
+
+/// A page of a trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrailPage {
+    pub events: Vec<TrailEvent>,
+    /// The `seq` to continue from, when there may be more.
+    pub next_seq: Option<u64>,
+}
+
+/// The attribution service: trails, ownership, splits, ledger.
+#[derive(Debug)]
+pub struct Attribution {
+    engine: Arc<Engine>,
+    config: AttributionConfig,
+    book: RuleBook,
+    id_locks: Box<[Mutex<()>]>,
+    member_locks: Box<[Mutex<()>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Attribution {
+    pub fn new(engine: Arc<Engine>, config: AttributionConfig) -> Result<Self, String> {
+        let book = config.check()?;
+        Ok(Self {
+            engine,
+            config,
+            book,
+            id_locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            member_locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: Default::default(),
+        })
+    }
+
+    pub fn rules(&self) -> &RuleBook {
+        &self.book
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    fn stripe<'a>(&self, locks: &'a [Mutex<()>], key: impl Hash) -> &'a Mutex<()> {
+        &locks[(self.hasher.hash_one(key) as usize) % locks.len()]
+    }
+
+    fn check_time(&self, field: &str, ms: i64) -> Result<(), FieldError> {
+        let limit = self.engine.clock().now_ms() + i64::from(self.config.max_future_secs) * 1000;
+        if ms > limit {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "must not lie more than {} s in the future (got {ms} ms, now {} ms)",
+                    self.config.max_future_secs,
+                    self.engine.clock().now_ms()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_guide(&self, field: &str, id: &str) -> Result<String, FieldError> {
+        check_id(field, id)?;
+        let snap = self.engine.snapshot();
+        let g = snap
+            .network
+            .guide_index(id)
+            .ok_or_else(|| FieldError::new(field, format!("unknown guide {id:?}")))?;
+        let store = snap.network.guide(g).store;
+        Ok(snap.network.store(store).id.to_string())
+    }
+
+    fn check_store(&self, field: &str, id: &str) -> Result<(), FieldError> {
+        check_id(field, id)?;
+        if self.engine.snapshot().network.store_index(id).is_none() {
+            return Err(FieldError::new(field, format!("unknown store {id:?}")));
+        }
+        Ok(())
+    }
+
+    /// Appends `body` to `member_id`'s trail under `key`; the caller holds the id's stripe.
+    fn append(
+        &self,
+        member_id: &str,
+        occurred_at_ms: i64,
+        key: TrailKey<'_>,
+        body: impl FnOnce(&[TrailEvent], u64) -> Result<EventBody, AttributionError>,
+        history: bool,
+    ) -> Result<TrailEvent, AttributionError> {
+        let store = self.engine.store();
+        let _member = self.stripe(&self.member_locks, member_id).lock();
+        let head = store.trail_head(member_id)?;
+        let next_seq = head.as_ref().map_or(1, |(s, _)| s + 1);
+        let earlier = if history {
+            store.trail_before(member_id, next_seq, self.book.history_limit)?
+        } else {
+            Vec::new()
+        };
+        let body = body(&earlier, next_seq)?;
+        let event = TrailEvent::next(
+            member_id,
+            head.as_ref().map(|(s, h)| (*s, h.as_str())),
+            occurred_at_ms,
+            self.engine.clock().now_ms(),
+            body,
+        );
+        store.append_trail(&event, key)?;
+        Ok(event)
+    }
+
+    /// Records a touch. Durable within the flush interval.
+    pub fn record_touch(&self, input: TouchInput) -> Result<Recorded, AttributionError> {
+        let mut input = input;
+        check_id("member_id", &input.member_id)?;
+        let t = &mut input.touch;
+        check_id("touch_id", &t.touch_id)?;
+        check_optional_id("lead_id", t.lead_id.as_deref())?;
+        self.check_time("occurred_at", input.occurred_at_ms)?;
+        let guide_store = match &t.guide_id {
+            Some(g) => Some(self.check_guide("guide_id", g)?),
+            None => None,
+        };
+        if let Some(s) = &t.store_id {
+            self.check_store("store_id", s)?;
+        }
+        if t.kind.needs_guide() && t.guide_id.is_none() {
+            return Err(FieldError::new(
+                "guide_id",
+                format!("must be set for a {} touch", t.kind.as_str()),
+            )
+            .into());
+        }
+        if t.kind.needs_store() && t.store_id.is_none() {
+            return Err(FieldError::new(
+                "store_id",
+                format!("must be set for a {} touch", t.kind.as_str()),
+            )
+            .into());
+        }
+        if t.store_id.is_none() {
+            t.store_id = guide_store;
+        }
+        let key = TrailKey::Touch(&input.touch.touch_id);
+        let _id = self
+            .stripe(&self.id_locks, (b't', &input.touch.touch_id))
+            .lock();
+        let store = self.engine.store();
+        if let Some(e) = store.trail_event(key)? {
+            let stored = TouchInput {
+                member_id: e.member_id.clone(),
+                touch: e.touch().cloned().unwrap_or_else(|| input.touch.clone()),
+                occurred_at_ms: e.occurred_at_ms,
+            };
+            let differences = differences(
+                &(&stored.member_id, &stored.touch, stored.occurred_at_ms),
+                &(&input.member_id, &input.touch, input.occurred_at_ms),
+                &["member_id", "", "occurred_at_ms"],
+            );
+            if differences.is_empty() {
+                return Ok(Recorded {
+                    event: e,
+                    replayed: true,
+                });
+            }
+            return Err(AttributionError::Conflict {
+                what: "touch",
+                id: input.touch.touch_id,
+                differences,
+            });
+        }
+        let touch = input.touch.clone();
+        let event = self.append(
+            &input.member_id,
+            input.occurred_at_ms,
+            key,
+            |_, _| Ok(EventBody::Touch(touch)),
+            false,
+        )?;
+        Ok(Recorded {
+            event,
+            replayed: false,
+        })
+    }
+
+    fn check_order(&self, input: &OrderInput) -> Result<Option<String>, AttributionError> {
+        check_id("member_id", &input.member_id)?;
+        let f = &input.facts;
+        check_id("order_id", &f.order_id)?;
+        if !(1..=self.config.max_order_amount_cents).contains(&f.amount_cents) {
+            return Err(FieldError::new(
+                "amount_cents",
+                format!(
+                    "must be in 1..={} cents, got {}",
+                    self.config.max_order_amount_cents, f.amount_cents
+                ),
+            )
+            .into());
+        }
+        self.check_time("occurred_at", input.occurred_at_ms)?;
+        if let Some(s) = &f.fulfilling_store_id {
+            self.check_store("fulfilling_store_id", s)?;
+        }
+        let sharing_store = match &f.sharing_guide_id {
+            Some(g) => Some(self.check_guide("sharing_guide_id", g)?),
+            None => None,
+        };
+        if f.referrer_guide_ids.len() > 16 {
+            return Err(FieldError::new(
+                "referrer_guide_ids",
+                format!("at most 16 entries, got {}", f.referrer_guide_ids.len()),
+            )
+            .into());
+        }
+        for (i, g) in f.referrer_guide_ids.iter().enumerate() {
+            self.check_guide(&format!("referrer_guide_ids[{i}]"), g)?;
+        }
+        Ok(sharing_store)
+    }
+
+    /// Records an order: ownership, split and ledger entries in one trail event, flushed to disk
+    /// before this returns.
+    pub fn record_order(&self, input: OrderInput) -> Result<Recorded, AttributionError> {
+        let sharing_store = self.check_order(&input)?;
+        let recorded = {
+            let _id = self
+                .stripe(&self.id_locks, (b'o', &input.facts.order_id))
+                .lock();
+            let key = TrailKey::Order(&input.facts.order_id);
+            let store = self.engine.store();
+            if let Some(e) = store.trail_event(key)? {
+                let o = e.order().map(|o| o.facts.clone());
+                let differences = differences(
+                    &(&e.member_id, &o, e.occurred_at_ms),
+                    &(
+                        &input.member_id,
+                        &Some(input.facts.clone()),
+                        input.occurred_at_ms,
+                    ),
+                    &["member_id", "", "occurred_at_ms"],
+                );
+                if !differences.is_empty() {
+                    return Err(AttributionError::Conflict {
+                        what: "order",
+                        id: input.facts.order_id,
+                        differences,
+                    });
+                }
+                Recorded {
+                    event: e,
+                    replayed: true,
+                }
+            } else {
+                let day = business_day(input.occurred_at_ms, self.engine.config().time_zone);
+                let rules = rules::rule_set_for(&self.book.ownership, day).ok_or_else(|| {
+                    AttributionError::Precondition(format!(
+                        "no ownership rule set is in force on {day}"
+                    ))
+                })?;
+                let policy = split::policy_for(&self.book.splits, day).ok_or_else(|| {
+                    AttributionError::Precondition(format!("no split policy is in force on {day}"))
+                })?;
+                let facts = input.facts.clone();
+                let at = input.occurred_at_ms;
+                let event = self.append(
+                    &input.member_id,
+                    at,
+                    key,
+                    |earlier, _| {
+                        let ownership = rules.decide(&facts, sharing_store.as_deref(), at, earlier);
+                        let (entries, rounding) = policy.split(&facts, &ownership);
+                        Ok(EventBody::Order(Box::new(OrderRecord {
+                            facts,
+                            sharing_guide_store_id: sharing_store.clone(),
+                            ownership,
+                            split_version: policy.version.clone(),
+                            rounding_role: rounding,
+                            entries,
+                        })))
+                    },
+                    true,
+                )?;
+                Recorded {
+                    event,
+                    replayed: false,
+                }
+            }
+        };
+        // A replay waits too: the first call may have failed before its flush.
+        self.engine.store().flush()?;
+        Ok(recorded)
+    }
+
+    /// Records a refund of an order: reversing entries proportional to the order's split,
+    /// flushed to disk before this returns. All refunds together cannot exceed the order.
+    pub fn record_refund(&self, input: RefundInput) -> Result<Recorded, AttributionError> {
+        check_id("refund_id", &input.refund_id)?;
+        check_id("order_id", &input.order_id)?;
+        if let Some(a) = input.amount_cents
+            && !(1..=self.config.max_order_amount_cents).contains(&a)
+        {
+            return Err(FieldError::new(
+                "amount_cents",
+                format!(
+                    "must be in 1..={} cents when set, got {a}",
+                    self.config.max_order_amount_cents
+                ),
+            )
+            .into());
+        }
+        self.check_time("occurred_at", input.occurred_at_ms)?;
+        let recorded = {
+            let _id = self.stripe(&self.id_locks, (b'r', &input.refund_id)).lock();
+            let key = TrailKey::Refund(&input.refund_id);
+            let store = self.engine.store();
+            if let Some(e) = store.trail_event(key)? {
+                let r = e.refund().cloned();
+                let stored = (
+                    r.as_ref().map(|r| r.order_id.clone()),
+                    r.as_ref().map(|r| r.amount_cents),
+                    e.occurred_at_ms,
+                );
+                let got_amount = input.amount_cents.or(r.as_ref().map(|r| r.amount_cents));
+                let differences = differences(
+                    &stored,
+                    &(
+                        Some(input.order_id.clone()),
+                        got_amount,
+                        input.occurred_at_ms,
+                    ),
+                    &["order_id", "amount_cents", "occurred_at_ms"],
+                );
+                if !differences.is_empty() {
+                    return Err(AttributionError::Conflict {
+                        what: "refund",
+                        id: input.refund_id,
+                        differences,
+                    });
+                }
+                Recorded {
+                    event: e,
+                    replayed: true,
+                }
+            } else {
+                let order = store
+                    .trail_event(TrailKey::Order(&input.order_id))?
+                    .ok_or_else(|| AttributionError::NotFound {
+                        what: "order",
+                        id: input.order_id.clone(),
+                    })?;
+                let Some(record) = order.order().cloned() else {
+                    return Err(AttributionError::NotFound {
+                        what: "order",
+                        id: input.order_id.clone(),
+                    });
+                };
+                if input.occurred_at_ms < order.occurred_at_ms {
+                    return Err(FieldError::new(
+                        "occurred_at",
+                        format!(
+                            "must not precede the order ({} ms), got {} ms",
+                            order.occurred_at_ms, input.occurred_at_ms
+                        ),
+                    )
+                    .into());
+                }
+                let member = order.member_id.clone();
+                let refund_id = input.refund_id.clone();
+                let event = self.append(
+                    &member,
+                    input.occurred_at_ms,
+                    key,
+                    |_, next_seq| {
+                        // Refunds of this order so far: read under the member's lock.
+                        let already =
+                            refunded_so_far(self, &member, order.seq, next_seq, &input.order_id)?;
+                        let amount = record.facts.amount_cents;
+                        let left = amount - already;
+                        let cents = input.amount_cents.unwrap_or(left);
+                        if left == 0 {
+                            return Err(AttributionError::Precondition(format!(
+                                "order {:?} is fully refunded ({amount} cents)",
+                                input.order_id
+                            )));
+                        }
+                        if cents > left {
+                            return Err(AttributionError::Precondition(format!(
+                                "amount_cents: {cents} exceeds what is left to refund of order {:?}: {left} of {amount} cents",
+                                input.order_id
+                            )));
+                        }
+                        let entries = split::reverse(
+                            &record.entries,
+                            record.rounding_role,
+                            amount,
+                            already,
+                            cents,
+                        );
+                        Ok(EventBody::Refund(RefundRecord {
+                            refund_id,
+                            order_id: input.order_id.clone(),
+                            amount_cents: cents,
+                            order_seq: order.seq,
+                            entries,
+                        }))
+                    },
+                    false,
+                )?;
+                Recorded {
+                    event,
+                    replayed: false,
+                }
+            }
+        };
+        self.engine.store().flush()?;
+        Ok(recorded)
+    }
+
+    /// An order with its refunds and net entries.
+    pub fn order(&self, order_id: &str) -> Result<OrderView, AttributionError> {
+        check_id("order_id", order_id)?;
+        let store = self.engine.store();
+        let order = store
+            .trail_event(TrailKey::Order(order_id))?
+            .ok_or_else(|| AttributionError::NotFound {
+                what: "order",
+                id: order_id.to_string(),
+            })?;
+        let Some(record) = order.order() else {
+            return Err(AttributionError::NotFound {
+                what: "order",
+                id: order_id.to_string(),
+            });
+        };
+        let mut refunds = Vec::new();
+        let mut from = order.seq + 1;
+        loop {
+            let page = store.trail_from(&order.member_id, from, 1024)?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            refunds.extend(
+                page.into_iter()
+                    .filter(|e| e.refund().is_some_and(|r| r.order_id == order_id)),
+            );
+        }
+        let mut net: Vec<LedgerEntry> = record.entries.clone();
+        let mut refunded = 0;
+        for r in refunds.iter().filter_map(|e| e.refund()) {
+            refunded += r.amount_cents;
+            for e in &r.entries {
+                match net
+                    .iter_mut()
+                    .find(|n| n.party == e.party && n.role == e.role)
+                {
+                    Some(n) => n.amount_cents += e.amount_cents,
+                    None => net.push(e.clone()),
+                }
+            }
+        }
+        Ok(OrderView {
+            order,
+            refunds,
+            net,
+            refunded_cents: refunded,
+        })
+    }
+
+    /// A page of a member's trail: events with `seq >= from_seq` whose `occurred_at` lies in
+    /// `[from_ms, to_ms)`, at most `limit` (1..=1000).
+    pub fn trail(
+        &self,
+        member_id: &str,
+        from_seq: u64,
+        window: (Option<i64>, Option<i64>),
+        limit: usize,
+    ) -> Result<TrailPage, AttributionError> {
+        check_id("member_id", member_id)?;
+        if !(1..=1000).contains(&limit) {
+            return Err(
+                FieldError::new("page_size", format!("must be in 1..=1000, got {limit}")).into(),
+            );
+        }
+        if let (Some(a), Some(b)) = window
+            && a > b
+        {
+            return Err(FieldError::new(
+                "to",
+                format!("must not precede from ({a} ms), got {b} ms"),
+            )
+            .into());
+        }
+        let store = self.engine.store();
+        let mut events = Vec::new();
+        let mut from = from_seq.max(1);
+        // Reads in chunks, so a narrow window over a long trail still fills the page.
+        loop {
+            let chunk = store.trail_from(member_id, from, 1024)?;
+            let Some(last) = chunk.last().map(|e| e.seq) else {
+                return Ok(TrailPage {
+                    events,
+                    next_seq: None,
+                });
+            };
+            for e in chunk {
+                let inside = window.0.is_none_or(|a| e.occurred_at_ms >= a)
+                    && window.1.is_none_or(|b| e.occurred_at_ms < b);
+                if inside {
+                    events.push(e);
+                    if events.len() == limit {
+                        let next = events.last().map(|e| e.seq + 1);
+                        return Ok(TrailPage {
+                            events,
+                            next_seq: next,
+                        });
+                    }
+                }
+            }
+            from = last + 1;
+        }
+    }
+}
+
+/// Cents refunded so far of the order at `order_seq`, from the events after it.
+fn refunded_so_far(
+    a: &Attribution,
+    member: &str,
+    order_seq: u64,
+    next_seq: u64,
+    order_id: &str,
+) -> Result<i64, AttributionError> {
+    let store = a.engine.store();
+    let mut total = 0;
+    let mut from = order_seq + 1;
+    while from < next_seq {
+        let chunk = store.trail_from(member, from, 1024)?;
+        let Some(last) = chunk.last().map(|e| e.seq) else {
+            break;
+        };
+        total += chunk
+            .iter()
+            .filter_map(|e| e.refund())
+            .filter(|r| r.order_id == order_id)
+            .map(|r| r.amount_cents)
+            .sum::<i64>();
+        from = last + 1;
+    }
+    Ok(total)
+}
+
+/// The fields in which two records differ, as `field: stored X, got Y`. Records are compared as
+/// JSON: a tuple's elements are named by `names` (an empty name spreads an object's fields).
+fn differences(stored: &impl Serialize, got: &impl Serialize, names: &[&str]) -> Vec<String> {
+    fn flatten(v: serde_json::Value, names: &[&str]) -> Vec<(String, serde_json::Value)> {
+        let mut out = Vec::new();
+        let items = match v {
+            serde_json::Value::Array(a) => a,
+            other => vec![other],
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let name = names.get(i).copied().unwrap_or("");
+            match item {
+                serde_json::Value::Object(m) if name.is_empty() => {
+                    out.extend(m);
+                }
+                serde_json::Value::Null if name.is_empty() => {}
+                other => out.push((name.to_string(), other)),
+            }
+        }
+        out
+    }
+    let a = flatten(serde_json::to_value(stored).unwrap_or_default(), names);
+    let b = flatten(serde_json::to_value(got).unwrap_or_default(), names);
+    let mut keys: Vec<&String> = a.iter().chain(b.iter()).map(|(k, _)| k).collect();
+    keys.sort();
+    keys.dedup();
+    let get = |list: &[(String, serde_json::Value)], k: &str| {
+        list.iter()
+            .find(|(n, _)| n == k)
+            .map_or(serde_json::Value::Null, |(_, v)| v.clone())
+    };
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (get(&a, k), get(&b, k));
+            (x != y).then(|| format!("{k}: stored {x}, got {y}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

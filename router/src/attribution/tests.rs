@@ -1,0 +1,476 @@
+use super::*;
+use crate::clock::ManualClock;
+use crate::domain::Channel;
+use crate::domain::trail::{OwnershipRule, TouchKind, verify_chain};
+use crate::engine::EngineConfig;
+use crate::engine::tests::{T0, small_network};
+use crate::store::{MemoryStore, SledConfig, SledStore, Store};
+use recompute::Recomputer;
+
+const DAY: i64 = 86_400_000;
+
+fn service_on(store: Arc<dyn Store>, cfg: AttributionConfig) -> (Attribution, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Arc::new(
+        Engine::new(
+            small_network(),
+            store,
+            clock.clone(),
+            EngineConfig::default(),
+        )
+        .unwrap(),
+    );
+    (Attribution::new(engine, cfg).unwrap(), clock)
+}
+
+fn service() -> (Attribution, Arc<ManualClock>) {
+    service_on(Arc::new(MemoryStore::new()), AttributionConfig::default())
+}
+
+fn touch(id: &str, member: &str, kind: TouchKind, guide: Option<&str>, at: i64) -> TouchInput {
+    TouchInput {
+        member_id: member.into(),
+        touch: Touch {
+            touch_id: id.into(),
+            kind,
+            channel: Channel::MiniProgram,
+            guide_id: guide.map(Into::into),
+            store_id: None,
+            lead_id: None,
+        },
+        occurred_at_ms: at,
+    }
+}
+
+fn order(id: &str, member: &str, cents: i64, at: i64) -> OrderInput {
+    OrderInput {
+        member_id: member.into(),
+        facts: OrderFacts {
+            order_id: id.into(),
+            amount_cents: cents,
+            paid_channel: Channel::Ecommerce,
+            fulfilling_store_id: Some("S2".into()),
+            sharing_guide_id: None,
+            referrer_guide_ids: vec![],
+        },
+        occurred_at_ms: at,
+    }
+}
+
+fn refund(id: &str, order: &str, cents: Option<i64>, at: i64) -> RefundInput {
+    RefundInput {
+        refund_id: id.into(),
+        order_id: order.into(),
+        amount_cents: cents,
+        occurred_at_ms: at,
+    }
+}
+
+fn all_events(store: &dyn Store) -> Vec<TrailEvent> {
+    let mut out = Vec::new();
+    store
+        .scan_trails(&mut |e| {
+            out.push(e);
+            true
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn an_order_is_owned_by_the_last_touch_and_split_361() {
+    let (a, _) = service();
+    let t = a
+        .record_touch(touch(
+            "T1",
+            "M1",
+            TouchKind::ShareLinkClick,
+            Some("G1"),
+            T0 - DAY,
+        ))
+        .unwrap();
+    assert!(!t.replayed);
+    // The guide's store is filled in.
+    assert_eq!(t.event.touch().unwrap().store_id.as_deref(), Some("S1"));
+    let o = a.record_order(order("O1", "M1", 10_001, T0)).unwrap();
+    let rec = o.event.order().unwrap();
+    assert_eq!(rec.ownership.rule, OwnershipRule::LastTouch);
+    assert_eq!(rec.ownership.guide_id.as_deref(), Some("G1"));
+    assert_eq!(rec.ownership.deciding_events, vec![1]);
+    assert_eq!(rec.ownership.rule_version, "ownership-v1");
+    assert_eq!(rec.split_version, "361");
+    let got: Vec<(&str, i64)> = rec
+        .entries
+        .iter()
+        .map(|e| (e.party.as_str(), e.amount_cents))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("guide:G1", 3000), ("store:S2", 6001), ("o2o:centre", 1000)]
+    );
+    assert_eq!(o.event.seq, 2);
+    assert_eq!(o.event.prev_hash, t.event.hash);
+}
+
+#[test]
+fn the_same_ids_replay_and_different_content_is_refused_naming_the_fields() {
+    let (a, _) = service();
+    let first = a.record_order(order("O1", "M1", 500, T0)).unwrap();
+    let again = a.record_order(order("O1", "M1", 500, T0)).unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.event, first.event);
+    let mut changed = order("O1", "M2", 600, T0);
+    changed.facts.paid_channel = Channel::MiniProgram;
+    let e = a.record_order(changed).unwrap_err();
+    let AttributionError::Conflict { differences, .. } = &e else {
+        panic!("{e}")
+    };
+    let text = differences.join("; ");
+    assert!(text.contains("amount_cents: stored 500, got 600"), "{text}");
+    assert!(text.contains("member_id"), "{text}");
+    assert!(text.contains("paid_channel"), "{text}");
+    // Nothing was written by the refused calls.
+    assert_eq!(all_events(a.engine().store().as_ref()).len(), 1);
+
+    a.record_touch(touch("T1", "M1", TouchKind::GuideChat, Some("G2"), T0))
+        .unwrap();
+    assert!(
+        a.record_touch(touch("T1", "M1", TouchKind::GuideChat, Some("G2"), T0))
+            .unwrap()
+            .replayed
+    );
+    let e = a
+        .record_touch(touch("T1", "M1", TouchKind::GuideChat, Some("G3"), T0))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("guide_id: stored \"G2\", got \"G3\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_input_names_the_field_and_writes_nothing() {
+    let (a, _) = service();
+    let cases: Vec<(OrderInput, &str)> = vec![
+        (order("O1", "M1", 0, T0), "amount_cents"),
+        (order("O1", "M1", -5, T0), "amount_cents"),
+        (order("O1", "M1", 100_000_001, T0), "amount_cents"),
+        (order("O1", "M1", 100, T0 + 301_000), "occurred_at"),
+        (order("", "M1", 100, T0), "order_id"),
+        (order("O1", "", 100, T0), "member_id"),
+        (
+            {
+                let mut o = order("O1", "M1", 100, T0);
+                o.facts.fulfilling_store_id = Some("S404".into());
+                o
+            },
+            "fulfilling_store_id",
+        ),
+        (
+            {
+                let mut o = order("O1", "M1", 100, T0);
+                o.facts.sharing_guide_id = Some("G404".into());
+                o
+            },
+            "sharing_guide_id",
+        ),
+        (
+            {
+                let mut o = order("O1", "M1", 100, T0);
+                o.facts.referrer_guide_ids = vec!["G1".into(), "nope".into()];
+                o
+            },
+            "referrer_guide_ids[1]",
+        ),
+    ];
+    for (input, field) in cases {
+        match a.record_order(input) {
+            Err(AttributionError::Invalid(f)) => assert_eq!(f.field, field, "{f}"),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    let e = a
+        .record_touch(touch("T1", "M1", TouchKind::ShareLinkClick, None, T0))
+        .unwrap_err();
+    assert!(e.to_string().starts_with("guide_id: must be set"), "{e}");
+    let mut visit = touch("T2", "M1", TouchKind::StoreVisit, None, T0);
+    visit.touch.store_id = Some("S404".into());
+    assert!(
+        a.record_touch(visit)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown store")
+    );
+    assert!(all_events(a.engine().store().as_ref()).is_empty());
+}
+
+#[test]
+fn refunds_reverse_proportionally_and_never_exceed_the_order() {
+    let (a, _) = service();
+    a.record_touch(touch(
+        "T1",
+        "M1",
+        TouchKind::Binding,
+        Some("G3"),
+        T0 - 5 * DAY,
+    ))
+    .unwrap();
+    a.record_order(order("O1", "M1", 999, T0)).unwrap();
+    let r1 = a
+        .record_refund(refund("R1", "O1", Some(333), T0 + 1))
+        .unwrap();
+    let sum: i64 = r1
+        .event
+        .refund()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.amount_cents)
+        .sum();
+    assert_eq!(sum, -333);
+    let e = a
+        .record_refund(refund("R2", "O1", Some(700), T0 + 2))
+        .unwrap_err();
+    assert!(matches!(e, AttributionError::Precondition(_)), "{e}");
+    assert!(e.to_string().contains("666"), "{e}");
+    // The rest.
+    a.record_refund(refund("R3", "O1", None, T0 + 3)).unwrap();
+    let view = a.order("O1").unwrap();
+    assert_eq!(view.refunded_cents, 999);
+    assert_eq!(view.refunds.len(), 2);
+    assert!(
+        view.net.iter().all(|e| e.amount_cents == 0),
+        "{:?}",
+        view.net
+    );
+    let e = a
+        .record_refund(refund("R4", "O1", None, T0 + 4))
+        .unwrap_err();
+    assert!(e.to_string().contains("fully refunded"), "{e}");
+    // A replayed refund, and one that differs.
+    assert!(
+        a.record_refund(refund("R1", "O1", Some(333), T0 + 1))
+            .unwrap()
+            .replayed
+    );
+    let e = a
+        .record_refund(refund("R1", "O1", Some(334), T0 + 1))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("amount_cents: stored 333, got 334"),
+        "{e}"
+    );
+    assert!(matches!(
+        a.record_refund(refund("R5", "O404", None, T0)).unwrap_err(),
+        AttributionError::NotFound { .. }
+    ));
+    let e = a
+        .record_refund(refund("R6", "O1", None, T0 - 1))
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with("occurred_at: must not precede"),
+        "{e}"
+    );
+}
+
+#[test]
+fn trails_page_and_filter_by_time() {
+    let (a, _) = service();
+    for i in 0..30 {
+        a.record_touch(touch(
+            &format!("T{i}"),
+            "M1",
+            TouchKind::GuideChat,
+            Some("G1"),
+            T0 - (30 - i) * DAY,
+        ))
+        .unwrap();
+    }
+    a.record_touch(touch("X", "M2", TouchKind::GuideChat, Some("G1"), T0))
+        .unwrap();
+    let p = a.trail("M1", 1, (None, None), 12).unwrap();
+    assert_eq!(p.events.len(), 12);
+    assert_eq!(p.next_seq, Some(13));
+    let mut seen = p.events;
+    let mut next = p.next_seq;
+    while let Some(n) = next {
+        let p = a.trail("M1", n, (None, None), 12).unwrap();
+        next = p.next_seq;
+        seen.extend(p.events);
+    }
+    assert_eq!(seen.len(), 30);
+    assert_eq!(verify_chain(&seen).unwrap(), 30);
+    // Days 10..20 before T0: events T10..T19.
+    let p = a
+        .trail("M1", 1, (Some(T0 - 20 * DAY), Some(T0 - 10 * DAY)), 100)
+        .unwrap();
+    assert_eq!(p.events.len(), 10);
+    assert_eq!(p.events[0].touch().unwrap().touch_id, "T10");
+    assert!(a.trail("M1", 1, (Some(T0), Some(T0 - 1)), 10).is_err());
+    assert!(a.trail("M1", 1, (None, None), 0).is_err());
+}
+
+#[test]
+fn stage_changes_by_effective_date_and_recomputation_agrees() {
+    let cfg = AttributionConfig {
+        splits: vec![
+            SplitPolicy::default(),
+            SplitPolicy {
+                version: "stage2".into(),
+                effective_from: "2026-11-20".into(),
+                owner: 25,
+                fulfilling_store: 70,
+                o2o_centre: 5,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let (a, clock) = service_on(Arc::new(MemoryStore::new()), cfg.clone());
+    // 2026-11-10 falls under "361", today under "stage2".
+    let old = T0 - 13 * DAY;
+    a.record_order(order("O-old", "M1", 1000, old)).unwrap();
+    let now = a.record_order(order("O-new", "M1", 1000, T0)).unwrap();
+    assert_eq!(
+        a.order("O-old")
+            .unwrap()
+            .order
+            .order()
+            .unwrap()
+            .split_version,
+        "361"
+    );
+    assert_eq!(now.event.order().unwrap().split_version, "stage2");
+    let cents: Vec<i64> = now
+        .event
+        .order()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.amount_cents)
+        .collect();
+    assert_eq!(cents, vec![250, 700, 50]);
+    // A mix of members, touches, orders and refunds, then recompute from the exported events.
+    for m in 0..20 {
+        let member = format!("M{m}");
+        for t in 0..5 {
+            let kind = TouchKind::ALL[(m + t) % TouchKind::ALL.len()];
+            let mut input = touch(
+                &format!("T{m}-{t}"),
+                &member,
+                kind,
+                Some(["G1", "G2", "G3", "G4"][t % 4]),
+                T0 - (m as i64 % 9) * DAY + t as i64,
+            );
+            if kind == TouchKind::StoreVisit {
+                input.touch.store_id = Some("S3".into());
+            }
+            a.record_touch(input).unwrap();
+        }
+        let mut o = order(&format!("O{m}"), &member, 100 + m as i64 * 37, T0 + 10);
+        if m % 3 == 0 {
+            o.facts.sharing_guide_id = Some("G4".into());
+        }
+        a.record_order(o).unwrap();
+        if m % 2 == 0 {
+            a.record_refund(refund(
+                &format!("R{m}"),
+                &format!("O{m}"),
+                Some(31),
+                T0 + 20,
+            ))
+            .unwrap();
+        }
+        clock.advance_ms(1);
+    }
+    let events = all_events(a.engine().store().as_ref());
+    assert_eq!(verify_chain(&events).unwrap(), events.len());
+    let mut r = Recomputer::new(a.rules());
+    for e in events.iter().cloned() {
+        r.push(e);
+    }
+    assert_eq!(r.summary.orders, 22);
+    assert_eq!(r.summary.refunds, 10);
+    assert!(
+        r.summary.mismatches.is_empty(),
+        "{:?}",
+        r.summary.mismatches
+    );
+    // A tampered owner is found.
+    let mut tampered = events.clone();
+    let i = tampered.iter().position(|e| e.order().is_some()).unwrap();
+    if let EventBody::Order(o) = &mut tampered[i].body {
+        o.ownership.guide_id = Some("G9".into());
+    }
+    let mut r = Recomputer::new(a.rules());
+    for e in tampered {
+        r.push(e);
+    }
+    assert_eq!(r.summary.mismatches.len(), 1, "{:?}", r.summary.mismatches);
+}
+
+#[test]
+fn concurrent_orders_on_one_member_chain_without_forks_on_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+    let (a, _) = service_on(store.clone(), AttributionConfig::default());
+    let a = Arc::new(a);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let a = a.clone();
+            s.spawn(move || {
+                for i in 0..25 {
+                    // Every thread also retries an order another thread records.
+                    let id = format!("O{}", (t * 25 + i) % 150);
+                    a.record_order(order(&id, "M1", 100, T0)).unwrap();
+                    a.record_touch(touch(
+                        &format!("T{t}-{i}"),
+                        "M1",
+                        TouchKind::GuideChat,
+                        Some("G1"),
+                        T0,
+                    ))
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let events = all_events(store.as_ref());
+    assert_eq!(events.iter().filter(|e| e.order().is_some()).count(), 150);
+    assert_eq!(events.len(), 150 + 200);
+    assert_eq!(verify_chain(&events).unwrap(), 350);
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let mut cfg = AttributionConfig::default();
+    cfg.splits.push(SplitPolicy::default());
+    assert!(
+        cfg.check()
+            .unwrap_err()
+            .contains("attribution.splits[1].version")
+    );
+    let cfg = AttributionConfig {
+        max_order_amount_cents: 0,
+        ..Default::default()
+    };
+    assert!(
+        cfg.check()
+            .unwrap_err()
+            .starts_with("attribution.max_order_amount_cents")
+    );
+    let cfg = AttributionConfig {
+        ownership: vec![OwnershipRuleSet {
+            effective_from: "soon".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    assert!(
+        cfg.check()
+            .unwrap_err()
+            .starts_with("attribution.ownership[0].effective_from")
+    );
+}
