@@ -67,9 +67,10 @@ impl Rig {
         let addr: SocketAddr = server_rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
+            let services = leadrouter::server::Services::new(engine, Default::default()).unwrap();
             tokio::spawn(leadrouter::server::run(
                 listener,
-                engine,
+                services,
                 std::future::pending::<()>(),
             ));
             addr

@@ -35,6 +35,7 @@ pub fn choose_network(
 /// Opens the store, picks the network, binds and serves until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let engine_cfg = config.engine()?;
+    config.attribution.check().map_err(anyhow::Error::msg)?;
     let sled_cfg = config.sled()?;
     // Bind first: a bad address is reported before anything is created on disk.
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -63,7 +64,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // One line on stdout that scripts and tests wait for.
     println!("leadrouter listening on {addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), policy = engine.snapshot().policy.name(), "serving gRPC and HTTP");
-    crate::server::run(listener, engine, crate::server::shutdown_signal()).await?;
+    let services = crate::server::Services::new(engine, config.attribution.clone())
+        .map_err(anyhow::Error::msg)?;
+    crate::server::run(listener, services, crate::server::shutdown_signal()).await?;
     Ok(())
 }
 

@@ -27,8 +27,32 @@
 //! tier = 0.1
 //! load = 0.2
 //! distance_scale_km = 8.0
+//!
+//! [attribution]
+//! max_order_amount_cents = 100000000
+//! max_future_secs = 300
+//! history_limit = 10000
+//!
+//! [[attribution.ownership]]      # rule sets by effective date (business day)
+//! version = "ownership-v1"
+//! effective_from = "2000-01-01"
+//! protection_days = 30
+//! service_guide_first = false
+//! lookback_days = 7
+//! qualifying = ["SHARE_LINK_CLICK", "LIVESTREAM_VIEW", "GUIDE_CHAT", "STORE_VISIT", "COUPON_CLAIM", "BINDING"]
+//!
+//! [[attribution.splits]]         # split policies by effective date
+//! version = "361"
+//! effective_from = "2000-01-01"
+//! owner = 30
+//! fulfilling_store = 60
+//! o2o_centre = 10
+//! referrer_1 = 0
+//! referrer_2 = 0
+//! rounding = "fulfilling_store"
 //! ```
 
+use crate::attribution::AttributionConfig;
 use crate::engine::{CandidateConfig, EngineConfig};
 use crate::policy::PolicyConfig;
 use crate::store::SledConfig;
@@ -72,6 +96,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub routing: RoutingConfig,
     pub policy: PolicyConfig,
+    pub attribution: AttributionConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -103,6 +128,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             routing: RoutingConfig::default(),
             policy: PolicyConfig::default(),
+            attribution: AttributionConfig::default(),
         }
     }
 }
@@ -247,6 +273,31 @@ mod tests {
         assert_eq!(
             Config::from_toml(text, "ops/leadrouter.toml").unwrap(),
             Config::default()
+        );
+    }
+
+    #[test]
+    fn attribution_rules_come_from_the_file() {
+        let c = Config::from_toml(
+            "[[attribution.splits]]\nversion = \"stage2\"\neffective_from = \"2026-06-01\"\nowner = 25\nfulfilling_store = 70\no2o_centre = 5\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.attribution.splits.len(), 1);
+        assert_eq!(c.attribution.splits[0].owner, 25);
+        c.attribution.check().unwrap();
+        let e = Config::from_toml("[[attribution.splits]]\nowner = 40\n", "x").unwrap();
+        assert!(
+            e.attribution
+                .check()
+                .unwrap_err()
+                .contains("attribution.splits[0]: shares must sum to 100")
+        );
+        assert!(
+            Config::from_toml("[[attribution.ownership]]\nqualifying = [\"HUG\"]\n", "x")
+                .unwrap_err()
+                .0
+                .contains("HUG")
         );
     }
 

@@ -206,6 +206,16 @@ pub struct OrderView {
     pub refunded_cents: i64,
 }
 
+/// Which part of a trail to read: events with `seq >= from_seq` whose `occurred_at` lies in
+/// `[window.0, window.1)`, at most `limit` (1..=1000).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrailQuery {
+    pub member_id: String,
+    pub from_seq: u64,
+    pub window: (Option<i64>, Option<i64>),
+    pub limit: usize,
+}
+
 /// A page of a trail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrailPage {
@@ -722,6 +732,50 @@ impl Attribution {
             }
             from = last + 1;
         }
+    }
+}
+
+/// What checking one trail found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrailCheck {
+    pub events: usize,
+    pub chain: Result<(), crate::domain::trail::ChainBreak>,
+    pub recomputed: recompute::Summary,
+}
+
+impl TrailCheck {
+    pub fn ok(&self) -> bool {
+        self.chain.is_ok() && self.recomputed.mismatches.is_empty()
+    }
+}
+
+impl Attribution {
+    /// Checks one member's stored hash chain and recomputes their orders and refunds.
+    pub fn verify_trail(&self, member_id: &str) -> Result<TrailCheck, AttributionError> {
+        check_id("member_id", member_id)?;
+        let store = self.engine.store();
+        let mut chain = crate::domain::trail::ChainVerifier::new();
+        let mut broken = Ok(());
+        let mut r = recompute::Recomputer::new(&self.book);
+        let mut from = 1;
+        loop {
+            let chunk = store.trail_from(member_id, from, 1024)?;
+            let Some(last) = chunk.last().map(|e| e.seq) else {
+                break;
+            };
+            for e in chunk {
+                if broken.is_ok() {
+                    broken = chain.check(&e);
+                }
+                r.push(e);
+            }
+            from = last + 1;
+        }
+        Ok(TrailCheck {
+            events: chain.checked(),
+            chain: broken,
+            recomputed: r.summary,
+        })
     }
 }
 

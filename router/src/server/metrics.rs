@@ -7,6 +7,10 @@
 //! - `leadrouter_route_rejected_total` (counter; `field`, indexes elided): bad requests.
 //! - `leadrouter_capacity_used`, `leadrouter_capacity_total` (gauges, set at scrape): today's
 //!   used and offered capacity over active guides.
+//! - `leadrouter_attribution_duration_seconds` (histogram; `method`, `outcome` = ok | invalid |
+//!   conflict | not_found | precondition | store_error): time of each Attribution call, including
+//!   the flush that orders and refunds wait for.
+//! - `leadrouter_attribution_rejected_total` (counter; `method`, `field`): bad requests.
 //! - `leadrouter_network_stores`, `leadrouter_network_guides` (gauges, set at scrape).
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -15,10 +19,17 @@ use std::sync::OnceLock;
 pub const ROUTE_DURATION: &str = "leadrouter_route_duration_seconds";
 pub const ROUTES: &str = "leadrouter_routes_total";
 pub const REJECTED: &str = "leadrouter_route_rejected_total";
+pub const ATTRIBUTION_DURATION: &str = "leadrouter_attribution_duration_seconds";
+pub const ATTRIBUTION_REJECTED: &str = "leadrouter_attribution_rejected_total";
 
 /// Latency buckets in seconds: 5 µs … 100 ms.
 const BUCKETS: [f64; 14] = [
     5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1,
+];
+
+/// Attribution latency buckets in seconds: 50 µs … 2 s (orders include a disk flush).
+const SLOW_BUCKETS: [f64; 14] = [
+    5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 5e-1, 2.0,
 ];
 
 /// The process's recorder handle, installed on first use.
@@ -28,6 +39,12 @@ pub fn handle() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(ROUTE_DURATION.into()), &BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(ATTRIBUTION_DURATION.into()),
+                        &SLOW_BUCKETS,
+                    )
+                })
                 .expect("buckets are not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

@@ -1,14 +1,18 @@
-//! The service on one port: gRPC (`LeadRouter`, `Catalog`, `grpc.health.v1`, reflection v1 and
-//! v1alpha) and HTTP (`GET /metrics`, `GET /healthz`). The only module that speaks gRPC.
+//! The service on one port: gRPC (`LeadRouter`, `Attribution`, `Catalog`, `grpc.health.v1`,
+//! reflection v1 and v1alpha) and HTTP (`GET /metrics`, `GET /healthz`). The only module that
+//! speaks gRPC.
 
+mod attribution_svc;
 mod catalog_svc;
 mod http;
 pub mod metrics;
 mod router_svc;
 mod status;
 
+use crate::attribution::{Attribution, AttributionConfig};
 use crate::engine::Engine;
 use axum::serve::ListenerExt;
+use leadrouter_proto::v1::attribution_server::AttributionServer;
 use leadrouter_proto::v1::catalog_server::CatalogServer;
 use leadrouter_proto::v1::lead_router_server::LeadRouterServer;
 use std::future::Future;
@@ -25,13 +29,35 @@ pub enum ServerError {
     Flush(#[from] crate::store::StoreError),
 }
 
+/// What the server serves: the routing engine and attribution over the same store.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub engine: Arc<Engine>,
+    pub attribution: Arc<Attribution>,
+}
+
+impl Services {
+    /// Attribution over the engine's store and network; the error names the configuration key.
+    pub fn new(engine: Arc<Engine>, attribution: AttributionConfig) -> Result<Self, String> {
+        let attribution = Arc::new(Attribution::new(engine.clone(), attribution)?);
+        Ok(Self {
+            engine,
+            attribution,
+        })
+    }
+}
+
 /// Serves until `shutdown` completes, then drains in-flight calls and flushes the store.
 /// Tests call this with a listener on port 0.
 pub async fn run(
     listener: tokio::net::TcpListener,
-    engine: Arc<Engine>,
+    services: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let Services {
+        engine,
+        attribution,
+    } = services;
     let prometheus = metrics::handle();
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
@@ -39,6 +65,9 @@ pub async fn run(
         .await;
     health
         .set_serving::<CatalogServer<catalog_svc::CatalogSvc>>()
+        .await;
+    health
+        .set_serving::<AttributionServer<attribution_svc::AttributionSvc>>()
         .await;
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -60,6 +89,9 @@ pub async fn run(
     .add_service(CatalogServer::new(catalog_svc::CatalogSvc::new(
         engine.clone(),
     )))
+    .add_service(AttributionServer::new(
+        attribution_svc::AttributionSvc::new(attribution),
+    ))
     .add_service(health_svc)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)

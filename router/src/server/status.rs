@@ -1,5 +1,6 @@
 //! The one place that maps domain errors to gRPC status codes.
 
+use crate::attribution::AttributionError;
 use crate::domain::FieldError;
 use crate::engine::RouteError;
 use crate::store::StoreError;
@@ -21,5 +22,15 @@ pub fn route(e: &RouteError) -> Status {
     match e {
         RouteError::Invalid(f) => invalid(f),
         RouteError::Store(s) => store(s),
+    }
+}
+
+pub fn attribution(e: &AttributionError) -> Status {
+    match e {
+        AttributionError::Invalid(f) => invalid(f),
+        AttributionError::Conflict { .. } => Status::already_exists(e.to_string()),
+        AttributionError::NotFound { .. } => Status::not_found(e.to_string()),
+        AttributionError::Precondition(_) => Status::failed_precondition(e.to_string()),
+        AttributionError::Store(s) => store(s),
     }
 }

@@ -36,9 +36,10 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let e = engine.clone();
+        let services =
+            leadrouter::server::Services::new(engine.clone(), Default::default()).unwrap();
         let task = tokio::spawn(async move {
-            leadrouter::server::run(listener, e, async {
+            leadrouter::server::run(listener, services, async {
                 let _ = rx.await;
             })
             .await
@@ -60,6 +61,14 @@ impl TestServer {
         &self,
     ) -> pb::lead_router_client::LeadRouterClient<tonic::transport::Channel> {
         pb::lead_router_client::LeadRouterClient::connect(self.url())
+            .await
+            .unwrap()
+    }
+
+    pub async fn attribution(
+        &self,
+    ) -> pb::attribution_client::AttributionClient<tonic::transport::Channel> {
+        pb::attribution_client::AttributionClient::connect(self.url())
             .await
             .unwrap()
     }

@@ -1,6 +1,8 @@
 //! The mapping between domain types and the contract's messages, in one place: the server uses it
 //! for requests and replies, the store for its record format.
 
+pub mod attribution;
+
 use crate::domain::{
     Alternative, Channel, Day, Decision, FieldError, Interest, Lead, Level, Location, Reasons,
     Unrouted,

@@ -1,0 +1,165 @@
+use super::metrics::{ATTRIBUTION_DURATION, ATTRIBUTION_REJECTED, field_label};
+use super::status;
+use crate::attribution::{Attribution, AttributionError};
+use crate::wire::attribution as w;
+use leadrouter_proto::v1 as pb;
+use leadrouter_proto::v1::attribution_server;
+use std::sync::Arc;
+use std::time::Instant;
+use tonic::{Request, Response, Status};
+
+/// The `Attribution` service. Calls run on tokio's blocking pool: they read and write sled, and
+/// orders and refunds wait for a disk flush.
+#[derive(Debug, Clone)]
+pub struct AttributionSvc {
+    attribution: Arc<Attribution>,
+}
+
+impl AttributionSvc {
+    pub fn new(attribution: Arc<Attribution>) -> Self {
+        Self { attribution }
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        method: &'static str,
+        f: impl FnOnce(&Attribution) -> Result<T, AttributionError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let started = Instant::now();
+        let a = self.attribution.clone();
+        let result = tokio::task::spawn_blocking(move || f(&a))
+            .await
+            .map_err(|e| Status::internal(format!("the call failed: {e}")))?;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(AttributionError::Invalid(f)) => {
+                metrics::counter!(ATTRIBUTION_REJECTED, "method" => method, "field" => field_label(&f.field)).increment(1);
+                "invalid"
+            }
+            Err(AttributionError::Conflict { .. }) => "conflict",
+            Err(AttributionError::NotFound { .. }) => "not_found",
+            Err(AttributionError::Precondition(_)) => "precondition",
+            Err(AttributionError::Store(_)) => "store_error",
+        };
+        metrics::histogram!(ATTRIBUTION_DURATION, "method" => method, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result.map_err(|e| status::attribution(&e))
+    }
+}
+
+#[tonic::async_trait]
+impl attribution_server::Attribution for AttributionSvc {
+    async fn record_touch(
+        &self,
+        request: Request<pb::RecordTouchRequest>,
+    ) -> Result<Response<pb::RecordTouchResponse>, Status> {
+        let input = w::touch_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
+        let r = self
+            .call("RecordTouch", move |a| a.record_touch(input))
+            .await?;
+        Ok(Response::new(pb::RecordTouchResponse {
+            event: Some(w::event_to_pb(&r.event)),
+            replayed: r.replayed,
+        }))
+    }
+
+    async fn record_order(
+        &self,
+        request: Request<pb::RecordOrderRequest>,
+    ) -> Result<Response<pb::RecordOrderResponse>, Status> {
+        let input = w::order_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
+        let r = self
+            .call("RecordOrder", move |a| a.record_order(input))
+            .await?;
+        let o = r
+            .event
+            .order()
+            .ok_or_else(|| Status::internal("the stored event is not an order"))?;
+        Ok(Response::new(pb::RecordOrderResponse {
+            order_id: o.facts.order_id.clone(),
+            member_id: r.event.member_id.clone(),
+            ownership: Some(w::ownership_to_pb(&o.ownership)),
+            split_version: o.split_version.clone(),
+            entries: w::entries_to_pb(&o.entries),
+            replayed: r.replayed,
+            event: Some(w::event_to_pb(&r.event)),
+        }))
+    }
+
+    async fn record_refund(
+        &self,
+        request: Request<pb::RecordRefundRequest>,
+    ) -> Result<Response<pb::RecordRefundResponse>, Status> {
+        let input = w::refund_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
+        let r = self
+            .call("RecordRefund", move |a| a.record_refund(input))
+            .await?;
+        let f = r
+            .event
+            .refund()
+            .ok_or_else(|| Status::internal("the stored event is not a refund"))?;
+        Ok(Response::new(pb::RecordRefundResponse {
+            refund_id: f.refund_id.clone(),
+            order_id: f.order_id.clone(),
+            amount_cents: f.amount_cents,
+            entries: w::entries_to_pb(&f.entries),
+            replayed: r.replayed,
+            event: Some(w::event_to_pb(&r.event)),
+        }))
+    }
+
+    async fn get_trail(
+        &self,
+        request: Request<pb::GetTrailRequest>,
+    ) -> Result<Response<pb::GetTrailResponse>, Status> {
+        let q = w::trail_query_from_pb(request.get_ref()).map_err(|e| status::invalid(&e))?;
+        let page = self
+            .call("GetTrail", move |a| {
+                a.trail(&q.member_id, q.from_seq, q.window, q.limit)
+            })
+            .await?;
+        Ok(Response::new(pb::GetTrailResponse {
+            events: page.events.iter().map(w::event_to_pb).collect(),
+            next_page_token: page.next_seq.map(|s| s.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_ownership(
+        &self,
+        request: Request<pb::GetOwnershipRequest>,
+    ) -> Result<Response<pb::GetOwnershipResponse>, Status> {
+        let order_id = request.into_inner().order_id;
+        let v = self
+            .call("GetOwnership", move |a| a.order(&order_id))
+            .await?;
+        Ok(Response::new(w::order_view_to_pb(&v)))
+    }
+
+    async fn verify_trail(
+        &self,
+        request: Request<pb::VerifyTrailRequest>,
+    ) -> Result<Response<pb::VerifyTrailResponse>, Status> {
+        let member = request.into_inner().member_id;
+        let c = self
+            .call("VerifyTrail", move |a| a.verify_trail(&member))
+            .await?;
+        let (broken_seq, chain_error) = match &c.chain {
+            Ok(()) => (0, String::new()),
+            Err(b) => (b.seq, b.why.clone()),
+        };
+        Ok(Response::new(pb::VerifyTrailResponse {
+            ok: c.ok(),
+            events: c.events as u64,
+            broken_seq,
+            chain_error,
+            orders: c.recomputed.orders as u32,
+            refunds: c.recomputed.refunds as u32,
+            mismatches: c
+                .recomputed
+                .mismatches
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+        }))
+    }
+}
