@@ -25,6 +25,49 @@ enum Command {
     /// Generate or check network files.
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Export members' attribution trails, or verify their hash chains and recompute their
+    /// orders' owners and splits.
+    #[command(subcommand)]
+    Trail(TrailCmd),
+}
+
+/// Where trails come from: a stopped server's data directory, or one member on a running server.
+#[derive(clap::Args)]
+struct TrailSource {
+    /// sled data directory of a stopped server (default ./leadrouter-data).
+    #[arg(long, conflicts_with = "server")]
+    data_dir: Option<PathBuf>,
+    /// A running server, e.g. http://127.0.0.1:50051 (needs --member).
+    #[arg(long, requires = "member")]
+    server: Option<String>,
+    /// Only this member's trail.
+    #[arg(long)]
+    member: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TrailCmd {
+    /// Write trails as JSON Lines (one event per line, each member's in seq order).
+    Export {
+        #[command(flatten)]
+        source: TrailSource,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check hash chains and recompute ownership and splits; exits 1 on the first break or any
+    /// difference, naming it.
+    Verify {
+        /// An exported JSON Lines file (instead of --data-dir or --server).
+        #[arg(conflicts_with_all = ["data_dir", "server"])]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        source: TrailSource,
+        /// Configuration whose [attribution] rule sets and split policies recompute the orders
+        /// (default: the built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -151,6 +194,57 @@ fn generate_spec(
     Ok(spec)
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn trail(cmd: TrailCmd) -> anyhow::Result<()> {
+    use leadrouter::app::trail;
+    let data_dir = |s: &TrailSource| {
+        s.data_dir
+            .clone()
+            .unwrap_or_else(|| Config::default().data_dir)
+    };
+    match cmd {
+        TrailCmd::Export { source, out } => {
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let n = match (&source.server, &source.member) {
+                (Some(url), Some(m)) => {
+                    runtime()?.block_on(trail::export_live(url, m, &mut sink))?
+                }
+                _ => trail::export_dir(&data_dir(&source), source.member.as_deref(), &mut sink)?,
+            };
+            sink.flush()?;
+            eprintln!("exported {n} events");
+            Ok(())
+        }
+        TrailCmd::Verify {
+            file,
+            source,
+            config,
+        } => {
+            let config = match &config {
+                Some(p) => Config::from_file(p)?,
+                None => Config::default(),
+            };
+            let book = config.attribution.check().map_err(anyhow::Error::msg)?;
+            let report = match (&file, &source.server, &source.member) {
+                (Some(f), _, _) => trail::verify_file(f, &book)?,
+                (None, Some(url), Some(m)) => runtime()?.block_on(trail::verify_live(url, m))?,
+                _ => trail::verify_dir(&data_dir(&source), source.member.as_deref(), &book)?,
+            };
+            println!("{report}");
+            anyhow::ensure!(report.ok(), "the trail does not verify");
+            Ok(())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
@@ -185,6 +279,7 @@ fn main() -> ExitCode {
         Command::Network(NetworkCmd::Check { dir }) => {
             leadrouter::app::check_network(&dir).map(|s| println!("{s}"))
         }
+        Command::Trail(cmd) => trail(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -174,7 +174,7 @@ async fn sigkill_mid_burst_loses_no_acknowledged_order() {
         amount_cents: 100 + (c * 1000 + i) as i64,
         paid_channel: pb::Channel::MiniProgram as i32,
         fulfilling_store_id: Some("S00001".into()),
-        sharing_guide_id: (i % 3 == 0).then(|| "G000001".to_string()),
+        sharing_guide_id: i.is_multiple_of(3).then(|| "G000001".to_string()),
         referrer_guide_ids: vec![],
         occurred_at: Some(at),
     };
@@ -198,7 +198,11 @@ async fn sigkill_mid_burst_loses_no_acknowledged_order() {
     for c in clients {
         acked.extend(c.await.unwrap());
     }
-    assert!(acked.len() >= 64, "only {} orders before the kill", acked.len());
+    assert!(
+        acked.len() >= 64,
+        "only {} orders before the kill",
+        acked.len()
+    );
     eprintln!("{} orders acknowledged before the kill", acked.len());
 
     let bin = Binary::start(dir.path(), &[]);

@@ -1,5 +1,7 @@
 //! What the binary's commands do, callable from tests: `serve`, `network generate`,
-//! `network check`.
+//! `network check`, `trail export`, `trail verify`.
+
+pub mod trail;
 
 use crate::catalog::{GenerateSpec, Network, NetworkFiles, RegionTree, demo_files, generate};
 use crate::clock::SystemClock;

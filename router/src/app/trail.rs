@@ -1,0 +1,256 @@
+//! `leadrouter trail export | verify`: trails as JSON Lines (one canonical event per line, each
+//! member's events in `seq` order), and the offline check of a file, a stopped server's data
+//! directory, or one member's trail on a running server.
+
+use crate::attribution::RuleBook;
+use crate::attribution::recompute::{Mismatch, Recomputer};
+use crate::domain::trail::{ChainBreak, ChainVerifier, TrailEvent};
+use crate::store::{SledConfig, SledStore, Store, StoreError};
+use anyhow::Context;
+use leadrouter_proto::v1 as pb;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// What a check found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub events: usize,
+    pub members: usize,
+    pub orders: usize,
+    pub refunds: usize,
+    /// The first break: where (a file's line number, else the event's position) and why.
+    pub broken: Option<ChainBreak>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.broken.is_none() && self.mismatches.is_empty()
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(b) = &self.broken {
+            writeln!(
+                f,
+                "chain broken at item {}: member {:?} event seq {}: {}",
+                b.position, b.member_id, b.seq, b.why
+            )?;
+        }
+        for m in &self.mismatches {
+            writeln!(f, "recomputed differently: {m}")?;
+        }
+        write!(
+            f,
+            "{}: {} events of {} members; {} orders and {} refunds recomputed, {} differ",
+            if self.ok() { "ok" } else { "FAILED" },
+            self.events,
+            self.members,
+            self.orders,
+            self.refunds,
+            self.mismatches.len()
+        )
+    }
+}
+
+fn open_offline(dir: &Path) -> anyhow::Result<SledStore> {
+    SledStore::open(dir, &SledConfig::default()).map_err(|e| match e {
+        StoreError::Locked { path } => anyhow::anyhow!(
+            "{path} is in use by a running server: stop it, or check one member live with --server URL --member ID"
+        ),
+        other => anyhow::Error::new(other).context(format!("opening {}", dir.display())),
+    })
+}
+
+/// Visits a store's trail events (all, or one member's), in order, until `f` returns false.
+fn for_each_event(
+    store: &dyn Store,
+    member: Option<&str>,
+    f: &mut dyn FnMut(TrailEvent) -> bool,
+) -> Result<(), StoreError> {
+    match member {
+        None => store.scan_trails(f),
+        Some(m) => {
+            let mut from = 1;
+            loop {
+                let chunk = store.trail_from(m, from, 1024)?;
+                let Some(last) = chunk.last().map(|e| e.seq) else {
+                    return Ok(());
+                };
+                for e in chunk {
+                    if !f(e) {
+                        return Ok(());
+                    }
+                }
+                from = last + 1;
+            }
+        }
+    }
+}
+
+/// Writes a stopped server's trails (all, or one member's) as JSON Lines; returns the count.
+pub fn export_dir(dir: &Path, member: Option<&str>, out: &mut dyn Write) -> anyhow::Result<usize> {
+    let store = open_offline(dir)?;
+    let mut n = 0;
+    let mut failed = None;
+    for_each_event(
+        &store,
+        member,
+        &mut |e| match writeln!(out, "{}", e.to_line()) {
+            Ok(()) => {
+                n += 1;
+                true
+            }
+            Err(err) => {
+                failed = Some(err);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e).context("writing the export");
+    }
+    Ok(n)
+}
+
+/// Writes one member's trail from a running server (GetTrail, paged) as JSON Lines.
+pub async fn export_live(url: &str, member: &str, out: &mut dyn Write) -> anyhow::Result<usize> {
+    let mut client = pb::attribution_client::AttributionClient::connect(url.to_string())
+        .await
+        .with_context(|| format!("cannot reach the server at {url}"))?;
+    let mut token = String::new();
+    let mut n = 0;
+    loop {
+        let page = client
+            .get_trail(pb::GetTrailRequest {
+                member_id: member.to_string(),
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("GetTrail: {}: {}", s.code(), s.message()))?
+            .into_inner();
+        for e in &page.events {
+            writeln!(out, "{}", e.canonical_json)?;
+            n += 1;
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(n);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Checks events in order; `book` recomputes orders and refunds too.
+struct Checker<'a> {
+    chain: ChainVerifier,
+    recompute: Recomputer<'a>,
+    report: Report,
+}
+
+impl<'a> Checker<'a> {
+    fn new(book: &'a RuleBook) -> Self {
+        Self {
+            chain: ChainVerifier::new(),
+            recompute: Recomputer::new(book),
+            report: Report::default(),
+        }
+    }
+
+    fn push(&mut self, e: TrailEvent, position: Option<usize>) {
+        if self.report.broken.is_none()
+            && let Err(mut b) = self.chain.check(&e)
+        {
+            if let Some(p) = position {
+                b.position = p;
+            }
+            self.report.broken = Some(b);
+        }
+        self.recompute.push(e);
+    }
+
+    fn finish(mut self) -> Report {
+        self.report.events = self.chain.checked();
+        self.report.members = self.chain.members();
+        let s = self.recompute.summary;
+        self.report.orders = s.orders;
+        self.report.refunds = s.refunds;
+        self.report.mismatches = s.mismatches;
+        self.report
+    }
+}
+
+/// Checks an exported file: every line parses, chains, and recomputes. A line that is not an
+/// event is reported as the break, by line number.
+pub fn verify_file(path: &Path, book: &RuleBook) -> anyhow::Result<Report> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut c = Checker::new(book);
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match TrailEvent::from_line(&line) {
+            Ok(e) => c.push(e, Some(i + 1)),
+            Err(why) => {
+                let mut r = c.finish();
+                r.broken = Some(ChainBreak {
+                    member_id: String::new(),
+                    seq: 0,
+                    position: i + 1,
+                    why: format!("line {} is not a trail event: {why}", i + 1),
+                });
+                return Ok(r);
+            }
+        }
+    }
+    Ok(c.finish())
+}
+
+/// Checks a stopped server's data directory (all members, or one).
+pub fn verify_dir(dir: &Path, member: Option<&str>, book: &RuleBook) -> anyhow::Result<Report> {
+    let store = open_offline(dir)?;
+    let mut c = Checker::new(book);
+    for_each_event(&store, member, &mut |e| {
+        c.push(e, None);
+        true
+    })?;
+    Ok(c.finish())
+}
+
+/// Checks one member's trail on a running server (VerifyTrail).
+pub async fn verify_live(url: &str, member: &str) -> anyhow::Result<Report> {
+    let mut client = pb::attribution_client::AttributionClient::connect(url.to_string())
+        .await
+        .with_context(|| format!("cannot reach the server at {url}"))?;
+    let v = client
+        .verify_trail(pb::VerifyTrailRequest {
+            member_id: member.to_string(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("VerifyTrail: {}: {}", s.code(), s.message()))?
+        .into_inner();
+    Ok(Report {
+        events: v.events as usize,
+        members: usize::from(v.events > 0),
+        orders: v.orders as usize,
+        refunds: v.refunds as usize,
+        broken: (!v.chain_error.is_empty()).then(|| ChainBreak {
+            member_id: member.to_string(),
+            seq: v.broken_seq,
+            position: v.broken_seq as usize,
+            why: v.chain_error.clone(),
+        }),
+        mismatches: v
+            .mismatches
+            .into_iter()
+            .map(|what| Mismatch {
+                member_id: member.to_string(),
+                seq: 0,
+                what,
+            })
+            .collect(),
+    })
+}

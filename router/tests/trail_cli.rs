@@ -1,0 +1,180 @@
+//! `leadrouter trail export | verify` against the real binary: live, offline and on files.
+
+mod common;
+
+use common::*;
+use leadrouter_proto::v1 as pb;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn record(url: &str) {
+    let mut a = pb::attribution_client::AttributionClient::connect(url.to_string())
+        .await
+        .unwrap();
+    for m in 0..3 {
+        for t in 0..4 {
+            a.record_touch(pb::RecordTouchRequest {
+                touch_id: format!("t{m}-{t}"),
+                member_id: format!("m{m}"),
+                kind: pb::TouchKind::GuideChat as i32,
+                channel: pb::Channel::Community as i32,
+                guide_id: Some(format!("G00000{}", t + 1)),
+                occurred_at: Some(now_ts()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        a.record_order(pb::RecordOrderRequest {
+            order_id: format!("o{m}"),
+            member_id: format!("m{m}"),
+            amount_cents: 9_999,
+            paid_channel: pb::Channel::MiniProgram as i32,
+            fulfilling_store_id: Some("S00001".into()),
+            occurred_at: Some(now_ts()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    a.record_refund(pb::RecordRefundRequest {
+        refund_id: "r0".into(),
+        order_id: "o0".into(),
+        amount_cents: Some(1),
+        occurred_at: Some(now_ts()),
+    })
+    .await
+    .unwrap();
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_and_verify_live_offline_and_tampered() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bin = Binary::start(&data, &[]);
+    record(&bin.url()).await;
+    let url = bin.url();
+
+    // Live: one member.
+    let live = dir.path().join("m0.jsonl");
+    let o = tokio::task::spawn_blocking({
+        let (url, live) = (url.clone(), live.clone());
+        move || {
+            cli(&[
+                "trail",
+                "export",
+                "--server",
+                &url,
+                "--member",
+                "m0",
+                "--out",
+                path(&live),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&live).unwrap().lines().count(), 6);
+    let o = cli(&["trail", "verify", path(&live)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("ok: 6 events of 1 members; 1 orders and 1 refunds"),
+        "{}",
+        text(&o)
+    );
+    let o = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || cli(&["trail", "verify", "--server", &url, "--member", "m0"])
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // The data directory is locked while the server runs: a clear message.
+    let o = cli(&["trail", "verify", "--data-dir", path(&data)]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("in use by a running server"),
+        "{}",
+        text(&o)
+    );
+
+    // Offline, after a clean stop: everything.
+    assert!(bin.terminate().success());
+    let all = dir.path().join("all.jsonl");
+    let o = cli(&[
+        "trail",
+        "export",
+        "--data-dir",
+        path(&data),
+        "--out",
+        path(&all),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<String> = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 16);
+    let o = cli(&["trail", "verify", "--data-dir", path(&data)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("16 events of 3 members; 3 orders and 1 refunds recomputed, 0 differ"),
+        "{}",
+        text(&o)
+    );
+
+    // Tampering with an amount is named by line.
+    let i = lines
+        .iter()
+        .position(|l| l.contains("\"order_id\":\"o1\"") && l.contains("\"type\":\"order\""))
+        .unwrap();
+    let mut bad = lines.clone();
+    bad[i] = bad[i].replacen("\"amount_cents\":9999", "\"amount_cents\":9", 1);
+    assert_ne!(bad[i], lines[i]);
+    let tampered = dir.path().join("bad.jsonl");
+    std::fs::write(&tampered, bad.join("\n")).unwrap();
+    let o = cli(&["trail", "verify", path(&tampered)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("chain broken at item {}", i + 1)),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("altered"), "{}", text(&o));
+    // Dropping a line breaks the chain at the next event of that member.
+    let mut gap = lines.clone();
+    gap.remove(1);
+    std::fs::write(&tampered, gap.join("\n")).unwrap();
+    let o = cli(&["trail", "verify", path(&tampered)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("missing or out of order"), "{}", text(&o));
+    // A line that is not an event.
+    std::fs::write(&tampered, format!("{}\nnot json\n", lines[0])).unwrap();
+    let o = cli(&["trail", "verify", path(&tampered)]);
+    assert!(
+        text(&o).contains("line 2 is not a trail event"),
+        "{}",
+        text(&o)
+    );
+}
