@@ -2,10 +2,13 @@
 //! simulator and offline tools all share them.
 //!
 //! Layout:
+//! - [`attribution`]: multi-touch attribution models (first, last, linear, time decay, position
+//!   based, Markov removal effect) over aggregated journeys.
 //! - [`preference`]: the regional preference matrix (region × category), looked up with fallback up
 //!   the region tree.
 #![forbid(unsafe_code)]
 
+pub mod attribution;
 pub mod preference;
 
 pub use preference::{PreferenceError, PreferenceMatrix};
