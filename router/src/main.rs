@@ -68,6 +68,26 @@ enum TrailCmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Credit conversions to channels by every attribution model (first, last, linear, time
+    /// decay, position based, Markov removal effect), side by side.
+    Models {
+        /// An exported trail file (JSON Lines).
+        #[arg(required_unless_present = "journeys", conflicts_with = "journeys")]
+        file: Option<PathBuf>,
+        /// A journeys CSV instead (path,total_conversions,total_conversion_value,total_null;
+        /// gzip or not).
+        #[arg(long)]
+        journeys: Option<PathBuf>,
+        /// Name a trail's steps by the touch's `channel` or `kind`.
+        #[arg(long, default_value = "channel", value_parser = ["channel", "kind"])]
+        by: String,
+        /// Time-decay half-life: hours for trails, steps for a journeys CSV.
+        #[arg(long, default_value_t = 24.0)]
+        half_life: f64,
+        /// CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -240,6 +260,30 @@ fn trail(cmd: TrailCmd) -> anyhow::Result<()> {
             };
             println!("{report}");
             anyhow::ensure!(report.ok(), "the trail does not verify");
+            Ok(())
+        }
+        TrailCmd::Models {
+            file,
+            journeys,
+            by,
+            half_life,
+            csv,
+        } => {
+            use leadrouter::attribution::journeys::StepBy;
+            let source = match (journeys, file) {
+                (Some(j), _) => trail::JourneySource::Csv(j),
+                (None, Some(f)) => trail::JourneySource::Trails(
+                    f,
+                    if by == "kind" {
+                        StepBy::Kind
+                    } else {
+                        StepBy::Channel
+                    },
+                ),
+                (None, None) => anyhow::bail!("give a trail file or --journeys FILE"),
+            };
+            let j = trail::read_journeys(&source)?;
+            println!("{}", trail::models_table(&j, half_life, csv)?);
             Ok(())
         }
     }

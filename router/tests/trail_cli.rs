@@ -144,6 +144,25 @@ async fn export_and_verify_live_offline_and_tampered() {
         text(&o)
     );
 
+    // Every model credits the three orders; by channel, all touches were COMMUNITY.
+    let o = cli(&["trail", "models", path(&all), "--csv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut lines_out = out.lines();
+    assert_eq!(
+        lines_out.next(),
+        Some("channel,first,last,linear,time_decay,position_based,markov")
+    );
+    let row: Vec<&str> = lines_out.next().unwrap().split(',').collect();
+    assert_eq!(row[0], "COMMUNITY");
+    assert!(
+        row[1..].iter().all(|v| v.parse::<f64>().unwrap() == 3.0),
+        "{out}"
+    );
+    let o = cli(&["trail", "models", "--journeys", "no-such-file.csv"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no-such-file.csv"), "{}", text(&o));
+
     // Tampering with an amount is named by line.
     let i = lines
         .iter()

@@ -254,3 +254,92 @@ pub async fn verify_live(url: &str, member: &str) -> anyhow::Result<Report> {
             .collect(),
     })
 }
+
+/// Where the models read journeys from.
+#[derive(Debug, Clone)]
+pub enum JourneySource {
+    /// An exported trail file (JSON Lines); steps named by channel or kind.
+    Trails(std::path::PathBuf, crate::attribution::journeys::StepBy),
+    /// A journeys CSV (`path,total_conversions,total_conversion_value,total_null`), gzip or not.
+    Csv(std::path::PathBuf),
+}
+
+/// Reads journeys from a source.
+pub fn read_journeys(
+    source: &JourneySource,
+) -> anyhow::Result<leadrouter_models::attribution::Journeys> {
+    use crate::attribution::journeys::JourneyBuilder;
+    match source {
+        JourneySource::Csv(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            Ok(leadrouter_models::attribution::Journeys::from_csv(
+                f,
+                &p.display().to_string(),
+            )?)
+        }
+        JourneySource::Trails(p, by) => {
+            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            let mut b = JourneyBuilder::new(*by);
+            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let e = TrailEvent::from_line(&line).map_err(|why| {
+                    anyhow::anyhow!("{}:{}: not a trail event: {why}", p.display(), i + 1)
+                })?;
+                b.push(&e);
+            }
+            Ok(b.finish())
+        }
+    }
+}
+
+/// Every model's credited conversions per channel, as an aligned table or CSV.
+pub fn models_table(
+    j: &leadrouter_models::attribution::Journeys,
+    half_life: f64,
+    csv: bool,
+) -> anyhow::Result<String> {
+    use leadrouter_models::attribution::{Model, attribute};
+    let models = Model::all(half_life);
+    let credits = models
+        .iter()
+        .map(|m| attribute(j, *m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut order: Vec<usize> = (0..j.channels.len()).collect();
+    order.sort_by(|a, b| j.channels[*a].cmp(&j.channels[*b]));
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    if csv {
+        let _ = writeln!(out, "channel,{}", models.map(|m| m.name()).join(","));
+        for c in order {
+            let row: Vec<String> = credits
+                .iter()
+                .map(|k| format!("{:.6}", k.conversions[c]))
+                .collect();
+            let _ = writeln!(out, "{},{}", j.channels[c], row.join(","));
+        }
+        return Ok(out);
+    }
+    let width = j.channels.iter().map(|c| c.len()).max().unwrap_or(7).max(7);
+    let _ = write!(out, "{:<width$}", "channel");
+    for m in &models {
+        let _ = write!(out, " {:>14}", m.name());
+    }
+    let _ = writeln!(out);
+    for c in order {
+        let _ = write!(out, "{:<width$}", j.channels[c]);
+        for k in &credits {
+            let _ = write!(out, " {:>14.2}", k.conversions[c]);
+        }
+        let _ = writeln!(out);
+    }
+    let _ = write!(
+        out,
+        "{} journeys, {:.0} conversions credited in every column (time decay half-life {half_life})",
+        j.journeys.len(),
+        j.total_conversions()
+    );
+    Ok(out)
+}
