@@ -314,14 +314,14 @@ impl Attribution {
             Vec::new()
         };
         let body = body(&earlier, next_seq)?;
-        let event = TrailEvent::next(
+        let (event, line) = TrailEvent::next_with_line(
             member_id,
             head.as_ref().map(|(s, h)| (*s, h.as_str())),
             occurred_at_ms,
             self.engine.clock().now_ms(),
             body,
         );
-        store.append_trail(&event, key)?;
+        store.append_trail(&event, &line, key)?;
         Ok(event)
     }
 

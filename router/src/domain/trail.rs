@@ -314,6 +314,17 @@ impl TrailEvent {
         recorded_at_ms: i64,
         body: EventBody,
     ) -> Self {
+        Self::next_with_line(member_id, prev, occurred_at_ms, recorded_at_ms, body).0
+    }
+
+    /// As [`TrailEvent::next`], with the event's canonical line, serialised once for both.
+    pub fn next_with_line(
+        member_id: &str,
+        prev: Option<(u64, &str)>,
+        occurred_at_ms: i64,
+        recorded_at_ms: i64,
+        body: EventBody,
+    ) -> (Self, String) {
         let (seq, prev_hash) = match prev {
             Some((seq, hash)) => (seq + 1, hash.to_string()),
             None => (1, GENESIS.to_string()),
@@ -327,12 +338,19 @@ impl TrailEvent {
             prev_hash,
             hash: String::new(),
         };
-        e.hash = e.compute_hash();
-        e
+        let mut json = e.hashed_json();
+        e.hash = Self::digest(&e.prev_hash, &json);
+        // The line is the hashed object with `hash` appended as its last member.
+        json.pop();
+        json.extend_from_slice(b",\"hash\":\"");
+        json.extend_from_slice(e.hash.as_bytes());
+        json.extend_from_slice(b"\"}");
+        let line = String::from_utf8(json).unwrap_or_else(|_| e.to_line());
+        (e, line)
     }
 
-    /// The hash this event's content gives.
-    pub fn compute_hash(&self) -> String {
+    /// The canonical JSON of everything but `hash`.
+    fn hashed_json(&self) -> Vec<u8> {
         let hashed = Hashed {
             member_id: &self.member_id,
             seq: self.seq,
@@ -341,12 +359,21 @@ impl TrailEvent {
             body: &self.body,
             prev_hash: &self.prev_hash,
         };
-        let mut h = Sha256::new();
-        h.update(self.prev_hash.as_bytes());
-        h.update(b"\n");
         // Serializing plain structs and strings cannot fail.
-        h.update(serde_json::to_vec(&hashed).unwrap_or_default());
+        serde_json::to_vec(&hashed).unwrap_or_default()
+    }
+
+    fn digest(prev_hash: &str, hashed_json: &[u8]) -> String {
+        let mut h = Sha256::new();
+        h.update(prev_hash.as_bytes());
+        h.update(b"\n");
+        h.update(hashed_json);
         hex::encode(h.finalize())
+    }
+
+    /// The hash this event's content gives.
+    pub fn compute_hash(&self) -> String {
+        Self::digest(&self.prev_hash, &self.hashed_json())
     }
 
     /// The canonical JSON line (no trailing newline): how the event is stored and exported.
@@ -512,6 +539,16 @@ mod tests {
         assert_eq!(c[1].prev_hash, c[0].hash);
         assert_eq!(verify_chain(&c).unwrap(), 5);
         for e in &c {
+            // The line built with the hash is the event's serialisation.
+            let (again, line) = TrailEvent::next_with_line(
+                &e.member_id,
+                (e.seq > 1).then(|| (e.seq - 1, e.prev_hash.as_str())),
+                e.occurred_at_ms,
+                e.recorded_at_ms,
+                e.body.clone(),
+            );
+            assert_eq!(&again, e);
+            assert_eq!(line, e.to_line());
             let back = TrailEvent::from_line(&e.to_line()).unwrap();
             assert_eq!(&back, e);
             assert_eq!(back.compute_hash(), e.hash);

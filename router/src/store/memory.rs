@@ -120,7 +120,12 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    fn append_trail(&self, event: &TrailEvent, key: TrailKey<'_>) -> Result<(), StoreError> {
+    fn append_trail(
+        &self,
+        event: &TrailEvent,
+        _line: &str,
+        key: TrailKey<'_>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
         let (tag, id) = key.tag();
         let at = (event.member_id.clone(), event.seq);

@@ -101,7 +101,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Appends `event` (the member's next `seq`; the caller serialises appends per member) and
     /// indexes it under `key`. Visible at once; durable after the next [`Store::flush`], or within
     /// the flush interval.
-    fn append_trail(&self, event: &TrailEvent, key: TrailKey<'_>) -> Result<(), StoreError>;
+    /// `line` is `event.to_line()`, passed in because the caller has it already.
+    fn append_trail(
+        &self,
+        event: &TrailEvent,
+        line: &str,
+        key: TrailKey<'_>,
+    ) -> Result<(), StoreError>;
     /// Every trail event, by member then `seq`, until `f` returns false.
     fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError>;
 }

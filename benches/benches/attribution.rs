@@ -1,0 +1,231 @@
+//! Durable `RecordOrder` over gRPC with 64 concurrent clients against one client (one flush per
+//! request), printed as a throughput ratio: what group commit buys. Then criterion's costs of a
+//! trail append and of a trail page read (in-process, sled), and of an order without the disk
+//! (in-memory store: validation, ownership, split, hashing).
+//!
+//! `cargo bench -p leadrouter-benches --bench attribution`
+//! (`LEADROUTER_BENCH_CONCURRENCY` sets the concurrent clients, default 64.)
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use leadrouter::attribution::{Attribution, AttributionConfig, OrderInput, TouchInput};
+use leadrouter::catalog::{RegionTree, demo_files};
+use leadrouter::clock::SystemClock;
+use leadrouter::domain::Channel;
+use leadrouter::domain::trail::{OrderFacts, Touch, TouchKind};
+use leadrouter::engine::{Engine, EngineConfig};
+use leadrouter::server::Services;
+use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
+use leadrouter_proto::v1 as pb;
+use leadrouter_proto::v1::attribution_client::AttributionClient;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel as GrpcChannel;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+fn engine(store: Arc<dyn Store>) -> Arc<Engine> {
+    let net = demo_files()
+        .load(Arc::new(RegionTree::embedded()))
+        .expect("demo network");
+    Arc::new(Engine::new(net, store, Arc::new(SystemClock), EngineConfig::default()).unwrap())
+}
+
+struct Rig {
+    client_rt: tokio::runtime::Runtime,
+    _server_rt: tokio::runtime::Runtime,
+    channel: GrpcChannel,
+    next: Arc<AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+        let services = Services::new(engine(store), AttributionConfig::default()).unwrap();
+        let server_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = server_rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(leadrouter::server::run(
+                listener,
+                services,
+                std::future::pending::<()>(),
+            ));
+            addr
+        });
+        let client_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let channel = client_rt.block_on(async {
+            GrpcChannel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        });
+        Self {
+            client_rt,
+            _server_rt: server_rt,
+            channel,
+            next: Arc::new(AtomicU64::new(0)),
+            _dir: dir,
+        }
+    }
+
+    /// Records `orders` new orders with `clients` in flight; returns the elapsed time.
+    fn run(&self, clients: usize, orders: u64) -> Duration {
+        let per_client = orders.div_ceil(clients as u64);
+        self.client_rt.block_on(async {
+            let start = Instant::now();
+            let mut tasks = Vec::with_capacity(clients);
+            for _ in 0..clients {
+                let mut client = AttributionClient::new(self.channel.clone());
+                let next = self.next.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..per_client {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let ms = now_ms();
+                        let r = client
+                            .record_order(pb::RecordOrderRequest {
+                                order_id: format!("bench-{n}"),
+                                member_id: format!("m{}", n % 10_000),
+                                amount_cents: 100 + (n % 100_000) as i64,
+                                paid_channel: pb::Channel::MiniProgram as i32,
+                                fulfilling_store_id: Some("S00001".into()),
+                                occurred_at: Some(prost_types::Timestamp {
+                                    seconds: ms / 1000,
+                                    nanos: 0,
+                                }),
+                                ..Default::default()
+                            })
+                            .await
+                            .expect("record_order");
+                        assert!(!r.into_inner().replayed);
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            start.elapsed()
+        })
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn group_commit_ratio() {
+    let clients = std::env::var("LEADROUTER_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let rig = Rig::new();
+    rig.run(1, 20);
+    rig.run(clients, 500);
+    // Alternate rounds so both see the same machine state; compare medians.
+    let (mut one, mut many) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let n = 100;
+        one.push(n as f64 / rig.run(1, n).as_secs_f64());
+        let n = 2_000;
+        many.push(n as f64 / rig.run(clients, n).as_secs_f64());
+    }
+    let (o, m) = (median(one), median(many));
+    println!(
+        "attribution/record_order durable: 1 client (one flush per request) {o:.0} orders/s, {clients} clients {m:.0} orders/s, ratio = {:.1}",
+        m / o
+    );
+}
+
+fn touch(n: u64, member: &str) -> TouchInput {
+    TouchInput {
+        member_id: member.to_string(),
+        touch: Touch {
+            touch_id: format!("t{n}"),
+            kind: TouchKind::GuideChat,
+            channel: Channel::MiniProgram,
+            guide_id: Some("G000001".into()),
+            store_id: None,
+            lead_id: None,
+        },
+        occurred_at_ms: now_ms(),
+    }
+}
+
+fn bench_attribution(c: &mut Criterion) {
+    group_commit_ratio();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+    let a = Attribution::new(engine(store), AttributionConfig::default()).unwrap();
+    // One member with 1,000 events to read pages from.
+    for n in 0..1_000 {
+        a.record_touch(touch(n, "reader")).unwrap();
+    }
+    let mem = Attribution::new(
+        engine(Arc::new(MemoryStore::new())),
+        AttributionConfig::default(),
+    )
+    .unwrap();
+    let next = AtomicU64::new(1_000);
+
+    let mut group = c.benchmark_group("trail");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("append_touch_sled", |b| {
+        b.iter(|| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            a.record_touch(touch(n, &format!("m{}", n % 10_000)))
+                .unwrap()
+        })
+    });
+    group.bench_function("read_page_100_of_1000_sled", |b| {
+        let mut from = 1u64;
+        b.iter(|| {
+            let page = a.trail("reader", from, (None, None), 100).unwrap();
+            from = page.next_seq.unwrap_or(1);
+            page
+        })
+    });
+    group.bench_function("order_without_disk_memory", |b| {
+        b.iter(|| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            mem.record_order(OrderInput {
+                member_id: format!("m{}", n % 10_000),
+                facts: OrderFacts {
+                    order_id: format!("o{n}"),
+                    amount_cents: 12_345,
+                    paid_channel: Channel::MiniProgram,
+                    fulfilling_store_id: Some("S00001".into()),
+                    sharing_guide_id: None,
+                    referrer_guide_ids: vec![],
+                },
+                occurred_at_ms: now_ms(),
+            })
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_attribution);
+criterion_main!(benches);
