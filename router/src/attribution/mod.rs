@@ -47,7 +47,8 @@ pub fn parse_date(s: &str) -> Result<Day, String> {
 pub struct AttributionConfig {
     /// Largest accepted order, in cents. Default 100,000,000 (¥1,000,000).
     pub max_order_amount_cents: i64,
-    /// How far in the future `occurred_at` may lie (clock skew), in seconds. Default 300.
+    /// How far in the future `occurred_at` may lie (clock skew), in seconds. Default 300, at most
+    /// 86,400 (ownership reads history back to a horizon that relies on it).
     pub max_future_secs: u32,
     /// Most earlier events of a member read when deciding ownership (newest first). Default
     /// 10,000.
@@ -102,6 +103,12 @@ impl AttributionConfig {
                 "attribution.max_order_amount_cents: must be in 1..={}, got {}",
                 i64::MAX / 100,
                 self.max_order_amount_cents
+            ));
+        }
+        if self.max_future_secs > 86_400 {
+            return Err(format!(
+                "attribution.max_future_secs: at most 86400 (a day), got {}",
+                self.max_future_secs
             ));
         }
         if !(1..=1_000_000).contains(&self.history_limit) {
@@ -302,17 +309,32 @@ impl Attribution {
         occurred_at_ms: i64,
         key: TrailKey<'_>,
         body: impl FnOnce(&[TrailEvent], u64) -> Result<EventBody, AttributionError>,
-        history: bool,
+        history: Option<&OwnershipRuleSet>,
     ) -> Result<TrailEvent, AttributionError> {
         let store = self.engine.store();
         let _member = self.stripe(&self.member_locks, member_id).lock();
         let head = store.trail_head(member_id)?;
         let next_seq = head.as_ref().map_or(1, |(s, _)| s + 1);
-        let earlier = if history {
-            store.trail_before(member_id, next_seq, self.book.history_limit)?
-        } else {
-            Vec::new()
-        };
+        // Newest first, in chunks, until the rules' horizon or the limit.
+        let mut earlier = Vec::new();
+        if let Some(rules) = history {
+            let horizon = rules.history_horizon_ms(occurred_at_ms);
+            let mut before = next_seq;
+            'read: while earlier.len() < self.book.history_limit && before > 1 {
+                let want = (self.book.history_limit - earlier.len()).min(256);
+                let chunk = store.trail_before(member_id, before, want)?;
+                let Some(last) = chunk.last().map(|e| e.seq) else {
+                    break;
+                };
+                for e in chunk {
+                    if e.recorded_at_ms < horizon {
+                        break 'read;
+                    }
+                    earlier.push(e);
+                }
+                before = last;
+            }
+        }
         let body = body(&earlier, next_seq)?;
         let (event, line) = TrailEvent::next_with_line(
             member_id,
@@ -391,7 +413,7 @@ impl Attribution {
             input.occurred_at_ms,
             key,
             |_, _| Ok(EventBody::Touch(touch)),
-            false,
+            None,
         )?;
         Ok(Recorded {
             event,
@@ -494,7 +516,7 @@ impl Attribution {
                             entries,
                         })))
                     },
-                    true,
+                    Some(rules),
                 )?;
                 Recorded {
                     event,
@@ -620,7 +642,7 @@ impl Attribution {
                             entries,
                         }))
                     },
-                    false,
+                    None,
                 )?;
                 Recorded {
                     event,

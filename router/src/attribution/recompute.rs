@@ -71,12 +71,11 @@ impl<'a> Recomputer<'a> {
                     trail.push(e);
                     return;
                 };
-                let history: Vec<TrailEvent> = trail
-                    .iter()
-                    .rev()
-                    .take(self.book.history_limit)
-                    .cloned()
-                    .collect();
+                let history = rules.history(
+                    e.occurred_at_ms,
+                    trail.iter().rev(),
+                    self.book.history_limit,
+                );
                 let owner = rules.decide(
                     &o.facts,
                     o.sharing_guide_store_id.as_deref(),

@@ -70,6 +70,32 @@ impl OwnershipRuleSet {
         parse_date(&self.effective_from).map_err(|e| format!("{at}.effective_from: {e}"))
     }
 
+    /// Oldest `recorded_at` an event can have and still matter to an order at `at_ms`: events
+    /// are read newest first and the read stops at the first one recorded before this. An event
+    /// happens at most one day after it is recorded (`max_future_secs` is capped at a day), so one
+    /// recorded earlier happened before the look-back and the protection windows.
+    pub fn history_horizon_ms(&self, at_ms: i64) -> i64 {
+        let days = i64::from(self.lookback_days.max(self.protection_days)) + 1;
+        at_ms.saturating_sub(days * DAY_MS)
+    }
+
+    /// Of `newest_first`, the events [`OwnershipRuleSet::decide`] is given: those before the
+    /// first recorded before the horizon, at most `limit`.
+    pub fn history<'a>(
+        &self,
+        at_ms: i64,
+        newest_first: impl IntoIterator<Item = &'a TrailEvent>,
+        limit: usize,
+    ) -> Vec<TrailEvent> {
+        let horizon = self.history_horizon_ms(at_ms);
+        newest_first
+            .into_iter()
+            .take_while(|e| e.recorded_at_ms >= horizon)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     /// Decides who owns `facts`, paid at `at_ms`, from `history`: the member's earlier events,
     /// newest first. `sharing_guide_store` is the sharing guide's store when the order was
     /// recorded.
@@ -311,6 +337,26 @@ mod tests {
         let h = history(&[(TouchKind::StoreVisit, None, Some("S7"), 100)]);
         let o = r.decide(&facts(None), None, 100 * DAY_MS + 5, &h);
         assert_eq!((o.guide_id, o.store_id.as_deref()), (None, Some("S7")));
+    }
+
+    #[test]
+    fn history_stops_at_the_horizon_without_changing_the_owner() {
+        let r = OwnershipRuleSet::default();
+        // Protection 30 days > look-back 7: the horizon is 31 days before the order.
+        assert_eq!(r.history_horizon_ms(100 * DAY_MS), 69 * DAY_MS);
+        let h = history(&[
+            (TouchKind::Binding, Some("G1"), Some("S1"), 60),
+            (TouchKind::ShareLinkClick, Some("G2"), Some("S2"), 68),
+            (TouchKind::GuideChat, Some("G3"), Some("S3"), 98),
+        ]);
+        let cut = r.history(100 * DAY_MS, &h, 10_000);
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].seq, 3);
+        assert_eq!(r.history(100 * DAY_MS, &h, 0).len(), 0);
+        // What was cut could not have decided: same owner either way.
+        let full = r.decide(&facts(None), None, 100 * DAY_MS, &h);
+        assert_eq!(r.decide(&facts(None), None, 100 * DAY_MS, &cut), full);
+        assert_eq!(full.guide_id.as_deref(), Some("G3"));
     }
 
     #[test]
