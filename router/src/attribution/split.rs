@@ -152,11 +152,18 @@ pub fn owner_party(o: &Ownership) -> String {
 
 /// How much of each entry `refunded` cents of the order amount reverse: proportional, floors,
 /// with the `rounding` role's entry taking the leftover. `refunded = amount` gives the entries.
+/// The rounding role's entry is left out of an order when its amount is zero; the last entry
+/// then takes the leftover.
 fn allocate(entries: &[LedgerEntry], rounding: Role, amount: i64, refunded: i64) -> Vec<i64> {
+    let r = entries
+        .iter()
+        .position(|e| e.role == rounding)
+        .unwrap_or(entries.len().saturating_sub(1));
     let mut out: Vec<i64> = entries
         .iter()
-        .map(|e| {
-            if e.role == rounding {
+        .enumerate()
+        .map(|(i, e)| {
+            if i == r {
                 0
             } else {
                 share_of(e.amount_cents, refunded, amount)
@@ -164,10 +171,6 @@ fn allocate(entries: &[LedgerEntry], rounding: Role, amount: i64, refunded: i64)
         })
         .collect();
     let given: i64 = out.iter().sum();
-    let r = entries
-        .iter()
-        .position(|e| e.role == rounding)
-        .unwrap_or(entries.len().saturating_sub(1));
     if let Some(x) = out.get_mut(r) {
         *x = refunded - given;
     }
@@ -293,6 +296,27 @@ mod tests {
         let (e, r) = p.split(&facts(1000, false, &[]), &owner(true));
         assert_eq!(r, Role::Owner);
         assert_eq!(amounts(&e), vec![("guide:G1", 950), ("o2o:centre", 50)]);
+    }
+
+    #[test]
+    fn a_zero_rounding_entry_still_reverses_exactly() {
+        // The rounding role (fulfilling store) has a 0 % share: its entry is left out.
+        let p = SplitPolicy {
+            owner: 64,
+            fulfilling_store: 0,
+            o2o_centre: 0,
+            referrer_1: 0,
+            referrer_2: 36,
+            ..Default::default()
+        };
+        let amount = 5_598_480_900;
+        let (e, r) = p.split(&facts(amount, true, &["R1", "R2"]), &owner(true));
+        assert!(e.iter().all(|x| x.role != r));
+        let rev = reverse(&e, r, amount, 0, amount);
+        assert_eq!(rev.iter().map(|x| x.amount_cents).sum::<i64>(), -amount);
+        for (a, b) in e.iter().zip(&rev) {
+            assert_eq!(a.amount_cents, -b.amount_cents);
+        }
     }
 
     #[test]
