@@ -86,6 +86,28 @@ impl Rig {
         }
     }
 
+    /// `calls` empty calls (`LeadRouter.Ping`) with `clients` in flight: the transport's ceiling.
+    fn ping(&self, clients: usize, calls: u64) -> Duration {
+        let per_client = calls.div_ceil(clients as u64);
+        self.client_rt.block_on(async {
+            let start = Instant::now();
+            let mut tasks = Vec::with_capacity(clients);
+            for _ in 0..clients {
+                let mut client =
+                    pb::lead_router_client::LeadRouterClient::new(self.channel.clone());
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..per_client {
+                        client.ping(pb::PingRequest {}).await.expect("ping");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            start.elapsed()
+        })
+    }
+
     /// Records `orders` new orders with `clients` in flight; returns the elapsed time.
     fn run(&self, clients: usize, orders: u64) -> Duration {
         let per_client = orders.div_ceil(clients as u64);
@@ -140,17 +162,20 @@ fn group_commit_ratio() {
     rig.run(1, 20);
     rig.run(clients, 500);
     // Alternate rounds so both see the same machine state; compare medians.
-    let (mut one, mut many) = (Vec::new(), Vec::new());
+    let (mut one, mut many, mut pings) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         let n = 100;
         one.push(n as f64 / rig.run(1, n).as_secs_f64());
         let n = 2_000;
         many.push(n as f64 / rig.run(clients, n).as_secs_f64());
+        let n = 10_000;
+        pings.push(n as f64 / rig.ping(clients, n).as_secs_f64());
     }
-    let (o, m) = (median(one), median(many));
+    let (o, m, p) = (median(one), median(many), median(pings));
     println!(
-        "attribution/record_order durable: 1 client (one flush per request) {o:.0} orders/s, {clients} clients {m:.0} orders/s, ratio = {:.1}",
-        m / o
+        "attribution/record_order durable: 1 client (one flush per request) {o:.0} orders/s, {clients} clients {m:.0} orders/s, ratio = {:.1}; empty Ping at {clients} clients {p:.0} calls/s (RecordOrder/Ping = {:.2})",
+        m / o,
+        m / p
     );
 }
 

@@ -459,6 +459,15 @@ impl Attribution {
     /// Records an order: ownership, split and ledger entries in one trail event, flushed to disk
     /// before this returns.
     pub fn record_order(&self, input: OrderInput) -> Result<Recorded, AttributionError> {
+        let r = self.record_order_unflushed(input)?;
+        self.engine.store().flush()?;
+        Ok(r)
+    }
+
+    /// As [`Attribution::record_order`] without the flush: the result is visible at once but not
+    /// yet durable. The caller must see [`crate::store::Store::flush_then`] succeed before
+    /// acknowledging it (a replay too: the first call may have failed before its flush).
+    pub fn record_order_unflushed(&self, input: OrderInput) -> Result<Recorded, AttributionError> {
         let sharing_store = self.check_order(&input)?;
         let recorded = {
             let _id = self
@@ -524,14 +533,23 @@ impl Attribution {
                 }
             }
         };
-        // A replay waits too: the first call may have failed before its flush.
-        self.engine.store().flush()?;
         Ok(recorded)
     }
 
     /// Records a refund of an order: reversing entries proportional to the order's split,
     /// flushed to disk before this returns. All refunds together cannot exceed the order.
     pub fn record_refund(&self, input: RefundInput) -> Result<Recorded, AttributionError> {
+        let r = self.record_refund_unflushed(input)?;
+        self.engine.store().flush()?;
+        Ok(r)
+    }
+
+    /// As [`Attribution::record_refund`] without the flush; see
+    /// [`Attribution::record_order_unflushed`].
+    pub fn record_refund_unflushed(
+        &self,
+        input: RefundInput,
+    ) -> Result<Recorded, AttributionError> {
         check_id("refund_id", &input.refund_id)?;
         check_id("order_id", &input.order_id)?;
         if let Some(a) = input.amount_cents
@@ -650,7 +668,6 @@ impl Attribution {
                 }
             }
         };
-        self.engine.store().flush()?;
         Ok(recorded)
     }
 
@@ -730,9 +747,11 @@ impl Attribution {
         let store = self.engine.store();
         let mut events = Vec::new();
         let mut from = from_seq.max(1);
-        // Reads in chunks, so a narrow window over a long trail still fills the page.
+        // Without a window a page is one read; with one, chunks until the page fills, so a
+        // narrow window over a long trail still fills it.
+        let chunk_len = if window == (None, None) { limit } else { 256 };
         loop {
-            let chunk = store.trail_from(member_id, from, 1024)?;
+            let chunk = store.trail_from(member_id, from, chunk_len)?;
             let Some(last) = chunk.last().map(|e| e.seq) else {
                 return Ok(TrailPage {
                     events,

@@ -1,6 +1,7 @@
 use super::metrics::{ATTRIBUTION_DURATION, ATTRIBUTION_REJECTED, field_label};
 use super::status;
 use crate::attribution::{Attribution, AttributionError};
+use crate::store::{Store, StoreError};
 use crate::wire::attribution as w;
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::attribution_server;
@@ -8,11 +9,23 @@ use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
 
-/// The `Attribution` service. Calls run on tokio's blocking pool: they read and write sled, and
-/// orders and refunds wait for a disk flush.
+/// The `Attribution` service. Writes run on the calling tokio worker (short sled operations
+/// under a per-member lock, like Route), then orders and refunds await their group-committed
+/// flush without holding a thread; reads that may scan a long trail run on the blocking pool.
 #[derive(Debug, Clone)]
 pub struct AttributionSvc {
     attribution: Arc<Attribution>,
+}
+
+/// How a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// On the worker; the reply waits for nothing else.
+    Inline,
+    /// On the worker, then the reply waits for a flush covering the write.
+    Durable,
+    /// On the blocking pool.
+    Blocking,
 }
 
 impl AttributionSvc {
@@ -23,13 +36,23 @@ impl AttributionSvc {
     async fn call<T: Send + 'static>(
         &self,
         method: &'static str,
+        mode: Mode,
         f: impl FnOnce(&Attribution) -> Result<T, AttributionError> + Send + 'static,
     ) -> Result<T, Status> {
         let started = Instant::now();
-        let a = self.attribution.clone();
-        let result = tokio::task::spawn_blocking(move || f(&a))
-            .await
-            .map_err(|e| Status::internal(format!("the call failed: {e}")))?;
+        let result = match mode {
+            Mode::Inline => f(&self.attribution),
+            Mode::Durable => match f(&self.attribution) {
+                Ok(v) => durable(self.attribution.engine().store()).await.map(|()| v),
+                Err(e) => Err(e),
+            },
+            Mode::Blocking => {
+                let a = self.attribution.clone();
+                tokio::task::spawn_blocking(move || f(&a))
+                    .await
+                    .map_err(|e| Status::internal(format!("the call failed: {e}")))?
+            }
+        };
         let outcome = match &result {
             Ok(_) => "ok",
             Err(AttributionError::Invalid(f)) => {
@@ -47,6 +70,20 @@ impl AttributionSvc {
     }
 }
 
+/// Completes once every write made so far is on disk; concurrent callers share one flush.
+async fn durable(store: &Arc<dyn Store>) -> Result<(), AttributionError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    store.flush_then(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    match rx.await {
+        Ok(r) => r.map_err(AttributionError::Store),
+        Err(_) => Err(AttributionError::Store(StoreError::Backend(
+            "the writer stopped before flushing".into(),
+        ))),
+    }
+}
+
 #[tonic::async_trait]
 impl attribution_server::Attribution for AttributionSvc {
     async fn record_touch(
@@ -55,7 +92,7 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::RecordTouchResponse>, Status> {
         let input = w::touch_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
         let r = self
-            .call("RecordTouch", move |a| a.record_touch(input))
+            .call("RecordTouch", Mode::Inline, move |a| a.record_touch(input))
             .await?;
         Ok(Response::new(pb::RecordTouchResponse {
             event: Some(w::event_to_pb(&r.event)),
@@ -69,7 +106,9 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::RecordOrderResponse>, Status> {
         let input = w::order_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
         let r = self
-            .call("RecordOrder", move |a| a.record_order(input))
+            .call("RecordOrder", Mode::Durable, move |a| {
+                a.record_order_unflushed(input)
+            })
             .await?;
         let o = r
             .event
@@ -92,7 +131,9 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::RecordRefundResponse>, Status> {
         let input = w::refund_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
         let r = self
-            .call("RecordRefund", move |a| a.record_refund(input))
+            .call("RecordRefund", Mode::Durable, move |a| {
+                a.record_refund_unflushed(input)
+            })
             .await?;
         let f = r
             .event
@@ -114,7 +155,7 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::GetTrailResponse>, Status> {
         let q = w::trail_query_from_pb(request.get_ref()).map_err(|e| status::invalid(&e))?;
         let page = self
-            .call("GetTrail", move |a| {
+            .call("GetTrail", Mode::Blocking, move |a| {
                 a.trail(&q.member_id, q.from_seq, q.window, q.limit)
             })
             .await?;
@@ -130,7 +171,7 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::GetOwnershipResponse>, Status> {
         let order_id = request.into_inner().order_id;
         let v = self
-            .call("GetOwnership", move |a| a.order(&order_id))
+            .call("GetOwnership", Mode::Blocking, move |a| a.order(&order_id))
             .await?;
         Ok(Response::new(w::order_view_to_pb(&v)))
     }
@@ -141,7 +182,9 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::VerifyTrailResponse>, Status> {
         let member = request.into_inner().member_id;
         let c = self
-            .call("VerifyTrail", move |a| a.verify_trail(&member))
+            .call("VerifyTrail", Mode::Blocking, move |a| {
+                a.verify_trail(&member)
+            })
             .await?;
         let (broken_seq, chain_error) = match &c.chain {
             Ok(()) => (0, String::new()),

@@ -57,6 +57,9 @@ pub enum StoreError {
     Locked { path: String },
 }
 
+/// Called once with the outcome of a flush.
+pub type FlushDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
 /// What the engine needs from storage.
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The decision stored for `lead_id`, if any.
@@ -77,6 +80,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn put_network(&self, spec: &NetworkSpec) -> Result<(), StoreError>;
     /// Makes every write so far durable; returns the bytes flushed where known.
     fn flush(&self) -> Result<usize, StoreError>;
+    /// Calls `done` once every write made before this call is durable, or the flush failed.
+    /// Does not block: concurrent callers share one disk sync (group commit).
+    fn flush_then(&self, done: FlushDone);
     /// Number of stored decisions.
     fn decision_count(&self) -> Result<u64, StoreError>;
 

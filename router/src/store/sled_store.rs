@@ -6,7 +6,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::sync_channel;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,8 @@ struct Put {
     index_key: Option<Vec<u8>>,
 }
 
-type Waiter = SyncSender<Result<(), String>>;
+/// Told the outcome once everything queued before it is applied and flushed.
+type Waiter = super::FlushDone;
 
 #[derive(Default)]
 struct Queue {
@@ -343,7 +344,7 @@ fn writer_loop(
             last_flush = Instant::now();
             dirty = false;
             for w in waiters {
-                let _ = w.send(result.clone());
+                w(result.clone().map_err(StoreError::Backend));
             }
         }
         if closed && shared.queue.lock().puts.is_empty() {
@@ -465,18 +466,26 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<usize, StoreError> {
         let (reply, answer) = sync_channel(1);
+        self.flush_then(Box::new(move |r| {
+            let _ = reply.send(r);
+        }));
+        answer
+            .recv()
+            .map_err(|_| StoreError::Backend("the writer has stopped".into()))?
+            .map(|()| 0)
+    }
+
+    fn flush_then(&self, done: super::FlushDone) {
         {
             let mut q = self.shared.queue.lock();
             if q.closed {
-                return Err(StoreError::Backend("the store is closed".into()));
+                drop(q);
+                done(Err(StoreError::Backend("the store is closed".into())));
+                return;
             }
-            q.waiters.push(reply);
+            q.waiters.push(done);
         }
         self.shared.wake_writer.notify_one();
-        let result = answer
-            .recv()
-            .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
-        result.map(|_| 0).map_err(StoreError::Backend)
     }
 
     fn decision_count(&self) -> Result<u64, StoreError> {
