@@ -313,28 +313,11 @@ impl Attribution {
     ) -> Result<TrailEvent, AttributionError> {
         let store = self.engine.store();
         let _member = self.stripe(&self.member_locks, member_id).lock();
-        let head = store.trail_head(member_id)?;
+        let (head, earlier) = match history {
+            None => (store.trail_head(member_id)?, Vec::new()),
+            Some(rules) => self.head_and_history(member_id, occurred_at_ms, rules)?,
+        };
         let next_seq = head.as_ref().map_or(1, |(s, _)| s + 1);
-        // Newest first, in chunks, until the rules' horizon or the limit.
-        let mut earlier = Vec::new();
-        if let Some(rules) = history {
-            let horizon = rules.history_horizon_ms(occurred_at_ms);
-            let mut before = next_seq;
-            'read: while earlier.len() < self.book.history_limit && before > 1 {
-                let want = (self.book.history_limit - earlier.len()).min(256);
-                let chunk = store.trail_before(member_id, before, want)?;
-                let Some(last) = chunk.last().map(|e| e.seq) else {
-                    break;
-                };
-                for e in chunk {
-                    if e.recorded_at_ms < horizon {
-                        break 'read;
-                    }
-                    earlier.push(e);
-                }
-                before = last;
-            }
-        }
         let body = body(&earlier, next_seq)?;
         let (event, line) = TrailEvent::next_with_line(
             member_id,
@@ -345,6 +328,44 @@ impl Attribution {
         );
         store.append_trail(&event, &line, key)?;
         Ok(event)
+    }
+
+    /// The member's head and, newest first, the events `rules` may look at (back to their
+    /// horizon, at most `history_limit`), read in one scan from the newest event.
+    #[allow(clippy::type_complexity)]
+    fn head_and_history(
+        &self,
+        member_id: &str,
+        at_ms: i64,
+        rules: &OwnershipRuleSet,
+    ) -> Result<(Option<(u64, String)>, Vec<TrailEvent>), AttributionError> {
+        let store = self.engine.store();
+        let horizon = rules.history_horizon_ms(at_ms);
+        let limit = self.book.history_limit;
+        let mut head = None;
+        let mut earlier = Vec::new();
+        let mut before = u64::MAX;
+        'read: loop {
+            let want = (limit - earlier.len()).clamp(1, 256);
+            let chunk = store.trail_before(member_id, before, want)?;
+            let Some(last) = chunk.last().map(|e| e.seq) else {
+                break;
+            };
+            for e in chunk {
+                if head.is_none() {
+                    head = Some((e.seq, e.hash.clone()));
+                }
+                if e.recorded_at_ms < horizon || earlier.len() >= limit {
+                    break 'read;
+                }
+                earlier.push(e);
+            }
+            if last <= 1 {
+                break;
+            }
+            before = last;
+        }
+        Ok((head, earlier))
     }
 
     /// Records a touch. Durable within the flush interval.

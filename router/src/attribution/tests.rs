@@ -474,3 +474,63 @@ fn config_errors_name_the_key() {
             .starts_with("attribution.ownership[0].effective_from")
     );
 }
+
+#[test]
+fn a_small_history_limit_reads_only_the_newest_events_and_recomputes_the_same() {
+    let cfg = AttributionConfig {
+        history_limit: 2,
+        ..Default::default()
+    };
+    let (a, _) = service_on(Arc::new(MemoryStore::new()), cfg);
+    // The oldest touch is a binding; with only two events read it cannot decide.
+    a.record_touch(touch(
+        "B",
+        "M1",
+        TouchKind::Binding,
+        Some("G1"),
+        T0 - 3 * DAY,
+    ))
+    .unwrap();
+    for i in 0..3 {
+        a.record_touch(touch(
+            &format!("T{i}"),
+            "M1",
+            TouchKind::EcommerceVisit,
+            None,
+            T0 - DAY,
+        ))
+        .unwrap();
+    }
+    let o = a.record_order(order("O1", "M1", 100, T0)).unwrap();
+    assert_eq!(o.event.seq, 5);
+    assert_eq!(
+        o.event.order().unwrap().ownership.rule,
+        OwnershipRule::PaidChannel
+    );
+    let events = all_events(a.engine().store().as_ref());
+    assert_eq!(verify_chain(&events).unwrap(), 5);
+    let mut r = Recomputer::new(a.rules());
+    for e in events {
+        r.push(e);
+    }
+    assert!(
+        r.summary.mismatches.is_empty(),
+        "{:?}",
+        r.summary.mismatches
+    );
+    // With the default limit the binding decides.
+    let (b, _) = service();
+    b.record_touch(touch(
+        "B",
+        "M1",
+        TouchKind::Binding,
+        Some("G1"),
+        T0 - 3 * DAY,
+    ))
+    .unwrap();
+    let o = b.record_order(order("O1", "M1", 100, T0)).unwrap();
+    assert_eq!(
+        o.event.order().unwrap().ownership.rule,
+        OwnershipRule::BoundGuide
+    );
+}

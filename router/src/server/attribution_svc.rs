@@ -12,10 +12,41 @@ use tonic::{Request, Response, Status};
 /// The `Attribution` service. Writes run on the calling tokio worker (short sled operations
 /// under a per-member lock, like Route), then orders and refunds await their group-committed
 /// flush without holding a thread; reads that may scan a long trail run on the blocking pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AttributionSvc {
     attribution: Arc<Attribution>,
+    /// Built once, indexed `method * OUTCOMES.len() + outcome`: no label work per call.
+    durations: Arc<Vec<metrics::Histogram>>,
 }
+
+impl std::fmt::Debug for AttributionSvc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttributionSvc").finish_non_exhaustive()
+    }
+}
+
+const METHODS: [&str; 6] = [
+    "RecordTouch",
+    "RecordOrder",
+    "RecordRefund",
+    "GetTrail",
+    "GetOwnership",
+    "VerifyTrail",
+];
+const RECORD_TOUCH: usize = 0;
+const RECORD_ORDER: usize = 1;
+const RECORD_REFUND: usize = 2;
+const GET_TRAIL: usize = 3;
+const GET_OWNERSHIP: usize = 4;
+const VERIFY_TRAIL: usize = 5;
+const OUTCOMES: [&str; 6] = [
+    "ok",
+    "invalid",
+    "conflict",
+    "not_found",
+    "precondition",
+    "store_error",
+];
 
 /// How a call runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +61,21 @@ enum Mode {
 
 impl AttributionSvc {
     pub fn new(attribution: Arc<Attribution>) -> Self {
-        Self { attribution }
+        let mut durations = Vec::with_capacity(METHODS.len() * OUTCOMES.len());
+        for method in METHODS {
+            for outcome in OUTCOMES {
+                durations.push(metrics::histogram!(ATTRIBUTION_DURATION, "method" => method, "outcome" => outcome));
+            }
+        }
+        Self {
+            attribution,
+            durations: Arc::new(durations),
+        }
     }
 
     async fn call<T: Send + 'static>(
         &self,
-        method: &'static str,
+        method: usize, // index into METHODS
         mode: Mode,
         f: impl FnOnce(&Attribution) -> Result<T, AttributionError> + Send + 'static,
     ) -> Result<T, Status> {
@@ -54,18 +94,17 @@ impl AttributionSvc {
             }
         };
         let outcome = match &result {
-            Ok(_) => "ok",
+            Ok(_) => 0,
             Err(AttributionError::Invalid(f)) => {
-                metrics::counter!(ATTRIBUTION_REJECTED, "method" => method, "field" => field_label(&f.field)).increment(1);
-                "invalid"
+                metrics::counter!(ATTRIBUTION_REJECTED, "method" => METHODS[method], "field" => field_label(&f.field)).increment(1);
+                1
             }
-            Err(AttributionError::Conflict { .. }) => "conflict",
-            Err(AttributionError::NotFound { .. }) => "not_found",
-            Err(AttributionError::Precondition(_)) => "precondition",
-            Err(AttributionError::Store(_)) => "store_error",
+            Err(AttributionError::Conflict { .. }) => 2,
+            Err(AttributionError::NotFound { .. }) => 3,
+            Err(AttributionError::Precondition(_)) => 4,
+            Err(AttributionError::Store(_)) => 5,
         };
-        metrics::histogram!(ATTRIBUTION_DURATION, "method" => method, "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
+        self.durations[method * OUTCOMES.len() + outcome].record(started.elapsed().as_secs_f64());
         result.map_err(|e| status::attribution(&e))
     }
 }
@@ -92,7 +131,7 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::RecordTouchResponse>, Status> {
         let input = w::touch_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
         let r = self
-            .call("RecordTouch", Mode::Inline, move |a| a.record_touch(input))
+            .call(RECORD_TOUCH, Mode::Inline, move |a| a.record_touch(input))
             .await?;
         Ok(Response::new(pb::RecordTouchResponse {
             event: Some(w::event_to_pb(&r.event)),
@@ -106,7 +145,7 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::RecordOrderResponse>, Status> {
         let input = w::order_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
         let r = self
-            .call("RecordOrder", Mode::Durable, move |a| {
+            .call(RECORD_ORDER, Mode::Durable, move |a| {
                 a.record_order_unflushed(input)
             })
             .await?;
@@ -131,7 +170,7 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::RecordRefundResponse>, Status> {
         let input = w::refund_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
         let r = self
-            .call("RecordRefund", Mode::Durable, move |a| {
+            .call(RECORD_REFUND, Mode::Durable, move |a| {
                 a.record_refund_unflushed(input)
             })
             .await?;
@@ -155,7 +194,7 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::GetTrailResponse>, Status> {
         let q = w::trail_query_from_pb(request.get_ref()).map_err(|e| status::invalid(&e))?;
         let page = self
-            .call("GetTrail", Mode::Blocking, move |a| {
+            .call(GET_TRAIL, Mode::Blocking, move |a| {
                 a.trail(&q.member_id, q.from_seq, q.window, q.limit)
             })
             .await?;
@@ -171,7 +210,7 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::GetOwnershipResponse>, Status> {
         let order_id = request.into_inner().order_id;
         let v = self
-            .call("GetOwnership", Mode::Blocking, move |a| a.order(&order_id))
+            .call(GET_OWNERSHIP, Mode::Blocking, move |a| a.order(&order_id))
             .await?;
         Ok(Response::new(w::order_view_to_pb(&v)))
     }
@@ -182,7 +221,7 @@ impl attribution_server::Attribution for AttributionSvc {
     ) -> Result<Response<pb::VerifyTrailResponse>, Status> {
         let member = request.into_inner().member_id;
         let c = self
-            .call("VerifyTrail", Mode::Blocking, move |a| {
+            .call(VERIFY_TRAIL, Mode::Blocking, move |a| {
                 a.verify_trail(&member)
             })
             .await?;
