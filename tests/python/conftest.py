@@ -26,9 +26,19 @@ def stubs():
     )
     assert code == 0, f"protoc failed with {code}"
     sys.path.insert(0, out)
-    from leadrouter.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, router_pb2, router_pb2_grpc
+    from leadrouter.v1 import (
+        attribution_pb2,
+        attribution_pb2_grpc,
+        catalog_pb2,
+        catalog_pb2_grpc,
+        common_pb2,
+        router_pb2,
+        router_pb2_grpc,
+    )
 
     return {
+        "attribution": attribution_pb2,
+        "attribution_grpc": attribution_pb2_grpc,
         "common": common_pb2,
         "router": router_pb2,
         "router_grpc": router_pb2_grpc,
