@@ -231,11 +231,14 @@ fn bench_attribution(c: &mut Criterion) {
             page
         })
     });
+    // A member with a short trail (each order a new member): validation, ownership, split,
+    // hashing. (History within the rules' horizon is read and cloned per order, so members with
+    // hundreds of recent events cost more.)
     group.bench_function("order_without_disk_memory", |b| {
         b.iter(|| {
             let n = next.fetch_add(1, Ordering::Relaxed);
             mem.record_order(OrderInput {
-                member_id: format!("m{}", n % 10_000),
+                member_id: format!("new-{n}"),
                 facts: OrderFacts {
                     order_id: format!("o{n}"),
                     amount_cents: 12_345,
