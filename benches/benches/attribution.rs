@@ -46,6 +46,8 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
+        // Install the metrics recorder before the store builds its handles.
+        let _ = leadrouter::server::metrics::handle();
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
@@ -172,6 +174,22 @@ fn group_commit_ratio() {
         pings.push(n as f64 / rig.ping(clients, n).as_secs_f64());
     }
     let (o, m, p) = (median(one), median(many), median(pings));
+    // Callers per disk flush over every round (the one-client rounds contribute 1s).
+    let rendered = leadrouter::server::metrics::handle().render();
+    let value = |name: &str| {
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (callers, flushes) = (
+        value("leadrouter_store_flush_batch_sum"),
+        value("leadrouter_store_flush_batch_count"),
+    );
+    println!(
+        "attribution/flushes: {flushes:.0} flushes served {callers:.0} callers ({:.1} per flush on average)",
+        callers / flushes.max(1.0)
+    );
     println!(
         "attribution/record_order durable: 1 client (one flush per request) {o:.0} orders/s, {clients} clients {m:.0} orders/s, ratio = {:.1}; empty Ping at {clients} clients {p:.0} calls/s (RecordOrder/Ping = {:.2})",
         m / o,

@@ -36,6 +36,9 @@ pub fn choose_network(
 
 /// Opens the store, picks the network, binds and serves until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // The recorder first: handles built before it (the store's writer builds its own) record
+    // nothing.
+    let _ = crate::server::metrics::handle();
     let engine_cfg = config.engine()?;
     config.attribution.check().map_err(anyhow::Error::msg)?;
     let sled_cfg = config.sled()?;

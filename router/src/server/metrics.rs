@@ -11,6 +11,8 @@
 //!   conflict | not_found | precondition | store_error): time of each Attribution call, including
 //!   the flush that orders and refunds wait for.
 //! - `leadrouter_attribution_rejected_total` (counter; `method`, `field`): bad requests.
+//! - `leadrouter_store_flush_batch` (histogram): callers served by one disk flush (group commit).
+//! - `leadrouter_store_flush_duration_seconds` (histogram): time of one disk flush.
 //! - `leadrouter_network_stores`, `leadrouter_network_guides` (gauges, set at scrape).
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
