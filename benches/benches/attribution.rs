@@ -241,6 +241,25 @@ fn bench_attribution(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // The same on sled without the flush: what the disk layout costs on the CPU.
+    group.bench_function("order_unflushed_sled", |b| {
+        b.iter(|| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            a.record_order_unflushed(OrderInput {
+                member_id: format!("new-{n}"),
+                facts: OrderFacts {
+                    order_id: format!("o{n}"),
+                    amount_cents: 12_345,
+                    paid_channel: Channel::MiniProgram,
+                    fulfilling_store_id: Some("S00001".into()),
+                    sharing_guide_id: None,
+                    referrer_guide_ids: vec![],
+                },
+                occurred_at_ms: now_ms(),
+            })
+            .unwrap()
+        })
+    });
     group.bench_function("read_page_100_of_1000_sled", |b| {
         let mut from = 1u64;
         b.iter(|| {
