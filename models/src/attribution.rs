@@ -46,11 +46,12 @@ pub struct Journey {
     pub ages: Option<Vec<f64>>,
 }
 
-/// Journeys over named channels.
+/// Journeys over named channels. Only [`Journeys::push`] and [`Journeys::from_csv`] add
+/// journeys, so every stored one is checked (non-empty path, known channels, finite counts).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Journeys {
-    pub channels: Vec<String>,
-    pub journeys: Vec<Journey>,
+    channels: Vec<String>,
+    journeys: Vec<Journey>,
     index: HashMap<String, usize>,
 }
 
@@ -59,8 +60,17 @@ impl Journeys {
         Self::default()
     }
 
+    /// Channel names; a journey's path and every credit vector index into this.
+    pub fn channels(&self) -> &[String] {
+        &self.channels
+    }
+
+    pub fn journeys(&self) -> &[Journey] {
+        &self.journeys
+    }
+
     /// The index of a channel, added if new.
-    pub fn channel(&mut self, name: &str) -> usize {
+    fn channel(&mut self, name: &str) -> usize {
         if let Some(&i) = self.index.get(name) {
             return i;
         }
@@ -476,8 +486,8 @@ mod tests {
     #[test]
     fn the_journey_set_reads_whole() {
         let j = journeys();
-        assert_eq!(j.journeys.len(), 10_000);
-        assert_eq!(j.channels.len(), 12);
+        assert_eq!(j.journeys().len(), 10_000);
+        assert_eq!(j.channels().len(), 12);
         assert!(j.total_conversions() > 0.0);
     }
 
@@ -508,7 +518,7 @@ mod tests {
             (Model::Linear, &linear),
         ] {
             let got = attribute(&j, model).unwrap();
-            for (c, name) in j.channels.iter().enumerate() {
+            for (c, name) in j.channels().iter().enumerate() {
                 let w = want.get(name).copied().unwrap_or(0.0);
                 if model == Model::Linear {
                     assert!(
@@ -550,7 +560,7 @@ mod tests {
         let got = attribute(&j, Model::Markov).unwrap();
         let (effects, p) = got.removal_effects.unwrap();
         assert!(close(p, base, 1e-10), "{p} vs {base}");
-        for (c, name) in j.channels.iter().enumerate() {
+        for (c, name) in j.channels().iter().enumerate() {
             let exact = 1.0 - exact_probability(&chain, Some(c)) / base;
             assert!(
                 close(effects[c], exact, 1e-9),

@@ -307,8 +307,9 @@ pub fn models_table(
         .iter()
         .map(|m| attribute(j, *m))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut order: Vec<usize> = (0..j.channels.len()).collect();
-    order.sort_by(|a, b| j.channels[*a].cmp(&j.channels[*b]));
+    let names = j.channels();
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by(|a, b| names[*a].cmp(&names[*b]));
     let mut out = String::new();
     use std::fmt::Write as _;
     if csv {
@@ -318,18 +319,18 @@ pub fn models_table(
                 .iter()
                 .map(|k| format!("{:.6}", k.conversions[c]))
                 .collect();
-            let _ = writeln!(out, "{},{}", j.channels[c], row.join(","));
+            let _ = writeln!(out, "{},{}", names[c], row.join(","));
         }
         return Ok(out);
     }
-    let width = j.channels.iter().map(|c| c.len()).max().unwrap_or(7).max(7);
+    let width = names.iter().map(|c| c.len()).max().unwrap_or(7).max(7);
     let _ = write!(out, "{:<width$}", "channel");
     for m in &models {
         let _ = write!(out, " {:>14}", m.name());
     }
     let _ = writeln!(out);
     for c in order {
-        let _ = write!(out, "{:<width$}", j.channels[c]);
+        let _ = write!(out, "{:<width$}", names[c]);
         for k in &credits {
             let _ = write!(out, " {:>14.2}", k.conversions[c]);
         }
@@ -338,7 +339,7 @@ pub fn models_table(
     let _ = write!(
         out,
         "{} journeys, {:.0} conversions credited in every column (time decay half-life {half_life})",
-        j.journeys.len(),
+        j.journeys().len(),
         j.total_conversions()
     );
     Ok(out)

@@ -157,13 +157,16 @@ mod tests {
         b.push(&ev("m1", 3, 4 * h, order(12_345)));
         b.push(&ev("m1", 4, 5 * h, order(100)));
         let j = b.finish();
-        assert_eq!(j.journeys.len(), 3);
-        let first = &j.journeys[0];
+        assert_eq!(j.journeys().len(), 3);
+        let first = &j.journeys()[0];
         assert_eq!(first.ages.as_deref(), Some(&[4.0, 2.0][..]));
         assert_eq!(first.value, 123.45);
         // The second order had no touch: its paid channel.
-        assert_eq!(j.channels[j.journeys[1].path[0]], "PAID:ECOMMERCE");
-        assert_eq!((j.journeys[2].conversions, j.journeys[2].nulls), (0.0, 1.0));
+        assert_eq!(j.channels()[j.journeys()[1].path[0]], "PAID:ECOMMERCE");
+        assert_eq!(
+            (j.journeys()[2].conversions, j.journeys()[2].nulls),
+            (0.0, 1.0)
+        );
         let last = attribute(&j, Model::Last).unwrap();
         assert_eq!(last.conversions.iter().sum::<f64>(), 2.0);
     }
