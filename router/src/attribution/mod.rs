@@ -472,7 +472,15 @@ impl Attribution {
             .into());
         }
         for (i, g) in f.referrer_guide_ids.iter().enumerate() {
-            self.check_guide(&format!("referrer_guide_ids[{i}]"), g)?;
+            let field = format!("referrer_guide_ids[{i}]");
+            self.check_guide(&field, g)?;
+            if f.referrer_guide_ids[..i].contains(g) {
+                return Err(FieldError::new(
+                    field,
+                    format!("repeats {g:?}: a chain names each guide once"),
+                )
+                .into());
+            }
         }
         Ok(sharing_store)
     }

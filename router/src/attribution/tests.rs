@@ -183,6 +183,14 @@ fn bad_input_names_the_field_and_writes_nothing() {
             },
             "referrer_guide_ids[1]",
         ),
+        (
+            {
+                let mut o = order("O1", "M1", 100, T0);
+                o.facts.referrer_guide_ids = vec!["G1".into(), "G2".into(), "G1".into()];
+                o
+            },
+            "referrer_guide_ids[2]",
+        ),
     ];
     for (input, field) in cases {
         match a.record_order(input) {
@@ -533,4 +541,39 @@ fn a_small_history_limit_reads_only_the_newest_events_and_recomputes_the_same() 
         o.event.order().unwrap().ownership.rule,
         OwnershipRule::BoundGuide
     );
+}
+
+#[test]
+fn concurrent_refunds_never_exceed_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+    let (a, _) = service_on(store, AttributionConfig::default());
+    a.record_order(order("O1", "M1", 1000, T0)).unwrap();
+    let outcomes: Vec<Result<Recorded, AttributionError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let a = &a;
+                s.spawn(move || a.record_refund(refund(&format!("R{i}"), "O1", Some(200), T0 + 1)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = outcomes.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 5);
+    assert!(
+        outcomes
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, AttributionError::Precondition(_)))
+    );
+    let view = a.order("O1").unwrap();
+    assert_eq!(view.refunded_cents, 1000);
+    assert!(
+        view.net.iter().all(|e| e.amount_cents == 0),
+        "{:?}",
+        view.net
+    );
+    let check = a.verify_trail("M1").unwrap();
+    assert!(check.ok(), "{check:?}");
 }
