@@ -308,7 +308,7 @@ impl Attribution {
         member_id: &str,
         occurred_at_ms: i64,
         key: TrailKey<'_>,
-        body: impl FnOnce(&[TrailEvent], u64) -> Result<EventBody, AttributionError>,
+        body: impl FnOnce(&[TrailEvent]) -> Result<EventBody, AttributionError>,
         history: Option<&OwnershipRuleSet>,
     ) -> Result<TrailEvent, AttributionError> {
         let store = self.engine.store();
@@ -317,8 +317,7 @@ impl Attribution {
             None => (store.trail_head(member_id)?, Vec::new()),
             Some(rules) => self.head_and_history(member_id, occurred_at_ms, rules)?,
         };
-        let next_seq = head.as_ref().map_or(1, |(s, _)| s + 1);
-        let body = body(&earlier, next_seq)?;
+        let body = body(&earlier)?;
         let (event, line) = TrailEvent::next_with_line(
             member_id,
             head.as_ref().map(|(s, h)| (*s, h.as_str())),
@@ -433,7 +432,7 @@ impl Attribution {
             &input.member_id,
             input.occurred_at_ms,
             key,
-            |_, _| Ok(EventBody::Touch(touch)),
+            |_| Ok(EventBody::Touch(touch)),
             None,
         )?;
         Ok(Recorded {
@@ -542,7 +541,7 @@ impl Attribution {
                     &input.member_id,
                     at,
                     key,
-                    |earlier, _| {
+                    |earlier| {
                         let ownership = rules.decide(&facts, sharing_store.as_deref(), at, earlier);
                         let (entries, rounding) = policy.split(&facts, &ownership);
                         Ok(EventBody::Order(Box::new(OrderRecord {
@@ -655,10 +654,9 @@ impl Attribution {
                     &member,
                     input.occurred_at_ms,
                     key,
-                    |_, next_seq| {
+                    |_| {
                         // Refunds of this order so far: read under the member's lock.
-                        let already =
-                            refunded_so_far(self, &member, order.seq, next_seq, &input.order_id)?;
+                        let already = refunded_so_far(self, &input.order_id)?;
                         let amount = record.facts.amount_cents;
                         let left = amount - already;
                         let cents = input.amount_cents.unwrap_or(left);
@@ -716,17 +714,7 @@ impl Attribution {
                 id: order_id.to_string(),
             });
         };
-        let mut refunds = Vec::new();
-        let mut from = order.seq + 1;
-        loop {
-            let page = store.trail_from(&order.member_id, from, 1024)?;
-            let Some(last) = page.last() else { break };
-            from = last.seq + 1;
-            refunds.extend(
-                page.into_iter()
-                    .filter(|e| e.refund().is_some_and(|r| r.order_id == order_id)),
-            );
-        }
+        let refunds = store.refunds_of(order_id)?;
         let mut net: Vec<LedgerEntry> = record.entries.clone();
         let mut refunded = 0;
         for r in refunds.iter().filter_map(|e| e.refund()) {
@@ -850,31 +838,15 @@ impl Attribution {
     }
 }
 
-/// Cents refunded so far of the order at `order_seq`, from the events after it.
-fn refunded_so_far(
-    a: &Attribution,
-    member: &str,
-    order_seq: u64,
-    next_seq: u64,
-    order_id: &str,
-) -> Result<i64, AttributionError> {
-    let store = a.engine.store();
-    let mut total = 0;
-    let mut from = order_seq + 1;
-    while from < next_seq {
-        let chunk = store.trail_from(member, from, 1024)?;
-        let Some(last) = chunk.last().map(|e| e.seq) else {
-            break;
-        };
-        total += chunk
-            .iter()
-            .filter_map(|e| e.refund())
-            .filter(|r| r.order_id == order_id)
-            .map(|r| r.amount_cents)
-            .sum::<i64>();
-        from = last + 1;
-    }
-    Ok(total)
+/// Cents refunded so far of an order (the caller holds the member's lock).
+fn refunded_so_far(a: &Attribution, order_id: &str) -> Result<i64, AttributionError> {
+    Ok(a.engine
+        .store()
+        .refunds_of(order_id)?
+        .iter()
+        .filter_map(|e| e.refund())
+        .map(|r| r.amount_cents)
+        .sum())
 }
 
 /// The fields in which two records differ, as `field: stored X, got Y`. Records are compared as

@@ -19,6 +19,7 @@ struct Inner {
     network: Option<NetworkSpec>,
     trails: BTreeMap<(String, u64), TrailEvent>,
     trail_keys: HashMap<(u8, String), (String, u64)>,
+    refunds: HashMap<String, Vec<(String, u64)>>,
 }
 
 impl MemoryStore {
@@ -134,8 +135,26 @@ impl Store for MemoryStore {
         let (tag, id) = key.tag();
         let at = (event.member_id.clone(), event.seq);
         inner.trail_keys.insert((tag, id.to_string()), at.clone());
+        if let Some(r) = event.refund() {
+            inner
+                .refunds
+                .entry(r.order_id.clone())
+                .or_default()
+                .push(at.clone());
+        }
         inner.trails.insert(at, event.clone());
         Ok(())
+    }
+
+    fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .refunds
+            .get(order_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|at| inner.trails.get(at).cloned())
+            .collect())
     }
 
     fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError> {

@@ -114,6 +114,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         line: &str,
         key: TrailKey<'_>,
     ) -> Result<(), StoreError>;
+    /// The refund events of an order, by `seq` (indexed when appended).
+    fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError>;
     /// Every trail event, by member then `seq`, until `f` returns false.
     fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError>;
 }

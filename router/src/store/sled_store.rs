@@ -105,9 +105,10 @@ struct Shared {
 /// Trail events are written by the caller (appends are serialised per member by the caller, and
 /// orders wait for a flush anyway), in the `trails` tree: `e<member length u8><member><seq u64
 /// BE>` → the event's canonical JSON line; `k<t|o|r><touch, order or refund id>` → `<member
-/// length u8><member><seq u64 BE>`. The key is written before its event, and a key is trusted
-/// only when the event it names is there and carries that id, so a crash between the two writes
-/// leaves nothing visible; the next append at that `seq` overwrites it.
+/// length u8><member><seq u64 BE>`; for a refund also `f<order id length u8><order id><refund
+/// id>` → the same. Keys are written before their event, and a key is trusted only when the
+/// event it names is there and carries that id, so a crash between the writes leaves nothing
+/// visible; the next append at that `seq` overwrites it.
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
@@ -169,6 +170,15 @@ fn trail_key(key: TrailKey<'_>) -> Vec<u8> {
     k.push(b'k');
     k.push(tag);
     k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `f<order_id length u8><order_id><refund_id>`: one per refund, pointing at its event.
+fn refund_prefix(order_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + order_id.len() + 16);
+    k.push(b'f');
+    k.push(order_id.len().min(255) as u8);
+    k.extend_from_slice(order_id.as_bytes());
     k
 }
 
@@ -597,15 +607,43 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         self.check_failed()?;
         let ek = event_key(&event.member_id, event.seq);
-        // The key first: see the type's docs.
+        // The keys first: see the type's docs.
         self.trails
             .insert(trail_key(key), &ek[1..])
             .map_err(backend)?;
+        if let Some(r) = event.refund() {
+            let mut fk = refund_prefix(&r.order_id);
+            fk.extend_from_slice(r.refund_id.as_bytes());
+            self.trails.insert(fk, &ek[1..]).map_err(backend)?;
+        }
         self.trails.insert(ek, line.as_bytes()).map_err(backend)?;
         self.shared
             .dirty
             .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError> {
+        let prefix = refund_prefix(order_id);
+        let mut out = Vec::new();
+        for kv in self.trails.scan_prefix(&prefix) {
+            let (k, at) = kv.map_err(backend)?;
+            let refund_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let mut ek = Vec::with_capacity(1 + at.len());
+            ek.push(b'e');
+            ek.extend_from_slice(&at);
+            // Trusted only when the event is there and is this refund of this order.
+            if let Some(v) = self.trails.get(&ek).map_err(backend)? {
+                let e = decode_event(&ek, &v)?;
+                if e.refund()
+                    .is_some_and(|r| r.order_id == order_id && r.refund_id == refund_id)
+                {
+                    out.push(e);
+                }
+            }
+        }
+        out.sort_by_key(|e| e.seq);
+        Ok(out)
     }
 
     fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError> {
@@ -734,6 +772,41 @@ mod tests {
         // 320 flush calls; each returned only after a disk flush covering its decision.
         assert!(flushes < 320, "{flushes} flushes for 320 calls");
         assert_eq!(s.decision_count().unwrap(), 320);
+    }
+
+    #[test]
+    fn refund_keys_are_trusted_only_when_their_event_is_there() {
+        use crate::domain::trail::{EventBody, RefundRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+        let refund = |id: &str| {
+            EventBody::Refund(RefundRecord {
+                refund_id: id.into(),
+                order_id: "O1".into(),
+                amount_cents: 5,
+                order_seq: 1,
+                entries: vec![],
+            })
+        };
+        let (e, line) = TrailEvent::next_with_line("M1", None, 1, 1, refund("R1"));
+        s.append_trail(&e, &line, TrailKey::Refund("R1")).unwrap();
+        // A crash after a refund's keys but before its event: keys naming seq 2, no event.
+        let mut fk = refund_prefix("O1");
+        fk.extend_from_slice(b"R2");
+        let at = &event_key("M1", 2)[1..];
+        s.trails.insert(fk, at).unwrap();
+        s.trails
+            .insert(trail_key(TrailKey::Refund("R2")), at)
+            .unwrap();
+        let got = s.refunds_of("O1").unwrap();
+        assert_eq!(got, vec![e.clone()]);
+        assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
+        // The next append at seq 2 is another refund: R2's keys still do not match it.
+        let (e3, line3) = TrailEvent::next_with_line("M1", Some((1, &e.hash)), 2, 2, refund("R3"));
+        s.append_trail(&e3, &line3, TrailKey::Refund("R3")).unwrap();
+        assert_eq!(s.refunds_of("O1").unwrap(), vec![e, e3]);
+        assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
+        assert!(s.refunds_of("O2").unwrap().is_empty());
     }
 
     #[test]
