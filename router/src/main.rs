@@ -37,8 +37,9 @@ struct TrailSource {
     /// sled data directory of a stopped server (default ./leadrouter-data).
     #[arg(long, conflicts_with = "server")]
     data_dir: Option<PathBuf>,
-    /// A running server, e.g. http://127.0.0.1:50051 (needs --member).
-    #[arg(long, requires = "member")]
+    /// A running server, e.g. http://127.0.0.1:50051 (export needs --member; verify without
+    /// --member checks every member).
+    #[arg(long)]
     server: Option<String>,
     /// Only this member's trail.
     #[arg(long)]
@@ -229,6 +230,10 @@ fn trail(cmd: TrailCmd) -> anyhow::Result<()> {
     };
     match cmd {
         TrailCmd::Export { source, out } => {
+            anyhow::ensure!(
+                source.server.is_none() || source.member.is_some(),
+                "export from --server needs --member; export every member from a stopped server's --data-dir"
+            );
             let mut sink: Box<dyn std::io::Write> = match &out {
                 Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
@@ -255,7 +260,9 @@ fn trail(cmd: TrailCmd) -> anyhow::Result<()> {
             let book = config.attribution.check().map_err(anyhow::Error::msg)?;
             let report = match (&file, &source.server, &source.member) {
                 (Some(f), _, _) => trail::verify_file(f, &book)?,
-                (None, Some(url), Some(m)) => runtime()?.block_on(trail::verify_live(url, m))?,
+                (None, Some(url), m) => {
+                    runtime()?.block_on(trail::verify_live(url, m.as_deref()))?
+                }
                 _ => trail::verify_dir(&data_dir(&source), source.member.as_deref(), &book)?,
             };
             println!("{report}");

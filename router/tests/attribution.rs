@@ -53,11 +53,9 @@ async fn touch_order_refund_trail_and_verify() {
     assert_eq!((ev.seq, ev.r#type.as_str()), (1, "touch"));
     assert_eq!(ev.prev_hash, "0".repeat(64));
 
-    let o = a
-        .record_order(order("o1", "m1", 12_345))
-        .await
-        .unwrap()
-        .into_inner();
+    // One request, sent again below: `occurred_at` must not move between the calls.
+    let first = order("o1", "m1", 12_345);
+    let o = a.record_order(first.clone()).await.unwrap().into_inner();
     let own = o.ownership.clone().unwrap();
     assert_eq!(
         (own.rule.as_str(), own.guide_id.as_str()),
@@ -71,15 +69,17 @@ async fn touch_order_refund_trail_and_verify() {
     );
     assert!(!o.replayed);
     // The same order again: the stored result.
-    let again = a
-        .record_order(order("o1", "m1", 12_345))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = a.record_order(first.clone()).await.unwrap().into_inner();
     assert!(again.replayed);
     assert_eq!(again.event, o.event);
     // Other content: ALREADY_EXISTS naming the field.
-    let e = a.record_order(order("o1", "m1", 12_346)).await.unwrap_err();
+    let e = a
+        .record_order(pb::RecordOrderRequest {
+            amount_cents: 12_346,
+            ..first.clone()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
     assert!(
         e.message()

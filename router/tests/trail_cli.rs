@@ -109,6 +109,22 @@ async fn export_and_verify_live_offline_and_tampered() {
     .await
     .unwrap();
     assert!(o.status.success(), "{}", text(&o));
+    // Every member, live.
+    let o = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || cli(&["trail", "verify", "--server", &url])
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("ok: 16 events of 3 members; 3 orders and 1 refunds"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["trail", "export", "--server", &url]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("needs --member"), "{}", text(&o));
     // The data directory is locked while the server runs: a clear message.
     let o = cli(&["trail", "verify", "--data-dir", path(&data)]);
     assert!(!o.status.success());

@@ -159,6 +159,15 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// For a store scan, where each member's events come together.
+    fn grouped(book: &'a RuleBook) -> Self {
+        Self {
+            chain: ChainVerifier::grouped(),
+            recompute: Recomputer::grouped(book),
+            report: Report::default(),
+        }
+    }
+
     fn push(&mut self, e: TrailEvent, position: Option<usize>) {
         if self.report.broken.is_none()
             && let Err(mut b) = self.chain.check(&e)
@@ -212,7 +221,7 @@ pub fn verify_file(path: &Path, book: &RuleBook) -> anyhow::Result<Report> {
 /// Checks a stopped server's data directory (all members, or one).
 pub fn verify_dir(dir: &Path, member: Option<&str>, book: &RuleBook) -> anyhow::Result<Report> {
     let store = open_offline(dir)?;
-    let mut c = Checker::new(book);
+    let mut c = Checker::grouped(book);
     for_each_event(&store, member, &mut |e| {
         c.push(e, None);
         true
@@ -220,25 +229,25 @@ pub fn verify_dir(dir: &Path, member: Option<&str>, book: &RuleBook) -> anyhow::
     Ok(c.finish())
 }
 
-/// Checks one member's trail on a running server (VerifyTrail).
-pub async fn verify_live(url: &str, member: &str) -> anyhow::Result<Report> {
+/// Checks one member's trail, or every member's, on a running server (VerifyTrail).
+pub async fn verify_live(url: &str, member: Option<&str>) -> anyhow::Result<Report> {
     let mut client = pb::attribution_client::AttributionClient::connect(url.to_string())
         .await
         .with_context(|| format!("cannot reach the server at {url}"))?;
     let v = client
         .verify_trail(pb::VerifyTrailRequest {
-            member_id: member.to_string(),
+            member_id: member.unwrap_or_default().to_string(),
         })
         .await
         .map_err(|s| anyhow::anyhow!("VerifyTrail: {}: {}", s.code(), s.message()))?
         .into_inner();
     Ok(Report {
         events: v.events as usize,
-        members: usize::from(v.events > 0),
+        members: v.members as usize,
         orders: v.orders as usize,
         refunds: v.refunds as usize,
         broken: (!v.chain_error.is_empty()).then(|| ChainBreak {
-            member_id: member.to_string(),
+            member_id: v.broken_member_id.clone(),
             seq: v.broken_seq,
             position: v.broken_seq as usize,
             why: v.chain_error.clone(),
@@ -247,7 +256,7 @@ pub async fn verify_live(url: &str, member: &str) -> anyhow::Result<Report> {
             .mismatches
             .into_iter()
             .map(|what| Mismatch {
-                member_id: member.to_string(),
+                member_id: member.unwrap_or_default().to_string(),
                 seq: 0,
                 what,
             })

@@ -797,6 +797,7 @@ impl Attribution {
 /// What checking one trail found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrailCheck {
+    pub members: usize,
     pub events: usize,
     pub chain: Result<(), crate::domain::trail::ChainBreak>,
     pub recomputed: recompute::Summary,
@@ -831,6 +832,28 @@ impl Attribution {
             from = last + 1;
         }
         Ok(TrailCheck {
+            members: chain.members(),
+            events: chain.checked(),
+            chain: broken,
+            recomputed: r.summary,
+        })
+    }
+
+    /// Checks every member's trail (a full scan: for operators, off the hot path). Reports the
+    /// first chain break and every recomputation difference; memory holds one member at a time.
+    pub fn verify_all(&self) -> Result<TrailCheck, AttributionError> {
+        let mut chain = crate::domain::trail::ChainVerifier::grouped();
+        let mut broken = Ok(());
+        let mut r = recompute::Recomputer::grouped(&self.book);
+        self.engine.store().scan_trails(&mut |e| {
+            if broken.is_ok() {
+                broken = chain.check(&e);
+            }
+            r.push(e);
+            true
+        })?;
+        Ok(TrailCheck {
+            members: chain.members(),
             events: chain.checked(),
             chain: broken,
             recomputed: r.summary,

@@ -40,6 +40,8 @@ pub struct Recomputer<'a> {
     book: &'a RuleBook,
     /// Each member's events so far, oldest first.
     trails: HashMap<String, Vec<TrailEvent>>,
+    /// Each member's events come together: only the current member's are kept.
+    grouped: bool,
     pub summary: Summary,
 }
 
@@ -48,11 +50,24 @@ impl<'a> Recomputer<'a> {
         Self {
             book,
             trails: HashMap::new(),
+            grouped: false,
             summary: Summary::default(),
         }
     }
 
+    /// For input where each member's events are contiguous (a store scan): memory holds one
+    /// member's trail at a time.
+    pub fn grouped(book: &'a RuleBook) -> Self {
+        Self {
+            grouped: true,
+            ..Self::new(book)
+        }
+    }
+
     pub fn push(&mut self, e: TrailEvent) {
+        if self.grouped && !self.trails.contains_key(&e.member_id) {
+            self.trails.clear();
+        }
         let trail = self.trails.entry(e.member_id.clone()).or_default();
         let mismatch = |what: String| Mismatch {
             member_id: e.member_id.clone(),

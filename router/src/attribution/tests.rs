@@ -577,3 +577,49 @@ fn concurrent_refunds_never_exceed_the_order() {
     let check = a.verify_trail("M1").unwrap();
     assert!(check.ok(), "{check:?}");
 }
+
+#[test]
+fn verify_all_checks_every_member_and_names_a_forged_event() {
+    let (a, _) = service();
+    for m in 0..5 {
+        let member = format!("M{m}");
+        a.record_touch(touch(
+            &format!("T{m}"),
+            &member,
+            TouchKind::GuideChat,
+            Some("G1"),
+            T0,
+        ))
+        .unwrap();
+        a.record_order(order(&format!("O{m}"), &member, 500, T0))
+            .unwrap();
+    }
+    let all = a.verify_all().unwrap();
+    assert!(all.ok(), "{all:?}");
+    assert_eq!((all.members, all.events, all.recomputed.orders), (5, 10, 5));
+    // Someone writes an event past the service, chained to nothing.
+    let store = a.engine().store();
+    let (forged, line) = TrailEvent::next_with_line(
+        "M3",
+        Some((2, crate::domain::trail::GENESIS)),
+        T0,
+        T0,
+        EventBody::Touch(Touch {
+            touch_id: "X".into(),
+            kind: TouchKind::Binding,
+            channel: Channel::MiniProgram,
+            guide_id: Some("G9".into()),
+            store_id: None,
+            lead_id: None,
+        }),
+    );
+    store
+        .append_trail(&forged, &line, crate::store::TrailKey::Touch("X"))
+        .unwrap();
+    let all = a.verify_all().unwrap();
+    let b = all.chain.unwrap_err();
+    assert_eq!((b.member_id.as_str(), b.seq), ("M3", 3));
+    assert!(b.why.contains("prev_hash"), "{b}");
+    assert!(!a.verify_trail("M3").unwrap().ok());
+    assert!(a.verify_trail("M2").unwrap().ok());
+}

@@ -436,11 +436,23 @@ impl fmt::Display for ChainBreak {
 pub struct ChainVerifier {
     heads: std::collections::HashMap<String, (u64, String)>,
     checked: usize,
+    /// Each member's events come together (a store scan): only the current member is kept.
+    grouped: bool,
+    members: usize,
 }
 
 impl ChainVerifier {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For input where each member's events are contiguous, as a store scan gives them: memory
+    /// holds one member at a time.
+    pub fn grouped() -> Self {
+        Self {
+            grouped: true,
+            ..Self::default()
+        }
     }
 
     /// Events checked so far.
@@ -450,11 +462,17 @@ impl ChainVerifier {
 
     /// Members seen so far.
     pub fn members(&self) -> usize {
-        self.heads.len()
+        self.members
     }
 
     pub fn check(&mut self, e: &TrailEvent) -> Result<(), ChainBreak> {
         self.checked += 1;
+        if !self.heads.contains_key(&e.member_id) {
+            self.members += 1;
+            if self.grouped {
+                self.heads.clear();
+            }
+        }
         let brk = |why: String| ChainBreak {
             member_id: e.member_id.clone(),
             seq: e.seq,

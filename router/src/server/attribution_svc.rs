@@ -222,16 +222,22 @@ impl attribution_server::Attribution for AttributionSvc {
         let member = request.into_inner().member_id;
         let c = self
             .call(VERIFY_TRAIL, Mode::Blocking, move |a| {
-                a.verify_trail(&member)
+                if member.is_empty() {
+                    a.verify_all()
+                } else {
+                    a.verify_trail(&member)
+                }
             })
             .await?;
-        let (broken_seq, chain_error) = match &c.chain {
-            Ok(()) => (0, String::new()),
-            Err(b) => (b.seq, b.why.clone()),
+        let (broken_member_id, broken_seq, chain_error) = match &c.chain {
+            Ok(()) => (String::new(), 0, String::new()),
+            Err(b) => (b.member_id.clone(), b.seq, b.why.clone()),
         };
         Ok(Response::new(pb::VerifyTrailResponse {
             ok: c.ok(),
+            members: c.members as u64,
             events: c.events as u64,
+            broken_member_id,
             broken_seq,
             chain_error,
             orders: c.recomputed.orders as u32,
