@@ -1,5 +1,6 @@
-//! Durable `RecordOrder` over gRPC with 64 concurrent clients against one client (one flush per
-//! request), printed as a throughput ratio: what group commit buys. Then criterion's costs of a
+//! Durable `RecordOrder` over gRPC with 64 concurrent clients, with group commit against a flush
+//! per request (the same clients, `SledConfig::group_commit = false`) and against one client,
+//! printed as throughput ratios: what group commit buys. Then criterion's costs of a
 //! trail append and of a trail page read (in-process, sled), and of an order without the disk
 //! (in-memory store: validation, ownership, split, hashing).
 //!
@@ -45,12 +46,15 @@ struct Rig {
 }
 
 impl Rig {
-    fn new() -> Self {
+    fn new(group_commit: bool) -> Self {
         // Install the metrics recorder before the store builds its handles.
         let _ = leadrouter::server::metrics::handle();
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+        let config = SledConfig {
+            group_commit,
+            ..SledConfig::default()
+        };
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), &config).unwrap());
         let services = Services::new(engine(store), AttributionConfig::default()).unwrap();
         let server_rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -160,38 +164,28 @@ fn group_commit_ratio() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
-    let rig = Rig::new();
+    let rig = Rig::new(true);
+    let solo = Rig::new(false);
     rig.run(1, 20);
     rig.run(clients, 500);
-    // Alternate rounds so both see the same machine state; compare medians.
-    let (mut one, mut many, mut pings) = (Vec::new(), Vec::new(), Vec::new());
+    solo.run(clients, 200);
+    // Alternate rounds so all see the same machine state; compare medians.
+    let (mut one, mut many, mut alone, mut pings) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         let n = 100;
         one.push(n as f64 / rig.run(1, n).as_secs_f64());
         let n = 2_000;
         many.push(n as f64 / rig.run(clients, n).as_secs_f64());
+        let n = 1_000;
+        alone.push(n as f64 / solo.run(clients, n).as_secs_f64());
         let n = 10_000;
         pings.push(n as f64 / rig.ping(clients, n).as_secs_f64());
     }
-    let (o, m, p) = (median(one), median(many), median(pings));
-    // Callers per disk flush over every round (the one-client rounds contribute 1s).
-    let rendered = leadrouter::server::metrics::handle().render();
-    let value = |name: &str| {
-        rendered
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let (callers, flushes) = (
-        value("leadrouter_store_flush_batch_sum"),
-        value("leadrouter_store_flush_batch_count"),
-    );
+    let (o, m, a, p) = (median(one), median(many), median(alone), median(pings));
     println!(
-        "attribution/flushes: {flushes:.0} flushes served {callers:.0} callers ({:.1} per flush on average)",
-        callers / flushes.max(1.0)
-    );
-    println!(
-        "attribution/record_order durable: 1 client (one flush per request) {o:.0} orders/s, {clients} clients {m:.0} orders/s, ratio = {:.1}; empty Ping at {clients} clients {p:.0} calls/s (RecordOrder/Ping = {:.2})",
+        "attribution/record_order durable, {clients} clients: {m:.0} orders/s with group commit; {a:.0} orders/s with a flush per request (ratio {:.1}); 1 client {o:.0} orders/s (ratio {:.1}); empty Ping {p:.0} calls/s (RecordOrder/Ping = {:.2})",
+        m / a,
         m / o,
         m / p
     );

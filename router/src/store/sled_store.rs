@@ -19,6 +19,9 @@ pub struct SledConfig {
     pub flush_every_ms: u64,
     /// Decisions queued for the writer before `put_decision` waits (back-pressure). Default 65536.
     pub queue: usize,
+    /// Concurrent flush requests share one disk flush. Default true; false gives every request
+    /// its own flush, one after another — only to measure what group commit buys.
+    pub group_commit: bool,
 }
 
 impl Default for SledConfig {
@@ -27,6 +30,7 @@ impl Default for SledConfig {
             cache_capacity: 256 * 1024 * 1024,
             flush_every_ms: 100,
             queue: 65_536,
+            group_commit: true,
         }
     }
 }
@@ -111,7 +115,6 @@ struct Shared {
 /// visible; the next append at that `seq` overwrites it.
 #[derive(Debug)]
 pub struct SledStore {
-    db: sled::Db,
     routes: sled::Tree,
     trails: sled::Tree,
     meta: sled::Tree,
@@ -233,6 +236,18 @@ impl SledStore {
                 }
                 other => backend(other),
             })?;
+        // sled's flush ends in sync_file_range on Linux, which neither empties the disk's write
+        // cache nor records the file's growth: not durable through a power loss. The writer
+        // follows each flush with fdatasync on sled's log file, through this handle.
+        let log = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("db"))
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "cannot open sled's log file {} to sync it: {e}",
+                    dir.join("db").display()
+                ))
+            })?;
         let routes = db.open_tree("routes").map_err(backend)?;
         let meta = db.open_tree("meta").map_err(backend)?;
         let trails = db.open_tree("trails").map_err(backend)?;
@@ -255,13 +270,16 @@ impl SledStore {
                 shared.clone(),
             );
             let every = Duration::from_millis(config.flush_every_ms.max(1));
+            let group = config.group_commit;
             std::thread::Builder::new()
                 .name("leadrouter-sled-writer".into())
-                .spawn(move || writer_loop(&shared, &db, &routes, &pending, &failed, every))
+                .spawn(move || {
+                    let disk = Disk { db: &db, log: &log };
+                    writer_loop(&shared, &disk, &routes, &pending, &failed, every, group)
+                })
                 .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?
         };
         Ok(Self {
-            db,
             routes,
             trails,
             meta,
@@ -303,13 +321,29 @@ impl SledStore {
     }
 }
 
+/// What the writer flushes: sled, then its log file with fdatasync.
+struct Disk<'a> {
+    db: &'a sled::Db,
+    log: &'a std::fs::File,
+}
+
+impl Disk<'_> {
+    fn flush(&self) -> Result<(), String> {
+        self.db.flush().map_err(|e| e.to_string())?;
+        self.log
+            .sync_data()
+            .map_err(|e| format!("fdatasync of sled's log: {e}"))
+    }
+}
+
 fn writer_loop(
     shared: &Shared,
-    db: &sled::Db,
+    disk: &Disk<'_>,
     routes: &sled::Tree,
     pending: &Mutex<HashMap<Vec<u8>, Arc<Decision>>>,
     failed: &Mutex<Option<String>>,
     every: Duration,
+    group_commit: bool,
 ) {
     let mut last_flush = Instant::now();
     let mut dirty = false;
@@ -363,24 +397,36 @@ fn writer_loop(
         if !waiters.is_empty() || closed || (dirty && last_flush.elapsed() >= every) {
             // Not `match &*failed.lock()`: the guard would live through the flush and stall
             // every put_decision and trail append (they check `failed`) for its duration.
-            let failure = failed.lock().clone();
-            let started = Instant::now();
-            let result = match failure {
-                Some(e) => Err(e),
-                None => db.flush().map(|_| ()).map_err(|e| e.to_string()),
+            let flush = || {
+                let failure = failed.lock().clone();
+                let started = Instant::now();
+                let result = match failure {
+                    Some(e) => Err(e),
+                    None => disk.flush(),
+                };
+                flush_time.record(started.elapsed().as_secs_f64());
+                shared
+                    .flushes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                result
             };
-            flush_time.record(started.elapsed().as_secs_f64());
-            shared
-                .flushes
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if !waiters.is_empty() {
-                batch_size.record(waiters.len() as f64);
+            if group_commit || waiters.is_empty() {
+                let result = flush();
+                if !waiters.is_empty() {
+                    batch_size.record(waiters.len() as f64);
+                }
+                for w in waiters {
+                    w(result.clone().map_err(StoreError::Backend));
+                }
+            } else {
+                for w in waiters {
+                    let result = flush();
+                    batch_size.record(1.0);
+                    w(result.map_err(StoreError::Backend));
+                }
             }
             last_flush = Instant::now();
             dirty = false;
-            for w in waiters {
-                w(result.clone().map_err(StoreError::Backend));
-            }
         }
         if closed && shared.queue.lock().puts.is_empty() {
             break;
@@ -471,7 +517,7 @@ impl Store for SledStore {
             for k in orphans {
                 self.routes.remove(k).map_err(backend)?;
             }
-            self.db.flush().map_err(backend)?;
+            self.flush()?;
         }
         let mut out: Vec<(String, u32)> = counts.into_iter().collect();
         out.sort();
@@ -495,7 +541,7 @@ impl Store for SledStore {
     fn put_network(&self, spec: &NetworkSpec) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(spec).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.meta.insert(b"network", bytes).map_err(backend)?;
-        self.db.flush().map_err(backend)?;
+        self.flush()?;
         Ok(())
     }
 
@@ -772,6 +818,26 @@ mod tests {
         // 320 flush calls; each returned only after a disk flush covering its decision.
         assert!(flushes < 320, "{flushes} flushes for 320 calls");
         assert_eq!(s.decision_count().unwrap(), 320);
+
+        // Without group commit every call has its own flush.
+        let dir = tempfile::tempdir().unwrap();
+        let config = SledConfig {
+            group_commit: false,
+            ..SledConfig::default()
+        };
+        let s = SledStore::open(dir.path(), &config).unwrap();
+        let before = s.flushes();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let s = &s;
+                scope.spawn(move || {
+                    for _ in 0..10 {
+                        s.flush().unwrap();
+                    }
+                });
+            }
+        });
+        assert!(s.flushes() - before >= 40);
     }
 
     #[test]
