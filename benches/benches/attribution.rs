@@ -16,6 +16,7 @@ use leadrouter::domain::trail::{OrderFacts, Touch, TouchKind};
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::server::Services;
 use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
+use leadrouter_benches::{Served, serve};
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::attribution_client::AttributionClient;
 use std::sync::Arc;
@@ -56,33 +57,11 @@ impl Rig {
         };
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), &config).unwrap());
         let services = Services::new(engine(store), AttributionConfig::default()).unwrap();
-        let server_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let addr = server_rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(leadrouter::server::run(
-                listener,
-                services,
-                std::future::pending::<()>(),
-            ));
-            addr
-        });
-        let client_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let channel = client_rt.block_on(async {
-            GrpcChannel::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap()
-        });
+        let Served {
+            client_rt,
+            server_rt,
+            channel,
+        } = serve(services);
         Self {
             client_rt,
             _server_rt: server_rt,
@@ -191,6 +170,22 @@ fn group_commit_ratio() {
     );
 }
 
+/// An order of a member with no trail yet.
+fn new_member_order(n: u64) -> OrderInput {
+    OrderInput {
+        member_id: format!("new-{n}"),
+        facts: OrderFacts {
+            order_id: format!("o{n}"),
+            amount_cents: 12_345,
+            paid_channel: Channel::MiniProgram,
+            fulfilling_store_id: Some("S00001".into()),
+            sharing_guide_id: None,
+            referrer_guide_ids: vec![],
+        },
+        occurred_at_ms: now_ms(),
+    }
+}
+
 fn touch(n: u64, member: &str) -> TouchInput {
     TouchInput {
         member_id: member.to_string(),
@@ -239,19 +234,7 @@ fn bench_attribution(c: &mut Criterion) {
     group.bench_function("order_unflushed_sled", |b| {
         b.iter(|| {
             let n = next.fetch_add(1, Ordering::Relaxed);
-            a.record_order_unflushed(OrderInput {
-                member_id: format!("new-{n}"),
-                facts: OrderFacts {
-                    order_id: format!("o{n}"),
-                    amount_cents: 12_345,
-                    paid_channel: Channel::MiniProgram,
-                    fulfilling_store_id: Some("S00001".into()),
-                    sharing_guide_id: None,
-                    referrer_guide_ids: vec![],
-                },
-                occurred_at_ms: now_ms(),
-            })
-            .unwrap()
+            a.record_order_unflushed(new_member_order(n)).unwrap()
         })
     });
     group.bench_function("read_page_100_of_1000_sled", |b| {
@@ -268,19 +251,7 @@ fn bench_attribution(c: &mut Criterion) {
     group.bench_function("order_without_disk_memory", |b| {
         b.iter(|| {
             let n = next.fetch_add(1, Ordering::Relaxed);
-            mem.record_order(OrderInput {
-                member_id: format!("new-{n}"),
-                facts: OrderFacts {
-                    order_id: format!("o{n}"),
-                    amount_cents: 12_345,
-                    paid_channel: Channel::MiniProgram,
-                    fulfilling_store_id: Some("S00001".into()),
-                    sharing_guide_id: None,
-                    referrer_guide_ids: vec![],
-                },
-                occurred_at_ms: now_ms(),
-            })
-            .unwrap()
+            mem.record_order(new_member_order(n)).unwrap()
         })
     });
     group.finish();

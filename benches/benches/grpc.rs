@@ -14,10 +14,9 @@ use leadrouter::clock::SystemClock;
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
 use leadrouter::wire;
-use leadrouter_benches::{lead_templates, reference_network};
+use leadrouter_benches::{Served, lead_templates, reference_network, serve};
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::lead_router_client::LeadRouterClient;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -59,34 +58,12 @@ impl Rig {
         let engine = Arc::new(
             Engine::new(net, store, Arc::new(SystemClock), EngineConfig::default()).unwrap(),
         );
-        let server_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let addr: SocketAddr = server_rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let services = leadrouter::server::Services::new(engine, Default::default()).unwrap();
-            tokio::spawn(leadrouter::server::run(
-                listener,
-                services,
-                std::future::pending::<()>(),
-            ));
-            addr
-        });
-        let client_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let channel = client_rt.block_on(async {
-            Channel::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap()
-        });
+        let services = leadrouter::server::Services::new(engine, Default::default()).unwrap();
+        let Served {
+            client_rt,
+            server_rt,
+            channel,
+        } = serve(services);
         let concurrency = std::env::var("LEADROUTER_BENCH_CONCURRENCY")
             .ok()
             .and_then(|v| v.parse().ok())

@@ -1,4 +1,5 @@
-//! Shared fixtures of the benches: the reference network, lead streams, latency percentiles.
+//! Shared fixtures of the benches: the reference network, lead streams, latency percentiles, a
+//! served rig (server and client on separate runtimes).
 #![forbid(unsafe_code)]
 
 use leadrouter::catalog::{GenerateSpec, Network, RegionTree, generate};
@@ -65,4 +66,49 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 pub fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// A server on its own runtime and a client runtime with a channel connected to it, so that the
+/// client's work is not counted as the server's (both still share the machine).
+pub struct Served {
+    pub client_rt: tokio::runtime::Runtime,
+    pub server_rt: tokio::runtime::Runtime,
+    pub channel: tonic::transport::Channel,
+}
+
+/// Serves `services` on 127.0.0.1:0 (2 worker threads) and connects a client (2 worker threads).
+pub fn serve(services: leadrouter::server::Services) -> Served {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    };
+    let server_rt = runtime();
+    let addr = server_rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let addr = listener.local_addr().expect("the bound address");
+        tokio::spawn(leadrouter::server::run(
+            listener,
+            services,
+            std::future::pending::<()>(),
+        ));
+        addr
+    });
+    let client_rt = runtime();
+    let channel = client_rt.block_on(async {
+        tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .connect()
+            .await
+            .expect("the server accepts connections")
+    });
+    Served {
+        client_rt,
+        server_rt,
+        channel,
+    }
 }
