@@ -160,6 +160,47 @@ async fn touch_order_refund_trail_and_verify() {
         );
     }
 
+    // The ledger for the hour around now: the order's entries and the refund's reversals.
+    let ledger = a
+        .list_ledger(pb::ListLedgerRequest {
+            from: Some(ts_offset(-3600)),
+            to: Some(ts_offset(3600)),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ledger.lines.len(), 3);
+    assert!(!ledger.next_page_token.is_empty());
+    let rest = a
+        .list_ledger(pb::ListLedgerRequest {
+            from: Some(ts_offset(-3600)),
+            to: Some(ts_offset(3600)),
+            page_token: ledger.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(rest.next_page_token.is_empty());
+    let total: i64 = ledger
+        .lines
+        .iter()
+        .chain(&rest.lines)
+        .map(|l| l.amount_cents)
+        .sum();
+    assert_eq!(total, 12_000);
+    assert!(rest.lines.iter().all(|l| l.refund_id == "r1"));
+    let e = a
+        .list_ledger(pb::ListLedgerRequest {
+            to: Some(ts_offset(3600)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().starts_with("from"), "{}", e.message());
+
     let v = a
         .verify_trail(pb::VerifyTrailRequest {
             member_id: "m1".into(),

@@ -224,6 +224,25 @@ pub struct TrailQuery {
     pub limit: usize,
 }
 
+/// One ledger line: an order's entry or a refund's reversal, for one party.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerLine {
+    pub occurred_at_ms: i64,
+    pub member_id: String,
+    pub order_id: String,
+    /// Set on a refund's reversal.
+    pub refund_id: Option<String>,
+    pub entry: LedgerEntry,
+}
+
+/// A page of the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerPage {
+    pub lines: Vec<LedgerLine>,
+    /// Where the next page starts, when there may be more.
+    pub next: Option<crate::store::LedgerCursor>,
+}
+
 /// A page of a trail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrailPage {
@@ -791,6 +810,71 @@ impl Attribution {
             }
             from = last + 1;
         }
+    }
+}
+
+impl Attribution {
+    /// The ledger in `[from_ms, to_ms)` by `occurred_at`: every order's entries and every
+    /// refund's reversals, optionally for one party (`guide:ID`, `store:ID`, `channel:NAME`,
+    /// `o2o:centre`). Reads at most `limit` (1..=1000) orders and refunds per page.
+    pub fn ledger(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        party: Option<&str>,
+        after: Option<&crate::store::LedgerCursor>,
+        limit: usize,
+    ) -> Result<LedgerPage, AttributionError> {
+        if !(1..=1000).contains(&limit) {
+            return Err(
+                FieldError::new("page_size", format!("must be in 1..=1000, got {limit}")).into(),
+            );
+        }
+        if to_ms <= from_ms {
+            return Err(FieldError::new(
+                "to",
+                format!("must be after from ({from_ms} ms), got {to_ms} ms"),
+            )
+            .into());
+        }
+        if let Some(p) = party
+            && (p.is_empty() || p.len() > 200 || !p.contains(':'))
+        {
+            return Err(FieldError::new(
+                "party",
+                format!("must look like guide:ID, store:ID, channel:NAME or o2o:centre, got {p:?}"),
+            )
+            .into());
+        }
+        let events = self
+            .engine
+            .store()
+            .ledger_events(from_ms, to_ms, after, limit)?;
+        let next = if events.len() == limit {
+            events.last().and_then(crate::store::LedgerCursor::of)
+        } else {
+            None
+        };
+        let mut lines = Vec::new();
+        for e in &events {
+            let (order_id, refund_id, entries) = match (e.order(), e.refund()) {
+                (Some(o), _) => (o.facts.order_id.clone(), None, &o.entries),
+                (_, Some(r)) => (r.order_id.clone(), Some(r.refund_id.clone()), &r.entries),
+                _ => continue,
+            };
+            for entry in entries {
+                if party.is_none_or(|p| entry.party == p) {
+                    lines.push(LedgerLine {
+                        occurred_at_ms: e.occurred_at_ms,
+                        member_id: e.member_id.clone(),
+                        order_id: order_id.clone(),
+                        refund_id: refund_id.clone(),
+                        entry: entry.clone(),
+                    });
+                }
+            }
+        }
+        Ok(LedgerPage { lines, next })
     }
 }
 

@@ -623,3 +623,79 @@ fn verify_all_checks_every_member_and_names_a_forged_event() {
     assert!(!a.verify_trail("M3").unwrap().ok());
     assert!(a.verify_trail("M2").unwrap().ok());
 }
+
+fn ledger_on(store: Arc<dyn Store>) {
+    let (a, _) = service_on(store, AttributionConfig::default());
+    // Ten orders an hour apart (guide G1 owns the even ones through a share link), a refund.
+    a.record_touch(touch(
+        "T",
+        "M0",
+        TouchKind::ShareLinkClick,
+        Some("G1"),
+        T0 - 20 * 3_600_000,
+    ))
+    .unwrap();
+    for i in 0..10i64 {
+        let member = if i % 2 == 0 { "M0" } else { "M1" };
+        a.record_order(order(
+            &format!("O{i}"),
+            member,
+            1000 + i,
+            T0 - (10 - i) * 3_600_000,
+        ))
+        .unwrap();
+    }
+    a.record_refund(refund("R", "O4", Some(500), T0)).unwrap();
+    let all_at = |party: Option<&str>, from: i64, to: i64| {
+        let mut lines = Vec::new();
+        let mut after = None;
+        loop {
+            let page = a.ledger(from, to, party, after.as_ref(), 3).unwrap();
+            lines.extend(page.lines);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        lines
+    };
+    let all = all_at(None, T0 - 100 * 3_600_000, T0 + 1);
+    let sum: i64 = all.iter().map(|l| l.entry.amount_cents).sum();
+    assert_eq!(sum, (0..10).map(|i| 1000 + i).sum::<i64>() - 500);
+    // In time order, the refund last.
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].occurred_at_ms <= w[1].occurred_at_ms)
+    );
+    assert_eq!(all.last().unwrap().refund_id.as_deref(), Some("R"));
+    // One party: G1 owns the even orders, 30 % of each (floored), less its share of the refund
+    // (its entry × 500 / 1004, floored).
+    let g1 = all_at(Some("guide:G1"), T0 - 100 * 3_600_000, T0 + 1);
+    let credit: i64 = (0..10)
+        .filter(|i| i % 2 == 0)
+        .map(|i| (1000 + i) * 30 / 100)
+        .sum();
+    let want = credit - (1004 * 30 / 100) * 500 / 1004;
+    assert_eq!(g1.iter().map(|l| l.entry.amount_cents).sum::<i64>(), want);
+    // A window: orders 5..=7 only ([T0-5h, T0-2h)).
+    let w = all_at(None, T0 - 5 * 3_600_000, T0 - 2 * 3_600_000);
+    let mut ids: Vec<&str> = w.iter().map(|l| l.order_id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids, vec!["O5", "O6", "O7"]);
+    assert!(a.ledger(T0, T0, None, None, 10).is_err());
+    assert!(a.ledger(0, T0, Some("G1"), None, 10).is_err());
+    assert!(a.ledger(0, T0, None, None, 0).is_err());
+}
+
+#[test]
+fn the_ledger_pages_in_time_order_on_memory() {
+    ledger_on(Arc::new(MemoryStore::new()));
+}
+
+#[test]
+fn the_ledger_pages_in_time_order_on_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    ledger_on(Arc::new(
+        SledStore::open(dir.path(), &SledConfig::default()).unwrap(),
+    ));
+}

@@ -25,13 +25,14 @@ impl std::fmt::Debug for AttributionSvc {
     }
 }
 
-const METHODS: [&str; 6] = [
+const METHODS: [&str; 7] = [
     "RecordTouch",
     "RecordOrder",
     "RecordRefund",
     "GetTrail",
     "GetOwnership",
     "VerifyTrail",
+    "ListLedger",
 ];
 const RECORD_TOUCH: usize = 0;
 const RECORD_ORDER: usize = 1;
@@ -39,6 +40,7 @@ const RECORD_REFUND: usize = 2;
 const GET_TRAIL: usize = 3;
 const GET_OWNERSHIP: usize = 4;
 const VERIFY_TRAIL: usize = 5;
+const LIST_LEDGER: usize = 6;
 const OUTCOMES: [&str; 6] = [
     "ok",
     "invalid",
@@ -248,6 +250,29 @@ impl attribution_server::Attribution for AttributionSvc {
                 .iter()
                 .map(|m| m.to_string())
                 .collect(),
+        }))
+    }
+
+    async fn list_ledger(
+        &self,
+        request: Request<pb::ListLedgerRequest>,
+    ) -> Result<Response<pb::ListLedgerResponse>, Status> {
+        let r = request.into_inner();
+        let (from, to) = w::ledger_window(&r).map_err(|e| status::invalid(&e))?;
+        let after = w::ledger_cursor(&r.page_token).map_err(|e| status::invalid(&e))?;
+        let limit = match r.page_size {
+            0 => 200,
+            n => n as usize,
+        };
+        let party = (!r.party.is_empty()).then_some(r.party);
+        let page = self
+            .call(LIST_LEDGER, Mode::Blocking, move |a| {
+                a.ledger(from, to, party.as_deref(), after.as_ref(), limit)
+            })
+            .await?;
+        Ok(Response::new(pb::ListLedgerResponse {
+            lines: page.lines.iter().map(w::ledger_line_to_pb).collect(),
+            next_page_token: page.next.as_ref().map(w::ledger_token).unwrap_or_default(),
         }))
     }
 }

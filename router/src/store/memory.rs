@@ -1,4 +1,4 @@
-use super::{Store, StoreError, TrailKey};
+use super::{LedgerCursor, Store, StoreError, TrailKey};
 use crate::catalog::NetworkSpec;
 use crate::domain::trail::TrailEvent;
 use crate::domain::{Day, Decision};
@@ -20,6 +20,7 @@ struct Inner {
     trails: BTreeMap<(String, u64), TrailEvent>,
     trail_keys: HashMap<(u8, String), (String, u64)>,
     refunds: HashMap<String, Vec<(String, u64)>>,
+    ledger: BTreeMap<LedgerCursor, (String, u64)>,
 }
 
 impl MemoryStore {
@@ -135,6 +136,9 @@ impl Store for MemoryStore {
         let (tag, id) = key.tag();
         let at = (event.member_id.clone(), event.seq);
         inner.trail_keys.insert((tag, id.to_string()), at.clone());
+        if let Some(c) = LedgerCursor::of(event) {
+            inner.ledger.insert(c, at.clone());
+        }
         if let Some(r) = event.refund() {
             inner
                 .refunds
@@ -144,6 +148,29 @@ impl Store for MemoryStore {
         }
         inner.trails.insert(at, event.clone());
         Ok(())
+    }
+
+    fn ledger_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<&LedgerCursor>,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StoreError> {
+        let inner = self.inner.lock();
+        let start = LedgerCursor {
+            occurred_at_ms: from_ms,
+            tag: 0,
+            id: String::new(),
+        };
+        Ok(inner
+            .ledger
+            .range(start..)
+            .filter(|(c, _)| after.is_none_or(|a| *c > a))
+            .take_while(|(c, _)| c.occurred_at_ms < to_ms)
+            .filter_map(|(_, at)| inner.trails.get(at).cloned())
+            .take(limit)
+            .collect())
     }
 
     fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError> {

@@ -57,6 +57,31 @@ pub enum StoreError {
     Locked { path: String },
 }
 
+/// Where a ledger read stopped: the last event's `occurred_at`, kind (`b'o'` order, `b'r'`
+/// refund) and id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LedgerCursor {
+    pub occurred_at_ms: i64,
+    pub tag: u8,
+    pub id: String,
+}
+
+impl LedgerCursor {
+    /// The cursor of an order or refund event.
+    pub fn of(e: &TrailEvent) -> Option<Self> {
+        let (tag, id) = match (e.order(), e.refund()) {
+            (Some(o), _) => (b'o', o.facts.order_id.clone()),
+            (_, Some(r)) => (b'r', r.refund_id.clone()),
+            _ => return None,
+        };
+        Some(Self {
+            occurred_at_ms: e.occurred_at_ms,
+            tag,
+            id,
+        })
+    }
+}
+
 /// Called once with the outcome of a flush.
 pub type FlushDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
@@ -114,6 +139,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         line: &str,
         key: TrailKey<'_>,
     ) -> Result<(), StoreError>;
+    /// Order and refund events whose `occurred_at` lies in `[from_ms, to_ms)`, by `occurred_at`
+    /// then kind (`o` before `r`) then id, starting after `after` when given, at most `limit`.
+    fn ledger_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<&LedgerCursor>,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StoreError>;
     /// The refund events of an order, by `seq` (indexed when appended).
     fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError>;
     /// Every trail event, by member then `seq`, until `f` returns false.

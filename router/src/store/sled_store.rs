@@ -1,4 +1,4 @@
-use super::{Store, StoreError, TrailKey, codec};
+use super::{LedgerCursor, Store, StoreError, TrailKey, codec};
 use crate::catalog::NetworkSpec;
 use crate::domain::trail::TrailEvent;
 use crate::domain::{Day, Decision};
@@ -110,7 +110,8 @@ struct Shared {
 /// orders wait for a flush anyway), in the `trails` tree: `e<member length u8><member><seq u64
 /// BE>` → the event's canonical JSON line; `k<t|o|r><touch, order or refund id>` → `<member
 /// length u8><member><seq u64 BE>`; for a refund also `f<order id length u8><order id><refund
-/// id>` → the same. Keys are written before their event, and a key is trusted only when the
+/// id>` → the same; for orders and refunds `t<occurred_at><o|r><id>` → the same (the ledger in
+/// time order). Keys are written before their event, and a key is trusted only when the
 /// event it names is there and carries that id, so a crash between the writes leaves nothing
 /// visible; the next append at that `seq` overwrites it.
 #[derive(Debug)]
@@ -182,6 +183,16 @@ fn refund_prefix(order_id: &str) -> Vec<u8> {
     k.push(b'f');
     k.push(order_id.len().min(255) as u8);
     k.extend_from_slice(order_id.as_bytes());
+    k
+}
+
+/// `t<occurred_at, sign-flipped u64 BE><o|r><id>`: orders and refunds in time order.
+fn ledger_key(c: &LedgerCursor) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + c.id.len());
+    k.push(b't');
+    k.extend_from_slice(&((c.occurred_at_ms as u64) ^ (1 << 63)).to_be_bytes());
+    k.push(c.tag);
+    k.extend_from_slice(c.id.as_bytes());
     k
 }
 
@@ -657,6 +668,11 @@ impl Store for SledStore {
         self.trails
             .insert(trail_key(key), &ek[1..])
             .map_err(backend)?;
+        if let Some(c) = LedgerCursor::of(event) {
+            self.trails
+                .insert(ledger_key(&c), &ek[1..])
+                .map_err(backend)?;
+        }
         if let Some(r) = event.refund() {
             let mut fk = refund_prefix(&r.order_id);
             fk.extend_from_slice(r.refund_id.as_bytes());
@@ -667,6 +683,57 @@ impl Store for SledStore {
             .dirty
             .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    fn ledger_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<&LedgerCursor>,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StoreError> {
+        let start = ledger_key(&LedgerCursor {
+            occurred_at_ms: from_ms,
+            tag: 0,
+            id: String::new(),
+        });
+        let end = ledger_key(&LedgerCursor {
+            occurred_at_ms: to_ms,
+            tag: 0,
+            id: String::new(),
+        });
+        let mut out = Vec::new();
+        let start = match after {
+            Some(a) => {
+                let mut k = ledger_key(a);
+                // Strictly after the cursor's own key.
+                k.push(0);
+                k.max(start)
+            }
+            None => start,
+        };
+        if start >= end {
+            return Ok(out);
+        }
+        let range = self.trails.range(start..end);
+        for kv in range {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, at) = kv.map_err(backend)?;
+            let mut ek = Vec::with_capacity(1 + at.len());
+            ek.push(b'e');
+            ek.extend_from_slice(&at);
+            let Some(v) = self.trails.get(&ek).map_err(backend)? else {
+                continue; // a key whose event a crash lost
+            };
+            let e = decode_event(&ek, &v)?;
+            // Trusted only when the event is the one the key names.
+            if LedgerCursor::of(&e).is_some_and(|c| ledger_key(&c) == k.as_ref()) {
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
 
     fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError> {

@@ -223,6 +223,59 @@ pub fn order_view_to_pb(v: &OrderView) -> pb::GetOwnershipResponse {
     }
 }
 
+/// The ledger page token: `<occurred_at ms>.<o|r>.<id>` of the last order or refund read.
+pub fn ledger_token(c: &crate::store::LedgerCursor) -> String {
+    format!("{}.{}.{}", c.occurred_at_ms, c.tag as char, c.id)
+}
+
+pub fn ledger_cursor(token: &str) -> Result<Option<crate::store::LedgerCursor>, FieldError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        FieldError::new(
+            "page_token",
+            "must be a next_page_token from an earlier reply",
+        )
+    };
+    let mut parts = token.splitn(3, '.');
+    let ms = parts
+        .next()
+        .and_then(|p| p.parse::<i64>().ok())
+        .ok_or_else(bad)?;
+    let tag = match parts.next() {
+        Some("o") => b'o',
+        Some("r") => b'r',
+        _ => return Err(bad()),
+    };
+    let id = parts.next().filter(|i| !i.is_empty()).ok_or_else(bad)?;
+    Ok(Some(crate::store::LedgerCursor {
+        occurred_at_ms: ms,
+        tag,
+        id: id.to_string(),
+    }))
+}
+
+pub fn ledger_line_to_pb(l: &crate::attribution::LedgerLine) -> pb::LedgerLine {
+    pb::LedgerLine {
+        occurred_at: Some(ms_to_timestamp(l.occurred_at_ms)),
+        member_id: l.member_id.clone(),
+        order_id: l.order_id.clone(),
+        refund_id: l.refund_id.clone().unwrap_or_default(),
+        party: l.entry.party.clone(),
+        role: l.entry.role.as_str().into(),
+        amount_cents: l.entry.amount_cents,
+    }
+}
+
+/// `(from_ms, to_ms)` of a ledger request: both required.
+pub fn ledger_window(r: &pb::ListLedgerRequest) -> Result<(i64, i64), FieldError> {
+    Ok((
+        required_time("from", r.from.as_ref())?,
+        required_time("to", r.to.as_ref())?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +313,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(trail_query_from_pb(&q).unwrap().limit, 100);
+        let c = crate::store::LedgerCursor {
+            occurred_at_ms: -5,
+            tag: b'r',
+            id: "R.1".into(),
+        };
+        assert_eq!(ledger_cursor(&ledger_token(&c)).unwrap(), Some(c));
+        assert_eq!(ledger_cursor("").unwrap(), None);
+        for bad in ["x.o.O1", "5.z.O1", "5.o.", "5"] {
+            assert_eq!(ledger_cursor(bad).unwrap_err().field, "page_token", "{bad}");
+        }
     }
 }
