@@ -29,6 +29,28 @@ enum Command {
     /// orders' owners and splits.
     #[command(subcommand)]
     Trail(TrailCmd),
+    /// A settlement statement from a running server: per party, credits, reversals and net over
+    /// a window of business days (the server's ledger by the time orders and refunds happened).
+    Ledger {
+        /// The server, e.g. http://127.0.0.1:50051.
+        #[arg(long)]
+        server: String,
+        /// First day, YYYY-MM-DD (UTC+8 midnight unless --tz-offset-hours says otherwise).
+        #[arg(long)]
+        from: String,
+        /// Day after the last, YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// Only this party, e.g. guide:G000001 or store:S00001.
+        #[arg(long)]
+        party: Option<String>,
+        /// Every line as CSV instead of the per-party statement.
+        #[arg(long)]
+        csv: bool,
+        /// Hours east of UTC of the days' midnight (the brand's time zone). Default 8.
+        #[arg(long, default_value_t = 8, allow_hyphen_values = true)]
+        tz_offset_hours: i64,
+    },
 }
 
 /// Where trails come from: a stopped server's data directory, or one member on a running server.
@@ -296,6 +318,37 @@ fn trail(cmd: TrailCmd) -> anyhow::Result<()> {
     }
 }
 
+fn ledger(
+    server: &str,
+    from: &str,
+    to: &str,
+    party: Option<&str>,
+    csv: bool,
+    tz_offset_hours: i64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (-12..=14).contains(&tz_offset_hours),
+        "--tz-offset-hours: must be in -12..=14, got {tz_offset_hours}"
+    );
+    let midnight = |field: &str, day: &str| -> anyhow::Result<i64> {
+        let d = leadrouter::attribution::parse_date(day)
+            .map_err(|e| anyhow::anyhow!("--{field}: {e}"))?;
+        Ok(i64::from(d.0) * 86_400_000 - tz_offset_hours * 3_600_000)
+    };
+    let (from_ms, to_ms) = (midnight("from", from)?, midnight("to", to)?);
+    let lines =
+        runtime()?.block_on(leadrouter::app::ledger::read(server, from_ms, to_ms, party))?;
+    if csv {
+        print!("{}", leadrouter::app::ledger::csv(&lines));
+    } else {
+        println!(
+            "{}",
+            leadrouter::app::ledger::statement(&leadrouter::app::ledger::totals(&lines))
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
@@ -331,6 +384,14 @@ fn main() -> ExitCode {
             leadrouter::app::check_network(&dir).map(|s| println!("{s}"))
         }
         Command::Trail(cmd) => trail(cmd),
+        Command::Ledger {
+            server,
+            from,
+            to,
+            party,
+            csv,
+            tz_offset_hours,
+        } => ledger(&server, &from, &to, party.as_deref(), csv, tz_offset_hours),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -125,6 +125,42 @@ async fn export_and_verify_live_offline_and_tampered() {
     let o = cli(&["trail", "export", "--server", &url]);
     assert!(!o.status.success());
     assert!(text(&o).contains("needs --member"), "{}", text(&o));
+    // A settlement statement: three orders of 99.99, one refund of 0.01.
+    let o = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            cli(&[
+                "ledger",
+                "--server",
+                &url,
+                "--from",
+                "2001-01-01",
+                "--to",
+                "2100-01-01",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let total = out.lines().last().unwrap().to_string();
+    assert!(
+        total.starts_with("total") && total.ends_with("299.96"),
+        "{out}"
+    );
+    assert!(out.contains("store:S00001"), "{out}");
+    let o = cli(&[
+        "ledger",
+        "--server",
+        &url,
+        "--from",
+        "2000-13-01",
+        "--to",
+        "2100-01-01",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--from"), "{}", text(&o));
     // The data directory is locked while the server runs: a clear message.
     let o = cli(&["trail", "verify", "--data-dir", path(&data)]);
     assert!(!o.status.success());

@@ -1,6 +1,7 @@
 //! What the binary's commands do, callable from tests: `serve`, `network generate`,
-//! `network check`, `trail export`, `trail verify`.
+//! `network check`, `trail export | verify | models`, `ledger`.
 
+pub mod ledger;
 pub mod trail;
 
 use crate::catalog::{GenerateSpec, Network, NetworkFiles, RegionTree, demo_files, generate};
