@@ -16,12 +16,12 @@ use leadrouter::domain::trail::{OrderFacts, Touch, TouchKind};
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::server::Services;
 use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
-use leadrouter_benches::{Served, serve};
+use leadrouter_benches::{Served, concurrently, median, serve};
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::attribution_client::AttributionClient;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel as GrpcChannel;
 
 fn now_ms() -> i64 {
@@ -73,69 +73,45 @@ impl Rig {
 
     /// `calls` empty calls (`LeadRouter.Ping`) with `clients` in flight: the transport's ceiling.
     fn ping(&self, clients: usize, calls: u64) -> Duration {
-        let per_client = calls.div_ceil(clients as u64);
-        self.client_rt.block_on(async {
-            let start = Instant::now();
-            let mut tasks = Vec::with_capacity(clients);
-            for _ in 0..clients {
-                let mut client =
-                    pb::lead_router_client::LeadRouterClient::new(self.channel.clone());
-                tasks.push(tokio::spawn(async move {
-                    for _ in 0..per_client {
-                        client.ping(pb::PingRequest {}).await.expect("ping");
-                    }
-                }));
+        concurrently(&self.client_rt, clients, calls, |n| {
+            let mut client = pb::lead_router_client::LeadRouterClient::new(self.channel.clone());
+            async move {
+                for _ in 0..n {
+                    client.ping(pb::PingRequest {}).await.expect("ping");
+                }
             }
-            for t in tasks {
-                t.await.unwrap();
-            }
-            start.elapsed()
         })
     }
 
     /// Records `orders` new orders with `clients` in flight; returns the elapsed time.
     fn run(&self, clients: usize, orders: u64) -> Duration {
-        let per_client = orders.div_ceil(clients as u64);
-        self.client_rt.block_on(async {
-            let start = Instant::now();
-            let mut tasks = Vec::with_capacity(clients);
-            for _ in 0..clients {
-                let mut client = AttributionClient::new(self.channel.clone());
-                let next = self.next.clone();
-                tasks.push(tokio::spawn(async move {
-                    for _ in 0..per_client {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let ms = now_ms();
-                        let r = client
-                            .record_order(pb::RecordOrderRequest {
-                                order_id: format!("bench-{n}"),
-                                member_id: format!("m{}", n % 10_000),
-                                amount_cents: 100 + (n % 100_000) as i64,
-                                paid_channel: pb::Channel::MiniProgram as i32,
-                                fulfilling_store_id: Some("S00001".into()),
-                                occurred_at: Some(prost_types::Timestamp {
-                                    seconds: ms / 1000,
-                                    nanos: 0,
-                                }),
-                                ..Default::default()
-                            })
-                            .await
-                            .expect("record_order");
-                        assert!(!r.into_inner().replayed);
-                    }
-                }));
+        concurrently(&self.client_rt, clients, orders, |count| {
+            let mut client = AttributionClient::new(self.channel.clone());
+            let next = self.next.clone();
+            async move {
+                for _ in 0..count {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let ms = now_ms();
+                    let r = client
+                        .record_order(pb::RecordOrderRequest {
+                            order_id: format!("bench-{n}"),
+                            member_id: format!("m{}", n % 10_000),
+                            amount_cents: 100 + (n % 100_000) as i64,
+                            paid_channel: pb::Channel::MiniProgram as i32,
+                            fulfilling_store_id: Some("S00001".into()),
+                            occurred_at: Some(prost_types::Timestamp {
+                                seconds: ms / 1000,
+                                nanos: 0,
+                            }),
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("record_order");
+                    assert!(!r.into_inner().replayed);
+                }
             }
-            for t in tasks {
-                t.await.unwrap();
-            }
-            start.elapsed()
         })
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn group_commit_ratio() {

@@ -14,12 +14,12 @@ use leadrouter::clock::SystemClock;
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
 use leadrouter::wire;
-use leadrouter_benches::{Served, lead_templates, reference_network, serve};
+use leadrouter_benches::{Served, concurrently, lead_templates, median, reference_network, serve};
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::lead_router_client::LeadRouterClient;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 struct Rig {
@@ -84,40 +84,26 @@ impl Rig {
 
     /// Runs `calls` calls of one kind with `concurrency` in flight; returns the elapsed time.
     fn run(&self, route: bool, calls: u64) -> Duration {
-        let per_task = calls.div_ceil(self.concurrency as u64);
-        self.client_rt.block_on(async {
-            let start = Instant::now();
-            let mut tasks = Vec::with_capacity(self.concurrency);
-            for _ in 0..self.concurrency {
-                let mut client = LeadRouterClient::new(self.channel.clone());
-                let (templates, next) = (self.templates.clone(), self.next.clone());
-                let max_alternatives = self.max_alternatives;
-                tasks.push(tokio::spawn(async move {
-                    for _ in 0..per_task {
-                        if route {
-                            let n = next.fetch_add(1, Ordering::Relaxed);
-                            let mut req = templates[(n % templates.len() as u64) as usize].clone();
-                            req.lead_id = format!("g{n}");
-                            req.occurred_at = Some(now_ts());
-                            req.max_alternatives = max_alternatives;
-                            client.route(req).await.expect("route");
-                        } else {
-                            client.ping(pb::PingRequest {}).await.expect("ping");
-                        }
+        concurrently(&self.client_rt, self.concurrency, calls, |count| {
+            let mut client = LeadRouterClient::new(self.channel.clone());
+            let (templates, next) = (self.templates.clone(), self.next.clone());
+            let max_alternatives = self.max_alternatives;
+            async move {
+                for _ in 0..count {
+                    if route {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let mut req = templates[(n % templates.len() as u64) as usize].clone();
+                        req.lead_id = format!("g{n}");
+                        req.occurred_at = Some(now_ts());
+                        req.max_alternatives = max_alternatives;
+                        client.route(req).await.expect("route");
+                    } else {
+                        client.ping(pb::PingRequest {}).await.expect("ping");
                     }
-                }));
+                }
             }
-            for t in tasks {
-                t.await.unwrap();
-            }
-            start.elapsed()
         })
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn ratio(kind: &str) {

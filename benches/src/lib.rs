@@ -112,3 +112,33 @@ pub fn serve(services: leadrouter::server::Services) -> Served {
         channel,
     }
 }
+
+/// Runs `calls` calls over `clients` concurrent tasks on `rt`: `task(n)` makes one client's
+/// future, which makes `n` calls. Returns the elapsed time.
+pub fn concurrently<Fut>(
+    rt: &tokio::runtime::Runtime,
+    clients: usize,
+    calls: u64,
+    task: impl Fn(u64) -> Fut,
+) -> Duration
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let per_client = calls.div_ceil(clients.max(1) as u64);
+    rt.block_on(async {
+        let start = std::time::Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| tokio::spawn(task(per_client)))
+            .collect();
+        for t in tasks {
+            t.await.expect("a client task");
+        }
+        start.elapsed()
+    })
+}
+
+/// The median of a few throughput rounds.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

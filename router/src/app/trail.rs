@@ -2,10 +2,10 @@
 //! member's events in `seq` order), and the offline check of a file, a stopped server's data
 //! directory, or one member's trail on a running server.
 
-use crate::attribution::RuleBook;
-use crate::attribution::recompute::{Mismatch, Recomputer};
-use crate::domain::trail::{ChainBreak, ChainVerifier, TrailEvent};
-use crate::store::{SledConfig, SledStore, Store, StoreError};
+use crate::attribution::recompute::{Mismatch, TrailChecker};
+use crate::attribution::{RuleBook, TrailCheck};
+use crate::domain::trail::{ChainBreak, TrailEvent};
+use crate::store::{SledConfig, SledStore, Store, StoreError, for_each_in_trail};
 use anyhow::Context;
 use leadrouter_proto::v1 as pb;
 use std::io::{BufRead, Write};
@@ -21,6 +21,19 @@ pub struct Report {
     /// The first break: where (a file's line number, else the event's position) and why.
     pub broken: Option<ChainBreak>,
     pub mismatches: Vec<Mismatch>,
+}
+
+impl From<TrailCheck> for Report {
+    fn from(c: TrailCheck) -> Self {
+        Self {
+            events: c.events,
+            members: c.members,
+            orders: c.recomputed.orders,
+            refunds: c.recomputed.refunds,
+            broken: c.chain.err(),
+            mismatches: c.recomputed.mismatches,
+        }
+    }
 }
 
 impl Report {
@@ -71,21 +84,7 @@ fn for_each_event(
 ) -> Result<(), StoreError> {
     match member {
         None => store.scan_trails(f),
-        Some(m) => {
-            let mut from = 1;
-            loop {
-                let chunk = store.trail_from(m, from, 1024)?;
-                let Some(last) = chunk.last().map(|e| e.seq) else {
-                    return Ok(());
-                };
-                for e in chunk {
-                    if !f(e) {
-                        return Ok(());
-                    }
-                }
-                from = last + 1;
-            }
-        }
+        Some(m) => for_each_in_trail(store, m, 1, 1024, f),
     }
 }
 
@@ -143,59 +142,11 @@ pub async fn export_live(url: &str, member: &str, out: &mut dyn Write) -> anyhow
     }
 }
 
-/// Checks events in order; `book` recomputes orders and refunds too.
-struct Checker<'a> {
-    chain: ChainVerifier,
-    recompute: Recomputer<'a>,
-    report: Report,
-}
-
-impl<'a> Checker<'a> {
-    fn new(book: &'a RuleBook) -> Self {
-        Self {
-            chain: ChainVerifier::new(),
-            recompute: Recomputer::new(book),
-            report: Report::default(),
-        }
-    }
-
-    /// For a store scan, where each member's events come together.
-    fn grouped(book: &'a RuleBook) -> Self {
-        Self {
-            chain: ChainVerifier::grouped(),
-            recompute: Recomputer::grouped(book),
-            report: Report::default(),
-        }
-    }
-
-    fn push(&mut self, e: TrailEvent, position: Option<usize>) {
-        if self.report.broken.is_none()
-            && let Err(mut b) = self.chain.check(&e)
-        {
-            if let Some(p) = position {
-                b.position = p;
-            }
-            self.report.broken = Some(b);
-        }
-        self.recompute.push(e);
-    }
-
-    fn finish(mut self) -> Report {
-        self.report.events = self.chain.checked();
-        self.report.members = self.chain.members();
-        let s = self.recompute.summary;
-        self.report.orders = s.orders;
-        self.report.refunds = s.refunds;
-        self.report.mismatches = s.mismatches;
-        self.report
-    }
-}
-
 /// Checks an exported file: every line parses, chains, and recomputes. A line that is not an
 /// event is reported as the break, by line number.
 pub fn verify_file(path: &Path, book: &RuleBook) -> anyhow::Result<Report> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut c = Checker::new(book);
+    let mut c = TrailChecker::new(book);
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
         if line.trim().is_empty() {
@@ -204,7 +155,7 @@ pub fn verify_file(path: &Path, book: &RuleBook) -> anyhow::Result<Report> {
         match TrailEvent::from_line(&line) {
             Ok(e) => c.push(e, Some(i + 1)),
             Err(why) => {
-                let mut r = c.finish();
+                let mut r = Report::from(c.finish());
                 r.broken = Some(ChainBreak {
                     member_id: String::new(),
                     seq: 0,
@@ -215,18 +166,18 @@ pub fn verify_file(path: &Path, book: &RuleBook) -> anyhow::Result<Report> {
             }
         }
     }
-    Ok(c.finish())
+    Ok(c.finish().into())
 }
 
 /// Checks a stopped server's data directory (all members, or one).
 pub fn verify_dir(dir: &Path, member: Option<&str>, book: &RuleBook) -> anyhow::Result<Report> {
     let store = open_offline(dir)?;
-    let mut c = Checker::grouped(book);
+    let mut c = TrailChecker::grouped(book);
     for_each_event(&store, member, &mut |e| {
         c.push(e, None);
         true
     })?;
-    Ok(c.finish())
+    Ok(c.finish().into())
 }
 
 /// Checks one member's trail, or every member's, on a running server (VerifyTrail).

@@ -23,7 +23,7 @@ use crate::domain::trail::{
 };
 use crate::domain::{Day, FieldError, check_id, check_optional_id};
 use crate::engine::{Engine, business_day};
-use crate::store::{StoreError, TrailKey};
+use crate::store::{StoreError, TrailKey, for_each_in_trail};
 use parking_lot::Mutex;
 use rules::OwnershipRuleSet;
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,7 @@ const STRIPES: usize = 1024;
 pub fn parse_date(s: &str) -> Result<Day, String> {
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| format!("must be a date YYYY-MM-DD, got {s:?} ({e})"))?;
-    Ok(Day(chrono::Datelike::num_days_from_ce(&d) - 719_163))
+    Ok(Day::of_date(d))
 }
 
 /// Settings of attribution (`[attribution]` in the configuration file).
@@ -424,27 +424,16 @@ impl Attribution {
             .lock();
         let store = self.engine.store();
         if let Some(e) = store.trail_event(key)? {
-            let stored = TouchInput {
-                member_id: e.member_id.clone(),
-                touch: e.touch().cloned().unwrap_or_else(|| input.touch.clone()),
-                occurred_at_ms: e.occurred_at_ms,
-            };
-            let differences = differences(
-                &(&stored.member_id, &stored.touch, stored.occurred_at_ms),
-                &(&input.member_id, &input.touch, input.occurred_at_ms),
+            let stored = (e.member_id.clone(), e.touch().cloned(), e.occurred_at_ms);
+            let got = (&input.member_id, Some(&input.touch), input.occurred_at_ms);
+            return replay(
+                "touch",
+                &input.touch.touch_id,
+                e,
+                &stored,
+                &got,
                 &["member_id", "", "occurred_at_ms"],
             );
-            if differences.is_empty() {
-                return Ok(Recorded {
-                    event: e,
-                    replayed: true,
-                });
-            }
-            return Err(AttributionError::Conflict {
-                what: "touch",
-                id: input.touch.touch_id,
-                differences,
-            });
         }
         let touch = input.touch.clone();
         let event = self.append(
@@ -523,27 +512,20 @@ impl Attribution {
             let key = TrailKey::Order(&input.facts.order_id);
             let store = self.engine.store();
             if let Some(e) = store.trail_event(key)? {
-                let o = e.order().map(|o| o.facts.clone());
-                let differences = differences(
-                    &(&e.member_id, &o, e.occurred_at_ms),
-                    &(
-                        &input.member_id,
-                        &Some(input.facts.clone()),
-                        input.occurred_at_ms,
-                    ),
-                    &["member_id", "", "occurred_at_ms"],
+                let stored = (
+                    e.member_id.clone(),
+                    e.order().map(|o| o.facts.clone()),
+                    e.occurred_at_ms,
                 );
-                if !differences.is_empty() {
-                    return Err(AttributionError::Conflict {
-                        what: "order",
-                        id: input.facts.order_id,
-                        differences,
-                    });
-                }
-                Recorded {
-                    event: e,
-                    replayed: true,
-                }
+                let got = (&input.member_id, Some(&input.facts), input.occurred_at_ms);
+                replay(
+                    "order",
+                    &input.facts.order_id,
+                    e,
+                    &stored,
+                    &got,
+                    &["member_id", "", "occurred_at_ms"],
+                )?
             } else {
                 let day = business_day(input.occurred_at_ms, self.engine.config().time_zone);
                 let rules = rules::rule_set_for(&self.book.ownership, day).ok_or_else(|| {
@@ -617,33 +599,23 @@ impl Attribution {
             let key = TrailKey::Refund(&input.refund_id);
             let store = self.engine.store();
             if let Some(e) = store.trail_event(key)? {
-                let r = e.refund().cloned();
+                let r = e.refund();
                 let stored = (
-                    r.as_ref().map(|r| r.order_id.clone()),
-                    r.as_ref().map(|r| r.amount_cents),
+                    r.map(|r| r.order_id.clone()),
+                    r.map(|r| r.amount_cents),
                     e.occurred_at_ms,
                 );
-                let got_amount = input.amount_cents.or(r.as_ref().map(|r| r.amount_cents));
-                let differences = differences(
+                // No amount asks for "the rest", which the stored refund was.
+                let got_amount = input.amount_cents.or(stored.1);
+                let got = (Some(&input.order_id), got_amount, input.occurred_at_ms);
+                replay(
+                    "refund",
+                    &input.refund_id,
+                    e,
                     &stored,
-                    &(
-                        Some(input.order_id.clone()),
-                        got_amount,
-                        input.occurred_at_ms,
-                    ),
+                    &got,
                     &["order_id", "amount_cents", "occurred_at_ms"],
-                );
-                if !differences.is_empty() {
-                    return Err(AttributionError::Conflict {
-                        what: "refund",
-                        id: input.refund_id,
-                        differences,
-                    });
-                }
-                Recorded {
-                    event: e,
-                    replayed: true,
-                }
+                )?
             } else {
                 let order = store
                     .trail_event(TrailKey::Order(&input.order_id))?
@@ -780,36 +752,32 @@ impl Attribution {
             )
             .into());
         }
-        let store = self.engine.store();
         let mut events = Vec::new();
-        let mut from = from_seq.max(1);
+        let mut full = false;
         // Without a window a page is one read; with one, chunks until the page fills, so a
         // narrow window over a long trail still fills it.
-        let chunk_len = if window == (None, None) { limit } else { 256 };
-        loop {
-            let chunk = store.trail_from(member_id, from, chunk_len)?;
-            let Some(last) = chunk.last().map(|e| e.seq) else {
-                return Ok(TrailPage {
-                    events,
-                    next_seq: None,
-                });
-            };
-            for e in chunk {
+        let chunk = if window == (None, None) { limit } else { 256 };
+        for_each_in_trail(
+            self.engine.store().as_ref(),
+            member_id,
+            from_seq,
+            chunk,
+            &mut |e| {
                 let inside = window.0.is_none_or(|a| e.occurred_at_ms >= a)
                     && window.1.is_none_or(|b| e.occurred_at_ms < b);
                 if inside {
                     events.push(e);
-                    if events.len() == limit {
-                        let next = events.last().map(|e| e.seq + 1);
-                        return Ok(TrailPage {
-                            events,
-                            next_seq: next,
-                        });
-                    }
+                    full = events.len() == limit;
                 }
-            }
-            from = last + 1;
-        }
+                !full
+            },
+        )?;
+        let next_seq = if full {
+            events.last().map(|e| e.seq + 1)
+        } else {
+            None
+        };
+        Ok(TrailPage { events, next_seq })
     }
 }
 
@@ -897,51 +865,23 @@ impl Attribution {
     /// Checks one member's stored hash chain and recomputes their orders and refunds.
     pub fn verify_trail(&self, member_id: &str) -> Result<TrailCheck, AttributionError> {
         check_id("member_id", member_id)?;
-        let store = self.engine.store();
-        let mut chain = crate::domain::trail::ChainVerifier::new();
-        let mut broken = Ok(());
-        let mut r = recompute::Recomputer::new(&self.book);
-        let mut from = 1;
-        loop {
-            let chunk = store.trail_from(member_id, from, 1024)?;
-            let Some(last) = chunk.last().map(|e| e.seq) else {
-                break;
-            };
-            for e in chunk {
-                if broken.is_ok() {
-                    broken = chain.check(&e);
-                }
-                r.push(e);
-            }
-            from = last + 1;
-        }
-        Ok(TrailCheck {
-            members: chain.members(),
-            events: chain.checked(),
-            chain: broken,
-            recomputed: r.summary,
-        })
+        let mut c = recompute::TrailChecker::new(&self.book);
+        for_each_in_trail(self.engine.store().as_ref(), member_id, 1, 1024, &mut |e| {
+            c.push(e, None);
+            true
+        })?;
+        Ok(c.finish())
     }
 
     /// Checks every member's trail (a full scan: for operators, off the hot path). Reports the
     /// first chain break and every recomputation difference; memory holds one member at a time.
     pub fn verify_all(&self) -> Result<TrailCheck, AttributionError> {
-        let mut chain = crate::domain::trail::ChainVerifier::grouped();
-        let mut broken = Ok(());
-        let mut r = recompute::Recomputer::grouped(&self.book);
+        let mut c = recompute::TrailChecker::grouped(&self.book);
         self.engine.store().scan_trails(&mut |e| {
-            if broken.is_ok() {
-                broken = chain.check(&e);
-            }
-            r.push(e);
+            c.push(e, None);
             true
         })?;
-        Ok(TrailCheck {
-            members: chain.members(),
-            events: chain.checked(),
-            chain: broken,
-            recomputed: r.summary,
-        })
+        Ok(c.finish())
     }
 }
 
@@ -954,6 +894,31 @@ fn refunded_so_far(a: &Attribution, order_id: &str) -> Result<i64, AttributionEr
         .filter_map(|e| e.refund())
         .map(|r| r.amount_cents)
         .sum())
+}
+
+/// The stored event again when `got` is what was stored; else `ALREADY_EXISTS` naming each
+/// field that differs (see [`differences`]).
+fn replay(
+    what: &'static str,
+    id: &str,
+    event: TrailEvent,
+    stored: &impl Serialize,
+    got: &impl Serialize,
+    names: &[&str],
+) -> Result<Recorded, AttributionError> {
+    let differences = differences(stored, got, names);
+    if differences.is_empty() {
+        Ok(Recorded {
+            event,
+            replayed: true,
+        })
+    } else {
+        Err(AttributionError::Conflict {
+            what,
+            id: id.to_string(),
+            differences,
+        })
+    }
 }
 
 /// The fields in which two records differ, as `field: stored X, got Y`. Records are compared as

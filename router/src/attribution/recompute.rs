@@ -3,9 +3,9 @@
 //! the hash chain this makes the ledger auditable offline: the chain proves the trail was not
 //! altered, the recomputation proves the stored decisions follow from it.
 
-use super::RuleBook;
 use super::split;
-use crate::domain::trail::{EventBody, TrailEvent};
+use super::{RuleBook, TrailCheck};
+use crate::domain::trail::{ChainBreak, ChainVerifier, EventBody, TrailEvent};
 use std::collections::HashMap;
 
 /// One order or refund whose stored result differs from the recomputed one.
@@ -168,5 +168,55 @@ impl<'a> Recomputer<'a> {
             }
         }
         trail.push(e);
+    }
+}
+
+/// Checks events as they come: the hash chain (first break kept) and the recomputation.
+#[derive(Debug)]
+pub struct TrailChecker<'a> {
+    chain: ChainVerifier,
+    recompute: Recomputer<'a>,
+    broken: Result<(), ChainBreak>,
+}
+
+impl<'a> TrailChecker<'a> {
+    pub fn new(book: &'a RuleBook) -> Self {
+        Self {
+            chain: ChainVerifier::new(),
+            recompute: Recomputer::new(book),
+            broken: Ok(()),
+        }
+    }
+
+    /// For input where each member's events are contiguous (a store scan): memory holds one
+    /// member at a time.
+    pub fn grouped(book: &'a RuleBook) -> Self {
+        Self {
+            chain: ChainVerifier::grouped(),
+            recompute: Recomputer::grouped(book),
+            broken: Ok(()),
+        }
+    }
+
+    /// Checks one event; `position` replaces the break's position (a file's line number).
+    pub fn push(&mut self, e: TrailEvent, position: Option<usize>) {
+        if self.broken.is_ok()
+            && let Err(mut b) = self.chain.check(&e)
+        {
+            if let Some(p) = position {
+                b.position = p;
+            }
+            self.broken = Err(b);
+        }
+        self.recompute.push(e);
+    }
+
+    pub fn finish(self) -> TrailCheck {
+        TrailCheck {
+            members: self.chain.members(),
+            events: self.chain.checked(),
+            chain: self.broken,
+            recomputed: self.recompute.summary,
+        }
     }
 }

@@ -109,9 +109,19 @@ pub struct Lead {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Day(pub i32);
 
+/// Days from 0001-01-01 (chrono's day 1) to 1970-01-01.
+const UNIX_EPOCH_FROM_CE: i32 = 719_163;
+
+impl Day {
+    /// The day of a calendar date.
+    pub fn of_date(d: chrono::NaiveDate) -> Self {
+        Day(chrono::Datelike::num_days_from_ce(&d) - UNIX_EPOCH_FROM_CE)
+    }
+}
+
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match chrono::NaiveDate::from_num_days_from_ce_opt(self.0 + 719_163) {
+        match chrono::NaiveDate::from_num_days_from_ce_opt(self.0 + UNIX_EPOCH_FROM_CE) {
             Some(d) => write!(f, "{}", d.format("%Y-%m-%d")),
             None => write!(f, "day{}", self.0),
         }

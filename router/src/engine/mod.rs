@@ -22,7 +22,6 @@ use crate::domain::{
 use crate::policy::{Candidate, Policy, PolicyConfig, RouteContext};
 use crate::store::{Store, StoreError};
 use candidates::Scratch;
-use chrono::Datelike;
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -342,7 +341,7 @@ fn stripe_of(lead_id: &str) -> usize {
 /// The business day of a Unix-millisecond instant in a time zone.
 pub fn business_day(ms: i64, tz: chrono_tz::Tz) -> Day {
     let utc = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
-    Day(utc.with_timezone(&tz).date_naive().num_days_from_ce() - 719_163)
+    Day::of_date(utc.with_timezone(&tz).date_naive())
 }
 
 #[cfg(test)]

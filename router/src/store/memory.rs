@@ -158,14 +158,9 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<TrailEvent>, StoreError> {
         let inner = self.inner.lock();
-        let start = LedgerCursor {
-            occurred_at_ms: from_ms,
-            tag: 0,
-            id: String::new(),
-        };
         Ok(inner
             .ledger
-            .range(start..)
+            .range(LedgerCursor::first_at(from_ms)..)
             .filter(|(c, _)| after.is_none_or(|a| *c > a))
             .take_while(|(c, _)| c.occurred_at_ms < to_ms)
             .filter_map(|(_, at)| inner.trails.get(at).cloned())

@@ -67,6 +67,15 @@ pub struct LedgerCursor {
 }
 
 impl LedgerCursor {
+    /// Sorts before every event at `occurred_at_ms`: where a window starts or ends.
+    pub fn first_at(occurred_at_ms: i64) -> Self {
+        Self {
+            occurred_at_ms,
+            tag: 0,
+            id: String::new(),
+        }
+    }
+
     /// The cursor of an order or refund event.
     pub fn of(e: &TrailEvent) -> Option<Self> {
         let (tag, id) = match (e.order(), e.refund()) {
@@ -152,4 +161,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError>;
     /// Every trail event, by member then `seq`, until `f` returns false.
     fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError>;
+}
+
+/// Visits a member's events with `seq >= from_seq` in order, reading `chunk` at a time, until
+/// `f` returns false.
+pub fn for_each_in_trail(
+    store: &dyn Store,
+    member_id: &str,
+    from_seq: u64,
+    chunk: usize,
+    f: &mut dyn FnMut(TrailEvent) -> bool,
+) -> Result<(), StoreError> {
+    let mut from = from_seq.max(1);
+    loop {
+        let events = store.trail_from(member_id, from, chunk.max(1))?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        for e in events {
+            if !f(e) {
+                return Ok(());
+            }
+        }
+        from = last + 1;
+    }
 }

@@ -220,6 +220,18 @@ fn head_of(key: &[u8], line: &[u8]) -> Option<(u64, String)> {
 }
 
 impl SledStore {
+    /// The event an index key points at (`<member length><member><seq>`), when it is there.
+    /// Callers still check that it is the event the key names.
+    fn event_at(&self, at: &[u8]) -> Result<Option<TrailEvent>, StoreError> {
+        let mut ek = Vec::with_capacity(1 + at.len());
+        ek.push(b'e');
+        ek.extend_from_slice(at);
+        match self.trails.get(&ek).map_err(backend)? {
+            None => Ok(None),
+            Some(v) => decode_event(&ek, &v).map(Some),
+        }
+    }
+
     pub fn open(dir: &Path, config: &SledConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Backend(format!(
@@ -644,16 +656,7 @@ impl Store for SledStore {
         let Some(at) = self.trails.get(trail_key(key)).map_err(backend)? else {
             return Ok(None);
         };
-        let mut ek = Vec::with_capacity(1 + at.len());
-        ek.push(b'e');
-        ek.extend_from_slice(&at);
-        match self.trails.get(&ek).map_err(backend)? {
-            None => Ok(None),
-            Some(v) => {
-                let e = decode_event(&ek, &v)?;
-                Ok(key.matches(&e).then_some(e))
-            }
-        }
+        Ok(self.event_at(&at)?.filter(|e| key.matches(e)))
     }
 
     fn append_trail(
@@ -692,17 +695,8 @@ impl Store for SledStore {
         after: Option<&LedgerCursor>,
         limit: usize,
     ) -> Result<Vec<TrailEvent>, StoreError> {
-        let start = ledger_key(&LedgerCursor {
-            occurred_at_ms: from_ms,
-            tag: 0,
-            id: String::new(),
-        });
-        let end = ledger_key(&LedgerCursor {
-            occurred_at_ms: to_ms,
-            tag: 0,
-            id: String::new(),
-        });
-        let mut out = Vec::new();
+        let start = ledger_key(&LedgerCursor::first_at(from_ms));
+        let end = ledger_key(&LedgerCursor::first_at(to_ms));
         let start = match after {
             Some(a) => {
                 let mut k = ledger_key(a);
@@ -712,24 +706,19 @@ impl Store for SledStore {
             }
             None => start,
         };
+        let mut out = Vec::new();
         if start >= end {
             return Ok(out);
         }
-        let range = self.trails.range(start..end);
-        for kv in range {
+        for kv in self.trails.range(start..end) {
             if out.len() >= limit {
                 break;
             }
             let (k, at) = kv.map_err(backend)?;
-            let mut ek = Vec::with_capacity(1 + at.len());
-            ek.push(b'e');
-            ek.extend_from_slice(&at);
-            let Some(v) = self.trails.get(&ek).map_err(backend)? else {
-                continue; // a key whose event a crash lost
-            };
-            let e = decode_event(&ek, &v)?;
-            // Trusted only when the event is the one the key names.
-            if LedgerCursor::of(&e).is_some_and(|c| ledger_key(&c) == k.as_ref()) {
+            // Trusted only when the event is the one the key names (a crash may have lost it).
+            if let Some(e) = self.event_at(&at)?
+                && LedgerCursor::of(&e).is_some_and(|c| ledger_key(&c) == k.as_ref())
+            {
                 out.push(e);
             }
         }
@@ -741,18 +730,13 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for kv in self.trails.scan_prefix(&prefix) {
             let (k, at) = kv.map_err(backend)?;
-            let refund_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let mut ek = Vec::with_capacity(1 + at.len());
-            ek.push(b'e');
-            ek.extend_from_slice(&at);
+            let refund_id = &k[prefix.len()..];
             // Trusted only when the event is there and is this refund of this order.
-            if let Some(v) = self.trails.get(&ek).map_err(backend)? {
-                let e = decode_event(&ek, &v)?;
-                if e.refund()
-                    .is_some_and(|r| r.order_id == order_id && r.refund_id == refund_id)
-                {
-                    out.push(e);
-                }
+            if let Some(e) = self.event_at(&at)?
+                && e.refund()
+                    .is_some_and(|r| r.order_id == order_id && r.refund_id.as_bytes() == refund_id)
+            {
+                out.push(e);
             }
         }
         out.sort_by_key(|e| e.seq);

@@ -1,6 +1,6 @@
 //! Attribution requests and replies ⇄ domain.
 
-use super::{channel_from_pb, channel_to_pb, ms_to_timestamp, timestamp_to_ms};
+use super::{channel_from_pb, channel_to_pb, ms_to_timestamp, required_time, timestamp_to_ms};
 use crate::attribution::split::owner_party;
 use crate::attribution::{OrderInput, OrderView, RefundInput, TouchInput, TrailQuery};
 use crate::domain::trail::{
@@ -8,13 +8,6 @@ use crate::domain::trail::{
 };
 use crate::domain::{FieldError, check_id};
 use leadrouter_proto::v1 as pb;
-
-fn required_time(field: &str, t: Option<&prost_types::Timestamp>) -> Result<i64, FieldError> {
-    match t {
-        Some(t) => timestamp_to_ms(field, t),
-        None => Err(FieldError::new(field, "must be set")),
-    }
-}
 
 pub fn touch_kind_from_pb(v: i32) -> Result<TouchKind, FieldError> {
     use pb::TouchKind as K;

@@ -46,6 +46,14 @@ pub fn channel_to_pb(c: Channel) -> pb::Channel {
     }
 }
 
+/// As [`timestamp_to_ms`] for a field that must be set.
+pub fn required_time(field: &str, t: Option<&Timestamp>) -> Result<i64, FieldError> {
+    match t {
+        Some(t) => timestamp_to_ms(field, t),
+        None => Err(FieldError::new(field, "must be set")),
+    }
+}
+
 /// Checks a timestamp's own ranges and converts it to Unix milliseconds.
 pub fn timestamp_to_ms(field: &str, t: &Timestamp) -> Result<i64, FieldError> {
     if !(0..1_000_000_000).contains(&t.nanos) {
@@ -85,10 +93,7 @@ pub fn lead_from_pb(r: pb::RouteRequest) -> Result<Lead, FieldError> {
         .location
         .map(|l| Location::new(l.lat, l.lon, "location"))
         .transpose()?;
-    let occurred_at_ms = match &r.occurred_at {
-        Some(t) => timestamp_to_ms("occurred_at", t)?,
-        None => return Err(FieldError::new("occurred_at", "must be set")),
-    };
+    let occurred_at_ms = required_time("occurred_at", r.occurred_at.as_ref())?;
     Ok(Lead {
         lead_id: r.lead_id,
         member_id: r.member_id,
