@@ -22,6 +22,13 @@ pub fn choose_network(
 ) -> anyhow::Result<(Network, String)> {
     if let Some(path) = &config.network {
         let net = NetworkFiles::read_dir(path)?.load(regions)?;
+        if store.network()?.is_some_and(|saved| &saved != net.spec()) {
+            tracing::warn!(
+                network = %path.display(),
+                "--network replaces the network saved in the data directory, including any \
+                 change made through the Catalog service since it was loaded"
+            );
+        }
         store.put_network(net.spec())?;
         return Ok((net, format!("{}", path.display())));
     }

@@ -1,11 +1,13 @@
 //! The network: the region tree (petgraph), stores and guides, and their spatial and region
 //! indexes; loaded from operator-edited files, generated, or the demo shipped in the binary.
 
+mod change;
 mod files;
 mod generate;
 mod network;
 mod region;
 
+pub use change::{CatalogChange, ChangeError, Changed};
 pub use files::{GUIDES_FILE, LoadError, NetworkFiles, PREFERENCE_FILE, STORES_FILE};
 pub use generate::{CATEGORIES, DEMO_PROVINCES, GenerateSpec, generate};
 pub use network::{

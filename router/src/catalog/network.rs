@@ -512,6 +512,10 @@ impl Network {
     pub fn regions(&self) -> &RegionTree {
         &self.regions
     }
+    /// The shared region tree, to build a changed network on.
+    pub fn regions_arc(&self) -> Arc<RegionTree> {
+        self.regions.clone()
+    }
     pub fn spec(&self) -> &NetworkSpec {
         &self.spec
     }

@@ -1,5 +1,6 @@
 //! Plain types of the routing domain. Nothing here knows storage or transport.
 
+pub mod audit;
 mod reasons;
 mod rng;
 pub mod trail;

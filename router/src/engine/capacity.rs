@@ -3,6 +3,7 @@
 //! decision is written, so a count never passes capacity and stored counts are written in the
 //! order they were taken.
 
+use crate::catalog::Network;
 use crate::domain::Day;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +72,19 @@ impl CapacityBook {
             self.slots[guide as usize].state.load(Ordering::Acquire),
             day,
         )
+    }
+
+    /// A book for `next`, carrying each guide's day and count over from this book (for `prev`)
+    /// by guide id. Call with no take in flight on this book.
+    pub fn carried_over(&self, prev: &Network, next: &Network) -> Self {
+        let book = Self::new(next.guides().len());
+        for (i, g) in next.guides().iter().enumerate() {
+            if let Some(p) = prev.guide_index(&g.id) {
+                let word = self.slots[p as usize].state.load(Ordering::Acquire);
+                book.slots[i].state.store(word, Ordering::Release);
+            }
+        }
+        book
     }
 
     /// Sum of counts on `day`.

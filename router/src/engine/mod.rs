@@ -6,10 +6,12 @@
 //! held while the decision and the new count are written in one batch; so a count never passes
 //! capacity, and after a crash stored counts agree with stored decisions.
 
+mod admin;
 mod candidates;
 mod capacity;
 mod validate;
 
+pub use admin::{Applied, CatalogError};
 pub use candidates::{CandidateConfig, Gathered};
 pub use capacity::CapacityBook;
 pub use validate::{MAX_FUTURE_SKEW_MS, MAX_INTERESTS, ValidLead, validate};
@@ -84,7 +86,7 @@ pub enum EngineError {
 pub struct Snapshot {
     pub network: Network,
     pub book: CapacityBook,
-    pub policy: Box<dyn Policy>,
+    pub policy: Arc<dyn Policy>,
 }
 
 /// A guide's load for the business day.
@@ -108,6 +110,8 @@ pub struct Engine {
     max_level: Level,
     stripes: Box<[Mutex<()>]>,
     seq: AtomicU64,
+    /// Serialises operator changes to the network.
+    admin: Mutex<()>,
 }
 
 thread_local! {
@@ -129,7 +133,7 @@ impl Engine {
                 cfg.alternatives
             )));
         }
-        let policy = cfg.policy.build(&network).map_err(EngineError::Config)?;
+        let policy = Arc::from(cfg.policy.build(&network).map_err(EngineError::Config)?);
         let book = CapacityBook::new(network.guides().len());
         let now = clock.now_ms();
         let today = business_day(now, cfg.time_zone);
@@ -149,6 +153,7 @@ impl Engine {
             max_level,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             seq: AtomicU64::new((now.max(0) as u64) << 20),
+            admin: Mutex::new(()),
             cfg,
         })
     }
@@ -199,7 +204,9 @@ impl Engine {
     /// Routes one lead. Bad input is an error naming the field; a lead that cannot be placed is
     /// a decision without a guide, with the reason.
     pub fn route(&self, lead: &Lead) -> Result<Arc<Decision>, RouteError> {
-        let snap = self.snapshot();
+        // Held for the whole route, so a network change waits for takes in flight and carries
+        // their counts over (see [`Engine::apply_change`]).
+        let snap = self.state.read();
         let now = self.clock.now_ms();
         let valid = validate(&snap.network, lead, now)?;
 

@@ -558,3 +558,177 @@ fn the_configured_policy_decides_and_is_recorded() {
         .collect();
     assert_eq!(picks.len(), 3, "three leads went to {picks:?}");
 }
+
+mod changes {
+    use super::*;
+    use crate::catalog::CatalogChange;
+    use crate::engine::CatalogError;
+
+    fn set_status(e: &Engine, g: &str, status: GuideStatus) -> Result<Applied, CatalogError> {
+        e.apply_change(
+            &CatalogChange::SetGuideStatus {
+                guide_id: g.into(),
+                status,
+            },
+            "ops-1",
+            "shift change",
+        )
+    }
+
+    #[test]
+    fn a_change_takes_effect_at_once_keeps_counts_and_is_audited() {
+        let (e, _) = engine();
+        for i in 0..4 {
+            e.route(&lead(&format!("L{i}"), "440106", &["shoes"]))
+                .unwrap();
+        }
+        let before: Vec<u32> = ["G1", "G2", "G3"]
+            .iter()
+            .map(|g| e.guide_load(g).unwrap().used)
+            .collect();
+        // A new guide in S2 and G1 away: counts of the others carry over.
+        let added = e
+            .apply_change(
+                &CatalogChange::UpsertGuide(guide("G9", "S2", 4, 5, GuideStatus::Active)),
+                "ops-1",
+                "hired",
+            )
+            .unwrap();
+        let entry = added.entry.unwrap();
+        assert_eq!(entry.seq, 1);
+        assert!(entry.before.is_none());
+        assert_eq!(added.network_version, e.snapshot().network.version());
+        set_status(&e, "G1", GuideStatus::Away).unwrap();
+        // The same change again writes nothing.
+        let again = set_status(&e, "G1", GuideStatus::Away).unwrap();
+        assert!(again.entry.is_none());
+        let after: Vec<u32> = ["G1", "G2", "G3"]
+            .iter()
+            .map(|g| e.guide_load(g).unwrap().used)
+            .collect();
+        assert_eq!(before, after);
+        assert_eq!(e.guide_load("G9").unwrap().used, 0);
+        for i in 4..20 {
+            let d = e
+                .route(&lead(&format!("L{i}"), "440106", &["shoes"]))
+                .unwrap();
+            assert_ne!(d.guide_id(), Some("G1"), "G1 is away");
+        }
+        assert_eq!(
+            e.guide_load("G9").unwrap().used,
+            4,
+            "the new guide is routed to"
+        );
+        let log = e.audit(1, 10).unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[1].action, "set_guide_status");
+        assert_eq!(log[1].target, "guide:G1");
+        assert_eq!(log[1].before.as_ref().unwrap()["status"], "active");
+        assert_eq!(log[1].after["status"], "away");
+        assert_eq!(log[1].network_version, e.snapshot().network.version());
+        assert_eq!(log[1].actor, "ops-1");
+        // The saved network is the changed one.
+        let saved = e.store().network().unwrap().unwrap();
+        assert_eq!(&saved, e.snapshot().network.spec());
+    }
+
+    #[test]
+    fn refused_changes_change_nothing() {
+        let (e, _) = engine();
+        let version = e.snapshot().network.version().to_string();
+        let cases: Vec<(CatalogChange, &str, &str)> = vec![
+            (
+                CatalogChange::UpsertGuide(guide("G9", "S-NONE", 4, 5, GuideStatus::Active)),
+                "ops-1",
+                "guide.store_id",
+            ),
+            (
+                CatalogChange::UpsertGuide(guide("G9", "S1", 4, 9, GuideStatus::Active)),
+                "ops-1",
+                "guide.tier",
+            ),
+            (
+                CatalogChange::UpsertStore(store("S9", "999999", 23.0, 113.0, &["shoes"], true)),
+                "ops-1",
+                "store.region_code",
+            ),
+            (
+                CatalogChange::UpsertStore(store("S9", "440106", 23.0, 113.0, &["socks"], true)),
+                "ops-1",
+                "store.categories",
+            ),
+            (
+                CatalogChange::SetGuideStatus {
+                    guide_id: "G1".into(),
+                    status: GuideStatus::Away,
+                },
+                "",
+                "operator_id",
+            ),
+        ];
+        for (change, actor, field) in cases {
+            match e.apply_change(&change, actor, "") {
+                Err(CatalogError::Invalid(f)) => assert_eq!(f.field, field, "{change:?}"),
+                other => panic!("{change:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            set_status(&e, "G5", GuideStatus::Active),
+            Err(CatalogError::Precondition(_))
+        ));
+        assert!(matches!(
+            set_status(&e, "G404", GuideStatus::Active),
+            Err(CatalogError::NotFound(_))
+        ));
+        assert_eq!(e.snapshot().network.version(), version);
+        assert!(e.audit(1, 10).unwrap().is_empty());
+        assert!(e.store().network().unwrap().is_none());
+    }
+
+    #[test]
+    fn changes_under_concurrent_routes_never_exceed_capacity() {
+        let e = Arc::new(engine().0);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let routers: Vec<_> = (0..4)
+                .map(|t| {
+                    let e = e.clone();
+                    s.spawn(move || {
+                        (0..200)
+                            .map(|i| e.route(&lead(&format!("L{t}-{i}"), "440106", &[])).unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let admin = s.spawn(|| {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 40 {
+                    let status = if n % 2 == 0 {
+                        GuideStatus::Away
+                    } else {
+                        GuideStatus::Active
+                    };
+                    set_status(&e, "G3", status).unwrap();
+                    n += 1;
+                }
+            });
+            let decisions: Vec<Arc<Decision>> = routers
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            admin.join().unwrap();
+            let mut per_guide: std::collections::HashMap<&str, u32> = Default::default();
+            for d in &decisions {
+                if let Some(g) = d.guide_id() {
+                    *per_guide.entry(g).or_default() += 1;
+                }
+            }
+            for (g, n) in per_guide {
+                let load = e.guide_load(g).unwrap();
+                assert!(n <= load.daily_capacity, "{g}: {n}");
+                assert_eq!(load.used, n, "{g}: the book agrees with the decisions");
+            }
+        });
+    }
+}

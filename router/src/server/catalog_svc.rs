@@ -1,7 +1,10 @@
 use super::status;
-use crate::catalog::{GuideStatus, Network, Ownership, Pricing, RegionLevel, format_code};
+use crate::catalog::{CatalogChange, GuideStatus, RegionLevel, format_code};
 use crate::domain::{FieldError, check_id};
-use crate::engine::Engine;
+use crate::engine::{Applied, Engine};
+use crate::wire::catalog::{
+    audit_to_pb, guide_from_pb, status_from_pb, status_to_pb, store_from_pb, store_to_pb,
+};
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::catalog_server::Catalog;
 use std::collections::BTreeMap;
@@ -21,57 +24,25 @@ impl CatalogSvc {
     pub fn new(engine: Arc<Engine>) -> Self {
         Self { engine }
     }
-}
 
-pub fn status_to_pb(s: GuideStatus) -> pb::GuideStatus {
-    match s {
-        GuideStatus::Active => pb::GuideStatus::Active,
-        GuideStatus::Away => pb::GuideStatus::Away,
-        GuideStatus::Left => pb::GuideStatus::Left,
-    }
-}
-
-fn store_to_pb(net: &Network, idx: u32) -> pb::Store {
-    let s = net.store(idx);
-    pb::Store {
-        store_id: s.id.to_string(),
-        name: s.name.clone(),
-        region_code: net.store_region_code(idx),
-        location: Some(pb::Location {
-            lat: s.location.lat,
-            lon: s.location.lon,
-        }),
-        ownership: match s.ownership {
-            Ownership::Direct => pb::StoreOwnership::Direct,
-            Ownership::Franchise => pb::StoreOwnership::Franchise,
-        } as i32,
-        pricing: match s.pricing {
-            Pricing::FullPrice => pb::StorePricing::FullPrice,
-            Pricing::Outlet => pb::StorePricing::Outlet,
-        } as i32,
-        categories: net
-            .categories()
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| s.categories & (1 << k) != 0)
-            .map(|(_, c)| c.clone())
-            .collect(),
-        open: s.open,
-        guides: s
-            .guides
-            .clone()
-            .map(|g| {
-                let g = net.guide(g);
-                pb::Guide {
-                    guide_id: g.id.to_string(),
-                    store_id: s.id.to_string(),
-                    name: g.name.clone(),
-                    daily_capacity: g.daily_capacity,
-                    tier: u32::from(g.tier),
-                    status: status_to_pb(g.status) as i32,
-                }
-            })
-            .collect(),
+    /// Applies a change off the async workers (it writes and flushes).
+    async fn apply(
+        &self,
+        change: CatalogChange,
+        operator_id: String,
+        reason: String,
+    ) -> Result<Response<pb::CatalogChangeResponse>, Status> {
+        let engine = self.engine.clone();
+        let applied: Applied = tokio::task::spawn_blocking(move || {
+            engine.apply_change(&change, &operator_id, &reason)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the change did not finish: {e}")))?
+        .map_err(|e| status::catalog(&e))?;
+        Ok(Response::new(pb::CatalogChangeResponse {
+            entry: applied.entry.as_ref().map(audit_to_pb),
+            network_version: applied.network_version,
+        }))
     }
 }
 
@@ -199,6 +170,78 @@ impl Catalog for CatalogSvc {
             used: load.used,
             daily_capacity: load.daily_capacity,
             status: status_to_pb(load.status) as i32,
+        }))
+    }
+
+    async fn upsert_store(
+        &self,
+        request: Request<pb::UpsertStoreRequest>,
+    ) -> Result<Response<pb::CatalogChangeResponse>, Status> {
+        let r = request.into_inner();
+        let store = store_from_pb(r.store).map_err(|e| status::invalid(&e))?;
+        self.apply(CatalogChange::UpsertStore(store), r.operator_id, r.reason)
+            .await
+    }
+
+    async fn upsert_guide(
+        &self,
+        request: Request<pb::UpsertGuideRequest>,
+    ) -> Result<Response<pb::CatalogChangeResponse>, Status> {
+        let r = request.into_inner();
+        let guide = guide_from_pb(r.guide).map_err(|e| status::invalid(&e))?;
+        self.apply(CatalogChange::UpsertGuide(guide), r.operator_id, r.reason)
+            .await
+    }
+
+    async fn set_guide_status(
+        &self,
+        request: Request<pb::SetGuideStatusRequest>,
+    ) -> Result<Response<pb::CatalogChangeResponse>, Status> {
+        let r = request.into_inner();
+        let status = status_from_pb("status", r.status).map_err(|e| status::invalid(&e))?;
+        self.apply(
+            CatalogChange::SetGuideStatus {
+                guide_id: r.guide_id,
+                status,
+            },
+            r.operator_id,
+            r.reason,
+        )
+        .await
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let r = request.into_inner();
+        let page = match r.page_size {
+            0 => DEFAULT_PAGE,
+            n if n <= MAX_PAGE => n,
+            n => {
+                return Err(status::invalid(&FieldError::new(
+                    "page_size",
+                    format!("must be at most {MAX_PAGE}, got {n}"),
+                )));
+            }
+        } as usize;
+        let from = r.after_seq.checked_add(1).ok_or_else(|| {
+            status::invalid(&FieldError::new("after_seq", "must be below 2^64 - 1"))
+        })?;
+        let engine = self.engine.clone();
+        let mut entries = tokio::task::spawn_blocking(move || engine.audit(from, page + 1))
+            .await
+            .map_err(|e| Status::internal(format!("the read did not finish: {e}")))?
+            .map_err(|e| status::store(&e))?;
+        let more = entries.len() > page;
+        entries.truncate(page);
+        Ok(Response::new(pb::ListAuditResponse {
+            next_after_seq: if more {
+                entries.last().map_or(0, |e| e.seq)
+            } else {
+                0
+            },
+            entries: entries.iter().map(audit_to_pb).collect(),
         }))
     }
 }

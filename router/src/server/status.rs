@@ -2,7 +2,7 @@
 
 use crate::attribution::AttributionError;
 use crate::domain::FieldError;
-use crate::engine::RouteError;
+use crate::engine::{CatalogError, RouteError};
 use crate::store::StoreError;
 use tonic::Status;
 
@@ -32,5 +32,14 @@ pub fn attribution(e: &AttributionError) -> Status {
         AttributionError::NotFound { .. } => Status::not_found(e.to_string()),
         AttributionError::Precondition(_) => Status::failed_precondition(e.to_string()),
         AttributionError::Store(s) => store(s),
+    }
+}
+
+pub fn catalog(e: &CatalogError) -> Status {
+    match e {
+        CatalogError::Invalid(f) => invalid(f),
+        CatalogError::NotFound(m) => Status::not_found(m.clone()),
+        CatalogError::Precondition(m) => Status::failed_precondition(m.clone()),
+        CatalogError::Store(s) => store(s),
     }
 }

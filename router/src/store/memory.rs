@@ -21,6 +21,7 @@ struct Inner {
     trail_keys: HashMap<(u8, String), (String, u64)>,
     refunds: HashMap<String, Vec<(String, u64)>>,
     ledger: BTreeMap<LedgerCursor, (String, u64)>,
+    audit: BTreeMap<u64, String>,
 }
 
 impl MemoryStore {
@@ -187,5 +188,25 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    fn append_audit(&self, seq: u64, line: &str) -> Result<(), StoreError> {
+        self.inner.lock().audit.insert(seq, line.to_string());
+        Ok(())
+    }
+
+    fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .audit
+            .range(from_seq..)
+            .take(limit)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect())
+    }
+
+    fn audit_head(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.inner.lock().audit.keys().next_back().copied())
     }
 }

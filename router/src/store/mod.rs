@@ -161,6 +161,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError>;
     /// Every trail event, by member then `seq`, until `f` returns false.
     fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError>;
+
+    /// Appends the audit entry `seq` (one JSON line; the caller serialises appends). Durable
+    /// after the next [`Store::flush`].
+    fn append_audit(&self, seq: u64, line: &str) -> Result<(), StoreError>;
+    /// Audit entries with `seq >= from_seq`, ascending, at most `limit`.
+    fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError>;
+    /// The last audit entry's `seq`.
+    fn audit_head(&self) -> Result<Option<u64>, StoreError>;
 }
 
 /// Visits a member's events with `seq >= from_seq` in order, reading `chunk` at a time, until

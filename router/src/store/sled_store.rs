@@ -313,6 +313,13 @@ impl SledStore {
         })
     }
 
+    /// Tells the writer that something written outside its queue needs flushing on time.
+    fn mark_dirty(&self) {
+        self.shared
+            .dirty
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// Disk flushes done since the store was opened.
     pub fn flushes(&self) -> u64 {
         self.shared
@@ -682,9 +689,7 @@ impl Store for SledStore {
             self.trails.insert(fk, &ek[1..]).map_err(backend)?;
         }
         self.trails.insert(ek, line.as_bytes()).map_err(backend)?;
-        self.shared
-            .dirty
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.mark_dirty();
         Ok(())
     }
 
@@ -752,6 +757,59 @@ impl Store for SledStore {
         }
         Ok(())
     }
+
+    fn append_audit(&self, seq: u64, line: &str) -> Result<(), StoreError> {
+        self.check_failed()?;
+        self.meta
+            .insert(audit_key(seq), line.as_bytes())
+            .map_err(backend)?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self
+            .meta
+            .range(audit_key(from_seq)..audit_key(u64::MAX))
+            .take(limit)
+        {
+            let (k, v) = kv.map_err(backend)?;
+            out.push((audit_seq(&k)?, utf8(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    fn audit_head(&self) -> Result<Option<u64>, StoreError> {
+        match self.meta.scan_prefix(b"a").next_back() {
+            None => Ok(None),
+            Some(kv) => audit_seq(&kv.map_err(backend)?.0).map(Some),
+        }
+    }
+}
+
+/// `a<seq u64 BE>` in the `meta` tree: one audit entry.
+fn audit_key(seq: u64) -> [u8; 9] {
+    let mut k = [b'a'; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn audit_seq(key: &[u8]) -> Result<u64, StoreError> {
+    key.get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            why: "an audit key is `a` and 8 bytes of seq".into(),
+        })
+}
+
+fn utf8(key: &[u8], value: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(value.to_vec()).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        why: e.to_string(),
+    })
 }
 
 #[cfg(test)]

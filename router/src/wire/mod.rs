@@ -2,6 +2,7 @@
 //! for requests and replies, the store for its record format.
 
 pub mod attribution;
+pub mod catalog;
 
 use crate::domain::{
     Alternative, Channel, Day, Decision, FieldError, Interest, Lead, Level, Location, Reasons,

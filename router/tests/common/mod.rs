@@ -30,8 +30,27 @@ impl TestServer {
         Self::start_with(dir, network, EngineConfig::default()).await
     }
 
+    /// As [`TestServer::start`], but serves the network saved in `dir` when there is one
+    /// (as `leadrouter serve` does), else `fallback` (saved).
+    pub async fn start_saved(dir: &Path, fallback: Network) -> Self {
+        use leadrouter::store::Store;
+        let store = Arc::new(SledStore::open(dir, &SledConfig::default()).unwrap());
+        let network = match store.network().unwrap() {
+            Some(spec) => Network::build(Arc::new(RegionTree::embedded()), spec).unwrap(),
+            None => {
+                store.put_network(fallback.spec()).unwrap();
+                fallback
+            }
+        };
+        Self::serve(store, network, EngineConfig::default()).await
+    }
+
     pub async fn start_with(dir: &Path, network: Network, cfg: EngineConfig) -> Self {
         let store = Arc::new(SledStore::open(dir, &SledConfig::default()).unwrap());
+        Self::serve(store, network, cfg).await
+    }
+
+    async fn serve(store: Arc<SledStore>, network: Network, cfg: EngineConfig) -> Self {
         let engine = Arc::new(Engine::new(network, store, Arc::new(SystemClock), cfg).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

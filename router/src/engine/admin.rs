@@ -1,0 +1,130 @@
+//! Operator changes to the network in service (stores, guides, guide status), applied without a
+//! restart: checked, saved with an audit entry and flushed, then swapped in. Routes in flight
+//! finish on the old network; counts carry over by guide id.
+
+use super::{Engine, Snapshot};
+use crate::catalog::{CatalogChange, ChangeError};
+use crate::domain::audit::{AuditEntry, MAX_REASON_LEN};
+use crate::domain::{FieldError, check_id};
+use crate::store::StoreError;
+use std::sync::Arc;
+
+/// Why a change was refused or not saved. Nothing changed in either case.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ChangeError> for CatalogError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::Invalid(f) => Self::Invalid(f),
+            ChangeError::NotFound(m) => Self::NotFound(m),
+            ChangeError::Precondition(m) => Self::Precondition(m),
+        }
+    }
+}
+
+/// A change in service.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The recorded change; `None` when the request changed nothing (a retry, or the same
+    /// record again): nothing is written then.
+    pub entry: Option<AuditEntry>,
+    /// The network version in service.
+    pub network_version: String,
+}
+
+/// Checks who asks and why.
+pub fn check_actor(actor: &str, reason: &str) -> Result<(), FieldError> {
+    check_id("operator_id", actor)?;
+    if reason.len() > MAX_REASON_LEN {
+        return Err(FieldError::new(
+            "reason",
+            format!(
+                "must be at most {MAX_REASON_LEN} bytes, got {}",
+                reason.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Applies an operator's change. It is durable (network and audit entry flushed) before it
+    /// takes effect and before this returns; new routes see it at once.
+    pub fn apply_change(
+        &self,
+        change: &CatalogChange,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Applied, CatalogError> {
+        check_actor(actor, reason).map_err(CatalogError::Invalid)?;
+        let _one_at_a_time = self.admin.lock();
+        let current = self.snapshot();
+        let changed = change.apply(&current.network)?;
+        if changed.network.version() == current.network.version() {
+            return Ok(Applied {
+                entry: None,
+                network_version: current.network.version().to_string(),
+            });
+        }
+        let entry = AuditEntry {
+            seq: self.store.audit_head()?.unwrap_or(0) + 1,
+            at_ms: self.clock.now_ms(),
+            actor: actor.to_string(),
+            action: changed.action.to_string(),
+            target: changed.target,
+            reason: reason.to_string(),
+            before: changed.before,
+            after: changed.after,
+            network_version: changed.network.version().to_string(),
+        };
+        // The entry goes first: after a crash between the two writes the log may name a
+        // version that never served, but no served change lacks its entry.
+        self.store.append_audit(entry.seq, &entry.to_line())?;
+        self.store.put_network(changed.network.spec())?;
+        self.store.flush()?;
+        let mut state = self.state.write();
+        let book = state.book.carried_over(&state.network, &changed.network);
+        *state = Arc::new(Snapshot {
+            network: changed.network,
+            book,
+            policy: state.policy.clone(),
+        });
+        drop(state);
+        tracing::info!(
+            seq = entry.seq,
+            actor = %entry.actor,
+            action = %entry.action,
+            target = %entry.target,
+            network_version = %entry.network_version,
+            "network changed"
+        );
+        Ok(Applied {
+            network_version: entry.network_version.clone(),
+            entry: Some(entry),
+        })
+    }
+
+    /// Audit entries from `from_seq` on, at most `limit`.
+    pub fn audit(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.store
+            .audit_from(from_seq, limit)?
+            .into_iter()
+            .map(|(seq, line)| {
+                AuditEntry::from_line(&line).map_err(|why| StoreError::Corrupt {
+                    key: format!("audit/{seq}"),
+                    why,
+                })
+            })
+            .collect()
+    }
+}
