@@ -36,9 +36,7 @@ const STRIPES: usize = 1024;
 
 /// Parses `YYYY-MM-DD` into a [`Day`].
 pub fn parse_date(s: &str) -> Result<Day, String> {
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|e| format!("must be a date YYYY-MM-DD, got {s:?} ({e})"))?;
-    Ok(Day::of_date(d))
+    Day::parse_date(s)
 }
 
 /// Settings of attribution (`[attribution]` in the configuration file).

@@ -1,6 +1,7 @@
 //! Plain types of the routing domain. Nothing here knows storage or transport.
 
 pub mod audit;
+pub mod binding;
 mod reasons;
 mod rng;
 pub mod trail;
@@ -115,6 +116,13 @@ const UNIX_EPOCH_FROM_CE: i32 = 719_163;
 
 impl Day {
     /// The day of a calendar date.
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse_date(s: &str) -> Result<Self, String> {
+        let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|e| format!("must be a date YYYY-MM-DD, got {s:?} ({e})"))?;
+        Ok(Self::of_date(d))
+    }
+
     pub fn of_date(d: chrono::NaiveDate) -> Self {
         Day(chrono::Datelike::num_days_from_ce(&d) - UNIX_EPOCH_FROM_CE)
     }
