@@ -53,6 +53,7 @@
 //! ```
 
 use crate::attribution::AttributionConfig;
+use crate::domain::binding::BindingRuleSet;
 use crate::engine::{CandidateConfig, EngineConfig};
 use crate::policy::PolicyConfig;
 use crate::store::SledConfig;
@@ -97,6 +98,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub policy: PolicyConfig,
     pub attribution: AttributionConfig,
+    /// Binding rule sets (`[[bindings]]`).
+    pub bindings: Vec<BindingRuleSet>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -129,6 +132,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             policy: PolicyConfig::default(),
             attribution: AttributionConfig::default(),
+            bindings: vec![BindingRuleSet::default()],
         }
     }
 }
@@ -216,6 +220,10 @@ impl Config {
             seed: self.routing.seed,
             alternatives: self.routing.alternatives,
             sync_decisions: self.storage.sync_decisions,
+            bindings: {
+                crate::engine::check_bindings(&self.bindings).map_err(ConfigError)?;
+                self.bindings.clone()
+            },
         })
     }
 

@@ -18,6 +18,7 @@ pub mod recompute;
 pub mod rules;
 pub mod split;
 
+use crate::domain::binding::BindingRecord;
 use crate::domain::trail::{
     EventBody, LedgerEntry, OrderFacts, OrderRecord, RefundRecord, Touch, TrailEvent,
 };
@@ -256,7 +257,6 @@ pub struct Attribution {
     config: AttributionConfig,
     book: RuleBook,
     id_locks: Box<[Mutex<()>]>,
-    member_locks: Box<[Mutex<()>]>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -268,7 +268,6 @@ impl Attribution {
             config,
             book,
             id_locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            member_locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: Default::default(),
         })
     }
@@ -320,29 +319,66 @@ impl Attribution {
     }
 
     /// Appends `body` to `member_id`'s trail under `key`; the caller holds the id's stripe.
+    /// With `history` (orders), `body` is also given the member's latest binding event, and an
+    /// order by a bound member may extend the binding (a binding event after the order).
     fn append(
         &self,
         member_id: &str,
         occurred_at_ms: i64,
         key: TrailKey<'_>,
-        body: impl FnOnce(&[TrailEvent]) -> Result<EventBody, AttributionError>,
+        body: impl FnOnce(&[TrailEvent], Option<&TrailEvent>) -> Result<EventBody, AttributionError>,
         history: Option<&OwnershipRuleSet>,
     ) -> Result<TrailEvent, AttributionError> {
         let store = self.engine.store();
-        let _member = self.stripe(&self.member_locks, member_id).lock();
-        let (head, earlier) = match history {
-            None => (store.trail_head(member_id)?, Vec::new()),
-            Some(rules) => self.head_and_history(member_id, occurred_at_ms, rules)?,
+        let trails = self.engine.trails();
+        let held = trails.lock(member_id);
+        let (head, earlier, binding) = match history {
+            None => (store.trail_head(member_id)?, Vec::new(), None),
+            Some(rules) => {
+                let (head, earlier) = self.head_and_history(member_id, occurred_at_ms, rules)?;
+                (head, earlier, store.latest_binding(member_id)?)
+            }
         };
-        let body = body(&earlier)?;
-        let (event, line) = TrailEvent::next_with_line(
+        let body = body(&earlier, binding.as_ref())?;
+        let now = self.engine.clock().now_ms();
+        let event = trails.append(
+            &held,
             member_id,
-            head.as_ref().map(|(s, h)| (*s, h.as_str())),
+            head.as_ref(),
             occurred_at_ms,
-            self.engine.clock().now_ms(),
+            now,
             body,
-        );
-        store.append_trail(&event, &line, key)?;
+            key,
+        )?;
+        if let (Some(order), Some(b)) = (event.order(), binding.as_ref().and_then(|e| e.binding()))
+        {
+            let day = business_day(occurred_at_ms, self.engine.config().time_zone);
+            if let Some(rules) = self.engine.binding_rules(day)
+                && let Some((change, state)) = rules.on_order(Some(&b.state), occurred_at_ms).change
+            {
+                let cause = format!("order:{}", order.facts.order_id);
+                let record = BindingRecord {
+                    change,
+                    actor: "order".into(),
+                    reason: format!(
+                        "order {} restarts the binding to {} (rule set {})",
+                        order.facts.order_id, state.guide_id, rules.version
+                    ),
+                    cause_id: cause.clone(),
+                    previous_guide_id: None,
+                    state,
+                };
+                trails.append(
+                    &held,
+                    member_id,
+                    Some(&(event.seq, event.hash.clone())),
+                    occurred_at_ms,
+                    now,
+                    EventBody::Binding(record),
+                    TrailKey::Binding(&cause),
+                )?;
+            }
+        }
         Ok(event)
     }
 
@@ -438,7 +474,7 @@ impl Attribution {
             &input.member_id,
             input.occurred_at_ms,
             key,
-            |_| Ok(EventBody::Touch(touch)),
+            |_, _| Ok(EventBody::Touch(touch)),
             None,
         )?;
         Ok(Recorded {
@@ -540,8 +576,9 @@ impl Attribution {
                     &input.member_id,
                     at,
                     key,
-                    |earlier| {
-                        let ownership = rules.decide(&facts, sharing_store.as_deref(), at, earlier);
+                    |earlier, binding| {
+                        let ownership =
+                            rules.decide(&facts, sharing_store.as_deref(), at, earlier, binding);
                         let (entries, rounding) = policy.split(&facts, &ownership);
                         Ok(EventBody::Order(Box::new(OrderRecord {
                             facts,
@@ -643,7 +680,7 @@ impl Attribution {
                     &member,
                     input.occurred_at_ms,
                     key,
-                    |_| {
+                    |_, _| {
                         // Refunds of this order so far: read under the member's lock.
                         let already = refunded_so_far(self, &input.order_id)?;
                         let amount = record.facts.amount_cents;

@@ -75,7 +75,7 @@ impl<'a> Recomputer<'a> {
             what,
         };
         match &e.body {
-            EventBody::Touch(_) => {}
+            EventBody::Touch(_) | EventBody::Binding(_) => {}
             EventBody::Order(o) => {
                 self.summary.orders += 1;
                 let Some(rules) = self.book.ownership_version(&o.ownership.rule_version) else {
@@ -91,11 +91,13 @@ impl<'a> Recomputer<'a> {
                     trail.iter().rev(),
                     self.book.history_limit,
                 );
+                let binding = trail.iter().rev().find(|x| x.binding().is_some());
                 let owner = rules.decide(
                     &o.facts,
                     o.sharing_guide_store_id.as_deref(),
                     e.occurred_at_ms,
                     &history,
+                    binding,
                 );
                 if owner != o.ownership {
                     self.summary.mismatches.push(mismatch(format!(

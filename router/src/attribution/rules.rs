@@ -98,13 +98,14 @@ impl OwnershipRuleSet {
 
     /// Decides who owns `facts`, paid at `at_ms`, from `history`: the member's earlier events,
     /// newest first. `sharing_guide_store` is the sharing guide's store when the order was
-    /// recorded.
+    /// recorded. `binding` is the member's latest binding event before the order, however old.
     pub fn decide(
         &self,
         facts: &OrderFacts,
         sharing_guide_store: Option<&str>,
         at_ms: i64,
         history: &[TrailEvent],
+        binding: Option<&TrailEvent>,
     ) -> Ownership {
         let order = [
             OwnershipRule::BoundGuide,
@@ -118,7 +119,7 @@ impl OwnershipRuleSet {
         };
         for rule in order {
             let found = match rule {
-                OwnershipRule::BoundGuide => self.bound_guide(at_ms, history),
+                OwnershipRule::BoundGuide => self.bound_guide(at_ms, history, binding),
                 OwnershipRule::ServiceGuide => facts.sharing_guide_id.as_ref().map(|g| {
                     self.owner(
                         rule,
@@ -169,12 +170,44 @@ impl OwnershipRuleSet {
         }
     }
 
-    /// The latest binding that happened by `at_ms`, if it still protects.
-    fn bound_guide(&self, at_ms: i64, history: &[TrailEvent]) -> Option<Ownership> {
+    /// The latest binding that happened by `at_ms`, if it still protects: a binding event (with
+    /// its own protection, set by the binding rules) or a `BINDING` touch (protected for
+    /// `protection_days`), whichever happened later.
+    fn bound_guide(
+        &self,
+        at_ms: i64,
+        history: &[TrailEvent],
+        binding: Option<&TrailEvent>,
+    ) -> Option<Ownership> {
+        let touch = latest(history, at_ms, |t| t.kind == TouchKind::Binding);
+        let event = binding.filter(|e| e.occurred_at_ms <= at_ms);
+        if let Some(e) = event
+            && touch.is_none_or(|(t, _)| (e.occurred_at_ms, e.seq) > (t.occurred_at_ms, t.seq))
+        {
+            let b = e.binding()?;
+            if !b.state.protected_at(at_ms) {
+                return None;
+            }
+            let guide = b.state.guide_id.clone();
+            return Some(self.owner(
+                OwnershipRule::BoundGuide,
+                Some(guide.clone()),
+                Some(b.state.store_id.clone()),
+                vec![e.seq],
+                format!(
+                    "the member is bound to {guide} ({} by {}, event {}, rule set {}), protected until {} ms",
+                    b.change.as_str(),
+                    b.actor,
+                    e.seq,
+                    b.state.rule_version,
+                    b.state.protected_until_ms
+                ),
+            ));
+        }
         if self.protection_days == 0 {
             return None;
         }
-        let (e, t) = latest(history, at_ms, |t| t.kind == TouchKind::Binding)?;
+        let (e, t) = touch?;
         let until = e.occurred_at_ms + i64::from(self.protection_days) * DAY_MS;
         if at_ms > until {
             return None;
@@ -286,24 +319,24 @@ mod tests {
             (TouchKind::Binding, Some("G1"), Some("S1"), 100),
             (TouchKind::ShareLinkClick, Some("G2"), Some("S2"), 125),
         ]);
-        let o = r.decide(&facts(Some("G3")), Some("S3"), 125 * DAY_MS, &h);
+        let o = r.decide(&facts(Some("G3")), Some("S3"), 125 * DAY_MS, &h, None);
         assert_eq!(o.rule, OwnershipRule::BoundGuide);
         assert_eq!(o.guide_id.as_deref(), Some("G1"));
         assert_eq!(o.deciding_events, vec![1]);
         // Day 131 is past 30 days of protection: the sharing guide wins.
-        let o = r.decide(&facts(Some("G3")), Some("S3"), 131 * DAY_MS, &h);
+        let o = r.decide(&facts(Some("G3")), Some("S3"), 131 * DAY_MS, &h, None);
         assert_eq!(o.rule, OwnershipRule::ServiceGuide);
         assert_eq!(
             (o.guide_id.as_deref(), o.store_id.as_deref()),
             (Some("G3"), Some("S3"))
         );
         // No sharing guide: the last qualifying touch within 7 days (day 125 from day 131).
-        let o = r.decide(&facts(None), None, 131 * DAY_MS, &h);
+        let o = r.decide(&facts(None), None, 131 * DAY_MS, &h, None);
         assert_eq!(o.rule, OwnershipRule::LastTouch);
         assert_eq!(o.guide_id.as_deref(), Some("G2"));
         assert_eq!(o.deciding_events, vec![2]);
         // Nothing within 7 days: the paid channel.
-        let o = r.decide(&facts(None), None, 140 * DAY_MS, &h);
+        let o = r.decide(&facts(None), None, 140 * DAY_MS, &h, None);
         assert_eq!(o.rule, OwnershipRule::PaidChannel);
         assert_eq!(o.channel, Some(Channel::Ecommerce));
         assert!(o.guide_id.is_none() && o.store_id.is_none());
@@ -316,9 +349,9 @@ mod tests {
             ..Default::default()
         };
         let h = history(&[(TouchKind::Binding, Some("G1"), Some("S1"), 100)]);
-        let o = r.decide(&facts(Some("G3")), Some("S3"), 101 * DAY_MS, &h);
+        let o = r.decide(&facts(Some("G3")), Some("S3"), 101 * DAY_MS, &h, None);
         assert_eq!(o.rule, OwnershipRule::ServiceGuide);
-        let o = r.decide(&facts(None), None, 101 * DAY_MS, &h);
+        let o = r.decide(&facts(None), None, 101 * DAY_MS, &h, None);
         assert_eq!(o.rule, OwnershipRule::BoundGuide);
     }
 
@@ -331,11 +364,11 @@ mod tests {
             // Happened after the order, though recorded before it.
             (TouchKind::GuideChat, Some("G2"), Some("S2"), 110),
         ]);
-        let o = r.decide(&facts(None), None, 105 * DAY_MS, &h);
+        let o = r.decide(&facts(None), None, 105 * DAY_MS, &h, None);
         assert_eq!(o.guide_id.as_deref(), Some("G1"));
         // A store visit earns it for the store.
         let h = history(&[(TouchKind::StoreVisit, None, Some("S7"), 100)]);
-        let o = r.decide(&facts(None), None, 100 * DAY_MS + 5, &h);
+        let o = r.decide(&facts(None), None, 100 * DAY_MS + 5, &h, None);
         assert_eq!((o.guide_id, o.store_id.as_deref()), (None, Some("S7")));
     }
 
@@ -354,8 +387,8 @@ mod tests {
         assert_eq!(cut[0].seq, 3);
         assert_eq!(r.history(100 * DAY_MS, &h, 0).len(), 0);
         // What was cut could not have decided: same owner either way.
-        let full = r.decide(&facts(None), None, 100 * DAY_MS, &h);
-        assert_eq!(r.decide(&facts(None), None, 100 * DAY_MS, &cut), full);
+        let full = r.decide(&facts(None), None, 100 * DAY_MS, &h, None);
+        assert_eq!(r.decide(&facts(None), None, 100 * DAY_MS, &cut, None), full);
         assert_eq!(full.guide_id.as_deref(), Some("G3"));
     }
 

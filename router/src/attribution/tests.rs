@@ -699,3 +699,90 @@ fn the_ledger_pages_in_time_order_on_sled() {
         SledStore::open(dir.path(), &SledConfig::default()).unwrap(),
     ));
 }
+
+#[test]
+fn a_bound_members_order_belongs_to_their_guide_extends_the_binding_and_recomputes() {
+    use crate::clock::Clock;
+    use crate::domain::Lead;
+    use crate::domain::binding::BindingChange;
+    let (a, clock) = service();
+    let lead = |id: &str, referrer: Option<&str>| Lead {
+        lead_id: id.into(),
+        member_id: Some("M1".into()),
+        channel: Channel::MiniProgram,
+        region_code: "440106".into(),
+        location: None,
+        interests: vec![],
+        referrer_guide_id: referrer.map(Into::into),
+        occurred_at_ms: clock.now_ms(),
+    };
+    let d = a.engine().route(&lead("L1", Some("G3"))).unwrap();
+    assert_eq!(d.guide_id(), Some("G3"));
+    // A later touch with another guide does not beat the binding inside protection.
+    clock.advance_ms(2 * DAY);
+    a.record_touch(touch(
+        "t1",
+        "M1",
+        TouchKind::GuideChat,
+        Some("G1"),
+        clock.now_ms(),
+    ))
+    .unwrap();
+    clock.advance_ms(DAY);
+    let o = a
+        .record_order(order("O1", "M1", 10_000, clock.now_ms()))
+        .unwrap();
+    let own = &o.event.order().unwrap().ownership;
+    assert_eq!(own.rule, OwnershipRule::BoundGuide);
+    assert_eq!(own.guide_id.as_deref(), Some("G3"));
+    assert_eq!(own.store_id.as_deref(), Some("S2"));
+    assert_eq!(own.deciding_events, vec![1], "the route's binding event");
+    // The order restarted the binding: an extend event follows it.
+    let trail = a.engine().store().trail_from("M1", 1, 10).unwrap();
+    let ext = trail.last().unwrap();
+    let rec = ext.binding().unwrap();
+    assert_eq!(ext.seq, o.event.seq + 1);
+    assert_eq!(
+        (rec.change, rec.actor.as_str()),
+        (BindingChange::Extend, "order")
+    );
+    assert_eq!(rec.cause_id, "order:O1");
+    assert_eq!(rec.state.protected_until_ms, clock.now_ms() + 30 * DAY);
+    // Day 32 of the first binding, day 29 after the order: still protected, still G3's.
+    clock.advance_ms(29 * DAY);
+    let o2 = a
+        .record_order(order("O2", "M1", 5_000, clock.now_ms()))
+        .unwrap();
+    assert_eq!(
+        o2.event.order().unwrap().ownership.rule,
+        OwnershipRule::BoundGuide
+    );
+    // Recomputing from the trail agrees, and the chain holds.
+    let check = a.verify_trail("M1").unwrap();
+    assert!(check.ok(), "{:?}", check.recomputed.mismatches);
+    assert_eq!(check.recomputed.orders, 2);
+    // Without the extension the second order would have fallen outside protection.
+    let (b, clock) = service();
+    b.engine()
+        .route(&Lead {
+            occurred_at_ms: clock.now_ms(),
+            ..lead("L1", Some("G3"))
+        })
+        .unwrap();
+    clock.advance_ms(31 * DAY);
+    b.record_touch(touch(
+        "t1",
+        "M1",
+        TouchKind::GuideChat,
+        Some("G1"),
+        clock.now_ms(),
+    ))
+    .unwrap();
+    let o = b
+        .record_order(order("O1", "M1", 10_000, clock.now_ms()))
+        .unwrap();
+    let own = &o.event.order().unwrap().ownership;
+    assert_eq!(own.rule, OwnershipRule::LastTouch);
+    assert_eq!(own.guide_id.as_deref(), Some("G1"));
+    assert!(b.verify_trail("M1").unwrap().ok());
+}

@@ -136,6 +136,8 @@ pub enum BindingChange {
 }
 
 impl BindingChange {
+    pub const ALL: [BindingChange; 4] = [Self::Bind, Self::Extend, Self::Snatch, Self::Transfer];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Bind => "bind",
@@ -143,6 +145,10 @@ impl BindingChange {
             Self::Snatch => "snatch",
             Self::Transfer => "transfer",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 
@@ -155,9 +161,9 @@ pub struct BindingRecord {
     pub actor: String,
     /// One sentence: why this happened.
     pub reason: String,
-    /// The lead, order or transfer that caused it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause_id: Option<String>,
+    /// What caused it, unique per binding event of a member: `lead:<lead_id>`,
+    /// `order:<order_id>`, `transfer:<id>`. The event's idempotency key.
+    pub cause_id: String,
     /// The guide bound before, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_guide_id: Option<String>,
@@ -190,6 +196,20 @@ impl ReferralOutcome {
             Self::Ignored => "IGNORED",
         }
     }
+}
+
+/// What a route did to its member's binding, as the response and the stored decision carry it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteBinding {
+    /// Set when the lead carried a referrer.
+    pub referral: Option<ReferralOutcome>,
+    /// The change this route made, if any.
+    pub change: Option<BindingChange>,
+    /// The binding after the route (absent: not bound).
+    pub state: Option<BindingState>,
+    /// The trail event recording the change.
+    pub event_seq: Option<u64>,
+    pub why: String,
 }
 
 /// A guide as the binding rules see it.

@@ -218,6 +218,8 @@ pub struct Decision {
     pub day: Day,
     /// True when returned from storage for a repeated `lead_id`.
     pub replayed: bool,
+    /// What the route did to its member's binding (set when the lead named a member).
+    pub binding: Option<binding::RouteBinding>,
 }
 
 impl Decision {

@@ -25,8 +25,14 @@ impl Reasons {
     pub const NO_CANDIDATE: Reasons = Reasons(1 << 14);
     pub const ALL_AT_CAPACITY: Reasons = Reasons(1 << 15);
     pub const NO_ACTIVE_GUIDE: Reasons = Reasons(1 << 16);
+    /// The member's bound guide (专属导购), inside the protection period.
+    pub const BOUND: Reasons = Reasons(1 << 17);
+    /// The guide whose share link brought the lead.
+    pub const REFERRER: Reasons = Reasons(1 << 18);
+    /// The bound guide was away or full: another guide of the same store.
+    pub const BOUND_GUIDE_UNAVAILABLE: Reasons = Reasons(1 << 19);
 
-    const NAMES: [&'static str; 17] = [
+    const NAMES: [&'static str; 20] = [
         "LEVEL_RADIUS",
         "LEVEL_DISTRICT",
         "LEVEL_CITY",
@@ -44,6 +50,9 @@ impl Reasons {
         "NO_CANDIDATE",
         "ALL_AT_CAPACITY",
         "NO_ACTIVE_GUIDE",
+        "BOUND",
+        "REFERRER",
+        "BOUND_GUIDE_UNAVAILABLE",
     ];
 
     pub fn with(self, other: Reasons) -> Reasons {

@@ -264,6 +264,8 @@ pub enum EventBody {
     Touch(Touch),
     Order(Box<OrderRecord>),
     Refund(RefundRecord),
+    /// A binding changed (bind, extend, snatch, transfer): see [`super::binding`].
+    Binding(super::binding::BindingRecord),
 }
 
 impl EventBody {
@@ -272,6 +274,7 @@ impl EventBody {
             EventBody::Touch(_) => "touch",
             EventBody::Order(_) => "order",
             EventBody::Refund(_) => "refund",
+            EventBody::Binding(_) => "binding",
         }
     }
 }
@@ -404,6 +407,13 @@ impl TrailEvent {
     pub fn touch(&self) -> Option<&Touch> {
         match &self.body {
             EventBody::Touch(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn binding(&self) -> Option<&super::binding::BindingRecord> {
+        match &self.body {
+            EventBody::Binding(b) => Some(b),
             _ => None,
         }
     }

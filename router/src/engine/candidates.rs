@@ -96,6 +96,57 @@ pub struct Scan<'a> {
 }
 
 impl Scan<'_> {
+    fn lead_chain(&self) -> [u32; 3] {
+        self.net
+            .regions()
+            .chain(self.lead.region)
+            .map(|r| r.map_or(u32::MAX - 1, |r| r.index() as u32))
+    }
+
+    /// One store's guides with capacity left (only `guide` when given), whatever the lead's
+    /// interests: a member's own guide or their guide's store. The level says how far the store
+    /// is from the lead in the region tree.
+    pub fn gather_store(
+        &self,
+        scratch: &mut Scratch,
+        out: &mut Vec<Candidate>,
+        store: u32,
+        guide: Option<u32>,
+    ) -> Gathered {
+        out.clear();
+        let key = self.net.store_key(store);
+        if !key.open {
+            return Gathered::None(Unrouted::NoCandidate);
+        }
+        let chain = self.lead_chain();
+        let mut tally = Tally {
+            eligible_stores: 0,
+            active_guides: 0,
+        };
+        scratch.stores.clear();
+        scratch.stores.push((store, 0.0));
+        self.expand(&chain, scratch, out, &mut tally);
+        if let Some(g) = guide {
+            out.retain(|c| c.guide == g);
+        }
+        if out.is_empty() {
+            return Gathered::None(if tally.active_guides == 0 {
+                Unrouted::NoActiveGuide
+            } else {
+                Unrouted::AllAtCapacity
+            });
+        }
+        Gathered::Found(if key.chain[0] == chain[0] {
+            Level::District
+        } else if key.chain[1] == chain[1] {
+            Level::City
+        } else if key.chain[2] == chain[2] {
+            Level::Province
+        } else {
+            Level::Nationwide
+        })
+    }
+
     /// Writes the candidates into `out` and says where they came from, or why there are none.
     pub fn gather(&self, scratch: &mut Scratch, out: &mut Vec<Candidate>) -> Gathered {
         let Scan {
@@ -107,10 +158,7 @@ impl Scan<'_> {
             ..
         } = *self;
         // The lead's district, city and province ids, as store keys hold them.
-        let lead_chain = net
-            .regions()
-            .chain(lead.region)
-            .map(|r| r.map_or(u32::MAX - 1, |r| r.index() as u32));
+        let lead_chain = self.lead_chain();
         let mut tally = Tally {
             eligible_stores: 0,
             active_guides: 0,

@@ -7,6 +7,7 @@
 //! capacity, and after a crash stored counts agree with stored decisions.
 
 mod admin;
+mod bind;
 mod candidates;
 mod capacity;
 mod validate;
@@ -18,11 +19,12 @@ pub use validate::{MAX_FUTURE_SKEW_MS, MAX_INTERESTS, ValidLead, validate};
 
 use crate::catalog::{GuideStatus, Network};
 use crate::clock::Clock;
+use crate::domain::binding::{self, BindingRuleSet};
 use crate::domain::{
     Alternative, Day, Decision, FieldError, Lead, Level, Reasons, SplitMix64, Unrouted,
 };
 use crate::policy::{Candidate, Policy, PolicyConfig, RouteContext};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TrailLog};
 use candidates::Scratch;
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
@@ -48,6 +50,8 @@ pub struct EngineConfig {
     /// Flush the store before replying to each route (slower; default off: decisions are durable
     /// within the store's flush interval).
     pub sync_decisions: bool,
+    /// Binding rule sets (`[[bindings]]`), each in force from its `effective_from`.
+    pub bindings: Vec<BindingRuleSet>,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +63,7 @@ impl Default for EngineConfig {
             seed: 0x1ead_2026,
             alternatives: 5,
             sync_decisions: false,
+            bindings: vec![BindingRuleSet::default()],
         }
     }
 }
@@ -112,6 +117,9 @@ pub struct Engine {
     seq: AtomicU64,
     /// Serialises operator changes to the network.
     admin: Mutex<()>,
+    trails: TrailLog,
+    /// Binding rule sets by first day.
+    bindings: Vec<(Day, BindingRuleSet)>,
 }
 
 thread_local! {
@@ -134,6 +142,7 @@ impl Engine {
             )));
         }
         let policy = Arc::from(cfg.policy.build(&network).map_err(EngineError::Config)?);
+        let bindings = check_bindings(&cfg.bindings).map_err(EngineError::Config)?;
         let book = CapacityBook::new(network.guides().len());
         let now = clock.now_ms();
         let today = business_day(now, cfg.time_zone);
@@ -148,12 +157,14 @@ impl Engine {
                 book,
                 policy,
             })),
-            store,
+            store: store.clone(),
             clock,
             max_level,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             seq: AtomicU64::new((now.max(0) as u64) << 20),
             admin: Mutex::new(()),
+            trails: TrailLog::new(store.clone()),
+            bindings,
             cfg,
         })
     }
@@ -165,6 +176,16 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Members' trails, with the per-member locks every append takes.
+    pub fn trails(&self) -> &TrailLog {
+        &self.trails
+    }
+
+    /// The binding rule set in force on `day`.
+    pub fn binding_rules(&self, day: Day) -> Option<&BindingRuleSet> {
+        binding::rule_set_for(&self.bindings, day)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -218,8 +239,22 @@ impl Engine {
             return Ok(Arc::new(d));
         }
         let day = business_day(now, self.cfg.time_zone);
-        let keep = self.cfg.alternatives + 1;
         let net = &snap.network;
+        // Step 3: the member's binding, read under the member's trail lock (held to the end).
+        let member = match (lead.member_id.as_deref(), self.binding_rules(day)) {
+            (Some(m), Some(rules)) => Some(bind::Member::read(
+                &self.trails,
+                self.store.as_ref(),
+                m,
+                rules,
+                net,
+                lead,
+                now,
+            )?),
+            _ => None,
+        };
+        let stages = bind::plan(net, lead, member.as_ref(), now);
+        let keep = self.cfg.alternatives + 1;
         let scan = candidates::Scan {
             net,
             book: &snap.book,
@@ -233,64 +268,92 @@ impl Engine {
             let mut guard = cell.borrow_mut();
             let (scratch, cands) = &mut *guard;
             let mut gathered = Gathered::None(Unrouted::NoCandidate);
-            for round in 0..ROUNDS {
-                gathered = scan.gather(scratch, cands);
-                let Gathered::Found(level) = gathered else {
-                    break;
+            for stage in stages {
+                let (rounds, because) = match stage {
+                    bind::Stage::Network => (ROUNDS, Reasons::default()),
+                    bind::Stage::Guide(_, _, r) | bind::Stage::Store(_, r) => (1, r),
                 };
-                let mut ctx = RouteContext {
-                    network: net,
-                    region: valid.region,
-                    level,
-                    day,
-                    rng: SplitMix64::keyed(self.cfg.seed, lead.lead_id.as_bytes()),
-                };
-                let ranking = snap.policy.rank(&mut ctx, cands, keep);
-                for (k, ranked) in ranking.order.iter().enumerate() {
-                    let c = cands[ranked.idx];
-                    let mut slot = snap.book.lock(c.guide);
-                    let used = slot.used_on(day);
-                    if used >= c.capacity {
-                        continue;
+                for round in 0..rounds {
+                    let found = match stage {
+                        bind::Stage::Network => {
+                            gathered = scan.gather(scratch, cands);
+                            gathered
+                        }
+                        bind::Stage::Guide(s, g, _) => {
+                            scan.gather_store(scratch, cands, s, Some(g))
+                        }
+                        bind::Stage::Store(s, _) => scan.gather_store(scratch, cands, s, None),
+                    };
+                    let Gathered::Found(level) = found else {
+                        break;
+                    };
+                    let mut ctx = RouteContext {
+                        network: net,
+                        region: valid.region,
+                        level,
+                        day,
+                        rng: SplitMix64::keyed(self.cfg.seed, lead.lead_id.as_bytes()),
+                    };
+                    let ranking = snap.policy.rank(&mut ctx, cands, keep);
+                    for (k, ranked) in ranking.order.iter().enumerate() {
+                        let c = cands[ranked.idx];
+                        let mut slot = snap.book.lock(c.guide);
+                        let used = slot.used_on(day);
+                        if used >= c.capacity {
+                            continue;
+                        }
+                        let raced = round > 0 || k > 0;
+                        let mut reasons = Reasons::level(level).with(because).with(ranked.reasons);
+                        if raced {
+                            reasons = reasons.with(Reasons::CAPACITY_RACE);
+                        }
+                        let alternatives = ranking
+                            .order
+                            .iter()
+                            .enumerate()
+                            .filter(|&(j, _)| j != k)
+                            .take(self.cfg.alternatives)
+                            .map(|(_, r)| {
+                                let a = cands[r.idx];
+                                Alternative {
+                                    store_id: net.store(a.store).id.clone(),
+                                    guide_id: net.guide(a.guide).id.clone(),
+                                    score: r.score,
+                                    reasons: r.reasons,
+                                }
+                            })
+                            .collect();
+                        let binding = match &member {
+                            Some(m) => Some(bind::commit(
+                                &self.trails,
+                                self.store.as_ref(),
+                                m,
+                                net,
+                                lead,
+                                Some(c.guide),
+                                now,
+                            )?),
+                            None => None,
+                        };
+                        let d = Arc::new(Decision {
+                            assigned: Some((
+                                net.store(c.store).id.clone(),
+                                net.guide(c.guide).id.clone(),
+                            )),
+                            score: ranked.score,
+                            reasons,
+                            alternatives,
+                            propensity: if raced { 1.0 } else { ranking.propensity },
+                            level: Some(level),
+                            binding,
+                            ..self.blank_decision(&snap, lead, now, day)
+                        });
+                        self.store.put_decision(&d, Some(used + 1))?;
+                        slot.set(day, used + 1);
+                        drop(slot);
+                        self.sync()?;
+                        return Ok(d);
                     }
-                    let raced = round > 0 || k > 0;
-                    let mut reasons = Reasons::level(level).with(ranked.reasons);
-                    if raced {
-                        reasons = reasons.with(Reasons::CAPACITY_RACE);
-                    }
-                    let alternatives = ranking
-                        .order
-                        .iter()
-                        .enumerate()
-                        .filter(|&(j, _)| j != k)
-                        .take(self.cfg.alternatives)
-                        .map(|(_, r)| {
-                            let a = cands[r.idx];
-                            Alternative {
-                                store_id: net.store(a.store).id.clone(),
-                                guide_id: net.guide(a.guide).id.clone(),
-                                score: r.score,
-                                reasons: r.reasons,
-                            }
-                        })
-                        .collect();
-                    let d = Arc::new(Decision {
-                        assigned: Some((
-                            net.store(c.store).id.clone(),
-                            net.guide(c.guide).id.clone(),
-                        )),
-                        score: ranked.score,
-                        reasons,
-                        alternatives,
-                        propensity: if raced { 1.0 } else { ranking.propensity },
-                        level: Some(level),
-                        ..self.blank_decision(&snap, lead, now, day)
-                    });
-                    self.store.put_decision(&d, Some(used + 1))?;
-                    slot.set(day, used + 1);
-                    drop(slot);
-                    self.sync()?;
-                    return Ok(d);
                 }
             }
             let why = match gathered {
@@ -298,9 +361,22 @@ impl Engine {
                 // Every ranked guide filled up under us for all rounds.
                 Gathered::Found(_) => Unrouted::AllAtCapacity,
             };
+            let binding = match &member {
+                Some(m) => Some(bind::commit(
+                    &self.trails,
+                    self.store.as_ref(),
+                    m,
+                    net,
+                    lead,
+                    None,
+                    now,
+                )?),
+                None => None,
+            };
             let d = Arc::new(Decision {
                 unrouted: Some(why),
                 reasons: Reasons::unrouted(why),
+                binding,
                 ..self.blank_decision(&snap, lead, now, day)
             });
             self.store.put_decision(&d, None)?;
@@ -326,6 +402,7 @@ impl Engine {
             decided_at_ms: now,
             day,
             replayed: false,
+            binding: None,
         }
     }
 
@@ -339,6 +416,30 @@ impl Engine {
     fn next_id(&self) -> String {
         format!("dec-{:016x}", self.seq.fetch_add(1, Ordering::Relaxed))
     }
+}
+
+/// Checks binding rule sets: each valid, versions unique, at least one.
+pub fn check_bindings(sets: &[BindingRuleSet]) -> Result<Vec<(Day, BindingRuleSet)>, String> {
+    if sets.is_empty() {
+        return Err("bindings: at least one rule set is needed".into());
+    }
+    let mut out: Vec<(Day, BindingRuleSet)> = Vec::with_capacity(sets.len());
+    for (i, set) in sets.iter().enumerate() {
+        let day = set.check(&format!("bindings[{i}]"))?;
+        if out.iter().any(|(_, s)| s.version == set.version) {
+            return Err(format!(
+                "bindings[{i}].version: {:?} appears twice",
+                set.version
+            ));
+        }
+        if out.iter().any(|(d, _)| *d == day) {
+            return Err(format!(
+                "bindings[{i}].effective_from: two rule sets start on {day}"
+            ));
+        }
+        out.push((day, set.clone()));
+    }
+    Ok(out)
 }
 
 fn stripe_of(lead_id: &str) -> usize {

@@ -732,3 +732,245 @@ mod changes {
         });
     }
 }
+
+mod bindings {
+    use super::*;
+    use crate::catalog::CatalogChange;
+    use crate::domain::binding::{BindingChange, BindingRuleSet, ReferralOutcome, Snatch};
+
+    const DAY: i64 = 86_400_000;
+
+    /// The small network with room: every guide takes 50 a day.
+    fn roomy(rules: BindingRuleSet) -> (Engine, Arc<ManualClock>) {
+        let mut spec = small_spec();
+        for g in &mut spec.guides {
+            g.daily_capacity = 50;
+        }
+        let clock = Arc::new(ManualClock::new(T0));
+        let e = Engine::new(
+            Network::build(Arc::new(RegionTree::embedded()), spec).unwrap(),
+            Arc::new(MemoryStore::new()),
+            clock.clone(),
+            EngineConfig {
+                bindings: vec![rules],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        (e, clock)
+    }
+
+    fn member_lead(id: &str, member: &str, referrer: Option<&str>, clock: &ManualClock) -> Lead {
+        Lead {
+            member_id: Some(member.into()),
+            referrer_guide_id: referrer.map(Into::into),
+            occurred_at_ms: clock.now_ms(),
+            ..lead(id, "440106", &["shoes"])
+        }
+    }
+
+    fn set_status(e: &Engine, g: &str, status: GuideStatus) {
+        e.apply_change(
+            &CatalogChange::SetGuideStatus {
+                guide_id: g.into(),
+                status,
+            },
+            "ops",
+            "",
+        )
+        .unwrap();
+    }
+
+    fn binding_events(e: &Engine, member: &str) -> Vec<crate::domain::trail::TrailEvent> {
+        e.store()
+            .trail_from(member, 1, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|x| x.binding().is_some())
+            .collect()
+    }
+
+    #[test]
+    fn a_routed_member_is_bound_and_returns_to_their_guide_within_protection() {
+        let (e, clock) = roomy(BindingRuleSet::default());
+        let first = e.route(&member_lead("L1", "M1", None, &clock)).unwrap();
+        let guide = first.guide_id().unwrap().to_string();
+        let b = first.binding.clone().unwrap();
+        assert_eq!(b.change, Some(BindingChange::Bind));
+        assert_eq!(b.state.as_ref().unwrap().guide_id, guide);
+        let events = binding_events(&e, "M1");
+        assert_eq!(events.len(), 1);
+        let rec = events[0].binding().unwrap();
+        assert_eq!(
+            (rec.actor.as_str(), rec.cause_id.as_str()),
+            ("route", "lead:L1")
+        );
+        assert_eq!(rec.state.rule_version, "binding-v1");
+        assert_eq!(b.event_seq, Some(events[0].seq));
+
+        // Every later lead of M1 within 30 days goes to the same guide, as BOUND.
+        for i in 2..8 {
+            clock.advance_ms(4 * DAY);
+            let d = e
+                .route(&member_lead(&format!("L{i}"), "M1", None, &clock))
+                .unwrap();
+            assert_eq!(d.guide_id(), Some(guide.as_str()), "day {}", 4 * (i - 1));
+            assert!(
+                d.reasons.contains(Reasons::BOUND),
+                "{:?}",
+                d.reasons.names().collect::<Vec<_>>()
+            );
+            assert_eq!(d.binding.as_ref().unwrap().change, None);
+        }
+        assert_eq!(
+            binding_events(&e, "M1").len(),
+            1,
+            "nothing changed after the bind"
+        );
+        // Past protection (day 30) the binding still holds but routing is free again.
+        clock.set(T0 + 31 * DAY);
+        let d = e.route(&member_lead("L9", "M1", None, &clock)).unwrap();
+        assert!(!d.reasons.contains(Reasons::BOUND));
+        assert_eq!(
+            d.binding.as_ref().unwrap().state.as_ref().unwrap().guide_id,
+            guide
+        );
+        // Past the binding's 90 days the next route binds afresh.
+        clock.set(T0 + 91 * DAY);
+        let d = e.route(&member_lead("L10", "M1", None, &clock)).unwrap();
+        assert_eq!(
+            d.binding.as_ref().unwrap().change,
+            Some(BindingChange::Bind)
+        );
+        // A replay changes nothing and says the same.
+        let again = e.route(&member_lead("L10", "M1", None, &clock)).unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.binding, d.binding);
+        assert_eq!(binding_events(&e, "M1").len(), 2);
+    }
+
+    #[test]
+    fn an_away_guide_hands_to_the_same_store_and_a_guide_who_left_gets_nothing() {
+        let (e, clock) = roomy(BindingRuleSet::default());
+        // Bind M1 to G2 (S1) through G2's share link.
+        let d = e
+            .route(&member_lead("L1", "M1", Some("G2"), &clock))
+            .unwrap();
+        assert_eq!(d.guide_id(), Some("G2"));
+        assert!(d.reasons.contains(Reasons::REFERRER));
+        assert_eq!(
+            d.binding.as_ref().unwrap().referral,
+            Some(ReferralOutcome::Bound)
+        );
+
+        set_status(&e, "G2", GuideStatus::Away);
+        let d = e.route(&member_lead("L2", "M1", None, &clock)).unwrap();
+        assert_eq!(d.guide_id(), Some("G1"), "the other guide of S1");
+        assert!(d.reasons.contains(Reasons::BOUND_GUIDE_UNAVAILABLE));
+        let b = d.binding.as_ref().unwrap();
+        assert_eq!(b.change, None);
+        assert_eq!(
+            b.state.as_ref().unwrap().guide_id,
+            "G2",
+            "the binding is kept"
+        );
+
+        set_status(&e, "G2", GuideStatus::Left);
+        for i in 3..10 {
+            let d = e
+                .route(&member_lead(&format!("L{i}"), "M1", None, &clock))
+                .unwrap();
+            assert_ne!(d.guide_id(), Some("G2"));
+            assert!(!d.reasons.contains(Reasons::BOUND_GUIDE_UNAVAILABLE));
+        }
+    }
+
+    #[test]
+    fn referrals_bind_keep_or_snatch_by_the_rule_set() {
+        let (e, clock) = roomy(BindingRuleSet::default());
+        e.route(&member_lead("L1", "M1", Some("G1"), &clock))
+            .unwrap();
+        // Inside protection: G3 (another store) cannot take M1, and M1's guide serves.
+        clock.advance_ms(5 * DAY);
+        let d = e
+            .route(&member_lead("L2", "M1", Some("G3"), &clock))
+            .unwrap();
+        let b = d.binding.clone().unwrap();
+        assert_eq!(b.referral, Some(ReferralOutcome::Kept));
+        assert_eq!(b.state.unwrap().guide_id, "G1");
+        assert_eq!(d.guide_id(), Some("G1"));
+        assert!(d.reasons.contains(Reasons::BOUND));
+        // G2 shares S1 with G1: G2 serves the lead, G1 keeps the member.
+        let d = e
+            .route(&member_lead("L3", "M1", Some("G2"), &clock))
+            .unwrap();
+        assert_eq!(d.guide_id(), Some("G2"));
+        assert!(d.reasons.contains(Reasons::REFERRER));
+        assert_eq!(d.binding.clone().unwrap().state.unwrap().guide_id, "G1");
+        // After protection G3's link snatches M1 and G3 serves.
+        clock.advance_ms(30 * DAY);
+        let d = e
+            .route(&member_lead("L4", "M1", Some("G3"), &clock))
+            .unwrap();
+        assert_eq!(d.guide_id(), Some("G3"));
+        let b = d.binding.clone().unwrap();
+        assert_eq!(b.referral, Some(ReferralOutcome::Snatched));
+        assert_eq!(b.change, Some(BindingChange::Snatch));
+        let last = binding_events(&e, "M1").pop().unwrap();
+        let rec = last.binding().unwrap();
+        assert_eq!(rec.previous_guide_id.as_deref(), Some("G1"));
+        assert_eq!(rec.state.guide_id, "G3");
+        // A guide who left cannot bind.
+        let d = e
+            .route(&member_lead("L5", "M2", Some("G5"), &clock))
+            .unwrap();
+        assert_eq!(
+            d.binding.as_ref().unwrap().referral,
+            Some(ReferralOutcome::Ignored)
+        );
+        assert_ne!(d.guide_id(), Some("G5"));
+        // ...and the member is then bound to whoever the route chose.
+        assert_eq!(
+            d.binding.as_ref().unwrap().state.as_ref().unwrap().guide_id,
+            d.guide_id().unwrap()
+        );
+
+        // Under `never`, not even after protection.
+        let (e, clock) = roomy(BindingRuleSet {
+            snatch: Snatch::Never,
+            ..Default::default()
+        });
+        e.route(&member_lead("L1", "M1", Some("G1"), &clock))
+            .unwrap();
+        clock.advance_ms(60 * DAY);
+        let d = e
+            .route(&member_lead("L2", "M1", Some("G3"), &clock))
+            .unwrap();
+        assert_eq!(
+            d.binding.clone().unwrap().referral,
+            Some(ReferralOutcome::Kept)
+        );
+    }
+
+    #[test]
+    fn binding_chains_verify_and_survive_on_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let first = {
+            let store: Arc<dyn Store> =
+                Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+            let e = engine_with(store, clock.clone(), EngineConfig::default());
+            let d = e.route(&member_lead("L1", "M1", None, &clock)).unwrap();
+            e.flush().unwrap();
+            d
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+        let e = engine_with(store, clock.clone(), EngineConfig::default());
+        let d = e.route(&member_lead("L2", "M1", None, &clock)).unwrap();
+        assert_eq!(d.guide_id(), first.guide_id());
+        assert!(d.reasons.contains(Reasons::BOUND));
+        let trail = e.store().trail_from("M1", 1, 10).unwrap();
+        crate::domain::trail::verify_chain(&trail).unwrap();
+    }
+}

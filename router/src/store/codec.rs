@@ -66,6 +66,7 @@ pub(crate) mod tests {
             decided_at_ms: 1_763_900_000_123,
             day: Day(20_415),
             replayed: false,
+            binding: None,
         }
     }
 

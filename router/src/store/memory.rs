@@ -22,6 +22,7 @@ struct Inner {
     refunds: HashMap<String, Vec<(String, u64)>>,
     ledger: BTreeMap<LedgerCursor, (String, u64)>,
     audit: BTreeMap<u64, String>,
+    bindings: HashMap<String, u64>,
 }
 
 impl MemoryStore {
@@ -147,6 +148,9 @@ impl Store for MemoryStore {
                 .or_default()
                 .push(at.clone());
         }
+        if event.binding().is_some() {
+            inner.bindings.insert(event.member_id.clone(), event.seq);
+        }
         inner.trails.insert(at, event.clone());
         Ok(())
     }
@@ -188,6 +192,15 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    fn latest_binding(&self, member_id: &str) -> Result<Option<TrailEvent>, StoreError> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .bindings
+            .get(member_id)
+            .and_then(|&seq| inner.trails.get(&(member_id.to_string(), seq)))
+            .cloned())
     }
 
     fn append_audit(&self, seq: u64, line: &str) -> Result<(), StoreError> {

@@ -10,9 +10,11 @@
 mod codec;
 mod memory;
 mod sled_store;
+mod trail_log;
 
 pub use memory::MemoryStore;
 pub use sled_store::{SledConfig, SledStore};
+pub use trail_log::{MemberGuard, TrailLog};
 
 use crate::catalog::NetworkSpec;
 use crate::domain::trail::TrailEvent;
@@ -25,6 +27,8 @@ pub enum TrailKey<'a> {
     Touch(&'a str),
     Order(&'a str),
     Refund(&'a str),
+    /// A binding event, by its `cause_id`.
+    Binding(&'a str),
 }
 
 impl TrailKey<'_> {
@@ -34,6 +38,7 @@ impl TrailKey<'_> {
             TrailKey::Touch(id) => e.touch().is_some_and(|t| t.touch_id == *id),
             TrailKey::Order(id) => e.order().is_some_and(|o| o.facts.order_id == *id),
             TrailKey::Refund(id) => e.refund().is_some_and(|r| r.refund_id == *id),
+            TrailKey::Binding(id) => e.binding().is_some_and(|b| b.cause_id == *id),
         }
     }
 
@@ -42,6 +47,7 @@ impl TrailKey<'_> {
             TrailKey::Touch(id) => (b't', id),
             TrailKey::Order(id) => (b'o', id),
             TrailKey::Refund(id) => (b'r', id),
+            TrailKey::Binding(id) => (b'b', id),
         }
     }
 }
@@ -159,6 +165,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<TrailEvent>, StoreError>;
     /// The refund events of an order, by `seq` (indexed when appended).
     fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError>;
+    /// The member's latest binding event (indexed when appended).
+    fn latest_binding(&self, member_id: &str) -> Result<Option<TrailEvent>, StoreError>;
     /// Every trail event, by member then `seq`, until `f` returns false.
     fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError>;
 

@@ -110,7 +110,8 @@ struct Shared {
 /// orders wait for a flush anyway), in the `trails` tree: `e<member length u8><member><seq u64
 /// BE>` → the event's canonical JSON line; `k<t|o|r><touch, order or refund id>` → `<member
 /// length u8><member><seq u64 BE>`; for a refund also `f<order id length u8><order id><refund
-/// id>` → the same; for orders and refunds `t<occurred_at><o|r><id>` → the same (the ledger in
+/// id>` → the same; for a binding event `b<member length u8><member>` → the same (the latest);
+/// for orders and refunds `t<occurred_at><o|r><id>` → the same (the ledger in
 /// time order). Keys are written before their event, and a key is trusted only when the
 /// event it names is there and carries that id, so a crash between the writes leaves nothing
 /// visible; the next append at that `seq` overwrites it.
@@ -174,6 +175,13 @@ fn trail_key(key: TrailKey<'_>) -> Vec<u8> {
     k.push(b'k');
     k.push(tag);
     k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `b<member length u8><member>`: the member's latest binding event.
+fn binding_key(member_id: &str) -> Vec<u8> {
+    let mut k = member_prefix(member_id);
+    k[0] = b'b';
     k
 }
 
@@ -683,6 +691,11 @@ impl Store for SledStore {
                 .insert(ledger_key(&c), &ek[1..])
                 .map_err(backend)?;
         }
+        if event.binding().is_some() {
+            self.trails
+                .insert(binding_key(&event.member_id), &ek[1..])
+                .map_err(backend)?;
+        }
         if let Some(r) = event.refund() {
             let mut fk = refund_prefix(&r.order_id);
             fk.extend_from_slice(r.refund_id.as_bytes());
@@ -756,6 +769,29 @@ impl Store for SledStore {
             }
         }
         Ok(())
+    }
+
+    fn latest_binding(&self, member_id: &str) -> Result<Option<TrailEvent>, StoreError> {
+        if let Some(at) = self.trails.get(binding_key(member_id)).map_err(backend)?
+            && let Some(e) = self.event_at(&at)?
+            && e.member_id == member_id
+            && e.binding().is_some()
+        {
+            return Ok(Some(e));
+        }
+        // No pointer, or one written just before a crash whose event never landed: the latest
+        // binding event is found by reading the trail back.
+        let mut before = u64::MAX;
+        loop {
+            let chunk = self.trail_before(member_id, before, 256)?;
+            let Some(last) = chunk.last().map(|e| e.seq) else {
+                return Ok(None);
+            };
+            if let Some(e) = chunk.into_iter().find(|e| e.binding().is_some()) {
+                return Ok(Some(e));
+            }
+            before = last;
+        }
     }
 
     fn append_audit(&self, seq: u64, line: &str) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 pub mod attribution;
 pub mod catalog;
 
+use crate::domain::binding::{BindingChange, BindingState, ReferralOutcome, RouteBinding};
 use crate::domain::{
     Alternative, Channel, Day, Decision, FieldError, Interest, Lead, Level, Location, Reasons,
     Unrouted,
@@ -194,6 +195,62 @@ pub fn decision_to_pb_with(d: &Decision, max_alternatives: usize) -> pb::RouteRe
         candidate_level: d.level.map(|l| l.as_str().to_string()).unwrap_or_default(),
         decided_at: Some(ms_to_timestamp(d.decided_at_ms)),
         business_day: d.day.to_string(),
+        binding: d.binding.as_ref().map(route_binding_to_pb),
+    }
+}
+
+fn referral_to_pb(o: Option<ReferralOutcome>) -> pb::ReferralOutcome {
+    match o {
+        None => pb::ReferralOutcome::ReferralNone,
+        Some(ReferralOutcome::Bound) => pb::ReferralOutcome::ReferralBound,
+        Some(ReferralOutcome::Extended) => pb::ReferralOutcome::ReferralExtended,
+        Some(ReferralOutcome::Snatched) => pb::ReferralOutcome::ReferralSnatched,
+        Some(ReferralOutcome::Kept) => pb::ReferralOutcome::ReferralKept,
+        Some(ReferralOutcome::Ignored) => pb::ReferralOutcome::ReferralIgnored,
+    }
+}
+
+fn referral_from_pb(v: i32) -> Option<ReferralOutcome> {
+    match pb::ReferralOutcome::try_from(v).ok()? {
+        pb::ReferralOutcome::ReferralNone => None,
+        pb::ReferralOutcome::ReferralBound => Some(ReferralOutcome::Bound),
+        pb::ReferralOutcome::ReferralExtended => Some(ReferralOutcome::Extended),
+        pb::ReferralOutcome::ReferralSnatched => Some(ReferralOutcome::Snatched),
+        pb::ReferralOutcome::ReferralKept => Some(ReferralOutcome::Kept),
+        pb::ReferralOutcome::ReferralIgnored => Some(ReferralOutcome::Ignored),
+    }
+}
+
+pub fn route_binding_to_pb(b: &RouteBinding) -> pb::RouteBinding {
+    let state = b.state.as_ref();
+    pb::RouteBinding {
+        referral: referral_to_pb(b.referral) as i32,
+        change: b.change.map(|c| c.as_str().to_string()).unwrap_or_default(),
+        guide_id: state.map(|s| s.guide_id.clone()).unwrap_or_default(),
+        store_id: state.map(|s| s.store_id.clone()).unwrap_or_default(),
+        expires_at: state.and_then(|s| s.expires_at_ms).map(ms_to_timestamp),
+        protected_until: state.map(|s| ms_to_timestamp(s.protected_until_ms)),
+        rule_version: state.map(|s| s.rule_version.clone()).unwrap_or_default(),
+        event_seq: b.event_seq.unwrap_or(0),
+        why: b.why.clone(),
+    }
+}
+
+/// The inverse of [`route_binding_to_pb`] (stored decisions).
+pub fn route_binding_from_pb(b: pb::RouteBinding) -> RouteBinding {
+    RouteBinding {
+        referral: referral_from_pb(b.referral),
+        change: BindingChange::parse(&b.change),
+        state: (!b.guide_id.is_empty()).then(|| BindingState {
+            guide_id: b.guide_id,
+            store_id: b.store_id,
+            since_ms: 0,
+            expires_at_ms: b.expires_at.map(|t| unchecked_ms(&t)),
+            protected_until_ms: b.protected_until.map_or(0, |t| unchecked_ms(&t)),
+            rule_version: b.rule_version,
+        }),
+        event_seq: (b.event_seq > 0).then_some(b.event_seq),
+        why: b.why,
     }
 }
 
@@ -228,6 +285,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
         decided_at_ms: r.decided_at.map_or(0, |t| unchecked_ms(&t)),
         day,
         replayed: r.replayed,
+        binding: r.binding.map(route_binding_from_pb),
     }
 }
 
