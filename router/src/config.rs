@@ -54,6 +54,7 @@
 
 use crate::attribution::AttributionConfig;
 use crate::domain::binding::BindingRuleSet;
+use crate::domain::offer::OfferConfig;
 use crate::engine::{CandidateConfig, EngineConfig};
 use crate::policy::PolicyConfig;
 use crate::store::SledConfig;
@@ -100,6 +101,8 @@ pub struct Config {
     pub attribution: AttributionConfig,
     /// Binding rule sets (`[[bindings]]`).
     pub bindings: Vec<BindingRuleSet>,
+    /// Offers (`[offers]`).
+    pub offers: OfferConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -133,6 +136,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             attribution: AttributionConfig::default(),
             bindings: vec![BindingRuleSet::default()],
+            offers: OfferConfig::default(),
         }
     }
 }
@@ -223,6 +227,10 @@ impl Config {
             bindings: {
                 crate::engine::check_bindings(&self.bindings).map_err(ConfigError)?;
                 self.bindings.clone()
+            },
+            offers: {
+                self.offers.check().map_err(ConfigError)?;
+                self.offers.clone()
             },
         })
     }

@@ -75,7 +75,7 @@ impl<'a> Recomputer<'a> {
             what,
         };
         match &e.body {
-            EventBody::Touch(_) | EventBody::Binding(_) => {}
+            EventBody::Touch(_) | EventBody::Binding(_) | EventBody::Offer(_) => {}
             EventBody::Order(o) => {
                 self.summary.orders += 1;
                 let Some(rules) = self.book.ownership_version(&o.ownership.rule_version) else {

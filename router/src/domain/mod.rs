@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod binding;
+pub mod offer;
 mod reasons;
 mod rng;
 pub mod trail;
@@ -177,6 +178,8 @@ pub enum Unrouted {
     NoCandidate,
     AllAtCapacity,
     NoActiveGuide,
+    /// Every offer was declined or expired (and no store queue took the lead).
+    OffersExhausted,
 }
 
 impl Unrouted {
@@ -185,6 +188,7 @@ impl Unrouted {
             Unrouted::NoCandidate => "NO_CANDIDATE",
             Unrouted::AllAtCapacity => "ALL_AT_CAPACITY",
             Unrouted::NoActiveGuide => "NO_ACTIVE_GUIDE",
+            Unrouted::OffersExhausted => "OFFERS_EXHAUSTED",
         }
     }
 }
@@ -220,6 +224,8 @@ pub struct Decision {
     pub replayed: bool,
     /// What the route did to its member's binding (set when the lead named a member).
     pub binding: Option<binding::RouteBinding>,
+    /// Set when the route is an offer (its channel routes as offers).
+    pub offer: Option<offer::Offer>,
 }
 
 impl Decision {

@@ -31,8 +31,11 @@ impl Reasons {
     pub const REFERRER: Reasons = Reasons(1 << 18);
     /// The bound guide was away or full: another guide of the same store.
     pub const BOUND_GUIDE_UNAVAILABLE: Reasons = Reasons(1 << 19);
+    /// A re-offer after a guide declined or let the offer expire.
+    pub const REOFFERED: Reasons = Reasons(1 << 20);
+    pub const OFFERS_EXHAUSTED: Reasons = Reasons(1 << 21);
 
-    const NAMES: [&'static str; 20] = [
+    const NAMES: [&'static str; 22] = [
         "LEVEL_RADIUS",
         "LEVEL_DISTRICT",
         "LEVEL_CITY",
@@ -53,6 +56,8 @@ impl Reasons {
         "BOUND",
         "REFERRER",
         "BOUND_GUIDE_UNAVAILABLE",
+        "REOFFERED",
+        "OFFERS_EXHAUSTED",
     ];
 
     pub fn with(self, other: Reasons) -> Reasons {
@@ -106,6 +111,7 @@ impl Reasons {
             Unrouted::NoCandidate => Self::NO_CANDIDATE,
             Unrouted::AllAtCapacity => Self::ALL_AT_CAPACITY,
             Unrouted::NoActiveGuide => Self::NO_ACTIVE_GUIDE,
+            Unrouted::OffersExhausted => Self::OFFERS_EXHAUSTED,
         }
     }
 }

@@ -266,6 +266,8 @@ pub enum EventBody {
     Refund(RefundRecord),
     /// A binding changed (bind, extend, snatch, transfer): see [`super::binding`].
     Binding(super::binding::BindingRecord),
+    /// An offer was made, accepted, declined, expired or exhausted: see [`super::offer`].
+    Offer(super::offer::OfferRecord),
 }
 
 impl EventBody {
@@ -275,6 +277,7 @@ impl EventBody {
             EventBody::Order(_) => "order",
             EventBody::Refund(_) => "refund",
             EventBody::Binding(_) => "binding",
+            EventBody::Offer(_) => "offer",
         }
     }
 }
@@ -407,6 +410,13 @@ impl TrailEvent {
     pub fn touch(&self) -> Option<&Touch> {
         match &self.body {
             EventBody::Touch(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn offer(&self) -> Option<&super::offer::OfferRecord> {
+        match &self.body {
+            EventBody::Offer(o) => Some(o),
             _ => None,
         }
     }

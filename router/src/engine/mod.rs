@@ -10,16 +10,19 @@ mod admin;
 mod bind;
 mod candidates;
 mod capacity;
+mod offers;
 mod validate;
 
 pub use admin::{Applied, CatalogError};
 pub use candidates::{CandidateConfig, Gathered};
 pub use capacity::CapacityBook;
+pub use offers::{OfferError, OfferReply};
 pub use validate::{MAX_FUTURE_SKEW_MS, MAX_INTERESTS, ValidLead, validate};
 
 use crate::catalog::{GuideStatus, Network};
 use crate::clock::Clock;
 use crate::domain::binding::{self, BindingRuleSet};
+use crate::domain::offer::{Offer, OfferAction, OfferConfig, OfferStatus};
 use crate::domain::{
     Alternative, Day, Decision, FieldError, Lead, Level, Reasons, SplitMix64, Unrouted,
 };
@@ -30,6 +33,19 @@ use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A guide taken for a decision, with what the policy said.
+pub(crate) struct Picked {
+    pub store: u32,
+    pub guide: u32,
+    pub score: f64,
+    pub reasons: Reasons,
+    pub alternatives: Vec<Alternative>,
+    pub propensity: f64,
+    pub level: Level,
+    /// The guide's count before this decision.
+    pub used: u32,
+}
 
 /// Number of lead-id locks.
 pub const STRIPES: usize = 1024;
@@ -52,6 +68,8 @@ pub struct EngineConfig {
     pub sync_decisions: bool,
     /// Binding rule sets (`[[bindings]]`), each in force from its `effective_from`.
     pub bindings: Vec<BindingRuleSet>,
+    /// Offers (`[offers]`): off unless channels are named.
+    pub offers: OfferConfig,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +82,7 @@ impl Default for EngineConfig {
             alternatives: 5,
             sync_decisions: false,
             bindings: vec![BindingRuleSet::default()],
+            offers: OfferConfig::default(),
         }
     }
 }
@@ -120,6 +139,9 @@ pub struct Engine {
     trails: TrailLog,
     /// Binding rule sets by first day.
     bindings: Vec<(Day, BindingRuleSet)>,
+    offer_channels: Vec<crate::domain::Channel>,
+    /// Open offers by expiry: `(expires_at_ms, lead_id)`.
+    offers: Mutex<std::collections::BTreeSet<(i64, String)>>,
 }
 
 thread_local! {
@@ -143,6 +165,12 @@ impl Engine {
         }
         let policy = Arc::from(cfg.policy.build(&network).map_err(EngineError::Config)?);
         let bindings = check_bindings(&cfg.bindings).map_err(EngineError::Config)?;
+        let offer_channels = cfg.offers.check().map_err(EngineError::Config)?;
+        let offers = store
+            .open_offers()?
+            .into_iter()
+            .filter_map(|d| Some((d.offer.as_ref()?.expires_at_ms, d.lead.lead_id.clone())))
+            .collect();
         let book = CapacityBook::new(network.guides().len());
         let now = clock.now_ms();
         let today = business_day(now, cfg.time_zone);
@@ -165,6 +193,8 @@ impl Engine {
             admin: Mutex::new(()),
             trails: TrailLog::new(store.clone()),
             bindings,
+            offer_channels,
+            offers: Mutex::new(offers),
             cfg,
         })
     }
@@ -254,11 +284,109 @@ impl Engine {
             _ => None,
         };
         let stages = bind::plan(net, lead, member.as_ref(), now);
+        let offer = self.offer_channels.contains(&lead.channel).then(|| Offer {
+            status: OfferStatus::Open,
+            expires_at_ms: now + i64::from(self.cfg.offers.expire_secs) * 1000,
+            hop: 0,
+            declined: vec![],
+            queued_store_id: None,
+        });
+        let placed = self.pick(&snap, lead, &valid, &stages, &[], day, |p| {
+            // An offer binds when it is accepted, not when it is made.
+            let binding = match (&member, &offer) {
+                (Some(m), None) => Some(bind::commit(
+                    &self.trails,
+                    self.store.as_ref(),
+                    m,
+                    net,
+                    lead,
+                    Some(p.guide),
+                    now,
+                )?),
+                _ => None,
+            };
+            let d = Arc::new(Decision {
+                assigned: Some((net.store(p.store).id.clone(), net.guide(p.guide).id.clone())),
+                score: p.score,
+                reasons: p.reasons,
+                alternatives: p.alternatives.clone(),
+                propensity: p.propensity,
+                level: Some(p.level),
+                binding,
+                offer: offer.clone(),
+                ..self.blank_decision(&snap, lead, now, day)
+            });
+            if let (Some(m), Some(_)) = (&member, &offer) {
+                let (s, g) = d.assigned.clone().unwrap_or_default();
+                self.offer_event(
+                    &m.held,
+                    m.member_id,
+                    &d,
+                    OfferAction::Offered,
+                    (&s, &g),
+                    "route",
+                    "routed as an offer",
+                )?;
+            }
+            self.store.put_decision(&d, Some(p.used + 1))?;
+            Ok(d)
+        })?;
+        let d = match placed {
+            Ok(d) => {
+                if let Some(o) = &d.offer {
+                    self.offers
+                        .lock()
+                        .insert((o.expires_at_ms, lead.lead_id.clone()));
+                }
+                d
+            }
+            Err(why) => {
+                let binding = match &member {
+                    Some(m) => Some(bind::commit(
+                        &self.trails,
+                        self.store.as_ref(),
+                        m,
+                        net,
+                        lead,
+                        None,
+                        now,
+                    )?),
+                    None => None,
+                };
+                let d = Arc::new(Decision {
+                    unrouted: Some(why),
+                    reasons: Reasons::unrouted(why),
+                    binding,
+                    ..self.blank_decision(&snap, lead, now, day)
+                });
+                self.store.put_decision(&d, None)?;
+                d
+            }
+        };
+        self.sync()?;
+        Ok(d)
+    }
+
+    /// Tries `stages` in order, skipping guides in `exclude`: the first guide with capacity left
+    /// is taken, and `commit` writes the decision while that guide's count is held. Returns why
+    /// nothing was placed otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn pick(
+        &self,
+        snap: &Snapshot,
+        lead: &Lead,
+        valid: &ValidLead,
+        stages: &[bind::Stage],
+        exclude: &[Arc<str>],
+        day: Day,
+        mut commit: impl FnMut(&Picked) -> Result<Arc<Decision>, RouteError>,
+    ) -> Result<Result<Arc<Decision>, Unrouted>, RouteError> {
+        let net = &snap.network;
         let keep = self.cfg.alternatives + 1;
         let scan = candidates::Scan {
             net,
             book: &snap.book,
-            lead: &valid,
+            lead: valid,
             location: lead.location.as_ref(),
             day,
             cfg: &self.cfg.candidates,
@@ -268,22 +396,28 @@ impl Engine {
             let mut guard = cell.borrow_mut();
             let (scratch, cands) = &mut *guard;
             let mut gathered = Gathered::None(Unrouted::NoCandidate);
-            for stage in stages {
+            for &stage in stages {
                 let (rounds, because) = match stage {
                     bind::Stage::Network => (ROUNDS, Reasons::default()),
                     bind::Stage::Guide(_, _, r) | bind::Stage::Store(_, r) => (1, r),
                 };
                 for round in 0..rounds {
-                    let found = match stage {
-                        bind::Stage::Network => {
-                            gathered = scan.gather(scratch, cands);
-                            gathered
-                        }
+                    let mut found = match stage {
+                        bind::Stage::Network => scan.gather(scratch, cands),
                         bind::Stage::Guide(s, g, _) => {
                             scan.gather_store(scratch, cands, s, Some(g))
                         }
                         bind::Stage::Store(s, _) => scan.gather_store(scratch, cands, s, None),
                     };
+                    if !exclude.is_empty() {
+                        cands.retain(|c| !exclude.iter().any(|g| **g == *net.guide(c.guide).id));
+                        if cands.is_empty() && matches!(found, Gathered::Found(_)) {
+                            found = Gathered::None(Unrouted::NoCandidate);
+                        }
+                    }
+                    if stage == bind::Stage::Network {
+                        gathered = found;
+                    }
                     let Gathered::Found(level) = found else {
                         break;
                     };
@@ -323,65 +457,26 @@ impl Engine {
                                 }
                             })
                             .collect();
-                        let binding = match &member {
-                            Some(m) => Some(bind::commit(
-                                &self.trails,
-                                self.store.as_ref(),
-                                m,
-                                net,
-                                lead,
-                                Some(c.guide),
-                                now,
-                            )?),
-                            None => None,
-                        };
-                        let d = Arc::new(Decision {
-                            assigned: Some((
-                                net.store(c.store).id.clone(),
-                                net.guide(c.guide).id.clone(),
-                            )),
+                        let d = commit(&Picked {
+                            store: c.store,
+                            guide: c.guide,
                             score: ranked.score,
                             reasons,
                             alternatives,
                             propensity: if raced { 1.0 } else { ranking.propensity },
-                            level: Some(level),
-                            binding,
-                            ..self.blank_decision(&snap, lead, now, day)
-                        });
-                        self.store.put_decision(&d, Some(used + 1))?;
+                            level,
+                            used,
+                        })?;
                         slot.set(day, used + 1);
-                        drop(slot);
-                        self.sync()?;
-                        return Ok(d);
+                        return Ok(Ok(d));
                     }
                 }
             }
-            let why = match gathered {
+            Ok(Err(match gathered {
                 Gathered::None(why) => why,
                 // Every ranked guide filled up under us for all rounds.
                 Gathered::Found(_) => Unrouted::AllAtCapacity,
-            };
-            let binding = match &member {
-                Some(m) => Some(bind::commit(
-                    &self.trails,
-                    self.store.as_ref(),
-                    m,
-                    net,
-                    lead,
-                    None,
-                    now,
-                )?),
-                None => None,
-            };
-            let d = Arc::new(Decision {
-                unrouted: Some(why),
-                reasons: Reasons::unrouted(why),
-                binding,
-                ..self.blank_decision(&snap, lead, now, day)
-            });
-            self.store.put_decision(&d, None)?;
-            self.sync()?;
-            Ok(d)
+            }))
         })
     }
 
@@ -403,6 +498,7 @@ impl Engine {
             day,
             replayed: false,
             binding: None,
+            offer: None,
         }
     }
 

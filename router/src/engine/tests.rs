@@ -974,3 +974,367 @@ mod bindings {
         crate::domain::trail::verify_chain(&trail).unwrap();
     }
 }
+
+mod offers {
+    use super::*;
+    use crate::domain::offer::{OfferAction, OfferConfig, OfferStatus, OnExhausted};
+    use crate::engine::OfferError;
+
+    fn offering(
+        store: Arc<dyn Store>,
+        clock: Arc<ManualClock>,
+        max_hops: u32,
+        on_exhausted: OnExhausted,
+    ) -> Engine {
+        engine_with(
+            store,
+            clock,
+            EngineConfig {
+                offers: OfferConfig {
+                    channels: vec!["LIVESTREAM".into()],
+                    expire_secs: 60,
+                    max_hops,
+                    on_exhausted,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+    }
+
+    fn live(id: &str, member: Option<&str>, clock: &ManualClock) -> Lead {
+        Lead {
+            channel: Channel::Livestream,
+            member_id: member.map(Into::into),
+            occurred_at_ms: clock.now_ms(),
+            ..lead(id, "440106", &["shoes"])
+        }
+    }
+
+    fn used(e: &Engine, g: &str) -> u32 {
+        e.guide_load(g).unwrap().used
+    }
+
+    #[test]
+    fn declines_and_expiries_move_the_offer_on_and_release_capacity() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let e = offering(
+            Arc::new(MemoryStore::new()),
+            clock.clone(),
+            2,
+            OnExhausted::StoreQueue,
+        );
+        let d = e.route(&live("L1", Some("M1"), &clock)).unwrap();
+        let first = d.guide_id().unwrap().to_string();
+        let o = d.offer.clone().unwrap();
+        assert_eq!((o.status, o.hop), (OfferStatus::Open, 0));
+        assert_eq!(o.expires_at_ms, T0 + 60_000);
+        assert_eq!(
+            used(&e, &first),
+            1,
+            "capacity is held while the offer is open"
+        );
+        assert!(d.binding.is_none(), "an offer binds when accepted");
+
+        // The holder declines: the next candidate gets it, the holder's count is released.
+        let r = e.respond_to_offer("L1", &first, false, "busy").unwrap();
+        let second = r.decision.guide_id().unwrap().to_string();
+        assert_ne!(second, first);
+        assert_eq!(used(&e, &first), 0);
+        assert_eq!(used(&e, &second), 1);
+        let o = r.decision.offer.clone().unwrap();
+        assert_eq!((o.hop, o.declined.len()), (1, 1));
+        assert!(r.decision.reasons.contains(Reasons::REOFFERED));
+        // The same decline again changes nothing.
+        let again = e.respond_to_offer("L1", &first, false, "busy").unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.decision.guide_id(), Some(second.as_str()));
+        // The first guide can no longer accept it.
+        assert!(matches!(
+            e.respond_to_offer("L1", &first, true, ""),
+            Err(OfferError::Precondition(_))
+        ));
+
+        // Nobody answers within 60 s: it expires to a third guide, then is exhausted.
+        clock.advance_ms(59_999);
+        assert_eq!(e.expire_due().unwrap(), 0);
+        clock.advance_ms(1);
+        assert_eq!(e.expire_due().unwrap(), 1);
+        let d = e.store().decision("L1").unwrap().unwrap();
+        let third = d.guide_id().unwrap().to_string();
+        assert!(third != first && third != second);
+        assert_eq!(used(&e, &second), 0);
+        clock.advance_ms(60_000);
+        assert_eq!(e.expire_due().unwrap(), 1);
+        let d = e.store().decision("L1").unwrap().unwrap();
+        assert_eq!(d.guide_id(), None);
+        assert_eq!(d.unrouted, Some(Unrouted::OffersExhausted));
+        let o = d.offer.clone().unwrap();
+        assert_eq!(o.status, OfferStatus::Exhausted);
+        assert_eq!(o.declined.len(), 3);
+        assert!(o.queued_store_id.is_some(), "queued at the last store");
+        assert_eq!(used(&e, &third), 0);
+        assert_eq!(e.open_offer_count(), 0);
+        // The trail tells the whole story.
+        let actions: Vec<OfferAction> = e
+            .store()
+            .trail_from("M1", 1, 100)
+            .unwrap()
+            .iter()
+            .filter_map(|x| x.offer().map(|o| o.action))
+            .collect();
+        use OfferAction::*;
+        assert_eq!(
+            actions,
+            vec![
+                Offered, Declined, Offered, Expired, Offered, Expired, Exhausted
+            ]
+        );
+        // A mini-program lead is not an offer.
+        assert!(
+            e.route(&lead("L0", "440106", &["shoes"]))
+                .unwrap()
+                .offer
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn accepting_binds_the_member_and_ends_the_offer() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let e = offering(
+            Arc::new(MemoryStore::new()),
+            clock.clone(),
+            3,
+            OnExhausted::Unrouted,
+        );
+        let d = e.route(&live("L1", Some("M1"), &clock)).unwrap();
+        let g = d.guide_id().unwrap().to_string();
+        let other = if g == "G1" { "G2" } else { "G1" };
+        let e404 = e.respond_to_offer("L404", &g, true, "").unwrap_err();
+        assert!(matches!(e404, OfferError::NotFound(_)), "{e404}");
+        assert!(matches!(
+            e.respond_to_offer("L1", other, true, ""),
+            Err(OfferError::Precondition(_))
+        ));
+        assert!(matches!(
+            e.respond_to_offer("L1", "", true, ""),
+            Err(OfferError::Invalid(_))
+        ));
+        let r = e.respond_to_offer("L1", &g, true, "on it").unwrap();
+        assert_eq!(
+            r.decision.offer.as_ref().unwrap().status,
+            OfferStatus::Accepted
+        );
+        let b = r.decision.binding.clone().unwrap();
+        assert_eq!(b.state.unwrap().guide_id, g);
+        assert!(
+            e.respond_to_offer("L1", &g, true, "on it")
+                .unwrap()
+                .replayed
+        );
+        assert_eq!(used(&e, &g), 1, "accepting keeps the one place taken");
+        clock.advance_ms(3_600_000);
+        assert_eq!(
+            e.expire_due().unwrap(),
+            0,
+            "an accepted offer does not expire"
+        );
+        assert_eq!(
+            e.store().decision("L1").unwrap().unwrap().guide_id(),
+            Some(g.as_str())
+        );
+        // Declining an accepted offer is refused.
+        assert!(matches!(
+            e.respond_to_offer("L1", &g, false, ""),
+            Err(OfferError::Precondition(_))
+        ));
+        // Answering after expiry moves it on and says so.
+        let d = e.route(&live("L2", None, &clock)).unwrap();
+        let h = d.guide_id().unwrap().to_string();
+        clock.advance_ms(61_000);
+        let late = e.respond_to_offer("L2", &h, true, "").unwrap_err();
+        assert!(late.to_string().contains("expired"), "{late}");
+        assert_ne!(
+            e.store().decision("L2").unwrap().unwrap().guide_id(),
+            Some(h.as_str())
+        );
+    }
+
+    #[test]
+    fn open_offers_survive_a_restart_and_still_expire_on_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let (first, counts) = {
+            let store: Arc<dyn Store> =
+                Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+            let e = offering(store, clock.clone(), 3, OnExhausted::Unrouted);
+            let d = e.route(&live("L1", Some("M1"), &clock)).unwrap();
+            let g = d.guide_id().unwrap().to_string();
+            // One decline before the restart: the count moved from g to the next guide.
+            let r = e.respond_to_offer("L1", &g, false, "").unwrap();
+            e.flush().unwrap();
+            (r.decision, total_used(&e))
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+        let e = offering(store, clock.clone(), 3, OnExhausted::Unrouted);
+        assert_eq!(total_used(&e), counts, "counts after restart agree");
+        assert_eq!(e.open_offer_count(), 1);
+        let holder = first.guide_id().unwrap().to_string();
+        assert_eq!(e.guide_load(&holder).unwrap().used, 1);
+        clock.set(first.offer.as_ref().unwrap().expires_at_ms);
+        assert_eq!(e.expire_due().unwrap(), 1);
+        let d = e.store().decision("L1").unwrap().unwrap();
+        assert_ne!(d.guide_id(), Some(holder.as_str()));
+        assert_eq!(d.offer.as_ref().unwrap().declined.len(), 2);
+        assert_eq!(e.guide_load(&holder).unwrap().used, 0);
+        e.flush().unwrap();
+        drop(e);
+        // And once more: the re-offer is the open one now.
+        let store: Arc<dyn Store> =
+            Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
+        let e = offering(store, clock.clone(), 3, OnExhausted::Unrouted);
+        assert_eq!(e.open_offer_count(), 1);
+        assert_eq!(total_used(&e), counts);
+        let trail = e.store().trail_from("M1", 1, 100).unwrap();
+        crate::domain::trail::verify_chain(&trail).unwrap();
+    }
+}
+
+mod relationship_sequences {
+    use super::*;
+    use crate::catalog::CatalogChange;
+    use crate::domain::offer::{OfferConfig, OfferStatus};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Route {
+            lead: u8,
+            member: u8,
+            offer: bool,
+            referrer: Option<u8>,
+        },
+        Answer {
+            lead: u8,
+            accept: bool,
+        },
+        Advance {
+            secs: u16,
+        },
+        Status {
+            guide: u8,
+            status: u8,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..24, 0u8..6, any::<bool>(), proptest::option::of(0u8..7))
+                .prop_map(|(lead, member, offer, referrer)| Op::Route { lead, member, offer, referrer }),
+            3 => (0u8..24, any::<bool>()).prop_map(|(lead, accept)| Op::Answer { lead, accept }),
+            2 => (0u16..90).prop_map(|secs| Op::Advance { secs }),
+            1 => (0u8..7, 0u8..2).prop_map(|(guide, status)| Op::Status { guide, status }),
+        ]
+    }
+
+    /// Book counts equal the stored decisions holding each guide today, within capacity; an
+    /// offer never sits with a guide who declined it.
+    fn check(e: &Engine, leads: &[String]) {
+        let snap = e.snapshot();
+        let today = e.today();
+        let mut held = std::collections::HashMap::<String, u32>::new();
+        for l in leads {
+            let Some(d) = e.store().decision(l).unwrap() else {
+                continue;
+            };
+            if let Some(g) = d.guide_id() {
+                if d.day == today {
+                    *held.entry(g.to_string()).or_default() += 1;
+                }
+                if let Some(o) = &d.offer {
+                    assert!(!o.declined.iter().any(|x| &**x == g), "{l} back with {g}");
+                }
+            }
+        }
+        for (i, g) in snap.network.guides().iter().enumerate() {
+            let used = snap.book.used(i as u32, today);
+            assert!(
+                used <= g.daily_capacity,
+                "{}: {used} > {}",
+                g.id,
+                g.daily_capacity
+            );
+            assert_eq!(used, held.get(&*g.id).copied().unwrap_or(0), "{}", g.id);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn no_sequence_exceeds_a_capacity_or_assigns_a_lead_twice(
+            ops in proptest::collection::vec(op(), 1..60)
+        ) {
+            let clock = Arc::new(ManualClock::new(T0));
+            let e = engine_with(
+                Arc::new(MemoryStore::new()),
+                clock.clone(),
+                EngineConfig {
+                    offers: OfferConfig {
+                        channels: vec!["LIVESTREAM".into()],
+                        expire_secs: 60,
+                        max_hops: 2,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            );
+            let guides = ["G1", "G2", "G3", "G4", "G5", "G6", "G7"];
+            let leads: Vec<String> = (0..24).map(|i| format!("L{i}")).collect();
+            let mut first: std::collections::HashMap<String, String> = Default::default();
+            for op in ops {
+                match op {
+                    Op::Route { lead: l, member, offer, referrer } => {
+                        let mut x = lead(&leads[l as usize], "440106", &["shoes"]);
+                        x.member_id = Some(format!("M{member}"));
+                        x.referrer_guide_id = referrer.map(|r| guides[r as usize].to_string());
+                        x.occurred_at_ms = clock.now_ms();
+                        if offer {
+                            x.channel = Channel::Livestream;
+                        }
+                        let d = e.route(&x).unwrap();
+                        // One decision per lead: a second route replays it.
+                        let id = first.entry(x.lead_id.clone()).or_insert(d.decision_id.clone());
+                        prop_assert_eq!(&d.decision_id, id);
+                    }
+                    Op::Answer { lead: l, accept } => {
+                        if let Some(d) = e.store().decision(&leads[l as usize]).unwrap()
+                            && let Some(g) = d.guide_id()
+                            && d.offer.as_ref().is_some_and(|o| o.status == OfferStatus::Open)
+                        {
+                            let g = g.to_string();
+                            let _ = e.respond_to_offer(&leads[l as usize], &g, accept, "");
+                        }
+                    }
+                    Op::Advance { secs } => {
+                        clock.advance_ms(i64::from(secs) * 1000);
+                        e.expire_due().unwrap();
+                    }
+                    Op::Status { guide, status } => {
+                        let status = if status == 0 { GuideStatus::Active } else { GuideStatus::Away };
+                        // G5 has left: refused, and that is fine.
+                        let _ = e.apply_change(
+                            &CatalogChange::SetGuideStatus {
+                                guide_id: guides[guide as usize].into(),
+                                status,
+                            },
+                            "ops",
+                            "",
+                        );
+                    }
+                }
+                check(&e, &leads);
+            }
+        }
+    }
+}

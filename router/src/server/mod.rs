@@ -114,14 +114,37 @@ pub async fn run(
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
+    let sweeper = tokio::spawn(sweep_offers(engine.clone()));
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    sweeper.abort();
+    served?;
     let flushed = tokio::task::spawn_blocking(move || engine.flush())
         .await
         .map_err(|e| ServerError::Io(std::io::Error::other(e)))??;
     tracing::info!(flushed_bytes = flushed, "store flushed; stopped");
     Ok(())
+}
+
+/// Moves on expired offers every `offers.sweep_every_ms`, off the async workers, until aborted.
+async fn sweep_offers(engine: Arc<Engine>) {
+    if engine.config().offers.channels.is_empty() && engine.open_offer_count() == 0 {
+        return;
+    }
+    let every = std::time::Duration::from_millis(engine.config().offers.sweep_every_ms);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.expire_due()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(expired = n, "offers moved on"),
+            Ok(Err(e)) => tracing::error!(error = %e, "expiring offers failed"),
+            Err(e) => tracing::error!(error = %e, "the offer sweeper panicked"),
+        }
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -1,8 +1,9 @@
 use super::metrics::{REJECTED, ROUTE_DURATION, ROUTES, field_label};
 use super::status;
-use crate::domain::{Channel, Unrouted};
+use crate::domain::{Channel, FieldError, Unrouted};
 use crate::engine::{Engine, RouteError};
 use crate::wire;
+use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::{
     PingRequest, PingResponse, RouteRequest, RouteResponse, lead_router_server::LeadRouter,
 };
@@ -11,12 +12,13 @@ use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// Outcomes counted per channel: routed, replayed, and unrouted by reason.
-const OUTCOMES: [(&str, &str); 5] = [
+const OUTCOMES: [(&str, &str); 6] = [
     ("routed", ""),
     ("replayed", ""),
     ("unrouted", "NO_CANDIDATE"),
     ("unrouted", "ALL_AT_CAPACITY"),
     ("unrouted", "NO_ACTIVE_GUIDE"),
+    ("unrouted", "OFFERS_EXHAUSTED"),
 ];
 
 fn outcome_index(replayed: bool, unrouted: Option<Unrouted>) -> usize {
@@ -26,6 +28,7 @@ fn outcome_index(replayed: bool, unrouted: Option<Unrouted>) -> usize {
         (false, Some(Unrouted::NoCandidate)) => 2,
         (false, Some(Unrouted::AllAtCapacity)) => 3,
         (false, Some(Unrouted::NoActiveGuide)) => 4,
+        (false, Some(Unrouted::OffersExhausted)) => 5,
     }
 }
 
@@ -128,5 +131,32 @@ impl LeadRouter for RouterSvc {
 
     async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
         Ok(Response::new(PingResponse {}))
+    }
+
+    async fn respond_to_offer(
+        &self,
+        request: Request<pb::RespondToOfferRequest>,
+    ) -> Result<Response<RouteResponse>, Status> {
+        let r = request.into_inner();
+        let accept = match pb::OfferAnswer::try_from(r.answer) {
+            Ok(pb::OfferAnswer::Accept) => true,
+            Ok(pb::OfferAnswer::Decline) => false,
+            _ => {
+                return Err(status::invalid(&FieldError::new(
+                    "answer",
+                    format!("must be ACCEPT or DECLINE, got {}", r.answer),
+                )));
+            }
+        };
+        let engine = self.engine.clone();
+        let reply = tokio::task::spawn_blocking(move || {
+            engine.respond_to_offer(&r.lead_id, &r.guide_id, accept, &r.reason)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| status::offer(&e))?;
+        let mut response = wire::decision_to_pb(&reply.decision);
+        response.replayed = reply.replayed;
+        Ok(Response::new(response))
     }
 }

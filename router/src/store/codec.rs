@@ -67,6 +67,7 @@ pub(crate) mod tests {
             day: Day(20_415),
             replayed: false,
             binding: None,
+            offer: None,
         }
     }
 

@@ -45,6 +45,36 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn replace_decision(
+        &self,
+        previous: &Decision,
+        d: &Arc<Decision>,
+        guide_count: Option<u32>,
+    ) -> Result<(), StoreError> {
+        if let Some(g) = previous.guide_id() {
+            let mut inner = self.inner.lock();
+            if let Some(n) = inner.counts.get_mut(&(previous.day, g.to_string())) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        self.put_decision(d, guide_count)
+    }
+
+    fn open_offers(&self) -> Result<Vec<Arc<Decision>>, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .decisions
+            .values()
+            .filter(|d| {
+                d.offer
+                    .as_ref()
+                    .is_some_and(|o| o.status == crate::domain::offer::OfferStatus::Open)
+            })
+            .cloned()
+            .collect())
+    }
+
     fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StoreError> {
         Ok(self
             .inner

@@ -29,6 +29,8 @@ pub enum TrailKey<'a> {
     Refund(&'a str),
     /// A binding event, by its `cause_id`.
     Binding(&'a str),
+    /// An offer event, by `<lead_id>/<hop>/<action>`.
+    Offer(&'a str),
 }
 
 impl TrailKey<'_> {
@@ -39,6 +41,7 @@ impl TrailKey<'_> {
             TrailKey::Order(id) => e.order().is_some_and(|o| o.facts.order_id == *id),
             TrailKey::Refund(id) => e.refund().is_some_and(|r| r.refund_id == *id),
             TrailKey::Binding(id) => e.binding().is_some_and(|b| b.cause_id == *id),
+            TrailKey::Offer(id) => e.offer().is_some_and(|o| o.key() == *id),
         }
     }
 
@@ -48,6 +51,7 @@ impl TrailKey<'_> {
             TrailKey::Order(id) => (b'o', id),
             TrailKey::Refund(id) => (b'r', id),
             TrailKey::Binding(id) => (b'b', id),
+            TrailKey::Offer(id) => (b'x', id),
         }
     }
 }
@@ -112,6 +116,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         decision: &Arc<Decision>,
         guide_count: Option<u32>,
     ) -> Result<(), StoreError>;
+    /// Replaces a stored decision (an offer that moved on, was accepted or exhausted).
+    /// `guide_count` as for [`Store::put_decision`], for the decision's new guide; the old
+    /// guide's count no longer includes it.
+    fn replace_decision(
+        &self,
+        previous: &Decision,
+        decision: &Arc<Decision>,
+        guide_count: Option<u32>,
+    ) -> Result<(), StoreError>;
+    /// Decisions whose offer is open (read at start, to expire them on time).
+    fn open_offers(&self) -> Result<Vec<Arc<Decision>>, StoreError>;
     /// Every guide's count for one business day.
     fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StoreError>;
     /// The network last saved, if any.

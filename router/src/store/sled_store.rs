@@ -62,6 +62,11 @@ struct Put {
     decision: Arc<Decision>,
     /// `i/…` key recording that the decision took a guide's capacity, when it did.
     index_key: Option<Vec<u8>>,
+    /// `o/…` key of an open offer, when the decision is one.
+    offer_key: Option<Vec<u8>>,
+    /// Keys the decision replaces (the previous version's index and offer keys), removed after
+    /// it is written.
+    stale: Vec<Vec<u8>>,
 }
 
 /// Told the outcome once everything queued before it is applied and flushed.
@@ -99,7 +104,10 @@ struct Shared {
 ///
 /// Keys in the `routes` tree: `d/<lead_id>` → decision record (protobuf);
 /// `i/<day i32 BE><guide_id length u8><guide_id><lead_id>` → empty, one per decision that took a
-/// guide's capacity. Counts are derived from the index, so there is no counter to drift: the
+/// guide's capacity; `o/<expires_at u64 BE><lead_id>` → empty while the decision's offer is open.
+/// A replaced decision (an offer that moved on) removes its previous index and offer keys after
+/// it is written: a crash in between leaves the old guide counted once too often for that day,
+/// never too rarely. Counts are derived from the index, so there is no counter to drift: the
 /// index key is written before its decision, and [`Store::day_counts`] drops index keys whose
 /// decision never reached the disk, so counts after any crash equal the stored decisions.
 /// No sled batch or transaction is used on purpose: the first one switches every later sled read
@@ -152,6 +160,19 @@ fn index_key(day: Day, guide_id: &str, lead_id: &str) -> Vec<u8> {
     k.extend_from_slice(guide_id.as_bytes());
     k.extend_from_slice(lead_id.as_bytes());
     k
+}
+
+/// `o/<expires_at u64 BE><lead_id>` while a decision's offer is open.
+fn offer_key(d: &Decision) -> Option<Vec<u8>> {
+    let o = d.offer.as_ref()?;
+    if o.status != crate::domain::offer::OfferStatus::Open {
+        return None;
+    }
+    let mut k = Vec::with_capacity(10 + d.lead.lead_id.len());
+    k.extend_from_slice(b"o/");
+    k.extend_from_slice(&(o.expires_at_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(d.lead.lead_id.as_bytes());
+    Some(k)
 }
 
 fn member_prefix(member_id: &str) -> Vec<u8> {
@@ -335,6 +356,35 @@ impl SledStore {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    fn put(
+        &self,
+        d: &Arc<Decision>,
+        guide_count: Option<u32>,
+        stale: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        self.check_failed()?;
+        let lead_key = decision_key(d.lead.lead_id.as_bytes());
+        let index_key = match (guide_count, d.guide_id()) {
+            (Some(_), Some(g)) => Some(index_key(d.day, g, &d.lead.lead_id)),
+            _ => None,
+        };
+        let previous = self.pending.lock().insert(lead_key.clone(), d.clone());
+        self.enqueue(Put {
+            lead_key: lead_key.clone(),
+            decision: d.clone(),
+            index_key,
+            offer_key: offer_key(d),
+            stale,
+        })
+        .inspect_err(|_| {
+            let mut p = self.pending.lock();
+            match previous {
+                Some(prev) => p.insert(lead_key.clone(), prev),
+                None => p.remove(&lead_key),
+            };
+        })
+    }
+
     fn check_failed(&self) -> Result<(), StoreError> {
         match &*self.failed.lock() {
             Some(e) => Err(StoreError::Backend(format!("the writer failed: {e}"))),
@@ -412,7 +462,15 @@ fn writer_loop(
                 if let Some(k) = &p.index_key {
                     routes.insert(k.as_slice(), &[])?;
                 }
+                if let Some(k) = &p.offer_key {
+                    routes.insert(k.as_slice(), &[])?;
+                }
                 routes.insert(p.lead_key.as_slice(), codec::encode_decision(&p.decision))?;
+                for k in &p.stale {
+                    if Some(k) != p.index_key.as_ref() && Some(k) != p.offer_key.as_ref() {
+                        routes.remove(k.as_slice())?;
+                    }
+                }
                 Ok::<(), sled::Error>(())
             });
             if let Err(e) = written {
@@ -422,7 +480,12 @@ fn writer_loop(
             }
             let mut p = pending.lock();
             for put in chunk {
-                p.remove(&put.lead_key);
+                // Only if no newer version of the decision was queued since.
+                if p.get(&put.lead_key)
+                    .is_some_and(|d| Arc::ptr_eq(d, &put.decision))
+                {
+                    p.remove(&put.lead_key);
+                }
             }
             dirty = true;
         }
@@ -501,21 +564,37 @@ impl Store for SledStore {
     }
 
     fn put_decision(&self, d: &Arc<Decision>, guide_count: Option<u32>) -> Result<(), StoreError> {
-        self.check_failed()?;
-        let lead_key = decision_key(d.lead.lead_id.as_bytes());
-        let index_key = match (guide_count, d.guide_id()) {
-            (Some(_), Some(g)) => Some(index_key(d.day, g, &d.lead.lead_id)),
-            _ => None,
-        };
-        self.pending.lock().insert(lead_key.clone(), d.clone());
-        self.enqueue(Put {
-            lead_key: lead_key.clone(),
-            decision: d.clone(),
-            index_key,
-        })
-        .inspect_err(|_| {
-            self.pending.lock().remove(&lead_key);
-        })
+        self.put(d, guide_count, Vec::new())
+    }
+
+    fn replace_decision(
+        &self,
+        previous: &Decision,
+        d: &Arc<Decision>,
+        guide_count: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let mut stale = Vec::new();
+        if let Some(g) = previous.guide_id() {
+            stale.push(index_key(previous.day, g, &previous.lead.lead_id));
+        }
+        stale.extend(offer_key(previous));
+        self.put(d, guide_count, stale)
+    }
+
+    fn open_offers(&self) -> Result<Vec<Arc<Decision>>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.routes.scan_prefix(b"o/") {
+            let (k, _) = kv.map_err(backend)?;
+            let Some(lead) = k.get(10..) else { continue };
+            let Some(d) = self.decision(&String::from_utf8_lossy(lead))? else {
+                continue;
+            };
+            // Trusted only when the decision still holds that open offer.
+            if offer_key(&d).as_deref() == Some(&k[..]) {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 
     fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StoreError> {

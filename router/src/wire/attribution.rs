@@ -180,6 +180,17 @@ pub fn event_to_pb(e: &TrailEvent) -> pb::TrailEvent {
             protected_until: Some(ms_to_timestamp(b.state.protected_until_ms)),
             rule_version: b.state.rule_version.clone(),
         }),
+        EventBody::Offer(o) => Body::Offer(pb::OfferEvent {
+            action: o.action.as_str().into(),
+            lead_id: o.lead_id.clone(),
+            decision_id: o.decision_id.clone(),
+            guide_id: o.guide_id.clone(),
+            store_id: o.store_id.clone(),
+            hop: o.hop,
+            expires_at: o.expires_at_ms.map(ms_to_timestamp),
+            actor: o.actor.clone(),
+            reason: o.reason.clone(),
+        }),
         EventBody::Refund(r) => Body::Refund(pb::RefundEvent {
             refund_id: r.refund_id.clone(),
             order_id: r.order_id.clone(),

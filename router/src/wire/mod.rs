@@ -5,6 +5,7 @@ pub mod attribution;
 pub mod catalog;
 
 use crate::domain::binding::{BindingChange, BindingState, ReferralOutcome, RouteBinding};
+use crate::domain::offer::{Offer, OfferStatus};
 use crate::domain::{
     Alternative, Channel, Day, Decision, FieldError, Interest, Lead, Level, Location, Reasons,
     Unrouted,
@@ -145,6 +146,7 @@ fn unrouted_to_pb(u: Option<Unrouted>) -> pb::UnroutedReason {
         Some(Unrouted::NoCandidate) => pb::UnroutedReason::NoCandidate,
         Some(Unrouted::AllAtCapacity) => pb::UnroutedReason::AllAtCapacity,
         Some(Unrouted::NoActiveGuide) => pb::UnroutedReason::NoActiveGuide,
+        Some(Unrouted::OffersExhausted) => pb::UnroutedReason::OffersExhausted,
     }
 }
 
@@ -153,6 +155,7 @@ fn unrouted_from_pb(v: i32) -> Option<Unrouted> {
         Ok(pb::UnroutedReason::NoCandidate) => Some(Unrouted::NoCandidate),
         Ok(pb::UnroutedReason::AllAtCapacity) => Some(Unrouted::AllAtCapacity),
         Ok(pb::UnroutedReason::NoActiveGuide) => Some(Unrouted::NoActiveGuide),
+        Ok(pb::UnroutedReason::OffersExhausted) => Some(Unrouted::OffersExhausted),
         _ => None,
     }
 }
@@ -163,11 +166,15 @@ pub fn decision_to_pb(d: &Decision) -> pb::RouteResponse {
 
 /// As [`decision_to_pb`] with at most `max_alternatives` alternatives.
 pub fn decision_to_pb_with(d: &Decision, max_alternatives: usize) -> pb::RouteResponse {
-    let (store_id, guide_id) = d
-        .assigned
-        .as_ref()
-        .map(|(s, g)| (s.to_string(), g.to_string()))
-        .unwrap_or_default();
+    let (store_id, guide_id) = match (&d.assigned, &d.offer) {
+        (Some((s, g)), _) => (s.to_string(), g.to_string()),
+        (None, Some(o)) => (
+            o.queued_store_id.as_deref().unwrap_or_default().to_string(),
+            String::new(),
+        ),
+        (None, None) => Default::default(),
+    };
+    let offer = d.offer.as_ref();
     pb::RouteResponse {
         decision_id: d.decision_id.clone(),
         lead_id: d.lead.lead_id.clone(),
@@ -189,13 +196,23 @@ pub fn decision_to_pb_with(d: &Decision, max_alternatives: usize) -> pb::RouteRe
             })
             .collect(),
         propensity: d.propensity,
-        offer_expires_at: None,
+        offer_expires_at: offer.map(|o| ms_to_timestamp(o.expires_at_ms)),
         replayed: d.replayed,
         unrouted_reason: unrouted_to_pb(d.unrouted) as i32,
         candidate_level: d.level.map(|l| l.as_str().to_string()).unwrap_or_default(),
         decided_at: Some(ms_to_timestamp(d.decided_at_ms)),
         business_day: d.day.to_string(),
         binding: d.binding.as_ref().map(route_binding_to_pb),
+        offer_status: match offer.map(|o| o.status) {
+            None => pb::OfferStatus::OfferNone,
+            Some(OfferStatus::Open) => pb::OfferStatus::OfferOpen,
+            Some(OfferStatus::Accepted) => pb::OfferStatus::OfferAccepted,
+            Some(OfferStatus::Exhausted) => pb::OfferStatus::OfferExhausted,
+        } as i32,
+        offer_hop: offer.map_or(0, |o| o.hop),
+        declined_guide_ids: offer
+            .map(|o| o.declined.iter().map(|g| g.to_string()).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -256,6 +273,24 @@ pub fn route_binding_from_pb(b: pb::RouteBinding) -> RouteBinding {
 
 /// The inverse of [`decision_to_pb`] given the stored request and day.
 pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision {
+    let status = match pb::OfferStatus::try_from(r.offer_status) {
+        Ok(pb::OfferStatus::OfferOpen) => Some(OfferStatus::Open),
+        Ok(pb::OfferStatus::OfferAccepted) => Some(OfferStatus::Accepted),
+        Ok(pb::OfferStatus::OfferExhausted) => Some(OfferStatus::Exhausted),
+        _ => None,
+    };
+    let offer = status.map(|status| Offer {
+        status,
+        expires_at_ms: r.offer_expires_at.map_or(0, |t| unchecked_ms(&t)),
+        hop: r.offer_hop,
+        declined: r
+            .declined_guide_ids
+            .iter()
+            .map(|g| g.as_str().into())
+            .collect(),
+        queued_store_id: (r.guide_id.is_empty() && !r.store_id.is_empty())
+            .then(|| r.store_id.as_str().into()),
+    });
     let assigned = if r.guide_id.is_empty() {
         None
     } else {
@@ -286,6 +321,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
         day,
         replayed: r.replayed,
         binding: r.binding.map(route_binding_from_pb),
+        offer,
     }
 }
 

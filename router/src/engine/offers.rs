@@ -1,0 +1,422 @@
+//! Offers (DESIGN §4 step 7): a route on an offer channel holds the guide's capacity until the
+//! guide accepts, declines, or the offer expires. Declines and expiries move the offer on to the
+//! next candidate — never back to a guide who had it — up to `max_hops` times, then to the last
+//! store's queue or unrouted. Each step is an event in the member's trail.
+
+use super::{Engine, Snapshot, bind, business_day, validate};
+use crate::domain::audit::MAX_REASON_LEN;
+use crate::domain::offer::{Offer, OfferAction, OfferRecord, OfferStatus, OnExhausted};
+use crate::domain::trail::EventBody;
+use crate::domain::{Decision, FieldError, Reasons, Unrouted, check_id};
+use crate::engine::RouteError;
+use crate::store::{MemberGuard, StoreError, TrailKey};
+use std::sync::Arc;
+
+/// Why an answer to an offer was refused. Nothing changed (except an offer found expired, which
+/// moved on as the sweeper would have moved it).
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<RouteError> for OfferError {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::Invalid(f) => Self::Invalid(f),
+            RouteError::Store(s) => Self::Store(s),
+        }
+    }
+}
+
+/// The decision after an answer; `replayed` when the same answer had been given before.
+#[derive(Debug, Clone)]
+pub struct OfferReply {
+    pub decision: Arc<Decision>,
+    pub replayed: bool,
+}
+
+impl Engine {
+    /// Appends an offer event to the member's trail (the caller holds the member's lock).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn offer_event(
+        &self,
+        held: &MemberGuard<'_>,
+        member_id: &str,
+        d: &Decision,
+        action: OfferAction,
+        guide: (&str, &str),
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let Some(offer) = &d.offer else {
+            return Ok(());
+        };
+        let record = OfferRecord {
+            action,
+            lead_id: d.lead.lead_id.clone(),
+            decision_id: d.decision_id.clone(),
+            guide_id: guide.1.to_string(),
+            store_id: guide.0.to_string(),
+            hop: offer.hop,
+            expires_at_ms: (action == OfferAction::Offered).then_some(offer.expires_at_ms),
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+        };
+        let key = record.key();
+        let now = self.clock.now_ms();
+        let head = self.store.trail_head(member_id)?;
+        self.trails.append(
+            held,
+            member_id,
+            head.as_ref(),
+            now,
+            now,
+            EventBody::Offer(record),
+            TrailKey::Offer(&key),
+        )?;
+        Ok(())
+    }
+
+    /// A guide's answer to the offer they hold for `lead_id`.
+    pub fn respond_to_offer(
+        &self,
+        lead_id: &str,
+        guide_id: &str,
+        accept: bool,
+        reason: &str,
+    ) -> Result<OfferReply, OfferError> {
+        check_id("lead_id", lead_id).map_err(OfferError::Invalid)?;
+        check_id("guide_id", guide_id).map_err(OfferError::Invalid)?;
+        if reason.len() > MAX_REASON_LEN {
+            return Err(OfferError::Invalid(FieldError::new(
+                "reason",
+                format!(
+                    "must be at most {MAX_REASON_LEN} bytes, got {}",
+                    reason.len()
+                ),
+            )));
+        }
+        let snap = self.state.read();
+        let now = self.clock.now_ms();
+        let _lead = self.stripes[super::stripe_of(lead_id)].lock();
+        let d = self
+            .store
+            .decision(lead_id)?
+            .ok_or_else(|| OfferError::NotFound(format!("lead_id: no decision for {lead_id:?}")))?;
+        let Some(offer) = d.offer.clone() else {
+            return Err(OfferError::Precondition(format!(
+                "lead {lead_id:?} was not routed as an offer"
+            )));
+        };
+        let holder = d.guide_id().unwrap_or_default().to_string();
+        let replay = |d: Arc<Decision>| {
+            Ok(OfferReply {
+                decision: d,
+                replayed: true,
+            })
+        };
+        match (accept, offer.status) {
+            (true, OfferStatus::Accepted) if holder == guide_id => return replay(d),
+            (false, _) if offer.declined.iter().any(|g| &**g == guide_id) => return replay(d),
+            (_, OfferStatus::Open) if holder == guide_id => {}
+            (_, OfferStatus::Open) => {
+                return Err(OfferError::Precondition(format!(
+                    "the offer for lead {lead_id:?} is with {holder}, not {guide_id}"
+                )));
+            }
+            (_, status) => {
+                return Err(OfferError::Precondition(format!(
+                    "the offer for lead {lead_id:?} is {} (with {}), not open",
+                    status.as_str(),
+                    if holder.is_empty() { "nobody" } else { &holder }
+                )));
+            }
+        }
+        if now >= offer.expires_at_ms {
+            self.move_on(
+                &snap,
+                &d,
+                OfferAction::Expired,
+                "expiry",
+                "not answered in time",
+                now,
+            )?;
+            return Err(OfferError::Precondition(format!(
+                "the offer for lead {lead_id:?} expired at {} ms; it has moved on",
+                offer.expires_at_ms
+            )));
+        }
+        if !accept {
+            let next = self.move_on(&snap, &d, OfferAction::Declined, guide_id, reason, now)?;
+            return Ok(OfferReply {
+                decision: next,
+                replayed: false,
+            });
+        }
+        let net = &snap.network;
+        let g = net
+            .guide_index(guide_id)
+            .filter(|&g| net.guide(g).status == crate::catalog::GuideStatus::Active)
+            .ok_or_else(|| {
+                OfferError::Precondition(format!(
+                    "guide {guide_id} is not active: an offer is accepted by an active guide"
+                ))
+            })?;
+        let day = business_day(now, self.cfg.time_zone);
+        let member = self.member_for(&snap, &d, now, day)?;
+        let binding = match &member {
+            Some(m) => Some(bind::commit(
+                &self.trails,
+                self.store.as_ref(),
+                m,
+                net,
+                &d.lead,
+                Some(g),
+                now,
+            )?),
+            None => None,
+        };
+        let next = Arc::new(Decision {
+            offer: Some(Offer {
+                status: OfferStatus::Accepted,
+                ..offer.clone()
+            }),
+            binding,
+            replayed: false,
+            ..Decision::clone(&d)
+        });
+        if let Some(m) = &member {
+            let store_id = net.store(net.guide(g).store).id.clone();
+            self.offer_event(
+                &m.held,
+                m.member_id,
+                &next,
+                OfferAction::Accepted,
+                (&store_id, guide_id),
+                guide_id,
+                reason,
+            )?;
+        }
+        self.store
+            .replace_decision(&d, &next, Some(snap.book.used(g, d.day)))?;
+        self.offers
+            .lock()
+            .remove(&(offer.expires_at_ms, lead_id.to_string()));
+        self.sync()?;
+        Ok(OfferReply {
+            decision: next,
+            replayed: false,
+        })
+    }
+
+    /// Moves on every open offer whose time is up; returns how many.
+    pub fn expire_due(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        let due: Vec<(i64, String)> = {
+            let mut open = self.offers.lock();
+            let later = open.split_off(&(now + 1, String::new()));
+            std::mem::replace(&mut *open, later).into_iter().collect()
+        };
+        let mut moved = 0;
+        for (expires, lead_id) in due {
+            let snap = self.state.read();
+            let _lead = self.stripes[super::stripe_of(&lead_id)].lock();
+            let Some(d) = self.store.decision(&lead_id)? else {
+                continue;
+            };
+            let still_open = d
+                .offer
+                .as_ref()
+                .is_some_and(|o| o.status == OfferStatus::Open && o.expires_at_ms == expires);
+            if still_open {
+                match self.move_on(
+                    &snap,
+                    &d,
+                    OfferAction::Expired,
+                    "expiry",
+                    "not answered in time",
+                    now,
+                ) {
+                    Ok(_) => moved += 1,
+                    Err(RouteError::Store(e)) => return Err(e),
+                    // The stored lead no longer validates (the network changed): it was
+                    // exhausted instead; nothing else can fail here.
+                    Err(RouteError::Invalid(_)) => {}
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Open offers, by expiry.
+    pub fn open_offer_count(&self) -> usize {
+        self.offers.lock().len()
+    }
+
+    /// The member context of a stored decision's lead, locked.
+    fn member_for<'a>(
+        &'a self,
+        snap: &Snapshot,
+        d: &'a Decision,
+        now: i64,
+        day: crate::domain::Day,
+    ) -> Result<Option<bind::Member<'a>>, StoreError> {
+        match (d.lead.member_id.as_deref(), self.binding_rules(day)) {
+            (Some(m), Some(rules)) => Ok(Some(bind::Member::read(
+                &self.trails,
+                self.store.as_ref(),
+                m,
+                rules,
+                &snap.network,
+                &d.lead,
+                now,
+            )?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Releases the holder's capacity and offers the lead to the next candidate, or exhausts
+    /// it. The caller holds the lead's lock.
+    fn move_on(
+        &self,
+        snap: &Snapshot,
+        d: &Arc<Decision>,
+        action: OfferAction,
+        actor: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Arc<Decision>, RouteError> {
+        let Some(offer) = d.offer.clone() else {
+            return Ok(d.clone());
+        };
+        let Some((store_id, guide_id)) = d.assigned.clone() else {
+            return Ok(d.clone());
+        };
+        let net = &snap.network;
+        if let Some(g) = net.guide_index(&guide_id) {
+            let mut slot = snap.book.lock(g);
+            let used = slot.used_on(d.day);
+            if used > 0 {
+                slot.set(d.day, used - 1);
+            }
+        }
+        self.offers
+            .lock()
+            .remove(&(offer.expires_at_ms, d.lead.lead_id.clone()));
+        let day = business_day(now, self.cfg.time_zone);
+        let member = self.member_for(snap, d, now, day)?;
+        if let Some(m) = &member {
+            self.offer_event(
+                &m.held,
+                m.member_id,
+                d,
+                action,
+                (&store_id, &guide_id),
+                actor,
+                reason,
+            )?;
+        }
+        let mut declined = offer.declined.clone();
+        declined.push(guide_id.clone());
+        let hop = offer.hop + 1;
+        let placed = if offer.hop < self.cfg.offers.max_hops
+            && let Ok(valid) = validate(net, &d.lead, now)
+        {
+            let stages = bind::plan(net, &d.lead, member.as_ref(), now);
+            self.pick(snap, &d.lead, &valid, &stages, &declined, day, |p| {
+                let next = Arc::new(Decision {
+                    assigned: Some((net.store(p.store).id.clone(), net.guide(p.guide).id.clone())),
+                    unrouted: None,
+                    score: p.score,
+                    reasons: p.reasons.with(Reasons::REOFFERED),
+                    alternatives: p.alternatives.clone(),
+                    propensity: p.propensity,
+                    level: Some(p.level),
+                    decided_at_ms: now,
+                    day,
+                    replayed: false,
+                    offer: Some(Offer {
+                        status: OfferStatus::Open,
+                        expires_at_ms: now + i64::from(self.cfg.offers.expire_secs) * 1000,
+                        hop,
+                        declined: declined.clone(),
+                        queued_store_id: None,
+                    }),
+                    ..Decision::clone(d)
+                });
+                if let Some(m) = &member {
+                    let (s, g) = next.assigned.clone().unwrap_or_default();
+                    self.offer_event(
+                        &m.held,
+                        m.member_id,
+                        &next,
+                        OfferAction::Offered,
+                        (&s, &g),
+                        "route",
+                        &format!("re-offered after {} {}", guide_id, action.as_str()),
+                    )?;
+                }
+                self.store.replace_decision(d, &next, Some(p.used + 1))?;
+                Ok(next)
+            })?
+        } else {
+            Err(Unrouted::OffersExhausted)
+        };
+        let next = match placed {
+            Ok(next) => {
+                if let Some(o) = &next.offer {
+                    self.offers
+                        .lock()
+                        .insert((o.expires_at_ms, d.lead.lead_id.clone()));
+                }
+                next
+            }
+            Err(_) => {
+                let queued = (self.cfg.offers.on_exhausted == OnExhausted::StoreQueue)
+                    .then(|| store_id.clone());
+                let next = Arc::new(Decision {
+                    assigned: None,
+                    unrouted: Some(Unrouted::OffersExhausted),
+                    reasons: Reasons::OFFERS_EXHAUSTED,
+                    alternatives: vec![],
+                    decided_at_ms: now,
+                    replayed: false,
+                    offer: Some(Offer {
+                        status: OfferStatus::Exhausted,
+                        hop: offer.hop,
+                        declined,
+                        queued_store_id: queued.clone(),
+                        ..offer
+                    }),
+                    ..Decision::clone(d)
+                });
+                if let Some(m) = &member {
+                    let why = match &queued {
+                        Some(s) => format!("no guide accepted: queued at store {s}"),
+                        None => "no guide accepted: unrouted".to_string(),
+                    };
+                    self.offer_event(
+                        &m.held,
+                        m.member_id,
+                        &next,
+                        OfferAction::Exhausted,
+                        (queued.as_deref().unwrap_or_default(), ""),
+                        actor,
+                        &why,
+                    )?;
+                }
+                self.store.replace_decision(d, &next, None)?;
+                next
+            }
+        };
+        self.sync()?;
+        Ok(next)
+    }
+}
