@@ -55,6 +55,7 @@
 use crate::attribution::AttributionConfig;
 use crate::domain::binding::BindingRuleSet;
 use crate::domain::offer::OfferConfig;
+use crate::engine::TransferConfig;
 use crate::engine::{CandidateConfig, EngineConfig};
 use crate::policy::PolicyConfig;
 use crate::store::SledConfig;
@@ -103,6 +104,8 @@ pub struct Config {
     pub bindings: Vec<BindingRuleSet>,
     /// Offers (`[offers]`).
     pub offers: OfferConfig,
+    /// Transfers (`[transfers]`).
+    pub transfers: TransferConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -137,6 +140,7 @@ impl Default for Config {
             attribution: AttributionConfig::default(),
             bindings: vec![BindingRuleSet::default()],
             offers: OfferConfig::default(),
+            transfers: TransferConfig::default(),
         }
     }
 }
@@ -231,6 +235,10 @@ impl Config {
             offers: {
                 self.offers.check().map_err(ConfigError)?;
                 self.offers.clone()
+            },
+            transfers: {
+                self.transfers.check().map_err(ConfigError)?;
+                self.transfers.clone()
             },
         })
     }

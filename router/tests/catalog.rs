@@ -469,3 +469,170 @@ async fn bad_changes_name_the_field_and_change_nothing() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_guides_members_move_and_the_history_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // S0 holds G0 and G3; S1 holds G1; S2 holds G2.
+    let server = TestServer::start_saved(dir.path(), tiny(&[5, 5, 5, 5])).await;
+    let mut catalog = server.catalog().await;
+    let mut router = server.router().await;
+    let mut attribution = server.attribution().await;
+    for (lead, member) in [("L1", "m-1"), ("L2", "m-2")] {
+        let d = router
+            .route(pb::RouteRequest {
+                member_id: Some(member.into()),
+                referrer_guide_id: Some("G0".into()),
+                ..request(lead, "440106")
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(d.binding.unwrap().guide_id, "G0");
+    }
+    let left = catalog
+        .set_guide_status(set_status("G0", pb::GuideStatus::Left))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut moved: Vec<(String, String)> = left
+        .transfers
+        .iter()
+        .map(|t| (t.member_id.clone(), t.to_guide_id.clone()))
+        .collect();
+    moved.sort();
+    assert_eq!(
+        moved,
+        vec![("m-1".into(), "G3".into()), ("m-2".into(), "G3".into())]
+    );
+
+    // An operator moves G3's members to G1, twice with the same id: once.
+    let req = pb::TransferMembersRequest {
+        transfer_id: "t-1".into(),
+        from_guide_id: "G3".into(),
+        rule: pb::SuccessorRule::Named as i32,
+        to_guide_id: "G1".into(),
+        operator_id: "ops-7".into(),
+        reason: "rebalancing".into(),
+    };
+    let first = catalog
+        .transfer_members(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.transfers.len(), 2);
+    assert!(first.transfers.iter().all(|t| t.to_guide_id == "G1"));
+    assert_eq!(first.entry.as_ref().unwrap().action, "transfer_members");
+    let again = catalog
+        .transfer_members(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        again.entry.is_none(),
+        "a retry moves nobody and records nothing"
+    );
+    assert!(again.transfers.iter().all(|t| t.to_guide_id == "G1"));
+
+    let history = attribution
+        .get_binding_history(pb::GetBindingHistoryRequest {
+            member_id: "m-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .intervals;
+    let got: Vec<(&str, &str, &str)> = history
+        .iter()
+        .map(|i| (i.guide_id.as_str(), i.began.as_str(), i.ended.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("G0", "bind", "transfer"),
+            ("G3", "transfer", "transfer"),
+            ("G1", "transfer", ""),
+        ]
+    );
+    assert_eq!(history[2].why, "rebalancing");
+    assert!(history[2].to.is_none());
+
+    // Bad input names the field and moves nobody.
+    for (bad, code, field) in [
+        (
+            pb::TransferMembersRequest {
+                transfer_id: String::new(),
+                ..req.clone()
+            },
+            Code::InvalidArgument,
+            "transfer_id",
+        ),
+        (
+            pb::TransferMembersRequest {
+                rule: 0,
+                ..req.clone()
+            },
+            Code::InvalidArgument,
+            "rule",
+        ),
+        (
+            pb::TransferMembersRequest {
+                to_guide_id: "G404".into(),
+                transfer_id: "t-2".into(),
+                ..req.clone()
+            },
+            Code::InvalidArgument,
+            "to_guide_id",
+        ),
+        (
+            pb::TransferMembersRequest {
+                to_guide_id: "G0".into(),
+                transfer_id: "t-2".into(),
+                ..req.clone()
+            },
+            Code::InvalidArgument,
+            "to_guide_id",
+        ),
+        (
+            pb::TransferMembersRequest {
+                rule: pb::SuccessorRule::SameStore as i32,
+                transfer_id: "t-2".into(),
+                ..req.clone()
+            },
+            Code::InvalidArgument,
+            "to_guide_id",
+        ),
+        (
+            pb::TransferMembersRequest {
+                from_guide_id: "G404".into(),
+                rule: pb::SuccessorRule::SameStore as i32,
+                to_guide_id: String::new(),
+                transfer_id: "t-2".into(),
+                ..req.clone()
+            },
+            Code::NotFound,
+            "from_guide_id",
+        ),
+        (
+            pb::TransferMembersRequest {
+                operator_id: String::new(),
+                transfer_id: "t-2".into(),
+                ..req.clone()
+            },
+            Code::InvalidArgument,
+            "operator_id",
+        ),
+    ] {
+        let e = catalog.transfer_members(bad.clone()).await.unwrap_err();
+        assert_eq!(e.code(), code, "{bad:?}: {e:?}");
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+    let e = attribution
+        .get_binding_history(pb::GetBindingHistoryRequest {
+            member_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    server.stop().await;
+}

@@ -765,6 +765,25 @@ impl Attribution {
 
     /// A page of a member's trail: events with `seq >= from_seq` whose `occurred_at` lies in
     /// `[from_ms, to_ms)`, at most `limit` (1..=1000).
+    /// A member's binding history as intervals (from the binding events of their trail).
+    pub fn binding_history(
+        &self,
+        member_id: &str,
+    ) -> Result<Vec<crate::domain::binding::Interval>, AttributionError> {
+        check_id("member_id", member_id)?;
+        let mut events = Vec::new();
+        for_each_in_trail(self.engine.store().as_ref(), member_id, 1, 1024, &mut |e| {
+            if let EventBody::Binding(b) = e.body {
+                events.push((e.occurred_at_ms, b));
+            }
+            true
+        })?;
+        Ok(crate::domain::binding::intervals(
+            events.iter().map(|(t, b)| (*t, b)),
+            self.engine.clock().now_ms(),
+        ))
+    }
+
     pub fn trail(
         &self,
         member_id: &str,

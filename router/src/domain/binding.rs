@@ -394,6 +394,67 @@ impl BindingRuleSet {
     }
 }
 
+/// One stretch of a member's binding history: who owned the member, from when, until when
+/// (absent: still), and why it began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interval {
+    pub guide_id: String,
+    pub store_id: String,
+    pub from_ms: i64,
+    pub to_ms: Option<i64>,
+    /// The change that began it (bind, snatch, transfer) and its reason.
+    pub began: BindingChange,
+    pub why: String,
+    /// How it ended: the next change, or `expired`; empty while it lasts.
+    pub ended: String,
+}
+
+/// The intervals of a member's binding events (in trail order) as of `now`.
+pub fn intervals<'a>(
+    events: impl IntoIterator<Item = (i64, &'a BindingRecord)>,
+    now: i64,
+) -> Vec<Interval> {
+    let mut out: Vec<Interval> = Vec::new();
+    let mut expires: Option<i64> = None;
+    for (at, r) in events {
+        let lapsed = expires.is_some_and(|end| end <= at);
+        let open = out.last_mut().filter(|i| i.to_ms.is_none());
+        match (open, r.change) {
+            (Some(cur), BindingChange::Extend) if !lapsed && cur.guide_id == r.state.guide_id => {
+                expires = r.state.expires_at_ms;
+                continue;
+            }
+            (Some(cur), _) => {
+                if lapsed {
+                    cur.to_ms = expires;
+                    cur.ended = "expired".into();
+                } else {
+                    cur.to_ms = Some(at);
+                    cur.ended = r.change.as_str().into();
+                }
+            }
+            (None, _) => {}
+        }
+        out.push(Interval {
+            guide_id: r.state.guide_id.clone(),
+            store_id: r.state.store_id.clone(),
+            from_ms: at,
+            to_ms: None,
+            began: r.change,
+            why: r.reason.clone(),
+            ended: String::new(),
+        });
+        expires = r.state.expires_at_ms;
+    }
+    if let Some(cur) = out.last_mut().filter(|i| i.to_ms.is_none())
+        && let Some(end) = expires.filter(|&e| e <= now)
+    {
+        cur.to_ms = Some(end);
+        cur.ended = "expired".into();
+    }
+    out
+}
+
 /// The rule set in force on `day`: the latest `effective_from` not after it.
 pub fn rule_set_for(sets: &[(Day, BindingRuleSet)], day: Day) -> Option<&BindingRuleSet> {
     sets.iter()
@@ -525,6 +586,41 @@ mod tests {
             store_id: "S9",
         };
         assert!(!r.referrer_serves(&b, other));
+    }
+
+    #[test]
+    fn history_reads_as_intervals() {
+        let r = BindingRuleSet::default();
+        let rec = |change, guide: GuideRef<'_>, since, now| BindingRecord {
+            change,
+            actor: "route".into(),
+            reason: format!("{change:?}"),
+            cause_id: format!("c{now}"),
+            previous_guide_id: None,
+            state: r.state(guide, since, now),
+        };
+        let events = [
+            (day(0), rec(BindingChange::Bind, G1, day(0), day(0))),
+            (day(10), rec(BindingChange::Extend, G1, day(0), day(10))),
+            (day(40), rec(BindingChange::Snatch, G2, day(40), day(40))),
+            // G2's binding lapses at day 130; G1 binds again at day 200.
+            (day(200), rec(BindingChange::Bind, G1, day(200), day(200))),
+        ];
+        let iv = intervals(events.iter().map(|(t, r)| (*t, r)), day(250));
+        let got: Vec<(&str, i64, Option<i64>, &str)> = iv
+            .iter()
+            .map(|i| (i.guide_id.as_str(), i.from_ms, i.to_ms, i.ended.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("G1", day(0), Some(day(40)), "snatch"),
+                ("G2", day(40), Some(day(130)), "expired"),
+                ("G1", day(200), None, ""),
+            ]
+        );
+        let iv = intervals(events.iter().map(|(t, r)| (*t, r)), day(300));
+        assert_eq!(iv[2].to_ms, Some(day(290)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! finish on the old network; counts carry over by guide id.
 
 use super::{Engine, Snapshot};
-use crate::catalog::{CatalogChange, ChangeError};
+use crate::catalog::{CatalogChange, ChangeError, GuideStatus};
 use crate::domain::audit::{AuditEntry, MAX_REASON_LEN};
 use crate::domain::{FieldError, check_id};
 use crate::store::StoreError;
@@ -40,6 +40,8 @@ pub struct Applied {
     pub entry: Option<AuditEntry>,
     /// The network version in service.
     pub network_version: String,
+    /// Members moved because the change made their guide leave or move store.
+    pub transferred: Vec<super::Moved>,
 }
 
 /// Checks who asks and why.
@@ -74,6 +76,7 @@ impl Engine {
             return Ok(Applied {
                 entry: None,
                 network_version: current.network.version().to_string(),
+                transferred: vec![],
             });
         }
         let entry = AuditEntry {
@@ -92,6 +95,40 @@ impl Engine {
         self.store.append_audit(entry.seq, &entry.to_line())?;
         self.store.put_network(changed.network.spec())?;
         self.store.flush()?;
+        // A guide who leaves or moves store leaves their members behind, in the old store.
+        let departing = match change {
+            CatalogChange::SetGuideStatus {
+                guide_id,
+                status: GuideStatus::Left,
+            } => Some(guide_id.clone()),
+            CatalogChange::UpsertGuide(g) => {
+                let old_store = current.network.guide_index(&g.guide_id).map(|i| {
+                    current
+                        .network
+                        .store(current.network.guide(i).store)
+                        .id
+                        .clone()
+                });
+                let moved = old_store.as_deref().is_some_and(|s| s != g.store_id);
+                let left = g.status == GuideStatus::Left
+                    && current
+                        .network
+                        .guide_index(&g.guide_id)
+                        .is_some_and(|i| current.network.guide(i).status != GuideStatus::Left);
+                (moved || left).then(|| g.guide_id.clone())
+            }
+            _ => None,
+        };
+        let from_store = departing.as_ref().and_then(|id| {
+            let i = current.network.guide_index(id)?;
+            Some(
+                current
+                    .network
+                    .store(current.network.guide(i).store)
+                    .id
+                    .to_string(),
+            )
+        });
         let mut state = self.state.write();
         let book = state.book.carried_over(&state.network, &changed.network);
         *state = Arc::new(Snapshot {
@@ -108,9 +145,28 @@ impl Engine {
             network_version = %entry.network_version,
             "network changed"
         );
+        let transferred = match (departing, self.cfg.transfers.on_leave) {
+            (Some(guide), true) => {
+                let rule = self
+                    .cfg
+                    .transfers
+                    .check()
+                    .map_err(|e| CatalogError::Precondition(e.to_string()))?;
+                self.transfer_members(
+                    &format!("audit-{}", entry.seq),
+                    &guide,
+                    from_store.as_deref(),
+                    &rule,
+                    actor,
+                    reason,
+                )?
+            }
+            _ => vec![],
+        };
         Ok(Applied {
             network_version: entry.network_version.clone(),
             entry: Some(entry),
+            transferred,
         })
     }
 

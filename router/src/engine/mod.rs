@@ -11,12 +11,14 @@ mod bind;
 mod candidates;
 mod capacity;
 mod offers;
+mod transfer;
 mod validate;
 
 pub use admin::{Applied, CatalogError};
 pub use candidates::{CandidateConfig, Gathered};
 pub use capacity::CapacityBook;
 pub use offers::{OfferError, OfferReply};
+pub use transfer::{Moved, SuccessorRule, TransferConfig};
 pub use validate::{MAX_FUTURE_SKEW_MS, MAX_INTERESTS, ValidLead, validate};
 
 use crate::catalog::{GuideStatus, Network};
@@ -70,6 +72,8 @@ pub struct EngineConfig {
     pub bindings: Vec<BindingRuleSet>,
     /// Offers (`[offers]`): off unless channels are named.
     pub offers: OfferConfig,
+    /// Transfers (`[transfers]`).
+    pub transfers: TransferConfig,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +87,7 @@ impl Default for EngineConfig {
             sync_decisions: false,
             bindings: vec![BindingRuleSet::default()],
             offers: OfferConfig::default(),
+            transfers: TransferConfig::default(),
         }
     }
 }
@@ -166,6 +171,7 @@ impl Engine {
         let policy = Arc::from(cfg.policy.build(&network).map_err(EngineError::Config)?);
         let bindings = check_bindings(&cfg.bindings).map_err(EngineError::Config)?;
         let offer_channels = cfg.offers.check().map_err(EngineError::Config)?;
+        cfg.transfers.check().map_err(EngineError::Config)?;
         let offers = store
             .open_offers()?
             .into_iter()

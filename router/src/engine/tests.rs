@@ -1338,3 +1338,151 @@ mod relationship_sequences {
         }
     }
 }
+
+mod transfers {
+    use super::*;
+    use crate::catalog::CatalogChange;
+    use crate::domain::binding::BindingChange;
+    use crate::engine::SuccessorRule;
+
+    fn bind(e: &Engine, clock: &ManualClock, member: &str, guide: &str) {
+        let d = e
+            .route(&Lead {
+                member_id: Some(member.into()),
+                referrer_guide_id: Some(guide.into()),
+                occurred_at_ms: clock.now_ms(),
+                ..lead(&format!("L-{member}"), "440106", &["shoes"])
+            })
+            .unwrap();
+        assert_eq!(d.binding.clone().unwrap().state.unwrap().guide_id, guide);
+    }
+
+    fn bound_to(e: &Engine, member: &str) -> String {
+        let ev = e.store().latest_binding(member).unwrap().unwrap();
+        ev.binding().unwrap().state.guide_id.clone()
+    }
+
+    #[test]
+    fn a_leaving_guides_members_go_to_the_same_store_at_most_twice_in_the_window() {
+        let (e, clock) = engine();
+        bind(&e, &clock, "M1", "G1");
+        bind(&e, &clock, "M2", "G1");
+        bind(&e, &clock, "M3", "G3");
+        let applied = e
+            .apply_change(
+                &CatalogChange::SetGuideStatus {
+                    guide_id: "G1".into(),
+                    status: GuideStatus::Left,
+                },
+                "hr-1",
+                "resigned",
+            )
+            .unwrap();
+        let mut moved: Vec<(String, Option<String>)> = applied
+            .transferred
+            .iter()
+            .map(|m| (m.member_id.clone(), m.to_guide_id.clone()))
+            .collect();
+        moved.sort();
+        assert_eq!(
+            moved,
+            vec![
+                ("M1".to_string(), Some("G2".to_string())),
+                ("M2".to_string(), Some("G2".to_string()))
+            ],
+            "G2 is G1's only colleague in S1"
+        );
+        assert_eq!(bound_to(&e, "M3"), "G3", "other guides' members stay");
+        let ev = e.store().latest_binding("M1").unwrap().unwrap();
+        let rec = ev.binding().unwrap();
+        assert_eq!(rec.change, BindingChange::Transfer);
+        assert_eq!(
+            (rec.actor.as_str(), rec.reason.as_str()),
+            ("hr-1", "resigned")
+        );
+        assert_eq!(rec.previous_guide_id.as_deref(), Some("G1"));
+        assert_eq!(rec.state.store_id, "S1");
+        // The transferred binding keeps its length and protection.
+        let first = e.store().trail_from("M1", 1, 1).unwrap().remove(0);
+        let b0 = first.binding().unwrap();
+        assert_eq!(rec.state.expires_at_ms, b0.state.expires_at_ms);
+        assert_eq!(rec.state.protected_until_ms, b0.state.protected_until_ms);
+        // A returning member goes to the successor.
+        let d = e
+            .route(&Lead {
+                member_id: Some("M1".into()),
+                occurred_at_ms: clock.now_ms(),
+                ..lead("L-again", "440106", &["kids"])
+            })
+            .unwrap();
+        assert_eq!(d.guide_id(), Some("G2"));
+        assert!(d.reasons.contains(Reasons::BOUND));
+
+        // A named transfer, retried: moved once.
+        for _ in 0..2 {
+            let moved = e
+                .transfer_members(
+                    "t-2",
+                    "G2",
+                    None,
+                    &SuccessorRule::Named("G3".into()),
+                    "ops",
+                    "",
+                )
+                .unwrap();
+            assert_eq!(moved.len(), 2);
+            assert!(moved.iter().all(|m| m.to_guide_id.as_deref() == Some("G3")));
+        }
+        assert_eq!(bound_to(&e, "M1"), "G3");
+        // A third transfer within 90 days is refused per member.
+        let moved = e
+            .transfer_members(
+                "t-3",
+                "G3",
+                None,
+                &SuccessorRule::Named("G4".into()),
+                "ops",
+                "",
+            )
+            .unwrap();
+        let m1 = moved.iter().find(|m| m.member_id == "M1").unwrap();
+        assert_eq!(m1.to_guide_id, None);
+        assert!(m1.why.contains("already transferred 2 times"), "{}", m1.why);
+        let m3 = moved.iter().find(|m| m.member_id == "M3").unwrap();
+        assert_eq!(m3.to_guide_id.as_deref(), Some("G4"), "M3 was never moved");
+        clock.advance_ms(91 * 86_400_000);
+        let moved = e
+            .transfer_members(
+                "t-4",
+                "G3",
+                None,
+                &SuccessorRule::Named("G4".into()),
+                "ops",
+                "",
+            )
+            .unwrap();
+        assert!(
+            moved.is_empty(),
+            "the bindings lapsed after 90 days: nothing to move"
+        );
+        // Bad input.
+        for (rule, from) in [
+            (SuccessorRule::Named("G5".into()), "G4"),
+            (SuccessorRule::Named("G404".into()), "G4"),
+            (SuccessorRule::Named("G4".into()), "G4"),
+        ] {
+            assert!(matches!(
+                e.transfer_members("t-5", from, None, &rule, "ops", ""),
+                Err(CatalogError::Invalid(_))
+            ));
+        }
+        assert!(matches!(
+            e.transfer_members("t-5", "G404", None, &SuccessorRule::SameStore, "ops", ""),
+            Err(CatalogError::NotFound(_))
+        ));
+        for m in ["M1", "M2", "M3"] {
+            let trail = e.store().trail_from(m, 1, 100).unwrap();
+            crate::domain::trail::verify_chain(&trail).unwrap();
+        }
+    }
+}

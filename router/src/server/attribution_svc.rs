@@ -25,7 +25,7 @@ impl std::fmt::Debug for AttributionSvc {
     }
 }
 
-const METHODS: [&str; 7] = [
+const METHODS: [&str; 8] = [
     "RecordTouch",
     "RecordOrder",
     "RecordRefund",
@@ -33,6 +33,7 @@ const METHODS: [&str; 7] = [
     "GetOwnership",
     "VerifyTrail",
     "ListLedger",
+    "GetBindingHistory",
 ];
 const RECORD_TOUCH: usize = 0;
 const RECORD_ORDER: usize = 1;
@@ -41,6 +42,7 @@ const GET_TRAIL: usize = 3;
 const GET_OWNERSHIP: usize = 4;
 const VERIFY_TRAIL: usize = 5;
 const LIST_LEDGER: usize = 6;
+const GET_BINDING_HISTORY: usize = 7;
 const OUTCOMES: [&str; 6] = [
     "ok",
     "invalid",
@@ -273,6 +275,21 @@ impl attribution_server::Attribution for AttributionSvc {
         Ok(Response::new(pb::ListLedgerResponse {
             lines: page.lines.iter().map(w::ledger_line_to_pb).collect(),
             next_page_token: page.next.as_ref().map(w::ledger_token).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_binding_history(
+        &self,
+        request: Request<pb::GetBindingHistoryRequest>,
+    ) -> Result<Response<pb::GetBindingHistoryResponse>, Status> {
+        let member = request.into_inner().member_id;
+        let intervals = self
+            .call(GET_BINDING_HISTORY, Mode::Blocking, move |a| {
+                a.binding_history(&member)
+            })
+            .await?;
+        Ok(Response::new(pb::GetBindingHistoryResponse {
+            intervals: intervals.iter().map(w::interval_to_pb).collect(),
         }))
     }
 }

@@ -1,7 +1,7 @@
 use super::status;
 use crate::catalog::{CatalogChange, GuideStatus, RegionLevel, format_code};
 use crate::domain::{FieldError, check_id};
-use crate::engine::{Applied, Engine};
+use crate::engine::{Applied, Engine, Moved, SuccessorRule};
 use crate::wire::catalog::{
     audit_to_pb, guide_from_pb, status_from_pb, status_to_pb, store_from_pb, store_to_pb,
 };
@@ -42,7 +42,17 @@ impl CatalogSvc {
         Ok(Response::new(pb::CatalogChangeResponse {
             entry: applied.entry.as_ref().map(audit_to_pb),
             network_version: applied.network_version,
+            transfers: applied.transferred.iter().map(moved_to_pb).collect(),
         }))
+    }
+}
+
+fn moved_to_pb(m: &Moved) -> pb::MemberTransfer {
+    pb::MemberTransfer {
+        member_id: m.member_id.clone(),
+        to_guide_id: m.to_guide_id.clone().unwrap_or_default(),
+        why: m.why.clone(),
+        event_seq: m.event_seq.unwrap_or(0),
     }
 }
 
@@ -242,6 +252,47 @@ impl Catalog for CatalogSvc {
                 0
             },
             entries: entries.iter().map(audit_to_pb).collect(),
+        }))
+    }
+
+    async fn transfer_members(
+        &self,
+        request: Request<pb::TransferMembersRequest>,
+    ) -> Result<Response<pb::TransferMembersResponse>, Status> {
+        let r = request.into_inner();
+        let rule = match pb::SuccessorRule::try_from(r.rule) {
+            Ok(pb::SuccessorRule::SameStore) => SuccessorRule::SameStore,
+            Ok(pb::SuccessorRule::LeastLoaded) => SuccessorRule::LeastLoaded,
+            Ok(pb::SuccessorRule::Named) => SuccessorRule::Named(r.to_guide_id.clone()),
+            _ => {
+                return Err(status::invalid(&FieldError::new(
+                    "rule",
+                    format!("must be SAME_STORE, LEAST_LOADED or NAMED, got {}", r.rule),
+                )));
+            }
+        };
+        if !matches!(rule, SuccessorRule::Named(_)) && !r.to_guide_id.is_empty() {
+            return Err(status::invalid(&FieldError::new(
+                "to_guide_id",
+                "must be empty unless rule is NAMED",
+            )));
+        }
+        let engine = self.engine.clone();
+        let (moved, entry) = tokio::task::spawn_blocking(move || {
+            engine.transfer_members_audited(
+                &r.transfer_id,
+                &r.from_guide_id,
+                &rule,
+                &r.operator_id,
+                &r.reason,
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the transfer did not finish: {e}")))?
+        .map_err(|e| status::catalog(&e))?;
+        Ok(Response::new(pb::TransferMembersResponse {
+            transfers: moved.iter().map(moved_to_pb).collect(),
+            entry: entry.as_ref().map(audit_to_pb),
         }))
     }
 }

@@ -233,6 +233,26 @@ impl Store for MemoryStore {
             .cloned())
     }
 
+    fn members_of(
+        &self,
+        guide_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let inner = self.inner.lock();
+        let mut out: Vec<String> = inner
+            .trails
+            .values()
+            .filter(|e| e.binding().is_some_and(|b| b.state.guide_id == guide_id))
+            .map(|e| e.member_id.clone())
+            .filter(|m| after.is_none_or(|a| m.as_str() > a))
+            .collect();
+        out.sort();
+        out.dedup();
+        out.truncate(limit);
+        Ok(out)
+    }
+
     fn append_audit(&self, seq: u64, line: &str) -> Result<(), StoreError> {
         self.inner.lock().audit.insert(seq, line.to_string());
         Ok(())

@@ -182,6 +182,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError>;
     /// The member's latest binding event (indexed when appended).
     fn latest_binding(&self, member_id: &str) -> Result<Option<TrailEvent>, StoreError>;
+    /// Members who have been bound to `guide_id` at some time, by member id, after `after`,
+    /// at most `limit`. A superset: the caller checks each member's latest binding.
+    fn members_of(
+        &self,
+        guide_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
     /// Every trail event, by member then `seq`, until `f` returns false.
     fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError>;
 

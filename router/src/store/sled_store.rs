@@ -118,7 +118,8 @@ struct Shared {
 /// orders wait for a flush anyway), in the `trails` tree: `e<member length u8><member><seq u64
 /// BE>` → the event's canonical JSON line; `k<t|o|r><touch, order or refund id>` → `<member
 /// length u8><member><seq u64 BE>`; for a refund also `f<order id length u8><order id><refund
-/// id>` → the same; for a binding event `b<member length u8><member>` → the same (the latest);
+/// id>` → the same; for a binding event `b<member length u8><member>` → the same (the latest)
+/// and `g<guide length u8><guide><member>` → empty (members a guide has held);
 /// for orders and refunds `t<occurred_at><o|r><id>` → the same (the ledger in
 /// time order). Keys are written before their event, and a key is trusted only when the
 /// event it names is there and carries that id, so a crash between the writes leaves nothing
@@ -203,6 +204,16 @@ fn trail_key(key: TrailKey<'_>) -> Vec<u8> {
 fn binding_key(member_id: &str) -> Vec<u8> {
     let mut k = member_prefix(member_id);
     k[0] = b'b';
+    k
+}
+
+/// `g<guide length u8><guide><member>`: the member has been bound to the guide.
+fn guide_member_key(guide_id: &str, member_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + guide_id.len() + member_id.len());
+    k.push(b'g');
+    k.push(guide_id.len().min(255) as u8);
+    k.extend_from_slice(guide_id.as_bytes());
+    k.extend_from_slice(member_id.as_bytes());
     k
 }
 
@@ -770,9 +781,12 @@ impl Store for SledStore {
                 .insert(ledger_key(&c), &ek[1..])
                 .map_err(backend)?;
         }
-        if event.binding().is_some() {
+        if let Some(b) = event.binding() {
             self.trails
                 .insert(binding_key(&event.member_id), &ek[1..])
+                .map_err(backend)?;
+            self.trails
+                .insert(guide_member_key(&b.state.guide_id, &event.member_id), &[])
                 .map_err(backend)?;
         }
         if let Some(r) = event.refund() {
@@ -871,6 +885,32 @@ impl Store for SledStore {
             }
             before = last;
         }
+    }
+
+    fn members_of(
+        &self,
+        guide_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = guide_member_key(guide_id, "");
+        let start = match after {
+            Some(a) => {
+                let mut k = guide_member_key(guide_id, a);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for kv in self.trails.range(start..) {
+            let (k, _) = kv.map_err(backend)?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        }
+        Ok(out)
     }
 
     fn append_audit(&self, seq: u64, line: &str) -> Result<(), StoreError> {

@@ -293,6 +293,18 @@ pub fn ledger_window(r: &pb::ListLedgerRequest) -> Result<(i64, i64), FieldError
     ))
 }
 
+pub fn interval_to_pb(i: &crate::domain::binding::Interval) -> pb::BindingInterval {
+    pb::BindingInterval {
+        guide_id: i.guide_id.clone(),
+        store_id: i.store_id.clone(),
+        from: Some(ms_to_timestamp(i.from_ms)),
+        to: i.to_ms.map(ms_to_timestamp),
+        began: i.began.as_str().into(),
+        why: i.why.clone(),
+        ended: i.ended.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
