@@ -554,7 +554,7 @@ async fn a_leaving_guides_members_move_and_the_history_shows_it() {
             ("G1", "transfer", ""),
         ]
     );
-    assert_eq!(history[2].why, "rebalancing");
+    assert_eq!(history[2].why, "rebalancing (successor rule named)");
     assert!(history[2].to.is_none());
 
     // Bad input names the field and moves nobody.

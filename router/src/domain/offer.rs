@@ -84,6 +84,8 @@ pub struct OfferRecord {
     /// `route`, `expiry`, or the guide who answered.
     pub actor: String,
     pub reason: String,
+    /// The offer rules in force, e.g. `expire 300 s; 3 re-offers; then store_queue`.
+    pub rule: String,
 }
 
 impl OfferRecord {
@@ -133,6 +135,19 @@ impl Default for OfferConfig {
 }
 
 impl OfferConfig {
+    /// The rules in one line, as offer events record them.
+    pub fn describe(&self) -> String {
+        format!(
+            "expire {} s; {} re-offers; then {}",
+            self.expire_secs,
+            self.max_hops,
+            match self.on_exhausted {
+                OnExhausted::StoreQueue => "store_queue",
+                OnExhausted::Unrouted => "unrouted",
+            }
+        )
+    }
+
     /// Checks the settings and returns the offer channels.
     pub fn check(&self) -> Result<Vec<Channel>, String> {
         if !(1..=86_400).contains(&self.expire_secs) {

@@ -68,6 +68,7 @@ impl Engine {
             expires_at_ms: (action == OfferAction::Offered).then_some(offer.expires_at_ms),
             actor: actor.to_string(),
             reason: reason.to_string(),
+            rule: self.cfg.offers.describe(),
         };
         let key = record.key();
         let now = self.clock.now_ms();

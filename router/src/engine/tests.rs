@@ -1398,7 +1398,7 @@ mod transfers {
         assert_eq!(rec.change, BindingChange::Transfer);
         assert_eq!(
             (rec.actor.as_str(), rec.reason.as_str()),
-            ("hr-1", "resigned")
+            ("hr-1", "resigned (successor rule same_store)")
         );
         assert_eq!(rec.previous_guide_id.as_deref(), Some("G1"));
         assert_eq!(rec.state.store_id, "S1");

@@ -27,6 +27,16 @@ pub enum SuccessorRule {
     Named(String),
 }
 
+impl SuccessorRule {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::SameStore => "same_store",
+            Self::LeastLoaded => "least_loaded",
+            Self::Named(_) => "named",
+        }
+    }
+}
+
 /// `[transfers]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -187,11 +197,15 @@ impl Engine {
                 let record = BindingRecord {
                     change: BindingChange::Transfer,
                     actor: actor.to_string(),
-                    reason: if reason.is_empty() {
-                        format!("{from_guide_id}'s members move to {to}")
-                    } else {
-                        reason.to_string()
-                    },
+                    reason: format!(
+                        "{} (successor rule {})",
+                        if reason.is_empty() {
+                            format!("{from_guide_id}'s members move to {to}")
+                        } else {
+                            reason.to_string()
+                        },
+                        rule.as_str()
+                    ),
                     cause_id: cause.clone(),
                     previous_guide_id: Some(from_guide_id.to_string()),
                     state: BindingState {
@@ -254,9 +268,8 @@ impl Engine {
             after: serde_json::json!({
                 "transfer_id": transfer_id,
                 "rule": match rule {
-                    SuccessorRule::SameStore => "same_store".to_string(),
-                    SuccessorRule::LeastLoaded => "least_loaded".to_string(),
                     SuccessorRule::Named(g) => format!("named:{g}"),
+                    other => other.as_str().to_string(),
                 },
                 "moved": fresh,
                 "stayed": moved.iter().filter(|m| m.to_guide_id.is_none()).count(),

@@ -190,6 +190,7 @@ pub fn event_to_pb(e: &TrailEvent) -> pb::TrailEvent {
             expires_at: o.expires_at_ms.map(ms_to_timestamp),
             actor: o.actor.clone(),
             reason: o.reason.clone(),
+            rule: o.rule.clone(),
         }),
         EventBody::Refund(r) => Body::Refund(pb::RefundEvent {
             refund_id: r.refund_id.clone(),
