@@ -9,7 +9,8 @@ use crate::domain::{FieldError, check_id};
 use crate::store::StoreError;
 use std::sync::Arc;
 
-/// Why a change was refused or not saved. Nothing changed in either case.
+/// Why an operator's change (or a guide's answer to an offer) was refused or not saved.
+/// Nothing changed in either case.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("{0}")]

@@ -12,19 +12,9 @@ use crate::engine::RouteError;
 use crate::store::{MemberGuard, StoreError, TrailKey};
 use std::sync::Arc;
 
-/// Why an answer to an offer was refused. Nothing changed (except an offer found expired, which
-/// moved on as the sweeper would have moved it).
-#[derive(Debug, thiserror::Error)]
-pub enum OfferError {
-    #[error("{0}")]
-    Invalid(FieldError),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Precondition(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+/// Why an answer to an offer was refused: the same kinds as a catalog request's. Nothing
+/// changed (except an offer found expired, which moved on as the sweeper would have moved it).
+pub type OfferError = super::CatalogError;
 
 impl From<RouteError> for OfferError {
     fn from(e: RouteError) -> Self {

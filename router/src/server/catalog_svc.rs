@@ -47,6 +47,18 @@ impl CatalogSvc {
     }
 }
 
+/// `page_size` of a list request: 0 means the default.
+fn page_size(n: u32) -> Result<usize, Status> {
+    match n {
+        0 => Ok(DEFAULT_PAGE as usize),
+        n if n <= MAX_PAGE => Ok(n as usize),
+        n => Err(status::invalid(&FieldError::new(
+            "page_size",
+            format!("must be at most {MAX_PAGE}, got {n}"),
+        ))),
+    }
+}
+
 fn moved_to_pb(m: &Moved) -> pb::MemberTransfer {
     pb::MemberTransfer {
         member_id: m.member_id.clone(),
@@ -109,16 +121,7 @@ impl Catalog for CatalogSvc {
         request: Request<pb::ListStoresRequest>,
     ) -> Result<Response<pb::ListStoresResponse>, Status> {
         let r = request.into_inner();
-        let page = match r.page_size {
-            0 => DEFAULT_PAGE,
-            n if n <= MAX_PAGE => n,
-            n => {
-                return Err(status::invalid(&FieldError::new(
-                    "page_size",
-                    format!("must be at most {MAX_PAGE}, got {n}"),
-                )));
-            }
-        } as usize;
+        let page = page_size(r.page_size)?;
         let start: usize = if r.page_token.is_empty() {
             0
         } else {
@@ -225,16 +228,7 @@ impl Catalog for CatalogSvc {
         request: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
         let r = request.into_inner();
-        let page = match r.page_size {
-            0 => DEFAULT_PAGE,
-            n if n <= MAX_PAGE => n,
-            n => {
-                return Err(status::invalid(&FieldError::new(
-                    "page_size",
-                    format!("must be at most {MAX_PAGE}, got {n}"),
-                )));
-            }
-        } as usize;
+        let page = page_size(r.page_size)?;
         let from = r.after_seq.checked_add(1).ok_or_else(|| {
             status::invalid(&FieldError::new("after_seq", "must be below 2^64 - 1"))
         })?;

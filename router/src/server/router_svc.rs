@@ -154,7 +154,7 @@ impl LeadRouter for RouterSvc {
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| status::offer(&e))?;
+        .map_err(|e| status::catalog(&e))?;
         let mut response = wire::decision_to_pb(&reply.decision);
         response.replayed = reply.replayed;
         Ok(Response::new(response))

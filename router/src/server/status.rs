@@ -2,7 +2,7 @@
 
 use crate::attribution::AttributionError;
 use crate::domain::FieldError;
-use crate::engine::{CatalogError, OfferError, RouteError};
+use crate::engine::{CatalogError, RouteError};
 use crate::store::StoreError;
 use tonic::Status;
 
@@ -35,20 +35,12 @@ pub fn attribution(e: &AttributionError) -> Status {
     }
 }
 
+/// Catalog changes and answers to offers.
 pub fn catalog(e: &CatalogError) -> Status {
     match e {
         CatalogError::Invalid(f) => invalid(f),
         CatalogError::NotFound(m) => Status::not_found(m.clone()),
         CatalogError::Precondition(m) => Status::failed_precondition(m.clone()),
         CatalogError::Store(s) => store(s),
-    }
-}
-
-pub fn offer(e: &OfferError) -> Status {
-    match e {
-        OfferError::Invalid(f) => invalid(f),
-        OfferError::NotFound(m) => Status::not_found(m.clone()),
-        OfferError::Precondition(m) => Status::failed_precondition(m.clone()),
-        OfferError::Store(s) => store(s),
     }
 }
