@@ -3,6 +3,11 @@
 //!
 //! `cargo bench -p leadrouter-benches --bench route`
 //! (`LEADROUTER_BENCH_STORES=memory` or `=sled` runs one store only.)
+//!
+//! Every lead comes from a new member (`LEADROUTER_BENCH_MEMBERS=new`, the default): the full
+//! path, candidates and policy, plus the binding event each new member gets. `=none` sends leads
+//! without a member (routing alone); `=returning` cycles through 20,000 members, who are bound
+//! after their first lead and then go straight to their guide.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use leadrouter::clock::{Clock, ManualClock};
@@ -23,6 +28,7 @@ struct Rig {
     clock: Arc<ManualClock>,
     templates: Vec<Lead>,
     n: u64,
+    members: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -47,6 +53,7 @@ impl Rig {
             clock,
             templates,
             n: 0,
+            members: std::env::var("LEADROUTER_BENCH_MEMBERS").unwrap_or_else(|_| "new".into()),
             _dir: dir,
         }
     }
@@ -59,6 +66,11 @@ impl Rig {
         }
         let mut lead = self.templates[(self.n % self.templates.len() as u64) as usize].clone();
         lead.lead_id = format!("b{}", self.n);
+        lead.member_id = match self.members.as_str() {
+            "none" => None,
+            "returning" => lead.member_id,
+            _ => Some(format!("bm{}", self.n)),
+        };
         lead.occurred_at_ms = self.clock.now_ms() - 1000;
         lead
     }
@@ -92,7 +104,8 @@ fn latency_report(kind: &str, rig: &mut Rig, calls: usize, rate: Option<u32>) {
     times.sort();
     let mode = rate.map_or("back-to-back".to_string(), |r| format!("paced {r}/s"));
     println!(
-        "route/{kind}/reference [{mode}]: p50 {:.2} µs  p99 {:.2} µs  p99.9 {:.2} µs  max {:.0} µs  ({calls} calls, {:.1}% routed)",
+        "route/{kind}/reference [{mode}, members {}]: p50 {:.2} µs  p99 {:.2} µs  p99.9 {:.2} µs  max {:.0} µs  ({calls} calls, {:.1}% routed)",
+        rig.members,
         micros(percentile(&times, 50.0)),
         micros(percentile(&times, 99.0)),
         micros(percentile(&times, 99.9)),

@@ -348,7 +348,7 @@ impl Attribution {
             occurred_at_ms,
             now,
             body,
-            key,
+            Some(key),
         )?;
         if let (Some(order), Some(b)) = (event.order(), binding.as_ref().and_then(|e| e.binding()))
         {
@@ -375,7 +375,7 @@ impl Attribution {
                     occurred_at_ms,
                     now,
                     EventBody::Binding(record),
-                    TrailKey::Binding(&cause),
+                    None,
                 )?;
             }
         }

@@ -614,7 +614,7 @@ fn verify_all_checks_every_member_and_names_a_forged_event() {
         }),
     );
     store
-        .append_trail(&forged, &line, crate::store::TrailKey::Touch("X"))
+        .append_trail(&forged, &line, Some(crate::store::TrailKey::Touch("X")))
         .unwrap();
     let all = a.verify_all().unwrap();
     let b = all.chain.unwrap_err();

@@ -88,13 +88,6 @@ pub struct OfferRecord {
     pub rule: String,
 }
 
-impl OfferRecord {
-    /// The event's idempotency key: `<lead_id>/<hop>/<action>`.
-    pub fn key(&self) -> String {
-        format!("{}/{}/{}", self.lead_id, self.hop, self.action.as_str())
-    }
-}
-
 /// What happens when the last hop is declined or expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -9,7 +9,7 @@ use crate::domain::binding::{
 };
 use crate::domain::trail::{EventBody, TrailEvent};
 use crate::domain::{Lead, Reasons};
-use crate::store::{MemberGuard, StoreError, TrailKey, TrailLog};
+use crate::store::{MemberGuard, StoreError, TrailLog};
 
 /// Where to look for a guide, in order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -202,7 +202,7 @@ pub fn commit(
         now,
         now,
         EventBody::Binding(record),
-        TrailKey::Binding(&cause),
+        None,
     )?;
     Ok(RouteBinding {
         referral,

@@ -9,7 +9,7 @@ use crate::domain::offer::{Offer, OfferAction, OfferRecord, OfferStatus, OnExhau
 use crate::domain::trail::EventBody;
 use crate::domain::{Decision, FieldError, Reasons, Unrouted, check_id};
 use crate::engine::RouteError;
-use crate::store::{MemberGuard, StoreError, TrailKey};
+use crate::store::{MemberGuard, StoreError};
 use std::sync::Arc;
 
 /// Why an answer to an offer was refused: the same kinds as a catalog request's. Nothing
@@ -60,7 +60,6 @@ impl Engine {
             reason: reason.to_string(),
             rule: self.cfg.offers.describe(),
         };
-        let key = record.key();
         let now = self.clock.now_ms();
         let head = self.store.trail_head(member_id)?;
         self.trails.append(
@@ -70,7 +69,7 @@ impl Engine {
             now,
             now,
             EventBody::Offer(record),
-            TrailKey::Offer(&key),
+            None,
         )?;
         Ok(())
     }

@@ -10,7 +10,6 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::binding::{BindingChange, BindingRecord, BindingState};
 use crate::domain::trail::EventBody;
 use crate::domain::{FieldError, check_id};
-use crate::store::TrailKey;
 use serde::{Deserialize, Serialize};
 
 const DAY_MS: i64 = 86_400_000;
@@ -223,7 +222,7 @@ impl Engine {
                     now,
                     now,
                     EventBody::Binding(record),
-                    TrailKey::Binding(&cause),
+                    None,
                 )?;
                 out.push(Moved {
                     member_id: member.clone(),

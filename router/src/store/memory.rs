@@ -162,12 +162,14 @@ impl Store for MemoryStore {
         &self,
         event: &TrailEvent,
         _line: &str,
-        key: TrailKey<'_>,
+        key: Option<TrailKey<'_>>,
     ) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
-        let (tag, id) = key.tag();
         let at = (event.member_id.clone(), event.seq);
-        inner.trail_keys.insert((tag, id.to_string()), at.clone());
+        if let Some(key) = key {
+            let (tag, id) = key.tag();
+            inner.trail_keys.insert((tag, id.to_string()), at.clone());
+        }
         if let Some(c) = LedgerCursor::of(event) {
             inner.ledger.insert(c, at.clone());
         }

@@ -27,10 +27,6 @@ pub enum TrailKey<'a> {
     Touch(&'a str),
     Order(&'a str),
     Refund(&'a str),
-    /// A binding event, by its `cause_id`.
-    Binding(&'a str),
-    /// An offer event, by `<lead_id>/<hop>/<action>`.
-    Offer(&'a str),
 }
 
 impl TrailKey<'_> {
@@ -40,8 +36,6 @@ impl TrailKey<'_> {
             TrailKey::Touch(id) => e.touch().is_some_and(|t| t.touch_id == *id),
             TrailKey::Order(id) => e.order().is_some_and(|o| o.facts.order_id == *id),
             TrailKey::Refund(id) => e.refund().is_some_and(|r| r.refund_id == *id),
-            TrailKey::Binding(id) => e.binding().is_some_and(|b| b.cause_id == *id),
-            TrailKey::Offer(id) => e.offer().is_some_and(|o| o.key() == *id),
         }
     }
 
@@ -50,8 +44,6 @@ impl TrailKey<'_> {
             TrailKey::Touch(id) => (b't', id),
             TrailKey::Order(id) => (b'o', id),
             TrailKey::Refund(id) => (b'r', id),
-            TrailKey::Binding(id) => (b'b', id),
-            TrailKey::Offer(id) => (b'x', id),
         }
     }
 }
@@ -160,14 +152,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The event recorded under an idempotency key.
     fn trail_event(&self, key: TrailKey<'_>) -> Result<Option<TrailEvent>, StoreError>;
     /// Appends `event` (the member's next `seq`; the caller serialises appends per member) and
-    /// indexes it under `key`. Visible at once; durable after the next [`Store::flush`], or within
+    /// indexes it under `key` when given (binding and offer events have none: they are found
+    /// through the member's binding pointer, the decision, or a scan). Visible at once; durable after the next [`Store::flush`], or within
     /// the flush interval.
     /// `line` is `event.to_line()`, passed in because the caller has it already.
     fn append_trail(
         &self,
         event: &TrailEvent,
         line: &str,
-        key: TrailKey<'_>,
+        key: Option<TrailKey<'_>>,
     ) -> Result<(), StoreError>;
     /// Order and refund events whose `occurred_at` lies in `[from_ms, to_ms)`, by `occurred_at`
     /// then kind (`o` before `r`) then id, starting after `after` when given, at most `limit`.

@@ -768,14 +768,16 @@ impl Store for SledStore {
         &self,
         event: &TrailEvent,
         line: &str,
-        key: TrailKey<'_>,
+        key: Option<TrailKey<'_>>,
     ) -> Result<(), StoreError> {
         self.check_failed()?;
         let ek = event_key(&event.member_id, event.seq);
         // The keys first: see the type's docs.
-        self.trails
-            .insert(trail_key(key), &ek[1..])
-            .map_err(backend)?;
+        if let Some(key) = key {
+            self.trails
+                .insert(trail_key(key), &ek[1..])
+                .map_err(backend)?;
+        }
         if let Some(c) = LedgerCursor::of(event) {
             self.trails
                 .insert(ledger_key(&c), &ek[1..])
@@ -865,15 +867,18 @@ impl Store for SledStore {
     }
 
     fn latest_binding(&self, member_id: &str) -> Result<Option<TrailEvent>, StoreError> {
-        if let Some(at) = self.trails.get(binding_key(member_id)).map_err(backend)?
-            && let Some(e) = self.event_at(&at)?
+        // The pointer is written before its event, so no pointer means no binding event.
+        let Some(at) = self.trails.get(binding_key(member_id)).map_err(backend)? else {
+            return Ok(None);
+        };
+        if let Some(e) = self.event_at(&at)?
             && e.member_id == member_id
             && e.binding().is_some()
         {
             return Ok(Some(e));
         }
-        // No pointer, or one written just before a crash whose event never landed: the latest
-        // binding event is found by reading the trail back.
+        // A pointer written just before a crash whose event never landed: the latest binding
+        // event is found by reading the trail back.
         let mut before = u64::MAX;
         loop {
             let chunk = self.trail_before(member_id, before, 256)?;
@@ -1054,7 +1059,8 @@ mod tests {
         assert_eq!(head_of(&k, &line.as_bytes()[..line.len() - 1]), None);
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
-        s.append_trail(&e, &line, TrailKey::Touch("T")).unwrap();
+        s.append_trail(&e, &line, Some(TrailKey::Touch("T")))
+            .unwrap();
         assert_eq!(s.trail_head("M1").unwrap(), Some((42, e.hash.clone())));
         assert_eq!(s.trail_event(TrailKey::Touch("T")).unwrap(), Some(e));
         assert_eq!(s.trail_event(TrailKey::Order("T")).unwrap(), None);
@@ -1119,7 +1125,8 @@ mod tests {
             })
         };
         let (e, line) = TrailEvent::next_with_line("M1", None, 1, 1, refund("R1"));
-        s.append_trail(&e, &line, TrailKey::Refund("R1")).unwrap();
+        s.append_trail(&e, &line, Some(TrailKey::Refund("R1")))
+            .unwrap();
         // A crash after a refund's keys but before its event: keys naming seq 2, no event.
         let mut fk = refund_prefix("O1");
         fk.extend_from_slice(b"R2");
@@ -1133,7 +1140,8 @@ mod tests {
         assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
         // The next append at seq 2 is another refund: R2's keys still do not match it.
         let (e3, line3) = TrailEvent::next_with_line("M1", Some((1, &e.hash)), 2, 2, refund("R3"));
-        s.append_trail(&e3, &line3, TrailKey::Refund("R3")).unwrap();
+        s.append_trail(&e3, &line3, Some(TrailKey::Refund("R3")))
+            .unwrap();
         assert_eq!(s.refunds_of("O1").unwrap(), vec![e, e3]);
         assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
         assert!(s.refunds_of("O2").unwrap().is_empty());

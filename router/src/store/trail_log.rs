@@ -41,7 +41,7 @@ impl TrailLog {
     }
 
     /// Appends `body` after `head` (the member's last `(seq, hash)`, read under the guard) and
-    /// indexes it under `key`. The guard proves the caller holds the member's lock.
+    /// indexes it under `key` when given. The guard proves the caller holds the member's lock.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &self,
@@ -51,7 +51,7 @@ impl TrailLog {
         occurred_at_ms: i64,
         recorded_at_ms: i64,
         body: EventBody,
-        key: TrailKey<'_>,
+        key: Option<TrailKey<'_>>,
     ) -> Result<TrailEvent, StoreError> {
         let (event, line) = TrailEvent::next_with_line(
             member_id,
