@@ -18,7 +18,7 @@ pub mod recompute;
 pub mod rules;
 pub mod split;
 
-use crate::domain::binding::BindingRecord;
+use crate::domain::binding::{BindingRecord, GuideRef};
 use crate::domain::trail::{
     EventBody, LedgerEntry, OrderFacts, OrderRecord, RefundRecord, Touch, TrailEvent,
 };
@@ -350,34 +350,85 @@ impl Attribution {
             body,
             Some(key),
         )?;
-        if let (Some(order), Some(b)) = (event.order(), binding.as_ref().and_then(|e| e.binding()))
-        {
-            let day = business_day(occurred_at_ms, self.engine.config().time_zone);
-            if let Some(rules) = self.engine.binding_rules(day)
-                && let Some((change, state)) = rules.on_order(Some(&b.state), occurred_at_ms).change
-            {
-                let cause = format!("order:{}", order.facts.order_id);
-                let record = BindingRecord {
-                    change,
-                    actor: "order".into(),
-                    reason: format!(
+        // What the event does to the member's binding: an order extends it; a BINDING touch
+        // binds the touch's guide as a share link would (bind, extend, snatch or keep).
+        let day = business_day(occurred_at_ms, self.engine.config().time_zone);
+        let ruling = match (self.engine.binding_rules(day), &event.body) {
+            (Some(rules), EventBody::Order(order)) => binding
+                .as_ref()
+                .and_then(|e| e.binding())
+                .and_then(|b| rules.on_order(Some(&b.state), occurred_at_ms).change)
+                .map(|(change, state)| {
+                    let why = format!(
                         "order {} restarts the binding to {} (rule set {})",
                         order.facts.order_id, state.guide_id, rules.version
-                    ),
-                    cause_id: cause.clone(),
-                    previous_guide_id: None,
-                    state,
-                };
-                trails.append(
-                    &held,
-                    member_id,
-                    Some(&(event.seq, event.hash.clone())),
-                    occurred_at_ms,
-                    now,
-                    EventBody::Binding(record),
-                    None,
-                )?;
+                    );
+                    (
+                        change,
+                        state,
+                        "order",
+                        format!("order:{}", order.facts.order_id),
+                        why,
+                        None,
+                    )
+                }),
+            (Some(rules), EventBody::Touch(t))
+                if t.kind == crate::domain::trail::TouchKind::Binding =>
+            {
+                let current = store.latest_binding(member_id)?;
+                let current = current.as_ref().and_then(|e| e.binding()).map(|b| &b.state);
+                let snap = self.engine.snapshot();
+                let net = &snap.network;
+                t.guide_id
+                    .as_deref()
+                    .and_then(|g| net.guide_index(g))
+                    .filter(|&g| net.guide(g).status != crate::catalog::GuideStatus::Left)
+                    .and_then(|g| {
+                        let guide = net.guide(g);
+                        let r = rules.on_referral(
+                            current,
+                            GuideRef {
+                                guide_id: &guide.id,
+                                store_id: &net.store(guide.store).id,
+                            },
+                            occurred_at_ms,
+                        );
+                        let previous = current
+                            .filter(|b| b.live_at(occurred_at_ms) && b.guide_id != *guide.id)
+                            .map(|b| b.guide_id.clone());
+                        r.change.map(|(change, state)| {
+                            let why = format!("{} (rule set {})", r.why, rules.version);
+                            (
+                                change,
+                                state,
+                                "touch",
+                                format!("touch:{}", t.touch_id),
+                                why,
+                                previous,
+                            )
+                        })
+                    })
             }
+            _ => None,
+        };
+        if let Some((change, state, actor, cause, reason, previous)) = ruling {
+            let record = BindingRecord {
+                change,
+                actor: actor.into(),
+                reason,
+                cause_id: cause,
+                previous_guide_id: previous,
+                state,
+            };
+            trails.append(
+                &held,
+                member_id,
+                Some(&(event.seq, event.hash.clone())),
+                occurred_at_ms,
+                now,
+                EventBody::Binding(record),
+                None,
+            )?;
         }
         Ok(event)
     }

@@ -490,11 +490,11 @@ fn a_small_history_limit_reads_only_the_newest_events_and_recomputes_the_same() 
         ..Default::default()
     };
     let (a, _) = service_on(Arc::new(MemoryStore::new()), cfg);
-    // The oldest touch is a binding; with only two events read it cannot decide.
+    // The oldest touch is a guide chat; with only two events read it cannot decide.
     a.record_touch(touch(
-        "B",
+        "C",
         "M1",
-        TouchKind::Binding,
+        TouchKind::GuideChat,
         Some("G1"),
         T0 - 3 * DAY,
     ))
@@ -526,12 +526,12 @@ fn a_small_history_limit_reads_only_the_newest_events_and_recomputes_the_same() 
         "{:?}",
         r.summary.mismatches
     );
-    // With the default limit the binding decides.
+    // With the default limit the chat decides.
     let (b, _) = service();
     b.record_touch(touch(
-        "B",
+        "C",
         "M1",
-        TouchKind::Binding,
+        TouchKind::GuideChat,
         Some("G1"),
         T0 - 3 * DAY,
     ))
@@ -539,8 +539,54 @@ fn a_small_history_limit_reads_only_the_newest_events_and_recomputes_the_same() 
     let o = b.record_order(order("O1", "M1", 100, T0)).unwrap();
     assert_eq!(
         o.event.order().unwrap().ownership.rule,
-        OwnershipRule::BoundGuide
+        OwnershipRule::LastTouch
     );
+}
+
+#[test]
+fn a_binding_touch_binds_and_decides_however_much_history_follows() {
+    let cfg = AttributionConfig {
+        history_limit: 2,
+        ..Default::default()
+    };
+    let (a, _) = service_on(Arc::new(MemoryStore::new()), cfg);
+    a.record_touch(touch(
+        "B",
+        "M1",
+        TouchKind::Binding,
+        Some("G1"),
+        T0 - 3 * DAY,
+    ))
+    .unwrap();
+    for i in 0..3 {
+        a.record_touch(touch(
+            &format!("T{i}"),
+            "M1",
+            TouchKind::EcommerceVisit,
+            None,
+            T0 - DAY,
+        ))
+        .unwrap();
+    }
+    let events = all_events(a.engine().store().as_ref());
+    let bind = events[1]
+        .binding()
+        .expect("the BINDING touch is followed by a binding event");
+    assert_eq!(
+        (bind.state.guide_id.as_str(), bind.actor.as_str()),
+        ("G1", "touch")
+    );
+    assert_eq!(bind.cause_id, "touch:B");
+    let o = a.record_order(order("O1", "M1", 100, T0)).unwrap();
+    let own = &o.event.order().unwrap().ownership;
+    assert_eq!(own.rule, OwnershipRule::BoundGuide);
+    assert_eq!(own.deciding_events, vec![2]);
+    // A later BINDING touch with another guide inside protection is kept out.
+    a.record_touch(touch("B2", "M1", TouchKind::Binding, Some("G3"), T0 + 1))
+        .unwrap();
+    let latest = a.engine().store().latest_binding("M1").unwrap().unwrap();
+    assert_eq!(latest.binding().unwrap().state.guide_id, "G1");
+    assert!(a.verify_trail("M1").unwrap().ok());
 }
 
 #[test]
