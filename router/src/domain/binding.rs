@@ -210,6 +210,8 @@ pub struct RouteBinding {
     /// The trail event recording the change.
     pub event_seq: Option<u64>,
     pub why: String,
+    /// The rule set in force that decided (the binding itself names the one that made it).
+    pub decided_by: String,
 }
 
 /// A guide as the binding rules see it.

@@ -178,6 +178,7 @@ pub fn commit(
             state: member.current.clone().filter(|b| b.live_at(now)),
             event_seq: None,
             why: ruling.why,
+            decided_by: member.rules.version.clone(),
         });
     };
     let cause = format!("lead:{}", lead.lead_id);
@@ -210,5 +211,6 @@ pub fn commit(
         state: Some(state),
         event_seq: Some(event.seq),
         why: ruling.why,
+        decided_by: member.rules.version.clone(),
     })
 }

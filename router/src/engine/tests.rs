@@ -806,6 +806,7 @@ mod bindings {
             ("route", "lead:L1")
         );
         assert_eq!(rec.state.rule_version, "binding-v1");
+        assert_eq!(b.decided_by, "binding-v1");
         assert_eq!(b.event_seq, Some(events[0].seq));
 
         // Every later lead of M1 within 30 days goes to the same guide, as BOUND.
@@ -950,6 +951,72 @@ mod bindings {
             d.binding.clone().unwrap().referral,
             Some(ReferralOutcome::Kept)
         );
+    }
+
+    #[test]
+    fn the_rule_set_in_force_on_the_day_decides_and_is_named() {
+        let later = business_day(T0 + 10 * DAY, chrono_tz::Asia::Shanghai).to_string();
+        let mut spec = small_spec();
+        for g in &mut spec.guides {
+            g.daily_capacity = 50;
+        }
+        let clock = Arc::new(ManualClock::new(T0));
+        let e = Engine::new(
+            Network::build(Arc::new(RegionTree::embedded()), spec).unwrap(),
+            Arc::new(MemoryStore::new()),
+            clock.clone(),
+            EngineConfig {
+                bindings: vec![
+                    BindingRuleSet {
+                        version: "strict".into(),
+                        snatch: Snatch::Never,
+                        ..Default::default()
+                    },
+                    BindingRuleSet {
+                        version: "open".into(),
+                        effective_from: later,
+                        snatch: Snatch::Always,
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        e.route(&member_lead("L1", "M1", Some("G1"), &clock))
+            .unwrap();
+        clock.advance_ms(5 * DAY);
+        let d = e
+            .route(&member_lead("L2", "M1", Some("G3"), &clock))
+            .unwrap();
+        let b = d.binding.clone().unwrap();
+        assert_eq!(
+            (b.referral, b.decided_by.as_str()),
+            (Some(ReferralOutcome::Kept), "strict")
+        );
+        clock.advance_ms(6 * DAY);
+        let d = e
+            .route(&member_lead("L3", "M1", Some("G3"), &clock))
+            .unwrap();
+        let b = d.binding.clone().unwrap();
+        assert_eq!(
+            (b.referral, b.decided_by.as_str()),
+            (Some(ReferralOutcome::Snatched), "open")
+        );
+        assert_eq!(b.state.unwrap().rule_version, "open");
+        // Two sets starting the same day, or a repeated version, are refused at start.
+        let twice = EngineConfig {
+            bindings: vec![BindingRuleSet::default(), BindingRuleSet::default()],
+            ..Default::default()
+        };
+        let err = Engine::new(
+            small_network(),
+            Arc::new(MemoryStore::new()),
+            clock.clone(),
+            twice,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("bindings[1]."), "{err}");
     }
 
     #[test]

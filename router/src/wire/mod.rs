@@ -250,6 +250,7 @@ pub fn route_binding_to_pb(b: &RouteBinding) -> pb::RouteBinding {
         rule_version: state.map(|s| s.rule_version.clone()).unwrap_or_default(),
         event_seq: b.event_seq.unwrap_or(0),
         why: b.why.clone(),
+        decided_by_rule_version: b.decided_by.clone(),
     }
 }
 
@@ -268,6 +269,7 @@ pub fn route_binding_from_pb(b: pb::RouteBinding) -> RouteBinding {
         }),
         event_seq: (b.event_seq > 0).then_some(b.event_seq),
         why: b.why,
+        decided_by: b.decided_by_rule_version,
     }
 }
 
