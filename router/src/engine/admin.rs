@@ -153,14 +153,23 @@ impl Engine {
                     .transfers
                     .check()
                     .map_err(|e| CatalogError::Precondition(e.to_string()))?;
+                let transfer_id = format!("audit-{}", entry.seq);
                 self.transfer_members(
-                    &format!("audit-{}", entry.seq),
+                    &transfer_id,
                     &guide,
                     from_store.as_deref(),
                     &rule,
                     actor,
                     reason,
-                )?
+                )
+                .map_err(|e| {
+                    // The change itself is saved and in service; say so, and how to finish.
+                    CatalogError::Store(StoreError::Backend(format!(
+                        "the change is applied (audit entry {}), but moving {guide}'s members \
+                         failed: {e}; finish with TransferMembers(transfer_id = {transfer_id:?})",
+                        entry.seq
+                    )))
+                })?
             }
             _ => vec![],
         };
