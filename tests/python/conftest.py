@@ -47,14 +47,14 @@ def stubs():
     }
 
 
-@pytest.fixture(scope="session")
-def server():
-    """Starts `leadrouter serve` on a free port over a fresh data directory."""
+def start(extra_args=()):
+    """Starts `leadrouter serve` on a free port over a fresh data directory; returns
+    (process, address, channel)."""
     binary = os.environ.get("LEADROUTER_BIN", str(ROOT / "target" / "debug" / "leadrouter"))
     assert pathlib.Path(binary).exists(), f"{binary} not built: run `cargo build -p leadrouter` first"
     data = tempfile.mkdtemp(prefix="leadrouter-data-")
     proc = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data, *extra_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "RUST_LOG": "warn"},
@@ -66,7 +66,28 @@ def server():
     address = line[len(prefix):]
     channel = grpc.insecure_channel(address)
     grpc.channel_ready_future(channel).result(timeout=10)
-    yield {"address": address, "channel": channel}
+    return proc, address, channel
+
+
+def stop(proc, channel):
     channel.close()
     proc.terminate()
     assert proc.wait(timeout=10) == 0, "leadrouter did not stop cleanly on SIGTERM"
+
+
+@pytest.fixture(scope="session")
+def server():
+    """The demo network on the default configuration."""
+    proc, address, channel = start()
+    yield {"address": address, "channel": channel}
+    stop(proc, channel)
+
+
+@pytest.fixture(scope="session")
+def offer_server(tmp_path_factory):
+    """The demo network with livestream leads routed as offers that expire after 1 s."""
+    config = tmp_path_factory.mktemp("config") / "leadrouter.toml"
+    config.write_text('[offers]\nchannels = ["LIVESTREAM"]\nexpire_secs = 1\nmax_hops = 1\nsweep_every_ms = 50\n')
+    proc, address, channel = start(["--config", str(config)])
+    yield {"address": address, "channel": channel}
+    stop(proc, channel)
