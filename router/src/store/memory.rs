@@ -15,7 +15,6 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     decisions: HashMap<String, Arc<Decision>>,
-    counts: HashMap<(Day, String), u32>,
     network: Option<NetworkSpec>,
     trails: BTreeMap<(String, u64), TrailEvent>,
     trail_keys: HashMap<(u8, String), (String, u64)>,
@@ -36,27 +35,22 @@ impl Store for MemoryStore {
         Ok(self.inner.lock().decisions.get(lead_id).cloned())
     }
 
-    fn put_decision(&self, d: &Arc<Decision>, guide_count: Option<u32>) -> Result<(), StoreError> {
-        let mut inner = self.inner.lock();
-        if let (Some(n), Some(g)) = (guide_count, d.guide_id()) {
-            inner.counts.insert((d.day, g.to_string()), n);
-        }
-        inner.decisions.insert(d.lead.lead_id.clone(), d.clone());
+    /// Counts are derived from the decisions (see [`Store::day_counts`]), so `guide_count` is
+    /// not kept.
+    fn put_decision(&self, d: &Arc<Decision>, _guide_count: Option<u32>) -> Result<(), StoreError> {
+        self.inner
+            .lock()
+            .decisions
+            .insert(d.lead.lead_id.clone(), d.clone());
         Ok(())
     }
 
     fn replace_decision(
         &self,
-        previous: &Decision,
+        _previous: &Decision,
         d: &Arc<Decision>,
         guide_count: Option<u32>,
     ) -> Result<(), StoreError> {
-        if let Some(g) = previous.guide_id() {
-            let mut inner = self.inner.lock();
-            if let Some(n) = inner.counts.get_mut(&(previous.day, g.to_string())) {
-                *n = n.saturating_sub(1);
-            }
-        }
         self.put_decision(d, guide_count)
     }
 
@@ -75,15 +69,15 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    /// Decisions of `day` that hold a guide (a routed lead, or an open or accepted offer).
     fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StoreError> {
-        Ok(self
-            .inner
-            .lock()
-            .counts
-            .iter()
-            .filter(|((d, _), _)| *d == day)
-            .map(|((_, g), n)| (g.clone(), *n))
-            .collect())
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for d in self.inner.lock().decisions.values() {
+            if let (true, Some(g)) = (d.day == day, d.guide_id()) {
+                *counts.entry(g.to_string()).or_default() += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
     }
 
     fn network(&self) -> Result<Option<NetworkSpec>, StoreError> {
