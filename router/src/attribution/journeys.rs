@@ -47,7 +47,7 @@ impl JourneyBuilder {
                 path.push((step.to_string(), e.occurred_at_ms));
             }
             // A binding is a relationship, not a marketing touch.
-            EventBody::Binding(_) | EventBody::Offer(_) => {}
+            EventBody::Binding(_) | EventBody::Offer(_) | EventBody::Adjustment(_) => {}
             EventBody::Order(o) => {
                 let at = e.occurred_at_ms;
                 let (before, later): (Vec<_>, Vec<_>) = path.drain(..).partition(|(_, t)| *t <= at);

@@ -196,6 +196,21 @@ pub struct RefundInput {
     pub occurred_at_ms: i64,
 }
 
+/// A reassignment of an order's owner credit (a dispute's outcome).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReassignInput {
+    /// Idempotency key, e.g. `dispute:D1`.
+    pub adjustment_id: String,
+    pub order_id: String,
+    /// `guide:ID`, `store:ID` or `channel:NAME`.
+    pub to_party: String,
+    /// The reviewer.
+    pub actor: String,
+    /// Required: why the owner changes.
+    pub reason: String,
+    pub occurred_at_ms: i64,
+}
+
 /// A recorded event and whether it was recorded before this call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
@@ -208,9 +223,13 @@ pub struct Recorded {
 pub struct OrderView {
     pub order: TrailEvent,
     pub refunds: Vec<TrailEvent>,
-    /// Per party and role: the order's entries plus every reversal.
+    /// Compensating entries (reassignments), in trail order.
+    pub adjustments: Vec<TrailEvent>,
+    /// Per party and role: the order's entries plus every reversal and adjustment.
     pub net: Vec<LedgerEntry>,
     pub refunded_cents: i64,
+    /// The party holding the owner credit now.
+    pub owner_party: String,
 }
 
 /// Which part of a trail to read: events with `seq >= from_seq` whose `occurred_at` lies in
@@ -231,6 +250,8 @@ pub struct LedgerLine {
     pub order_id: String,
     /// Set on a refund's reversal.
     pub refund_id: Option<String>,
+    /// Set on a compensating entry (a reassignment).
+    pub adjustment_id: Option<String>,
     pub entry: LedgerEntry,
 }
 
@@ -651,6 +672,118 @@ impl Attribution {
         Ok(recorded)
     }
 
+    /// Moves an order's owner credit to `to_party` with compensating entries (the order's own
+    /// entries stay as recorded), flushed to disk before this returns. Later refunds debit the
+    /// new owner. The same `adjustment_id` again returns the stored event.
+    pub fn reassign(&self, input: ReassignInput) -> Result<Recorded, AttributionError> {
+        check_id("adjustment_id", &input.adjustment_id)?;
+        check_id("order_id", &input.order_id)?;
+        check_id("actor", &input.actor)?;
+        if input.reason.trim().is_empty() || input.reason.len() > 1000 {
+            return Err(FieldError::new("reason", "must be 1..=1000 bytes and not blank").into());
+        }
+        self.check_party("to_party", &input.to_party)?;
+        self.check_time("occurred_at", input.occurred_at_ms)?;
+        let recorded = {
+            let _id = self
+                .stripe(&self.id_locks, (b'a', &input.adjustment_id))
+                .lock();
+            let key = TrailKey::Adjustment(&input.adjustment_id);
+            let store = self.engine.store();
+            if let Some(e) = store.trail_event(key)? {
+                let a = e.adjustment();
+                let stored = (a.map(|a| a.order_id.clone()), a.map(|a| a.to_party.clone()));
+                let got = (Some(&input.order_id), Some(&input.to_party));
+                replay(
+                    "adjustment",
+                    &input.adjustment_id,
+                    e,
+                    &stored,
+                    &got,
+                    &["order_id", "to_party"],
+                )?
+            } else {
+                let order = store
+                    .trail_event(TrailKey::Order(&input.order_id))?
+                    .ok_or_else(|| AttributionError::NotFound {
+                        what: "order",
+                        id: input.order_id.clone(),
+                    })?;
+                let Some(record) = order.order().cloned() else {
+                    return Err(AttributionError::NotFound {
+                        what: "order",
+                        id: input.order_id.clone(),
+                    });
+                };
+                if input.occurred_at_ms < order.occurred_at_ms {
+                    return Err(FieldError::new(
+                        "occurred_at",
+                        format!(
+                            "must not precede the order ({} ms), got {} ms",
+                            order.occurred_at_ms, input.occurred_at_ms
+                        ),
+                    )
+                    .into());
+                }
+                let member = order.member_id.clone();
+                let event = self.append(
+                    &member,
+                    input.occurred_at_ms,
+                    key,
+                    |_, _| {
+                        let follow_ups = self.engine.store().follow_ups_of(&input.order_id)?;
+                        let from = split::current_owner(
+                            &record,
+                            follow_ups.iter().filter_map(|e| e.adjustment()),
+                        );
+                        if from == input.to_party {
+                            return Err(AttributionError::Precondition(format!(
+                                "order {:?} is already owned by {from}",
+                                input.order_id
+                            )));
+                        }
+                        let net =
+                            split::owner_net(&record, follow_ups.iter().filter_map(|e| e.refund()));
+                        Ok(EventBody::Adjustment(
+                            crate::domain::trail::AdjustmentRecord {
+                                adjustment_id: input.adjustment_id.clone(),
+                                order_id: input.order_id.clone(),
+                                order_seq: order.seq,
+                                entries: split::adjustment_entries(&from, &input.to_party, net),
+                                from_party: from,
+                                to_party: input.to_party.clone(),
+                                actor: input.actor.clone(),
+                                reason: input.reason.clone(),
+                            },
+                        ))
+                    },
+                    None,
+                )?;
+                Recorded {
+                    event,
+                    replayed: false,
+                }
+            }
+        };
+        self.engine.store().flush()?;
+        Ok(recorded)
+    }
+
+    /// A party to credit: a known guide or store, or a channel.
+    fn check_party(&self, field: &str, party: &str) -> Result<(), FieldError> {
+        match party.split_once(':') {
+            Some(("guide", id)) => self.check_guide(field, id).map(|_| ()),
+            Some(("store", id)) => self.check_store(field, id),
+            Some(("channel", c)) if crate::domain::Channel::ALL.iter().any(|k| k.as_str() == c) => {
+                Ok(())
+            }
+            _ => Err(FieldError::new(
+                field,
+                format!("must be guide:ID, store:ID or channel:NAME, got {party:?}"),
+            )),
+        }
+    }
+
     /// Records a refund of an order: reversing entries proportional to the order's split,
     /// flushed to disk before this returns. All refunds together cannot exceed the order.
     pub fn record_refund(&self, input: RefundInput) -> Result<Recorded, AttributionError> {
@@ -732,8 +865,18 @@ impl Attribution {
                     input.occurred_at_ms,
                     key,
                     |_, _| {
-                        // Refunds of this order so far: read under the member's lock.
-                        let already = refunded_so_far(self, &input.order_id)?;
+                        // Refunds and adjustments of this order so far: read under the member's
+                        // lock.
+                        let follow_ups = self.engine.store().follow_ups_of(&input.order_id)?;
+                        let already: i64 = follow_ups
+                            .iter()
+                            .filter_map(|e| e.refund())
+                            .map(|r| r.amount_cents)
+                            .sum();
+                        let owner = split::current_owner(
+                            &record,
+                            follow_ups.iter().filter_map(|e| e.adjustment()),
+                        );
                         let amount = record.facts.amount_cents;
                         let left = amount - already;
                         let cents = input.amount_cents.unwrap_or(left);
@@ -749,13 +892,7 @@ impl Attribution {
                                 input.order_id
                             )));
                         }
-                        let entries = split::reverse(
-                            &record.entries,
-                            record.rounding_role,
-                            amount,
-                            already,
-                            cents,
-                        );
+                        let entries = split::reverse_to(&record, already, cents, &owner);
                         Ok(EventBody::Refund(RefundRecord {
                             refund_id,
                             order_id: input.order_id.clone(),
@@ -791,26 +928,42 @@ impl Attribution {
                 id: order_id.to_string(),
             });
         };
-        let refunds = store.refunds_of(order_id)?;
+        let (refunds, adjustments): (Vec<TrailEvent>, Vec<TrailEvent>) = store
+            .follow_ups_of(order_id)?
+            .into_iter()
+            .partition(|e| e.refund().is_some());
         let mut net: Vec<LedgerEntry> = record.entries.clone();
         let mut refunded = 0;
-        for r in refunds.iter().filter_map(|e| e.refund()) {
-            refunded += r.amount_cents;
-            for e in &r.entries {
-                match net
-                    .iter_mut()
-                    .find(|n| n.party == e.party && n.role == e.role)
-                {
-                    Some(n) => n.amount_cents += e.amount_cents,
-                    None => net.push(e.clone()),
+        let later = refunds
+            .iter()
+            .chain(&adjustments)
+            .flat_map(|e| match &e.body {
+                EventBody::Refund(r) => {
+                    refunded += r.amount_cents;
+                    r.entries.iter()
                 }
+                EventBody::Adjustment(a) => a.entries.iter(),
+                _ => [].iter(),
+            })
+            .collect::<Vec<_>>();
+        for e in later {
+            match net
+                .iter_mut()
+                .find(|n| n.party == e.party && n.role == e.role)
+            {
+                Some(n) => n.amount_cents += e.amount_cents,
+                None => net.push(e.clone()),
             }
         }
+        let owner_party =
+            split::current_owner(record, adjustments.iter().filter_map(|e| e.adjustment()));
         Ok(OrderView {
             order,
             refunds,
+            adjustments,
             net,
             refunded_cents: refunded,
+            owner_party,
         })
     }
 
@@ -930,9 +1083,20 @@ impl Attribution {
         };
         let mut lines = Vec::new();
         for e in &events {
-            let (order_id, refund_id, entries) = match (e.order(), e.refund()) {
-                (Some(o), _) => (o.facts.order_id.clone(), None, &o.entries),
-                (_, Some(r)) => (r.order_id.clone(), Some(r.refund_id.clone()), &r.entries),
+            let (order_id, refund_id, adjustment_id, entries) = match &e.body {
+                EventBody::Order(o) => (o.facts.order_id.clone(), None, None, &o.entries),
+                EventBody::Refund(r) => (
+                    r.order_id.clone(),
+                    Some(r.refund_id.clone()),
+                    None,
+                    &r.entries,
+                ),
+                EventBody::Adjustment(a) => (
+                    a.order_id.clone(),
+                    None,
+                    Some(a.adjustment_id.clone()),
+                    &a.entries,
+                ),
                 _ => continue,
             };
             for entry in entries {
@@ -942,6 +1106,7 @@ impl Attribution {
                         member_id: e.member_id.clone(),
                         order_id: order_id.clone(),
                         refund_id: refund_id.clone(),
+                        adjustment_id: adjustment_id.clone(),
                         entry: entry.clone(),
                     });
                 }
@@ -991,16 +1156,6 @@ impl Attribution {
 }
 
 /// Cents refunded so far of an order (the caller holds the member's lock).
-fn refunded_so_far(a: &Attribution, order_id: &str) -> Result<i64, AttributionError> {
-    Ok(a.engine
-        .store()
-        .refunds_of(order_id)?
-        .iter()
-        .filter_map(|e| e.refund())
-        .map(|r| r.amount_cents)
-        .sum())
-}
-
 /// The stored event again when `got` is what was stored; else `ALREADY_EXISTS` naming each
 /// field that differs (see [`differences`]).
 fn replay(

@@ -134,6 +134,36 @@ impl<'a> Recomputer<'a> {
                     }
                 }
             }
+            EventBody::Adjustment(a) => {
+                let order = trail
+                    .iter()
+                    .find(|x| x.seq == a.order_seq)
+                    .and_then(|x| x.order());
+                match order {
+                    None => self.summary.mismatches.push(mismatch(format!(
+                        "adjustment {:?}: its order (event {}) is not earlier in the trail",
+                        a.adjustment_id, a.order_seq
+                    ))),
+                    Some(o) => {
+                        let earlier = || {
+                            trail.iter().filter(|x| {
+                                x.refund().is_some_and(|r| r.order_id == a.order_id)
+                                    || x.adjustment().is_some_and(|y| y.order_id == a.order_id)
+                            })
+                        };
+                        let from =
+                            split::current_owner(o, earlier().filter_map(|x| x.adjustment()));
+                        let net = split::owner_net(o, earlier().filter_map(|x| x.refund()));
+                        let want = split::adjustment_entries(&from, &a.to_party, net);
+                        if from != a.from_party || want != a.entries {
+                            self.summary.mismatches.push(mismatch(format!(
+                                "adjustment {:?}: stored {} -> {} {:?}, recomputed {from} -> {} {want:?}",
+                                a.adjustment_id, a.from_party, a.to_party, a.entries, a.to_party
+                            )));
+                        }
+                    }
+                }
+            }
             EventBody::Refund(r) => {
                 self.summary.refunds += 1;
                 let order = trail
@@ -152,13 +182,14 @@ impl<'a> Recomputer<'a> {
                             .filter(|x| x.order_id == r.order_id)
                             .map(|x| x.amount_cents)
                             .sum();
-                        let want = split::reverse(
-                            &o.entries,
-                            o.rounding_role,
-                            o.facts.amount_cents,
-                            already,
-                            r.amount_cents,
+                        let owner = split::current_owner(
+                            o,
+                            trail
+                                .iter()
+                                .filter_map(|x| x.adjustment())
+                                .filter(|x| x.order_id == r.order_id),
                         );
+                        let want = split::reverse_to(o, already, r.amount_cents, &owner);
                         if want != r.entries || already + r.amount_cents > o.facts.amount_cents {
                             self.summary.mismatches.push(mismatch(format!(
                                 "refund {:?}: stored entries {:?}, recomputed {:?} (refunded before: {already} of {})",

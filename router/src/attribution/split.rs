@@ -8,7 +8,9 @@
 
 use super::parse_date;
 use crate::domain::Day;
-use crate::domain::trail::{LedgerEntry, OrderFacts, Ownership, Role};
+use crate::domain::trail::{
+    AdjustmentRecord, LedgerEntry, OrderFacts, OrderRecord, Ownership, RefundRecord, Role,
+};
 use serde::{Deserialize, Serialize};
 
 /// The party id of the brand's O2O centre.
@@ -199,6 +201,70 @@ pub fn reverse(
         })
         .filter(|e| e.amount_cents != 0)
         .collect()
+}
+
+/// The party holding an order's owner credit now: the last adjustment's `to_party` (in trail
+/// order), else the order's owner.
+pub fn current_owner<'a>(
+    order: &OrderRecord,
+    adjustments: impl IntoIterator<Item = &'a AdjustmentRecord>,
+) -> String {
+    adjustments
+        .into_iter()
+        .last()
+        .map(|a| a.to_party.clone())
+        .unwrap_or_else(|| owner_party(&order.ownership))
+}
+
+/// The owner role's credit left on an order after `refunds`: what an adjustment moves.
+pub fn owner_net<'a>(
+    order: &OrderRecord,
+    refunds: impl IntoIterator<Item = &'a RefundRecord>,
+) -> i64 {
+    let owner = |entries: &[LedgerEntry]| -> i64 {
+        entries
+            .iter()
+            .filter(|e| e.role == Role::Owner)
+            .map(|e| e.amount_cents)
+            .sum()
+    };
+    owner(&order.entries) + refunds.into_iter().map(|r| owner(&r.entries)).sum::<i64>()
+}
+
+/// The entries of an adjustment moving the owner credit left (`net`) from one party to another.
+pub fn adjustment_entries(from: &str, to: &str, net: i64) -> Vec<LedgerEntry> {
+    if net == 0 {
+        return vec![];
+    }
+    vec![
+        LedgerEntry {
+            party: from.to_string(),
+            role: Role::Owner,
+            amount_cents: -net,
+        },
+        LedgerEntry {
+            party: to.to_string(),
+            role: Role::Owner,
+            amount_cents: net,
+        },
+    ]
+}
+
+/// A refund's reversing entries ([`reverse`]) when the owner credit now sits with `owner`.
+pub fn reverse_to(order: &OrderRecord, already: i64, cents: i64, owner: &str) -> Vec<LedgerEntry> {
+    let mut entries = reverse(
+        &order.entries,
+        order.rounding_role,
+        order.facts.amount_cents,
+        already,
+        cents,
+    );
+    for e in &mut entries {
+        if e.role == Role::Owner {
+            e.party = owner.to_string();
+        }
+    }
+    entries
 }
 
 /// The policy in force on `day`: the latest `effective_from` not after it.

@@ -1,7 +1,7 @@
 use super::*;
 use crate::clock::ManualClock;
 use crate::domain::Channel;
-use crate::domain::trail::{OwnershipRule, TouchKind, verify_chain};
+use crate::domain::trail::{OwnershipRule, Role, TouchKind, verify_chain};
 use crate::engine::EngineConfig;
 use crate::engine::tests::{T0, small_network};
 use crate::store::{MemoryStore, SledConfig, SledStore, Store};
@@ -411,11 +411,19 @@ fn stage_changes_by_effective_date_and_recomputation_agrees() {
     if let EventBody::Order(o) = &mut tampered[i].body {
         o.ownership.guide_id = Some("G9".into());
     }
+    let member = tampered[i].member_id.clone();
     let mut r = Recomputer::new(a.rules());
     for e in tampered {
         r.push(e);
     }
-    assert_eq!(r.summary.mismatches.len(), 1, "{:?}", r.summary.mismatches);
+    // The order, and a refund of it (whose owner debit follows the stored owner), and nothing
+    // else.
+    let m = &r.summary.mismatches;
+    assert!(m[0].what.contains("stored owner guide:G9"), "{m:?}");
+    assert!(
+        m.len() <= 2 && m.iter().all(|x| x.member_id == member),
+        "{m:?}"
+    );
 }
 
 #[test]
@@ -831,4 +839,157 @@ fn a_bound_members_order_belongs_to_their_guide_extends_the_binding_and_recomput
     assert_eq!(own.rule, OwnershipRule::LastTouch);
     assert_eq!(own.guide_id.as_deref(), Some("G1"));
     assert!(b.verify_trail("M1").unwrap().ok());
+}
+
+fn reassign_to(id: &str, order: &str, to: &str, at: i64) -> ReassignInput {
+    ReassignInput {
+        adjustment_id: id.into(),
+        order_id: order.into(),
+        to_party: to.into(),
+        actor: "reviewer-1".into(),
+        reason: "the store showed the guide chat".into(),
+        occurred_at_ms: at,
+    }
+}
+
+fn reassignment_on(store: Arc<dyn Store>) {
+    let (a, _) = service_on(store, AttributionConfig::default());
+    a.record_touch(touch(
+        "t1",
+        "M1",
+        TouchKind::GuideChat,
+        Some("G1"),
+        T0 - DAY,
+    ))
+    .unwrap();
+    a.record_order(order("O1", "M1", 10_000, T0)).unwrap();
+    a.record_refund(refund("R1", "O1", Some(2_000), T0 + 1))
+        .unwrap();
+    let owner_of = |v: &OrderView, party: &str| -> i64 {
+        v.net
+            .iter()
+            .filter(|e| e.party == party && e.role == Role::Owner)
+            .map(|e| e.amount_cents)
+            .sum()
+    };
+    let before = a.order("O1").unwrap();
+    assert_eq!(before.owner_party, "guide:G1");
+    assert_eq!(
+        owner_of(&before, "guide:G1"),
+        2_400,
+        "30% of the 8,000 left"
+    );
+
+    let r = a
+        .reassign(reassign_to("dispute:D1", "O1", "guide:G3", T0 + 2))
+        .unwrap();
+    let adj = r.event.adjustment().unwrap();
+    assert_eq!(
+        (adj.from_party.as_str(), adj.to_party.as_str()),
+        ("guide:G1", "guide:G3")
+    );
+    assert_eq!(adj.entries.iter().map(|e| e.amount_cents).sum::<i64>(), 0);
+    let after = a.order("O1").unwrap();
+    assert_eq!(after.owner_party, "guide:G3");
+    assert_eq!(owner_of(&after, "guide:G1"), 0);
+    assert_eq!(owner_of(&after, "guide:G3"), 2_400);
+    assert_eq!(after.net.iter().map(|e| e.amount_cents).sum::<i64>(), 8_000);
+    // The order's own entries are untouched.
+    assert_eq!(after.order, before.order);
+
+    // Retries replay; the same id for another owner is refused; so is the current owner.
+    assert!(
+        a.reassign(reassign_to("dispute:D1", "O1", "guide:G3", T0 + 2))
+            .unwrap()
+            .replayed
+    );
+    assert!(matches!(
+        a.reassign(reassign_to("dispute:D1", "O1", "guide:G2", T0 + 2)),
+        Err(AttributionError::Conflict { .. })
+    ));
+    assert!(matches!(
+        a.reassign(reassign_to("dispute:D2", "O1", "guide:G3", T0 + 2)),
+        Err(AttributionError::Precondition(_))
+    ));
+    for (bad, field) in [
+        (reassign_to("", "O1", "guide:G2", T0 + 2), "adjustment_id"),
+        (reassign_to("d", "O1", "guide:G404", T0 + 2), "to_party"),
+        (reassign_to("d", "O1", "G2", T0 + 2), "to_party"),
+        (reassign_to("d", "O1", "channel:FAX", T0 + 2), "to_party"),
+        (
+            ReassignInput {
+                reason: " ".into(),
+                ..reassign_to("d", "O1", "guide:G2", T0 + 2)
+            },
+            "reason",
+        ),
+        (
+            ReassignInput {
+                actor: String::new(),
+                ..reassign_to("d", "O1", "guide:G2", T0 + 2)
+            },
+            "actor",
+        ),
+        (reassign_to("d", "O1", "guide:G2", T0 - 5), "occurred_at"),
+    ] {
+        match a.reassign(bad.clone()) {
+            Err(AttributionError::Invalid(f)) => assert_eq!(f.field, field, "{bad:?}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        a.reassign(reassign_to("d", "O404", "guide:G2", T0 + 2)),
+        Err(AttributionError::NotFound { .. })
+    ));
+
+    // A later refund debits the new owner; the full refund leaves every party at zero.
+    let r2 = a.record_refund(refund("R2", "O1", None, T0 + 3)).unwrap();
+    let owner_entry = r2
+        .event
+        .refund()
+        .unwrap()
+        .entries
+        .iter()
+        .find(|e| e.role == Role::Owner)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (owner_entry.party.as_str(), owner_entry.amount_cents),
+        ("guide:G3", -2_400)
+    );
+    let done = a.order("O1").unwrap();
+    assert!(
+        done.net.iter().all(|e| e.amount_cents == 0),
+        "{:?}",
+        done.net
+    );
+    // The ledger lists the adjustment, and the order's lines sum to zero.
+    let page = a.ledger(T0 - DAY, T0 + DAY, None, None, 100).unwrap();
+    assert_eq!(
+        page.lines
+            .iter()
+            .filter(|l| l.adjustment_id.as_deref() == Some("dispute:D1"))
+            .count(),
+        2
+    );
+    assert_eq!(
+        page.lines.iter().map(|l| l.entry.amount_cents).sum::<i64>(),
+        0
+    );
+    // Recomputing from the trail agrees with every stored entry.
+    let check = a.verify_trail("M1").unwrap();
+    assert!(check.ok(), "{:?}", check.recomputed.mismatches);
+}
+
+#[test]
+fn a_reassignment_moves_the_owner_credit_and_later_refunds_follow_it_on_memory() {
+    reassignment_on(Arc::new(MemoryStore::new()));
+}
+
+#[test]
+fn a_reassignment_moves_the_owner_credit_and_later_refunds_follow_it_on_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    reassignment_on(Arc::new(
+        SledStore::open(dir.path(), &SledConfig::default()).unwrap(),
+    ));
 }

@@ -257,6 +257,27 @@ pub struct RefundRecord {
     pub entries: Vec<LedgerEntry>,
 }
 
+/// A compensating entry set: an order's owner credit moves from one party to another (a
+/// dispute's reassignment). Never an edit: the order's own entries stay as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentRecord {
+    /// Idempotency key, e.g. `dispute:D1`.
+    pub adjustment_id: String,
+    pub order_id: String,
+    /// `seq` of the order's event in the same trail.
+    pub order_seq: u64,
+    /// The owner party before (the order's, or the last adjustment's) and after.
+    pub from_party: String,
+    pub to_party: String,
+    /// Who decided it (a reviewer id) and why.
+    pub actor: String,
+    pub reason: String,
+    /// The owner role's net credit moved: `-x` for `from_party`, `+x` for `to_party`; they sum
+    /// to zero. Empty when the owner had no credit left.
+    pub entries: Vec<LedgerEntry>,
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -268,6 +289,8 @@ pub enum EventBody {
     Binding(super::binding::BindingRecord),
     /// An offer was made, accepted, declined, expired or exhausted: see [`super::offer`].
     Offer(super::offer::OfferRecord),
+    /// An order's owner credit moved to another party.
+    Adjustment(AdjustmentRecord),
 }
 
 impl EventBody {
@@ -278,6 +301,7 @@ impl EventBody {
             EventBody::Refund(_) => "refund",
             EventBody::Binding(_) => "binding",
             EventBody::Offer(_) => "offer",
+            EventBody::Adjustment(_) => "adjustment",
         }
     }
 }
@@ -410,6 +434,13 @@ impl TrailEvent {
     pub fn touch(&self) -> Option<&Touch> {
         match &self.body {
             EventBody::Touch(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn adjustment(&self) -> Option<&AdjustmentRecord> {
+        match &self.body {
+            EventBody::Adjustment(a) => Some(a),
             _ => None,
         }
     }

@@ -167,12 +167,13 @@ impl Store for MemoryStore {
         if let Some(c) = LedgerCursor::of(event) {
             inner.ledger.insert(c, at.clone());
         }
-        if let Some(r) = event.refund() {
-            inner
-                .refunds
-                .entry(r.order_id.clone())
-                .or_default()
-                .push(at.clone());
+        let order_id = match &event.body {
+            crate::domain::trail::EventBody::Refund(r) => Some(&r.order_id),
+            crate::domain::trail::EventBody::Adjustment(a) => Some(&a.order_id),
+            _ => None,
+        };
+        if let Some(o) = order_id {
+            inner.refunds.entry(o.clone()).or_default().push(at.clone());
         }
         if event.binding().is_some() {
             inner.bindings.insert(event.member_id.clone(), event.seq);
@@ -199,7 +200,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError> {
+    fn follow_ups_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError> {
         let inner = self.inner.lock();
         Ok(inner
             .refunds

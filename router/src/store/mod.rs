@@ -17,7 +17,7 @@ pub use sled_store::{SledConfig, SledStore};
 pub use trail_log::{MemberGuard, TrailLog};
 
 use crate::catalog::NetworkSpec;
-use crate::domain::trail::TrailEvent;
+use crate::domain::trail::{EventBody, TrailEvent};
 use crate::domain::{Day, Decision};
 use std::sync::Arc;
 
@@ -27,6 +27,7 @@ pub enum TrailKey<'a> {
     Touch(&'a str),
     Order(&'a str),
     Refund(&'a str),
+    Adjustment(&'a str),
 }
 
 impl TrailKey<'_> {
@@ -36,6 +37,7 @@ impl TrailKey<'_> {
             TrailKey::Touch(id) => e.touch().is_some_and(|t| t.touch_id == *id),
             TrailKey::Order(id) => e.order().is_some_and(|o| o.facts.order_id == *id),
             TrailKey::Refund(id) => e.refund().is_some_and(|r| r.refund_id == *id),
+            TrailKey::Adjustment(id) => e.adjustment().is_some_and(|a| a.adjustment_id == *id),
         }
     }
 
@@ -44,6 +46,7 @@ impl TrailKey<'_> {
             TrailKey::Touch(id) => (b't', id),
             TrailKey::Order(id) => (b'o', id),
             TrailKey::Refund(id) => (b'r', id),
+            TrailKey::Adjustment(id) => (b'a', id),
         }
     }
 }
@@ -59,7 +62,8 @@ pub enum StoreError {
     Locked { path: String },
 }
 
-/// Where a ledger read stopped: the last event's `occurred_at`, kind (`b'o'` order, `b'r'`
+/// Where a ledger read stopped: the last event's `occurred_at`, kind (`b'o'` order, `b'a'`
+/// adjustment, `b'r'`
 /// refund) and id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LedgerCursor {
@@ -80,9 +84,10 @@ impl LedgerCursor {
 
     /// The cursor of an order or refund event.
     pub fn of(e: &TrailEvent) -> Option<Self> {
-        let (tag, id) = match (e.order(), e.refund()) {
-            (Some(o), _) => (b'o', o.facts.order_id.clone()),
-            (_, Some(r)) => (b'r', r.refund_id.clone()),
+        let (tag, id) = match &e.body {
+            EventBody::Order(o) => (b'o', o.facts.order_id.clone()),
+            EventBody::Refund(r) => (b'r', r.refund_id.clone()),
+            EventBody::Adjustment(a) => (b'a', a.adjustment_id.clone()),
             _ => return None,
         };
         Some(Self {
@@ -171,8 +176,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after: Option<&LedgerCursor>,
         limit: usize,
     ) -> Result<Vec<TrailEvent>, StoreError>;
-    /// The refund events of an order, by `seq` (indexed when appended).
-    fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError>;
+    /// The refund and adjustment events of an order, by `seq` (indexed when appended).
+    fn follow_ups_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError>;
     /// The member's latest binding event (indexed when appended).
     fn latest_binding(&self, member_id: &str) -> Result<Option<TrailEvent>, StoreError>;
     /// Members who have been bound to `guide_id` at some time, by member id, after `after`,

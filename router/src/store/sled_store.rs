@@ -1,6 +1,6 @@
 use super::{LedgerCursor, Store, StoreError, TrailKey, codec};
 use crate::catalog::NetworkSpec;
-use crate::domain::trail::TrailEvent;
+use crate::domain::trail::{EventBody, TrailEvent};
 use crate::domain::{Day, Decision};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
@@ -796,6 +796,13 @@ impl Store for SledStore {
             fk.extend_from_slice(r.refund_id.as_bytes());
             self.trails.insert(fk, &ek[1..]).map_err(backend)?;
         }
+        if let Some(a) = event.adjustment() {
+            // 0x01 keeps adjustment ids apart from refund ids (ids are printable ASCII).
+            let mut fk = refund_prefix(&a.order_id);
+            fk.push(1);
+            fk.extend_from_slice(a.adjustment_id.as_bytes());
+            self.trails.insert(fk, &ek[1..]).map_err(backend)?;
+        }
         self.trails.insert(ek, line.as_bytes()).map_err(backend)?;
         self.mark_dirty();
         Ok(())
@@ -838,17 +845,25 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn refunds_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError> {
+    fn follow_ups_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StoreError> {
         let prefix = refund_prefix(order_id);
         let mut out = Vec::new();
         for kv in self.trails.scan_prefix(&prefix) {
             let (k, at) = kv.map_err(backend)?;
-            let refund_id = &k[prefix.len()..];
-            // Trusted only when the event is there and is this refund of this order.
-            if let Some(e) = self.event_at(&at)?
-                && e.refund()
-                    .is_some_and(|r| r.order_id == order_id && r.refund_id.as_bytes() == refund_id)
-            {
+            let id = &k[prefix.len()..];
+            // Trusted only when the event is there and is this refund or adjustment of this
+            // order.
+            let Some(e) = self.event_at(&at)? else {
+                continue;
+            };
+            let ours = match (&e.body, id.split_first()) {
+                (EventBody::Refund(r), _) => r.order_id == order_id && r.refund_id.as_bytes() == id,
+                (EventBody::Adjustment(a), Some((1, rest))) => {
+                    a.order_id == order_id && a.adjustment_id.as_bytes() == rest
+                }
+                _ => false,
+            };
+            if ours {
                 out.push(e);
             }
         }
@@ -1135,16 +1150,16 @@ mod tests {
         s.trails
             .insert(trail_key(TrailKey::Refund("R2")), at)
             .unwrap();
-        let got = s.refunds_of("O1").unwrap();
+        let got = s.follow_ups_of("O1").unwrap();
         assert_eq!(got, vec![e.clone()]);
         assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
         // The next append at seq 2 is another refund: R2's keys still do not match it.
         let (e3, line3) = TrailEvent::next_with_line("M1", Some((1, &e.hash)), 2, 2, refund("R3"));
         s.append_trail(&e3, &line3, Some(TrailKey::Refund("R3")))
             .unwrap();
-        assert_eq!(s.refunds_of("O1").unwrap(), vec![e, e3]);
+        assert_eq!(s.follow_ups_of("O1").unwrap(), vec![e, e3]);
         assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
-        assert!(s.refunds_of("O2").unwrap().is_empty());
+        assert!(s.follow_ups_of("O2").unwrap().is_empty());
     }
 
     #[test]

@@ -192,6 +192,16 @@ pub fn event_to_pb(e: &TrailEvent) -> pb::TrailEvent {
             reason: o.reason.clone(),
             rule: o.rule.clone(),
         }),
+        EventBody::Adjustment(a) => Body::Adjustment(pb::AdjustmentEvent {
+            adjustment_id: a.adjustment_id.clone(),
+            order_id: a.order_id.clone(),
+            order_seq: a.order_seq,
+            from_party: a.from_party.clone(),
+            to_party: a.to_party.clone(),
+            actor: a.actor.clone(),
+            reason: a.reason.clone(),
+            entries: entries_to_pb(&a.entries),
+        }),
         EventBody::Refund(r) => Body::Refund(pb::RefundEvent {
             refund_id: r.refund_id.clone(),
             order_id: r.order_id.clone(),
@@ -238,6 +248,8 @@ pub fn order_view_to_pb(v: &OrderView) -> pb::GetOwnershipResponse {
         amount_cents: o.map_or(0, |o| o.facts.amount_cents),
         refunded_cents: v.refunded_cents,
         event: Some(event_to_pb(&v.order)),
+        adjustments: v.adjustments.iter().map(event_to_pb).collect(),
+        owner_party: v.owner_party.clone(),
     }
 }
 
@@ -264,6 +276,7 @@ pub fn ledger_cursor(token: &str) -> Result<Option<crate::store::LedgerCursor>, 
     let tag = match parts.next() {
         Some("o") => b'o',
         Some("r") => b'r',
+        Some("a") => b'a',
         _ => return Err(bad()),
     };
     let id = parts.next().filter(|i| !i.is_empty()).ok_or_else(bad)?;
@@ -280,6 +293,7 @@ pub fn ledger_line_to_pb(l: &crate::attribution::LedgerLine) -> pb::LedgerLine {
         member_id: l.member_id.clone(),
         order_id: l.order_id.clone(),
         refund_id: l.refund_id.clone().unwrap_or_default(),
+        adjustment_id: l.adjustment_id.clone().unwrap_or_default(),
         party: l.entry.party.clone(),
         role: l.entry.role.as_str().into(),
         amount_cents: l.entry.amount_cents,
