@@ -13,6 +13,7 @@
 //! refused, naming each field that differs. Appends are serialised per member (and per id), so a
 //! trail's hash chain has no forks.
 
+pub mod disputes;
 pub mod journeys;
 pub mod recompute;
 pub mod rules;

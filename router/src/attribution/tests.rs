@@ -993,3 +993,254 @@ fn a_reassignment_moves_the_owner_credit_and_later_refunds_follow_it_on_sled() {
         SledStore::open(dir.path(), &SledConfig::default()).unwrap(),
     ));
 }
+
+mod disputes {
+    use super::*;
+    use crate::attribution::disputes::{DisputeFilter, DisputeStatus, OpenInput, Verdict};
+
+    fn open(order: &str, claimed: &str) -> OpenInput {
+        OpenInput {
+            order_id: order.into(),
+            claimant: "store:S1".into(),
+            claimed_owner: claimed.into(),
+            reason: "the member was served in store by G3".into(),
+            opened_by: "store-manager-1".into(),
+            reopens: None,
+        }
+    }
+
+    fn setup() -> Attribution {
+        let (a, _) = service();
+        a.record_touch(touch(
+            "t1",
+            "M1",
+            TouchKind::GuideChat,
+            Some("G1"),
+            T0 - DAY,
+        ))
+        .unwrap();
+        a.record_order(order("O1", "M1", 10_000, T0)).unwrap();
+        a.record_touch(touch(
+            "t2",
+            "M2",
+            TouchKind::GuideChat,
+            Some("G4"),
+            T0 - DAY,
+        ))
+        .unwrap();
+        a.record_order(order("O2", "M2", 5_000, T0)).unwrap();
+        a
+    }
+
+    #[test]
+    fn open_show_resolve_and_the_books_follow() {
+        let a = setup();
+        let d = a.open_dispute(open("O1", "guide:G3")).unwrap();
+        assert_eq!(
+            (d.dispute_id.as_str(), d.status),
+            ("D1", DisputeStatus::Open)
+        );
+        assert_eq!(d.owner_at_open, "guide:G1");
+        let ev = a.evidence(&d).unwrap();
+        assert!(ev.check.ok());
+        assert_eq!(ev.trail.len(), 2);
+        assert_eq!(ev.recomputed, ev.order.order.order().unwrap().ownership);
+        assert_eq!(ev.alternatives.len(), 1);
+        assert_eq!(ev.alternatives[0].ownership.guide_id.as_deref(), Some("G1"));
+
+        let r = a
+            .resolve_dispute(
+                "D1",
+                Verdict::Reassign("guide:G3".into()),
+                "rev-1",
+                "chat log",
+            )
+            .unwrap();
+        assert_eq!(r.status, DisputeStatus::Reassigned);
+        let view = a.order("O1").unwrap();
+        assert_eq!(view.owner_party, "guide:G3");
+        assert_eq!(view.net.iter().map(|e| e.amount_cents).sum::<i64>(), 10_000);
+        assert_eq!(
+            r.resolution.unwrap().adjustment_seq,
+            Some(view.adjustments[0].seq)
+        );
+        let audit = a.engine().audit(1, 10).unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(
+            (audit[0].action.as_str(), audit[0].target.as_str()),
+            ("resolve_dispute", "dispute:D1")
+        );
+        assert_eq!(audit[0].actor, "rev-1");
+        // Resolved is final.
+        assert!(matches!(
+            a.resolve_dispute("D1", Verdict::Uphold, "rev-2", "no"),
+            Err(AttributionError::Precondition(_))
+        ));
+        // Refunds after the reassignment debit the new owner, to zero.
+        a.record_refund(refund("R1", "O1", None, T0 + 10)).unwrap();
+        assert!(
+            a.order("O1")
+                .unwrap()
+                .net
+                .iter()
+                .all(|e| e.amount_cents == 0)
+        );
+        // Reopening links the old dispute; it may put the owner back.
+        let again = a
+            .open_dispute(OpenInput {
+                reopens: Some("D1".into()),
+                claimant: "guide:G1".into(),
+                ..open("O1", "guide:G1")
+            })
+            .unwrap();
+        assert_eq!(
+            (again.dispute_id.as_str(), again.reopens.as_deref()),
+            ("D2", Some("D1"))
+        );
+        assert!(a.verify_trail("M1").unwrap().ok());
+    }
+
+    #[test]
+    fn two_reviewers_at_once_one_wins() {
+        let a = Arc::new(setup());
+        a.open_dispute(open("O1", "guide:G3")).unwrap();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = ["guide:G3", "guide:G4"]
+                .into_iter()
+                .enumerate()
+                .map(|(i, to)| {
+                    let a = a.clone();
+                    s.spawn(move || {
+                        a.resolve_dispute(
+                            "D1",
+                            Verdict::Reassign(to.into()),
+                            &format!("rev-{i}"),
+                            "x",
+                        )
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(AttributionError::Precondition(_))))
+        );
+        assert_eq!(a.order("O1").unwrap().adjustments.len(), 1);
+    }
+
+    #[test]
+    fn lists_filter_and_page_and_bad_input_writes_nothing() {
+        let a = setup();
+        a.open_dispute(open("O1", "guide:G3")).unwrap();
+        a.open_dispute(OpenInput {
+            claimant: "channel:ECOMMERCE".into(),
+            ..open("O2", "store:S2")
+        })
+        .unwrap();
+        a.resolve_dispute("D2", Verdict::Uphold, "rev-1", "owner stands")
+            .unwrap();
+        let all = DisputeFilter::default();
+        let (page, next) = a.list_disputes(&all, 0, 1).unwrap();
+        assert_eq!((page[0].dispute_id.as_str(), next), ("D1", Some(1)));
+        let (page, _) = a.list_disputes(&all, 1, 1).unwrap();
+        assert_eq!(page[0].dispute_id, "D2");
+        let open_only = DisputeFilter {
+            status: Some(DisputeStatus::Open),
+            ..Default::default()
+        };
+        assert_eq!(a.list_disputes(&open_only, 0, 10).unwrap().0.len(), 1);
+        let by_guide = DisputeFilter {
+            guide_id: Some("G4".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            a.list_disputes(&by_guide, 0, 10).unwrap().0[0].order_id,
+            "O2"
+        );
+        let by_claimant = DisputeFilter {
+            claimant: Some("channel:ECOMMERCE".into()),
+            ..Default::default()
+        };
+        assert_eq!(a.list_disputes(&by_claimant, 0, 10).unwrap().0.len(), 1);
+        let by_store = DisputeFilter {
+            store_id: Some("S2".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            a.list_disputes(&by_store, 0, 10).unwrap().0.len(),
+            2,
+            "S2 fulfilled both"
+        );
+
+        for (bad, field) in [
+            (open("", "guide:G3"), "order_id"),
+            (
+                OpenInput {
+                    claimant: "nobody".into(),
+                    ..open("O1", "guide:G3")
+                },
+                "claimant",
+            ),
+            (open("O1", "guide:G404"), "claimed_owner"),
+            (
+                OpenInput {
+                    reason: String::new(),
+                    ..open("O1", "guide:G3")
+                },
+                "reason",
+            ),
+            (
+                OpenInput {
+                    opened_by: "a b".into(),
+                    ..open("O1", "guide:G3")
+                },
+                "opened_by",
+            ),
+        ] {
+            match a.open_dispute(bad.clone()) {
+                Err(AttributionError::Invalid(f)) => assert_eq!(f.field, field, "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            a.open_dispute(open("O404", "guide:G3")),
+            Err(AttributionError::NotFound { .. })
+        ));
+        assert!(matches!(
+            a.open_dispute(open("O1", "guide:G1")),
+            Err(AttributionError::Precondition(_))
+        ));
+        assert!(matches!(
+            a.open_dispute(OpenInput {
+                reopens: Some("D1".into()),
+                ..open("O1", "guide:G3")
+            }),
+            Err(AttributionError::Precondition(_))
+        ));
+        assert!(matches!(
+            a.dispute("D9"),
+            Err(AttributionError::NotFound { .. })
+        ));
+        assert!(matches!(a.dispute("9"), Err(AttributionError::Invalid(_))));
+        for (verdict, reviewer, reason, field) in [
+            (Verdict::Uphold, "", "x", "reviewer_id"),
+            (Verdict::Uphold, "rev", " ", "reason"),
+            (
+                Verdict::Reassign("store:S404".into()),
+                "rev",
+                "x",
+                "new_owner",
+            ),
+        ] {
+            match a.resolve_dispute("D1", verdict, reviewer, reason) {
+                Err(AttributionError::Invalid(f)) => assert_eq!(f.field, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        assert_eq!(a.dispute("D1").unwrap().status, DisputeStatus::Open);
+        assert_eq!(a.list_disputes(&all, 0, 10).unwrap().0.len(), 2);
+    }
+}

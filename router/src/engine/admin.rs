@@ -180,6 +180,33 @@ impl Engine {
         })
     }
 
+    /// Appends an audit entry for an operator's action outside the network (a dispute's
+    /// resolution), in the same log and sequence as network changes. Durable after the next
+    /// flush.
+    pub fn record_audit(
+        &self,
+        action: &str,
+        target: &str,
+        actor: &str,
+        reason: &str,
+        after: serde_json::Value,
+    ) -> Result<AuditEntry, StoreError> {
+        let _one_at_a_time = self.admin.lock();
+        let entry = AuditEntry {
+            seq: self.store.audit_head()?.unwrap_or(0) + 1,
+            at_ms: self.clock.now_ms(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            reason: reason.to_string(),
+            before: None,
+            after,
+            network_version: self.snapshot().network.version().to_string(),
+        };
+        self.store.append_audit(entry.seq, &entry.to_line())?;
+        Ok(entry)
+    }
+
     /// Audit entries from `from_seq` on, at most `limit`.
     pub fn audit(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.store

@@ -21,6 +21,7 @@ struct Inner {
     refunds: HashMap<String, Vec<(String, u64)>>,
     ledger: BTreeMap<LedgerCursor, (String, u64)>,
     audit: BTreeMap<u64, String>,
+    disputes: BTreeMap<u64, String>,
     bindings: HashMap<String, u64>,
 }
 
@@ -268,5 +269,25 @@ impl Store for MemoryStore {
 
     fn audit_head(&self) -> Result<Option<u64>, StoreError> {
         Ok(self.inner.lock().audit.keys().next_back().copied())
+    }
+
+    fn put_dispute(&self, seq: u64, line: &str) -> Result<(), StoreError> {
+        self.inner.lock().disputes.insert(seq, line.to_string());
+        Ok(())
+    }
+
+    fn disputes_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .disputes
+            .range(from_seq..)
+            .take(limit)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect())
+    }
+
+    fn dispute_head(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.inner.lock().disputes.keys().next_back().copied())
     }
 }

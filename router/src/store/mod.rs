@@ -198,6 +198,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError>;
     /// The last audit entry's `seq`.
     fn audit_head(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Saves dispute `seq` (one JSON line), replacing an earlier version. The caller serialises
+    /// writes per dispute. Durable after the next [`Store::flush`].
+    fn put_dispute(&self, seq: u64, line: &str) -> Result<(), StoreError>;
+    /// Disputes with `seq >= from_seq`, ascending, at most `limit`.
+    fn disputes_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError>;
+    /// The last dispute's `seq`.
+    fn dispute_head(&self) -> Result<Option<u64>, StoreError>;
 }
 
 /// Visits a member's events with `seq >= from_seq` in order, reading `chunk` at a time, until

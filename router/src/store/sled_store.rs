@@ -112,7 +112,8 @@ struct Shared {
 /// decision never reached the disk, so counts after any crash equal the stored decisions.
 /// No sled batch or transaction is used on purpose: the first one switches every later sled read
 /// to a global lock that each batch holds exclusively, which stalls route()'s idempotency reads.
-/// The `meta` tree holds the network (`network`, JSON).
+/// The `meta` tree holds the network (`network`, JSON), the audit log (`a<seq>`) and disputes
+/// (`D<seq>`), as JSON lines.
 ///
 /// Trail events are written by the caller (appends are serialised per member by the caller, and
 /// orders wait for a flush anyway), in the `trails` tree: `e<member length u8><member><seq u64
@@ -961,11 +962,45 @@ impl Store for SledStore {
             Some(kv) => audit_seq(&kv.map_err(backend)?.0).map(Some),
         }
     }
+
+    fn put_dispute(&self, seq: u64, line: &str) -> Result<(), StoreError> {
+        self.check_failed()?;
+        self.meta
+            .insert(seq_key(b'D', seq), line.as_bytes())
+            .map_err(backend)?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    fn disputes_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self
+            .meta
+            .range(seq_key(b'D', from_seq)..=seq_key(b'D', u64::MAX))
+            .take(limit)
+        {
+            let (k, v) = kv.map_err(backend)?;
+            out.push((audit_seq(&k)?, utf8(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    fn dispute_head(&self) -> Result<Option<u64>, StoreError> {
+        match self.meta.scan_prefix(b"D").next_back() {
+            None => Ok(None),
+            Some(kv) => audit_seq(&kv.map_err(backend)?.0).map(Some),
+        }
+    }
 }
 
 /// `a<seq u64 BE>` in the `meta` tree: one audit entry.
 fn audit_key(seq: u64) -> [u8; 9] {
-    let mut k = [b'a'; 9];
+    seq_key(b'a', seq)
+}
+
+/// `<tag><seq u64 BE>` in the `meta` tree: `a` audit entries, `D` disputes.
+fn seq_key(tag: u8, seq: u64) -> [u8; 9] {
+    let mut k = [tag; 9];
     k[1..].copy_from_slice(&seq.to_be_bytes());
     k
 }

@@ -1,0 +1,446 @@
+//! Disputes (DESIGN §5): a claim that an order belongs to someone else, the evidence to settle
+//! it, and a resolution that moves the books with compensating entries, never edits. A resolved
+//! dispute is immutable; reopening creates a new dispute linked to the old one.
+
+use super::{Attribution, AttributionError, OrderView, ReassignInput, TrailCheck};
+use crate::domain::audit::MAX_REASON_LEN;
+use crate::domain::trail::{EventBody, Ownership, TrailEvent};
+use crate::domain::{Decision, FieldError, check_id};
+use crate::store::StoreError;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Events read on each side of the order for the evidence.
+const AROUND: u64 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeStatus {
+    Open,
+    /// The owner stands.
+    Upheld,
+    /// The owner credit moved to `resolution.new_owner`.
+    Reassigned,
+}
+
+impl DisputeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Upheld => "upheld",
+            Self::Reassigned => "reassigned",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolution {
+    pub reviewer: String,
+    pub reason: String,
+    pub decided_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_owner: Option<String>,
+    /// The member's trail event holding the compensating entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjustment_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dispute {
+    /// `D<seq>`.
+    pub dispute_id: String,
+    pub seq: u64,
+    pub order_id: String,
+    pub member_id: String,
+    /// Who disputes: a party (`store:S1`, `channel:ECOMMERCE`, `o2o:centre`, `guide:G1`).
+    pub claimant: String,
+    /// Who the claimant says should own the order (a party that can own).
+    pub claimed_owner: String,
+    pub reason: String,
+    pub opened_by: String,
+    pub opened_at_ms: i64,
+    /// The owner party when the dispute was opened.
+    pub owner_at_open: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfilling_store_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopens: Option<String>,
+    pub status: DisputeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+}
+
+/// What a reviewer decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Uphold,
+    /// Move the owner credit to this party.
+    Reassign(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenInput {
+    pub order_id: String,
+    pub claimant: String,
+    pub claimed_owner: String,
+    pub reason: String,
+    pub opened_by: String,
+    pub reopens: Option<String>,
+}
+
+/// `ListDisputes` filters; every set filter must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DisputeFilter {
+    pub status: Option<DisputeStatus>,
+    /// Matches the owner at opening, the claimed owner or the fulfilling store.
+    pub store_id: Option<String>,
+    /// Matches the owner at opening or the claimed owner.
+    pub guide_id: Option<String>,
+    pub claimant: Option<String>,
+    /// `opened_at` in `[from_ms, to_ms)`.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+impl DisputeFilter {
+    fn matches(&self, d: &Dispute) -> bool {
+        let parties = [d.owner_at_open.as_str(), d.claimed_owner.as_str()];
+        self.status.is_none_or(|s| s == d.status)
+            && self.store_id.as_ref().is_none_or(|s| {
+                let p = format!("store:{s}");
+                parties.contains(&p.as_str()) || d.fulfilling_store_id.as_ref() == Some(s)
+            })
+            && self
+                .guide_id
+                .as_ref()
+                .is_none_or(|g| parties.contains(&format!("guide:{g}").as_str()))
+            && self.claimant.as_ref().is_none_or(|c| *c == d.claimant)
+            && self.from_ms.is_none_or(|t| d.opened_at_ms >= t)
+            && self.to_ms.is_none_or(|t| d.opened_at_ms < t)
+    }
+}
+
+/// What a rule set would have decided for the order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlternativeOwner {
+    pub rule_version: String,
+    pub ownership: Ownership,
+}
+
+/// Everything a reviewer needs in one place.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// The member's trail around the order, in order.
+    pub trail: Vec<TrailEvent>,
+    /// The whole trail's hash chain and recomputation.
+    pub check: TrailCheck,
+    /// The stored ownership (rule, version, deciding events, explanation) is in `order`; this
+    /// is what the rules give again from the trail.
+    pub recomputed: Ownership,
+    /// What each ownership rule set in the book would have decided.
+    pub alternatives: Vec<AlternativeOwner>,
+    /// The split, refunds, adjustments and net per party.
+    pub order: OrderView,
+    /// The routing decisions of leads the trail names around the order.
+    pub decisions: Vec<Arc<Decision>>,
+}
+
+fn dispute_id(seq: u64) -> String {
+    format!("D{seq}")
+}
+
+fn parse_id(id: &str) -> Result<u64, FieldError> {
+    id.strip_prefix('D')
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| FieldError::new("dispute_id", format!("must look like D123, got {id:?}")))
+}
+
+fn check_text(field: &str, text: &str) -> Result<(), FieldError> {
+    if text.trim().is_empty() || text.len() > MAX_REASON_LEN {
+        return Err(FieldError::new(
+            field,
+            format!("must be 1..={MAX_REASON_LEN} bytes and not blank"),
+        ));
+    }
+    Ok(())
+}
+
+impl Attribution {
+    fn load_dispute(&self, seq: u64) -> Result<Option<Dispute>, AttributionError> {
+        let store = self.engine.store();
+        match store.disputes_from(seq, 1)?.into_iter().next() {
+            Some((s, line)) if s == seq => serde_json::from_str(&line).map(Some).map_err(|e| {
+                StoreError::Corrupt {
+                    key: format!("dispute/{seq}"),
+                    why: e.to_string(),
+                }
+                .into()
+            }),
+            _ => Ok(None),
+        }
+    }
+
+    fn save_dispute(&self, d: &Dispute) -> Result<(), AttributionError> {
+        let line = serde_json::to_string(d).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.engine.store().put_dispute(d.seq, &line)?;
+        Ok(())
+    }
+
+    /// The dispute `id`.
+    pub fn dispute(&self, id: &str) -> Result<Dispute, AttributionError> {
+        let seq = parse_id(id)?;
+        self.load_dispute(seq)?
+            .ok_or_else(|| AttributionError::NotFound {
+                what: "dispute",
+                id: id.to_string(),
+            })
+    }
+
+    /// Opens a dispute about an order's owner. Durable before it returns.
+    pub fn open_dispute(&self, input: OpenInput) -> Result<Dispute, AttributionError> {
+        check_id("order_id", &input.order_id)?;
+        check_id("opened_by", &input.opened_by)?;
+        check_text("reason", &input.reason)?;
+        if input.claimant != "o2o:centre" {
+            self.check_party("claimant", &input.claimant)?;
+        }
+        self.check_party("claimed_owner", &input.claimed_owner)?;
+        let view = self.order(&input.order_id)?;
+        if view.owner_party == input.claimed_owner {
+            return Err(AttributionError::Precondition(format!(
+                "order {:?} is already owned by {}",
+                input.order_id, input.claimed_owner
+            )));
+        }
+        // One dispute is opened at a time, so seqs are unique.
+        let _one = self.stripe(&self.id_locks, (b'd', "open")).lock();
+        if let Some(old) = &input.reopens {
+            let prev = self.dispute(old)?;
+            if prev.status == DisputeStatus::Open {
+                return Err(AttributionError::Precondition(format!(
+                    "dispute {old} is still open: resolve it before reopening"
+                )));
+            }
+            if prev.order_id != input.order_id {
+                return Err(FieldError::new(
+                    "reopens",
+                    format!("dispute {old} is about order {:?}", prev.order_id),
+                )
+                .into());
+            }
+        }
+        let seq = self.engine.store().dispute_head()?.unwrap_or(0) + 1;
+        let facts = &view.order.order().map(|o| o.facts.clone());
+        let d = Dispute {
+            dispute_id: dispute_id(seq),
+            seq,
+            order_id: input.order_id,
+            member_id: view.order.member_id.clone(),
+            claimant: input.claimant,
+            claimed_owner: input.claimed_owner,
+            reason: input.reason,
+            opened_by: input.opened_by,
+            opened_at_ms: self.engine.clock().now_ms(),
+            owner_at_open: view.owner_party,
+            fulfilling_store_id: facts.as_ref().and_then(|f| f.fulfilling_store_id.clone()),
+            reopens: input.reopens,
+            status: DisputeStatus::Open,
+            resolution: None,
+        };
+        self.save_dispute(&d)?;
+        self.engine.store().flush()?;
+        Ok(d)
+    }
+
+    /// Disputes matching `filter` with `seq > after_seq`, at most `limit`, and the seq to go on
+    /// from when there may be more.
+    pub fn list_disputes(
+        &self,
+        filter: &DisputeFilter,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<Dispute>, Option<u64>), AttributionError> {
+        if !(1..=500).contains(&limit) {
+            return Err(
+                FieldError::new("page_size", format!("must be in 1..=500, got {limit}")).into(),
+            );
+        }
+        let mut out = Vec::new();
+        let mut from = after_seq + 1;
+        loop {
+            let chunk = self.engine.store().disputes_from(from, 256)?;
+            let Some(&(last, _)) = chunk.last() else {
+                return Ok((out, None));
+            };
+            for (seq, line) in chunk {
+                let d: Dispute = serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
+                    key: format!("dispute/{seq}"),
+                    why: e.to_string(),
+                })?;
+                if filter.matches(&d) {
+                    out.push(d);
+                    if out.len() == limit {
+                        return Ok((out, Some(seq)));
+                    }
+                }
+            }
+            from = last + 1;
+        }
+    }
+
+    /// Resolves an open dispute. A reassignment adds compensating entries to the order (never
+    /// edits). Durable before it returns. Exactly one of two concurrent resolutions wins; the
+    /// other gets [`AttributionError::Precondition`].
+    pub fn resolve_dispute(
+        &self,
+        id: &str,
+        verdict: Verdict,
+        reviewer: &str,
+        reason: &str,
+    ) -> Result<Dispute, AttributionError> {
+        let seq = parse_id(id)?;
+        check_id("reviewer_id", reviewer)?;
+        check_text("reason", reason)?;
+        if let Verdict::Reassign(to) = &verdict {
+            self.check_party("new_owner", to)?;
+        }
+        let _held = self.stripe(&self.id_locks, (b'd', id)).lock();
+        let mut d = self
+            .load_dispute(seq)?
+            .ok_or_else(|| AttributionError::NotFound {
+                what: "dispute",
+                id: id.to_string(),
+            })?;
+        if d.status != DisputeStatus::Open {
+            return Err(AttributionError::Precondition(format!(
+                "dispute {id} is already {} by {}; open a new dispute that reopens it",
+                d.status.as_str(),
+                d.resolution.as_ref().map_or("?", |r| r.reviewer.as_str())
+            )));
+        }
+        let now = self.engine.clock().now_ms();
+        let (status, new_owner, adjustment_seq) = match verdict {
+            Verdict::Uphold => (DisputeStatus::Upheld, None, None),
+            Verdict::Reassign(to) => {
+                let r = self.reassign(ReassignInput {
+                    adjustment_id: format!("dispute:{id}"),
+                    order_id: d.order_id.clone(),
+                    to_party: to.clone(),
+                    actor: reviewer.to_string(),
+                    reason: reason.to_string(),
+                    occurred_at_ms: now,
+                })?;
+                (DisputeStatus::Reassigned, Some(to), Some(r.event.seq))
+            }
+        };
+        d.status = status;
+        d.resolution = Some(Resolution {
+            reviewer: reviewer.to_string(),
+            reason: reason.to_string(),
+            decided_at_ms: now,
+            new_owner,
+            adjustment_seq,
+        });
+        self.save_dispute(&d)?;
+        self.engine.record_audit(
+            "resolve_dispute",
+            &format!("dispute:{id}"),
+            reviewer,
+            reason,
+            serde_json::to_value(&d).unwrap_or_default(),
+        )?;
+        self.engine.store().flush()?;
+        Ok(d)
+    }
+
+    /// The evidence for dispute `id`.
+    pub fn evidence(&self, d: &Dispute) -> Result<Evidence, AttributionError> {
+        let store = self.engine.store();
+        let order = self.order(&d.order_id)?;
+        let o = order
+            .order
+            .order()
+            .ok_or_else(|| AttributionError::NotFound {
+                what: "order",
+                id: d.order_id.clone(),
+            })?;
+        let seq = order.order.seq;
+        let trail = store.trail_from(
+            &d.member_id,
+            seq.saturating_sub(AROUND).max(1),
+            2 * AROUND as usize + 1,
+        )?;
+        let check = self.verify_trail(&d.member_id)?;
+        // The rules again, on the trail as it stood before the order.
+        let before: Vec<TrailEvent> = {
+            let mut all = Vec::new();
+            crate::store::for_each_in_trail(store.as_ref(), &d.member_id, 1, 1024, &mut |e| {
+                if e.seq >= seq {
+                    return false;
+                }
+                all.push(e);
+                true
+            })?;
+            all
+        };
+        let binding = before.iter().rev().find(|e| e.binding().is_some());
+        let decide = |rules: &super::rules::OwnershipRuleSet| {
+            let history = rules.history(
+                order.order.occurred_at_ms,
+                before.iter().rev(),
+                self.book.history_limit,
+            );
+            rules.decide(
+                &o.facts,
+                o.sharing_guide_store_id.as_deref(),
+                order.order.occurred_at_ms,
+                &history,
+                binding,
+            )
+        };
+        let recomputed = match self.book.ownership_version(&o.ownership.rule_version) {
+            Some(rules) => decide(rules),
+            None => o.ownership.clone(),
+        };
+        let alternatives = self
+            .book
+            .ownership
+            .iter()
+            .map(|(_, rules)| AlternativeOwner {
+                rule_version: rules.version.clone(),
+                ownership: decide(rules),
+            })
+            .collect();
+        let mut leads: Vec<String> = Vec::new();
+        for e in &trail {
+            let lead = match &e.body {
+                EventBody::Touch(t) => t.lead_id.clone(),
+                EventBody::Binding(b) => b.cause_id.strip_prefix("lead:").map(str::to_string),
+                EventBody::Offer(x) => Some(x.lead_id.clone()),
+                _ => None,
+            };
+            if let Some(l) = lead
+                && !leads.contains(&l)
+            {
+                leads.push(l);
+            }
+        }
+        let mut decisions = Vec::new();
+        for l in leads {
+            if let Some(dec) = store.decision(&l)? {
+                decisions.push(dec);
+            }
+        }
+        Ok(Evidence {
+            trail,
+            check,
+            recomputed,
+            alternatives,
+            order,
+            decisions,
+        })
+    }
+}
