@@ -325,13 +325,15 @@ impl Attribution {
         let (status, new_owner, adjustment_seq) = match verdict {
             Verdict::Uphold => (DisputeStatus::Upheld, None, None),
             Verdict::Reassign(to) => {
+                // Now, or the order's own time when the caller's clock runs ahead of ours.
+                let at = now.max(self.order(&d.order_id)?.order.occurred_at_ms);
                 let r = self.reassign(ReassignInput {
                     adjustment_id: format!("dispute:{id}"),
                     order_id: d.order_id.clone(),
                     to_party: to.clone(),
                     actor: reviewer.to_string(),
                     reason: reason.to_string(),
-                    occurred_at_ms: now,
+                    occurred_at_ms: at,
                 })?;
                 (DisputeStatus::Reassigned, Some(to), Some(r.event.seq))
             }

@@ -4,6 +4,7 @@
 
 mod attribution_svc;
 mod catalog_svc;
+mod disputes_svc;
 mod http;
 pub mod metrics;
 mod router_svc;
@@ -14,6 +15,7 @@ use crate::engine::Engine;
 use axum::serve::ListenerExt;
 use leadrouter_proto::v1::attribution_server::AttributionServer;
 use leadrouter_proto::v1::catalog_server::CatalogServer;
+use leadrouter_proto::v1::disputes_server::DisputesServer;
 use leadrouter_proto::v1::lead_router_server::LeadRouterServer;
 use std::future::Future;
 use std::sync::Arc;
@@ -70,6 +72,9 @@ pub async fn run(
         .set_serving::<AttributionServer<attribution_svc::AttributionSvc>>()
         .await;
     health
+        .set_serving::<DisputesServer<disputes_svc::DisputesSvc>>()
+        .await;
+    health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -88,6 +93,9 @@ pub async fn run(
     )))
     .add_service(CatalogServer::new(catalog_svc::CatalogSvc::new(
         engine.clone(),
+    )))
+    .add_service(DisputesServer::new(disputes_svc::DisputesSvc::new(
+        attribution.clone(),
     )))
     .add_service(AttributionServer::new(
         attribution_svc::AttributionSvc::new(attribution),

@@ -92,6 +92,12 @@ impl TestServer {
             .unwrap()
     }
 
+    pub async fn disputes(&self) -> pb::disputes_client::DisputesClient<tonic::transport::Channel> {
+        pb::disputes_client::DisputesClient::connect(self.url())
+            .await
+            .unwrap()
+    }
+
     pub async fn catalog(&self) -> pb::catalog_client::CatalogClient<tonic::transport::Channel> {
         pb::catalog_client::CatalogClient::connect(self.url())
             .await

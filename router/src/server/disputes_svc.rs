@@ -1,0 +1,234 @@
+//! The `Disputes` service: open, list, show with evidence, resolve. Calls run on the blocking
+//! pool: resolutions write and flush, evidence reads a whole trail.
+
+use super::status;
+use crate::attribution::Attribution;
+use crate::attribution::disputes::{Dispute, DisputeFilter, DisputeStatus, OpenInput, Verdict};
+use crate::domain::FieldError;
+use crate::wire::attribution as w;
+use crate::wire::{decision_to_pb, ms_to_timestamp, timestamp_to_ms};
+use leadrouter_proto::v1 as pb;
+use leadrouter_proto::v1::disputes_server;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct DisputesSvc {
+    attribution: Arc<Attribution>,
+}
+
+impl std::fmt::Debug for DisputesSvc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DisputesSvc").finish_non_exhaustive()
+    }
+}
+
+impl DisputesSvc {
+    pub fn new(attribution: Arc<Attribution>) -> Self {
+        Self { attribution }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Attribution) -> Result<T, crate::attribution::AttributionError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let a = self.attribution.clone();
+        tokio::task::spawn_blocking(move || f(&a))
+            .await
+            .map_err(|e| Status::internal(format!("the call did not finish: {e}")))?
+            .map_err(|e| status::attribution(&e))
+    }
+}
+
+fn status_to_pb(s: DisputeStatus) -> pb::DisputeStatus {
+    match s {
+        DisputeStatus::Open => pb::DisputeStatus::DisputeOpen,
+        DisputeStatus::Upheld => pb::DisputeStatus::DisputeUpheld,
+        DisputeStatus::Reassigned => pb::DisputeStatus::DisputeReassigned,
+    }
+}
+
+pub fn dispute_to_pb(d: &Dispute) -> pb::Dispute {
+    let r = d.resolution.as_ref();
+    pb::Dispute {
+        dispute_id: d.dispute_id.clone(),
+        order_id: d.order_id.clone(),
+        member_id: d.member_id.clone(),
+        claimant: d.claimant.clone(),
+        claimed_owner: d.claimed_owner.clone(),
+        reason: d.reason.clone(),
+        opened_by: d.opened_by.clone(),
+        opened_at: Some(ms_to_timestamp(d.opened_at_ms)),
+        owner_at_open: d.owner_at_open.clone(),
+        reopens: d.reopens.clone().unwrap_or_default(),
+        status: status_to_pb(d.status) as i32,
+        reviewer_id: r.map(|r| r.reviewer.clone()).unwrap_or_default(),
+        resolution_reason: r.map(|r| r.reason.clone()).unwrap_or_default(),
+        resolved_at: r.map(|r| ms_to_timestamp(r.decided_at_ms)),
+        new_owner: r.and_then(|r| r.new_owner.clone()).unwrap_or_default(),
+        adjustment_seq: r.and_then(|r| r.adjustment_seq).unwrap_or(0),
+    }
+}
+
+fn optional(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[tonic::async_trait]
+impl disputes_server::Disputes for DisputesSvc {
+    async fn open_dispute(
+        &self,
+        request: Request<pb::OpenDisputeRequest>,
+    ) -> Result<Response<pb::Dispute>, Status> {
+        let r = request.into_inner();
+        let input = OpenInput {
+            order_id: r.order_id,
+            claimant: r.claimant,
+            claimed_owner: r.claimed_owner,
+            reason: r.reason,
+            opened_by: r.opened_by,
+            reopens: optional(r.reopens),
+        };
+        let d = self.run(move |a| a.open_dispute(input)).await?;
+        Ok(Response::new(dispute_to_pb(&d)))
+    }
+
+    async fn list_disputes(
+        &self,
+        request: Request<pb::ListDisputesRequest>,
+    ) -> Result<Response<pb::ListDisputesResponse>, Status> {
+        let r = request.into_inner();
+        let invalid = |e: FieldError| status::invalid(&e);
+        let status = match pb::DisputeStatus::try_from(r.status) {
+            Ok(pb::DisputeStatus::Unspecified) => None,
+            Ok(pb::DisputeStatus::DisputeOpen) => Some(DisputeStatus::Open),
+            Ok(pb::DisputeStatus::DisputeUpheld) => Some(DisputeStatus::Upheld),
+            Ok(pb::DisputeStatus::DisputeReassigned) => Some(DisputeStatus::Reassigned),
+            Err(_) => {
+                return Err(invalid(FieldError::new(
+                    "status",
+                    format!("unknown enum value {}", r.status),
+                )));
+            }
+        };
+        let from_ms = r
+            .from
+            .as_ref()
+            .map(|t| timestamp_to_ms("from", t))
+            .transpose()
+            .map_err(invalid)?;
+        let to_ms =
+            r.to.as_ref()
+                .map(|t| timestamp_to_ms("to", t))
+                .transpose()
+                .map_err(invalid)?;
+        let after = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token.parse::<u64>().map_err(|_| {
+                invalid(FieldError::new(
+                    "page_token",
+                    "must be a next_page_token from an earlier reply",
+                ))
+            })?
+        };
+        let limit = match r.page_size {
+            0 => 100,
+            n => n as usize,
+        };
+        let filter = DisputeFilter {
+            status,
+            store_id: optional(r.store_id),
+            guide_id: optional(r.guide_id),
+            claimant: optional(r.claimant),
+            from_ms,
+            to_ms,
+        };
+        let (disputes, next) = self
+            .run(move |a| a.list_disputes(&filter, after, limit))
+            .await?;
+        Ok(Response::new(pb::ListDisputesResponse {
+            disputes: disputes.iter().map(dispute_to_pb).collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_dispute(
+        &self,
+        request: Request<pb::GetDisputeRequest>,
+    ) -> Result<Response<pb::GetDisputeResponse>, Status> {
+        let id = request.into_inner().dispute_id;
+        let (d, ev) = self
+            .run(move |a| {
+                let d = a.dispute(&id)?;
+                let ev = a.evidence(&d)?;
+                Ok((d, ev))
+            })
+            .await?;
+        Ok(Response::new(pb::GetDisputeResponse {
+            dispute: Some(dispute_to_pb(&d)),
+            trail: ev.trail.iter().map(w::event_to_pb).collect(),
+            chain_ok: ev.check.chain.is_ok(),
+            chain_error: ev
+                .check
+                .chain
+                .as_ref()
+                .err()
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+            mismatches: ev
+                .check
+                .recomputed
+                .mismatches
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            order: Some(w::order_view_to_pb(&ev.order)),
+            recomputed: Some(w::ownership_to_pb(&ev.recomputed)),
+            rule_sets: ev
+                .alternatives
+                .iter()
+                .map(|a| pb::RuleSetOwner {
+                    rule_version: a.rule_version.clone(),
+                    ownership: Some(w::ownership_to_pb(&a.ownership)),
+                })
+                .collect(),
+            decisions: ev.decisions.iter().map(|d| decision_to_pb(d)).collect(),
+        }))
+    }
+
+    async fn resolve_dispute(
+        &self,
+        request: Request<pb::ResolveDisputeRequest>,
+    ) -> Result<Response<pb::Dispute>, Status> {
+        use pb::resolve_dispute_request::Outcome;
+        let r = request.into_inner();
+        let verdict = match Outcome::try_from(r.outcome) {
+            Ok(Outcome::Uphold) if r.new_owner.is_empty() => Verdict::Uphold,
+            Ok(Outcome::Uphold) => {
+                return Err(status::invalid(&FieldError::new(
+                    "new_owner",
+                    "must be empty when upholding",
+                )));
+            }
+            Ok(Outcome::Reassign) if !r.new_owner.is_empty() => Verdict::Reassign(r.new_owner),
+            Ok(Outcome::Reassign) => {
+                return Err(status::invalid(&FieldError::new(
+                    "new_owner",
+                    "must name the owner to reassign to (guide:ID, store:ID or channel:NAME)",
+                )));
+            }
+            _ => {
+                return Err(status::invalid(&FieldError::new(
+                    "outcome",
+                    format!("must be UPHOLD or REASSIGN, got {}", r.outcome),
+                )));
+            }
+        };
+        let (id, reviewer, reason) = (r.dispute_id, r.reviewer_id, r.reason);
+        let d = self
+            .run(move |a| a.resolve_dispute(&id, verdict, &reviewer, &reason))
+            .await?;
+        Ok(Response::new(dispute_to_pb(&d)))
+    }
+}

@@ -1,0 +1,259 @@
+//! The Disputes service through a real server: open → show → resolve, concurrent reviewers,
+//! the books after a reassignment and a later refund, and bad input on every field.
+
+mod common;
+
+use common::*;
+use leadrouter_proto::v1 as pb;
+use pb::resolve_dispute_request::Outcome;
+use tonic::Code;
+
+fn open(order: &str, claimed: &str) -> pb::OpenDisputeRequest {
+    pb::OpenDisputeRequest {
+        order_id: order.into(),
+        claimant: "store:S1".into(),
+        claimed_owner: claimed.into(),
+        reason: "served in store".into(),
+        opened_by: "mgr-1".into(),
+        reopens: String::new(),
+    }
+}
+
+fn resolve(id: &str, outcome: Outcome, owner: &str, reviewer: &str) -> pb::ResolveDisputeRequest {
+    pb::ResolveDisputeRequest {
+        dispute_id: id.into(),
+        outcome: outcome as i32,
+        new_owner: owner.into(),
+        reviewer_id: reviewer.into(),
+        reason: "chat log and store receipt".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_show_resolve_concurrently_and_the_books_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), tiny(&[5, 5, 5])).await;
+    let mut a = server.attribution().await;
+    let mut disputes = server.disputes().await;
+    // m1 is routed (bound to a guide), then orders through the mini-program.
+    let mut router = server.router().await;
+    let routed = router
+        .route(pb::RouteRequest {
+            member_id: Some("m1".into()),
+            ..request("L1", "440106")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    a.record_order(pb::RecordOrderRequest {
+        order_id: "o1".into(),
+        member_id: "m1".into(),
+        amount_cents: 10_000,
+        paid_channel: pb::Channel::MiniProgram as i32,
+        fulfilling_store_id: Some("S2".into()),
+        sharing_guide_id: None,
+        referrer_guide_ids: vec![],
+        // A second after the route (now_ts() drops the milliseconds the binding has).
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: now_ts().seconds + 1,
+            nanos: 0,
+        }),
+    })
+    .await
+    .unwrap();
+    let other = if routed.guide_id == "G0" { "G1" } else { "G0" };
+    let claimed = format!("guide:{other}");
+
+    let d = disputes
+        .open_dispute(open("o1", &claimed))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.dispute_id, "D1");
+    assert_eq!(d.owner_at_open, format!("guide:{}", routed.guide_id));
+    let shown = disputes
+        .get_dispute(pb::GetDisputeRequest {
+            dispute_id: "D1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(shown.chain_ok);
+    assert_eq!(shown.order.as_ref().unwrap().owner_party, d.owner_at_open);
+    assert_eq!(shown.recomputed, shown.order.as_ref().unwrap().ownership);
+    assert_eq!(shown.rule_sets.len(), 1);
+    assert_eq!(shown.decisions.len(), 1, "the route that bound m1");
+    assert_eq!(shown.decisions[0].lead_id, "L1");
+    assert!(shown.trail.iter().any(|e| e.r#type == "binding"));
+
+    // Two reviewers at once: one wins.
+    let (mut c1, mut c2) = (server.disputes().await, server.disputes().await);
+    let (x, y) = tokio::join!(
+        c1.resolve_dispute(resolve("D1", Outcome::Reassign, &claimed, "rev-a")),
+        c2.resolve_dispute(resolve("D1", Outcome::Reassign, "store:S1", "rev-b")),
+    );
+    let (won, lost) = match (x, y) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w.into_inner(), l),
+        other => panic!("exactly one must win: {other:?}"),
+    };
+    assert_eq!(lost.code(), Code::FailedPrecondition, "{lost:?}");
+    let view = a
+        .get_ownership(pb::GetOwnershipRequest {
+            order_id: "o1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(view.net.iter().map(|e| e.amount_cents).sum::<i64>(), 10_000);
+    assert_eq!(won.status, pb::DisputeStatus::DisputeReassigned as i32);
+    assert_eq!(view.owner_party, won.new_owner);
+    assert_eq!(view.adjustments.len(), 1, "the loser moved nothing");
+    // A full refund afterwards leaves every party at zero.
+    a.record_refund(pb::RecordRefundRequest {
+        refund_id: "r1".into(),
+        order_id: "o1".into(),
+        amount_cents: None,
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: now_ts().seconds + 2,
+            nanos: 0,
+        }),
+    })
+    .await
+    .unwrap();
+    let view = a
+        .get_ownership(pb::GetOwnershipRequest {
+            order_id: "o1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        view.net.iter().all(|e| e.amount_cents == 0),
+        "{:?}",
+        view.net
+    );
+    let listed = disputes
+        .list_disputes(pb::ListDisputesRequest {
+            status: won.status,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.disputes.len(), 1);
+    let verified = a
+        .verify_trail(pb::VerifyTrailRequest {
+            member_id: "m1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+
+    // Bad input on every field; nothing is written.
+    for (req, field) in [
+        (open("", &claimed), "order_id"),
+        (
+            pb::OpenDisputeRequest {
+                claimant: "x".into(),
+                ..open("o1", &claimed)
+            },
+            "claimant",
+        ),
+        (open("o1", "guide:G404"), "claimed_owner"),
+        (
+            pb::OpenDisputeRequest {
+                reason: String::new(),
+                ..open("o1", &claimed)
+            },
+            "reason",
+        ),
+        (
+            pb::OpenDisputeRequest {
+                opened_by: String::new(),
+                ..open("o1", &claimed)
+            },
+            "opened_by",
+        ),
+        (
+            pb::OpenDisputeRequest {
+                reopens: "X1".into(),
+                ..open("o1", "channel:ECOMMERCE")
+            },
+            "dispute_id",
+        ),
+    ] {
+        let e = disputes.open_dispute(req.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{req:?}: {e:?}");
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+    let e = disputes
+        .open_dispute(open("o404", &claimed))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    for (req, field) in [
+        (resolve("", Outcome::Uphold, "", "rev"), "dispute_id"),
+        (resolve("D1", Outcome::Unspecified, "", "rev"), "outcome"),
+        (resolve("D1", Outcome::Reassign, "", "rev"), "new_owner"),
+        (
+            resolve("D1", Outcome::Uphold, "guide:G0", "rev"),
+            "new_owner",
+        ),
+        (
+            resolve("D1", Outcome::Reassign, "store:S404", "rev"),
+            "new_owner",
+        ),
+        (resolve("D1", Outcome::Uphold, "", ""), "reviewer_id"),
+        (
+            pb::ResolveDisputeRequest {
+                reason: " ".into(),
+                ..resolve("D1", Outcome::Uphold, "", "rev")
+            },
+            "reason",
+        ),
+    ] {
+        let e = disputes.resolve_dispute(req.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{req:?}: {e:?}");
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+    let e = disputes
+        .resolve_dispute(resolve("D9", Outcome::Uphold, "", "rev"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    for (req, field) in [
+        (
+            pb::ListDisputesRequest {
+                status: 9,
+                ..Default::default()
+            },
+            "status",
+        ),
+        (
+            pb::ListDisputesRequest {
+                page_size: 501,
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            pb::ListDisputesRequest {
+                page_token: "x".into(),
+                ..Default::default()
+            },
+            "page_token",
+        ),
+    ] {
+        let e = disputes.list_disputes(req.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{req:?}: {e:?}");
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+    let all = disputes
+        .list_disputes(pb::ListDisputesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.disputes.len(), 1, "bad requests wrote nothing");
+    server.stop().await;
+}
