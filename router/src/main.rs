@@ -51,6 +51,56 @@ enum Command {
         #[arg(long, default_value_t = 8, allow_hyphen_values = true)]
         tz_offset_hours: i64,
     },
+    /// For reviewers: list, show (with the evidence) and resolve disputes on a running server.
+    Disputes {
+        /// The server, e.g. http://127.0.0.1:50051.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// JSON instead of a table, for scripts.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: DisputesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DisputesCmd {
+    /// Disputes, oldest first.
+    List {
+        /// open, upheld or reassigned.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        store: Option<String>,
+        #[arg(long)]
+        guide: Option<String>,
+        /// A party, e.g. channel:ECOMMERCE or store:S00001.
+        #[arg(long)]
+        claimant: Option<String>,
+    },
+    /// One dispute with its evidence.
+    Show { id: String },
+    /// Uphold the owner, or reassign the order with --reassign PARTY.
+    Resolve {
+        id: String,
+        /// Keep the owner.
+        #[arg(
+            long,
+            conflicts_with = "reassign",
+            required_unless_present = "reassign"
+        )]
+        uphold: bool,
+        /// The new owner: guide:ID, store:ID or channel:NAME.
+        #[arg(long)]
+        reassign: Option<String>,
+        /// Who decides.
+        #[arg(long)]
+        reviewer: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Where trails come from: a stopped server's data directory, or one member on a running server.
@@ -349,6 +399,46 @@ fn ledger(
     Ok(())
 }
 
+fn disputes(server: &str, as_json: bool, cmd: DisputesCmd) -> anyhow::Result<()> {
+    use leadrouter::app::disputes as d;
+    use leadrouter_proto::v1 as pb;
+    let out = match cmd {
+        DisputesCmd::List {
+            status,
+            store,
+            guide,
+            claimant,
+        } => {
+            let status = d::status_filter(status.as_deref())?;
+            let request = pb::ListDisputesRequest {
+                status,
+                store_id: store.unwrap_or_default(),
+                guide_id: guide.unwrap_or_default(),
+                claimant: claimant.unwrap_or_default(),
+                ..Default::default()
+            };
+            runtime()?.block_on(d::list(server, request, as_json))?
+        }
+        DisputesCmd::Show { id } => runtime()?.block_on(d::show(server, &id, as_json))?,
+        DisputesCmd::Resolve {
+            id,
+            uphold: _,
+            reassign,
+            reviewer,
+            reason,
+        } => runtime()?.block_on(d::resolve(
+            server,
+            &id,
+            reassign.as_deref(),
+            &reviewer,
+            &reason,
+            as_json,
+        ))?,
+    };
+    println!("{out}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
@@ -392,6 +482,7 @@ fn main() -> ExitCode {
             csv,
             tz_offset_hours,
         } => ledger(&server, &from, &to, party.as_deref(), csv, tz_offset_hours),
+        Command::Disputes { server, json, cmd } => disputes(&server, json, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

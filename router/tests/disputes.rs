@@ -257,3 +257,172 @@ async fn open_show_resolve_concurrently_and_the_books_follow() {
     assert_eq!(all.disputes.len(), 1, "bad requests wrote nothing");
     server.stop().await;
 }
+
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewers_cli_lists_shows_and_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), tiny(&[5, 5, 5])).await;
+    let url = server.url();
+    let mut a = server.attribution().await;
+    a.record_touch(pb::RecordTouchRequest {
+        touch_id: "t1".into(),
+        member_id: "m1".into(),
+        kind: pb::TouchKind::GuideChat as i32,
+        channel: pb::Channel::MiniProgram as i32,
+        guide_id: Some("G0".into()),
+        store_id: None,
+        lead_id: None,
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: now_ts().seconds - 60,
+            nanos: 0,
+        }),
+    })
+    .await
+    .unwrap();
+    a.record_order(pb::RecordOrderRequest {
+        order_id: "o1".into(),
+        member_id: "m1".into(),
+        amount_cents: 9_999,
+        paid_channel: pb::Channel::MiniProgram as i32,
+        fulfilling_store_id: Some("S1".into()),
+        sharing_guide_id: None,
+        referrer_guide_ids: vec![],
+        occurred_at: Some(now_ts()),
+    })
+    .await
+    .unwrap();
+    server
+        .disputes()
+        .await
+        .open_dispute(open("o1", "guide:G1"))
+        .await
+        .unwrap();
+    let run = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&args)
+        })
+        .await
+        .unwrap()
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+
+    let o = run(s(&["disputes", "list", "--server", &url])).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("D1") && t.contains("open") && t.contains("guide:G0"),
+        "{t}"
+    );
+    let o = run(s(&["disputes", "show", "D1", "--server", &url])).await;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("chain: intact") && t.contains("LAST_TOUCH"),
+        "{t}"
+    );
+    let o = run(s(&["disputes", "show", "D1", "--json", "--server", &url])).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["dispute"]["status"], "open");
+    assert_eq!(v["chain_ok"], true);
+    assert_eq!(v["owner_party"], "guide:G0");
+
+    let o = run(s(&[
+        "disputes",
+        "resolve",
+        "D1",
+        "--reassign",
+        "guide:G1",
+        "--reviewer",
+        "rev-1",
+        "--reason",
+        "chat log",
+        "--server",
+        &url,
+    ]))
+    .await;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("reassigned to guide:G1 by rev-1"), "{t}");
+    let o = run(s(&[
+        "disputes",
+        "list",
+        "--status",
+        "reassigned",
+        "--json",
+        "--server",
+        &url,
+    ]))
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["new_owner"], "guide:G1");
+
+    // Clear failures: resolved already, not found, unreachable, bad flags.
+    let o = run(s(&[
+        "disputes",
+        "resolve",
+        "D1",
+        "--uphold",
+        "--reviewer",
+        "rev-2",
+        "--reason",
+        "no",
+        "--server",
+        &url,
+    ]))
+    .await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("already reassigned"), "{}", text(&o));
+    let o = run(s(&["disputes", "show", "D9", "--server", &url])).await;
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("dispute \"D9\" not found"),
+        "{}",
+        text(&o)
+    );
+    let o = run(s(&["disputes", "list", "--server", "http://127.0.0.1:1"])).await;
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("cannot reach the server at http://127.0.0.1:1"),
+        "{}",
+        text(&o)
+    );
+    let o = run(s(&[
+        "disputes", "list", "--status", "closed", "--server", &url,
+    ]))
+    .await;
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--status: must be open, upheld or reassigned"),
+        "{}",
+        text(&o)
+    );
+    let o = run(s(&[
+        "disputes",
+        "resolve",
+        "D1",
+        "--reviewer",
+        "r",
+        "--reason",
+        "x",
+    ]))
+    .await;
+    assert!(!o.status.success(), "neither --uphold nor --reassign");
+    server.stop().await;
+}

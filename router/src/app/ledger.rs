@@ -98,8 +98,9 @@ pub fn statement(t: &Totals) -> String {
 
 /// Every line as CSV.
 pub fn csv(lines: &[pb::LedgerLine]) -> String {
-    let mut out =
-        String::from("occurred_at_ms,member_id,order_id,refund_id,party,role,amount_cents\n");
+    let mut out = String::from(
+        "occurred_at_ms,member_id,order_id,refund_id,adjustment_id,party,role,amount_cents\n",
+    );
     for l in lines {
         let ms = l
             .occurred_at
@@ -107,8 +108,8 @@ pub fn csv(lines: &[pb::LedgerLine]) -> String {
             .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
         let _ = writeln!(
             out,
-            "{ms},{},{},{},{},{},{}",
-            l.member_id, l.order_id, l.refund_id, l.party, l.role, l.amount_cents
+            "{ms},{},{},{},{},{},{},{}",
+            l.member_id, l.order_id, l.refund_id, l.adjustment_id, l.party, l.role, l.amount_cents
         );
     }
     out

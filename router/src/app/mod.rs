@@ -1,6 +1,7 @@
 //! What the binary's commands do, callable from tests: `serve`, `network generate`,
-//! `network check`, `trail export | verify | models`, `ledger`.
+//! `network check`, `trail export | verify | models`, `ledger`, `disputes`.
 
+pub mod disputes;
 pub mod ledger;
 pub mod trail;
 
