@@ -94,6 +94,9 @@ enum DisputesCmd {
         /// The new owner: guide:ID, store:ID or channel:NAME.
         #[arg(long)]
         reassign: Option<String>,
+        /// With --reassign guide:ID, also bind the member to that guide.
+        #[arg(long, requires = "reassign")]
+        correct_binding: bool,
         /// Who decides.
         #[arg(long)]
         reviewer: String,
@@ -424,12 +427,14 @@ fn disputes(server: &str, as_json: bool, cmd: DisputesCmd) -> anyhow::Result<()>
             id,
             uphold: _,
             reassign,
+            correct_binding,
             reviewer,
             reason,
         } => runtime()?.block_on(d::resolve(
             server,
             &id,
             reassign.as_deref(),
+            correct_binding,
             &reviewer,
             &reason,
             as_json,

@@ -26,6 +26,7 @@ fn resolve(id: &str, outcome: Outcome, owner: &str, reviewer: &str) -> pb::Resol
         new_owner: owner.into(),
         reviewer_id: reviewer.into(),
         reason: "chat log and store receipt".into(),
+        correct_binding: false,
     }
 }
 
@@ -205,6 +206,20 @@ async fn open_show_resolve_concurrently_and_the_books_follow() {
             "new_owner",
         ),
         (resolve("D1", Outcome::Uphold, "", ""), "reviewer_id"),
+        (
+            pb::ResolveDisputeRequest {
+                correct_binding: true,
+                ..resolve("D1", Outcome::Uphold, "", "rev")
+            },
+            "correct_binding",
+        ),
+        (
+            pb::ResolveDisputeRequest {
+                correct_binding: true,
+                ..resolve("D1", Outcome::Reassign, "store:S1", "rev")
+            },
+            "correct_binding",
+        ),
         (
             pb::ResolveDisputeRequest {
                 reason: " ".into(),

@@ -77,6 +77,7 @@ pub fn dispute_json(d: &pb::Dispute) -> Value {
         "resolved_at_ms": ms(&d.resolved_at),
         "new_owner": d.new_owner,
         "adjustment_seq": d.adjustment_seq,
+        "binding_seq": d.binding_seq,
     })
 }
 
@@ -323,6 +324,7 @@ pub async fn resolve(
     url: &str,
     id: &str,
     new_owner: Option<&str>,
+    correct_binding: bool,
     reviewer: &str,
     reason: &str,
     as_json: bool,
@@ -339,6 +341,7 @@ pub async fn resolve(
             new_owner: new_owner.unwrap_or_default().to_string(),
             reviewer_id: reviewer.to_string(),
             reason: reason.to_string(),
+            correct_binding,
         })
         .await
         .map_err(|s| call_error("ResolveDispute", s))?

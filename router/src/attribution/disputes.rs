@@ -44,6 +44,10 @@ pub struct Resolution {
     /// The member's trail event holding the compensating entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adjustment_seq: Option<u64>,
+    /// The member's trail event binding them to the new owner guide, when the reviewer
+    /// corrected the binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,8 +80,12 @@ pub struct Dispute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Uphold,
-    /// Move the owner credit to this party.
-    Reassign(String),
+    /// Move the owner credit to this party; with `rebind`, also bind the member to it (a
+    /// guide party only).
+    Reassign {
+        to: String,
+        rebind: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,8 +312,15 @@ impl Attribution {
         let seq = parse_id(id)?;
         check_id("reviewer_id", reviewer)?;
         check_text("reason", reason)?;
-        if let Verdict::Reassign(to) = &verdict {
+        if let Verdict::Reassign { to, rebind } = &verdict {
             self.check_party("new_owner", to)?;
+            if *rebind && !to.starts_with("guide:") {
+                return Err(FieldError::new(
+                    "correct_binding",
+                    format!("a binding is to a guide; {to} is not one"),
+                )
+                .into());
+            }
         }
         let _held = self.stripe(&self.id_locks, (b'd', id)).lock();
         let mut d = self
@@ -322,9 +337,9 @@ impl Attribution {
             )));
         }
         let now = self.engine.clock().now_ms();
-        let (status, new_owner, adjustment_seq) = match verdict {
-            Verdict::Uphold => (DisputeStatus::Upheld, None, None),
-            Verdict::Reassign(to) => {
+        let (status, new_owner, adjustment_seq, binding_seq) = match verdict {
+            Verdict::Uphold => (DisputeStatus::Upheld, None, None, None),
+            Verdict::Reassign { to, rebind } => {
                 // Now, or the order's own time when the caller's clock runs ahead of ours.
                 let at = now.max(self.order(&d.order_id)?.order.occurred_at_ms);
                 let r = self.reassign(ReassignInput {
@@ -335,7 +350,18 @@ impl Attribution {
                     reason: reason.to_string(),
                     occurred_at_ms: at,
                 })?;
-                (DisputeStatus::Reassigned, Some(to), Some(r.event.seq))
+                let binding_seq = if rebind {
+                    let guide = to.trim_start_matches("guide:");
+                    Some(self.rebind(&d, guide, reviewer, reason, now)?)
+                } else {
+                    None
+                };
+                (
+                    DisputeStatus::Reassigned,
+                    Some(to),
+                    Some(r.event.seq),
+                    binding_seq,
+                )
             }
         };
         d.status = status;
@@ -345,6 +371,7 @@ impl Attribution {
             decided_at_ms: now,
             new_owner,
             adjustment_seq,
+            binding_seq,
         });
         self.save_dispute(&d)?;
         self.engine.record_audit(
@@ -356,6 +383,65 @@ impl Attribution {
         )?;
         self.engine.store().flush()?;
         Ok(d)
+    }
+
+    /// Binds the dispute's member to `guide` (a transfer by the reviewer, a fresh binding by
+    /// the rule set in force). Returns the binding event's seq; an earlier attempt's event is
+    /// returned again.
+    fn rebind(
+        &self,
+        d: &Dispute,
+        guide: &str,
+        reviewer: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, AttributionError> {
+        let cause = format!("dispute:{}", d.dispute_id);
+        let store = self.engine.store();
+        let trails = self.engine.trails();
+        let held = trails.lock(&d.member_id);
+        let latest = store.latest_binding(&d.member_id)?;
+        if let Some(e) = &latest
+            && e.binding().is_some_and(|b| b.cause_id == cause)
+        {
+            return Ok(e.seq);
+        }
+        let day = crate::engine::business_day(now, self.engine.config().time_zone);
+        let rules = self.engine.binding_rules(day).ok_or_else(|| {
+            AttributionError::Precondition(format!("no binding rule set is in force on {day}"))
+        })?;
+        let store_id = self.check_guide("new_owner", guide)?;
+        let state = rules.state(
+            crate::domain::binding::GuideRef {
+                guide_id: guide,
+                store_id: &store_id,
+            },
+            now,
+            now,
+        );
+        let record = crate::domain::binding::BindingRecord {
+            change: crate::domain::binding::BindingChange::Transfer,
+            actor: reviewer.to_string(),
+            reason: format!("dispute {}: {reason}", d.dispute_id),
+            cause_id: cause,
+            previous_guide_id: latest
+                .as_ref()
+                .and_then(|e| e.binding())
+                .filter(|b| b.state.live_at(now))
+                .map(|b| b.state.guide_id.clone()),
+            state,
+        };
+        let head = store.trail_head(&d.member_id)?;
+        let e = trails.append(
+            &held,
+            &d.member_id,
+            head.as_ref(),
+            now,
+            now,
+            EventBody::Binding(record),
+            None,
+        )?;
+        Ok(e.seq)
     }
 
     /// The evidence for dispute `id`.

@@ -1051,7 +1051,10 @@ mod disputes {
         let r = a
             .resolve_dispute(
                 "D1",
-                Verdict::Reassign("guide:G3".into()),
+                Verdict::Reassign {
+                    to: "guide:G3".into(),
+                    rebind: false,
+                },
                 "rev-1",
                 "chat log",
             )
@@ -1101,6 +1104,49 @@ mod disputes {
     }
 
     #[test]
+    fn a_reassignment_may_correct_the_binding() {
+        let a = setup();
+        a.open_dispute(open("O1", "guide:G3")).unwrap();
+        let r = a
+            .resolve_dispute(
+                "D1",
+                Verdict::Reassign {
+                    to: "guide:G3".into(),
+                    rebind: true,
+                },
+                "rev-1",
+                "G3 served the member",
+            )
+            .unwrap();
+        let seq = r.resolution.unwrap().binding_seq.unwrap();
+        let latest = a.engine().store().latest_binding("M1").unwrap().unwrap();
+        assert_eq!(latest.seq, seq);
+        let b = latest.binding().unwrap();
+        assert_eq!(
+            (b.state.guide_id.as_str(), b.actor.as_str()),
+            ("G3", "rev-1")
+        );
+        assert_eq!(b.cause_id, "dispute:D1");
+        assert!(a.verify_trail("M1").unwrap().ok());
+        let history = a.binding_history("M1").unwrap();
+        assert_eq!(history.last().unwrap().guide_id, "G3");
+        // A binding is to a guide.
+        a.open_dispute(open("O2", "store:S2")).unwrap();
+        assert!(matches!(
+            a.resolve_dispute(
+                "D2",
+                Verdict::Reassign {
+                    to: "store:S2".into(),
+                    rebind: true
+                },
+                "rev-1",
+                "x"
+            ),
+            Err(AttributionError::Invalid(f)) if f.field == "correct_binding"
+        ));
+    }
+
+    #[test]
     fn two_reviewers_at_once_one_wins() {
         let a = Arc::new(setup());
         a.open_dispute(open("O1", "guide:G3")).unwrap();
@@ -1113,7 +1159,10 @@ mod disputes {
                     s.spawn(move || {
                         a.resolve_dispute(
                             "D1",
-                            Verdict::Reassign(to.into()),
+                            Verdict::Reassign {
+                                to: to.into(),
+                                rebind: false,
+                            },
                             &format!("rev-{i}"),
                             "x",
                         )
@@ -1229,7 +1278,10 @@ mod disputes {
             (Verdict::Uphold, "", "x", "reviewer_id"),
             (Verdict::Uphold, "rev", " ", "reason"),
             (
-                Verdict::Reassign("store:S404".into()),
+                Verdict::Reassign {
+                    to: "store:S404".into(),
+                    rebind: false,
+                },
                 "rev",
                 "x",
                 "new_owner",

@@ -255,7 +255,7 @@ impl BindingRuleSet {
     }
 
     /// A fresh binding (or a restarted one, keeping `since_ms`) to `guide` from `now`.
-    fn state(&self, guide: GuideRef<'_>, since_ms: i64, now: i64) -> BindingState {
+    pub fn state(&self, guide: GuideRef<'_>, since_ms: i64, now: i64) -> BindingState {
         BindingState {
             guide_id: guide.guide_id.to_string(),
             store_id: guide.store_id.to_string(),

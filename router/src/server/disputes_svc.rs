@@ -67,6 +67,7 @@ pub fn dispute_to_pb(d: &Dispute) -> pb::Dispute {
         resolved_at: r.map(|r| ms_to_timestamp(r.decided_at_ms)),
         new_owner: r.and_then(|r| r.new_owner.clone()).unwrap_or_default(),
         adjustment_seq: r.and_then(|r| r.adjustment_seq).unwrap_or(0),
+        binding_seq: r.and_then(|r| r.binding_seq).unwrap_or(0),
     }
 }
 
@@ -204,6 +205,12 @@ impl disputes_server::Disputes for DisputesSvc {
         use pb::resolve_dispute_request::Outcome;
         let r = request.into_inner();
         let verdict = match Outcome::try_from(r.outcome) {
+            Ok(Outcome::Uphold) if r.correct_binding => {
+                return Err(status::invalid(&FieldError::new(
+                    "correct_binding",
+                    "applies to a reassignment only",
+                )));
+            }
             Ok(Outcome::Uphold) if r.new_owner.is_empty() => Verdict::Uphold,
             Ok(Outcome::Uphold) => {
                 return Err(status::invalid(&FieldError::new(
@@ -211,7 +218,10 @@ impl disputes_server::Disputes for DisputesSvc {
                     "must be empty when upholding",
                 )));
             }
-            Ok(Outcome::Reassign) if !r.new_owner.is_empty() => Verdict::Reassign(r.new_owner),
+            Ok(Outcome::Reassign) if !r.new_owner.is_empty() => Verdict::Reassign {
+                to: r.new_owner,
+                rebind: r.correct_binding,
+            },
             Ok(Outcome::Reassign) => {
                 return Err(status::invalid(&FieldError::new(
                     "new_owner",
