@@ -193,6 +193,20 @@ async fn open_show_resolve_concurrently_and_the_books_follow() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
+    for (id, code) in [
+        ("", Code::InvalidArgument),
+        ("X1", Code::InvalidArgument),
+        ("D0", Code::InvalidArgument),
+        ("D9", Code::NotFound),
+    ] {
+        let e = disputes
+            .get_dispute(pb::GetDisputeRequest {
+                dispute_id: id.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code, "{id:?}: {e:?}");
+    }
     for (req, field) in [
         (resolve("", Outcome::Uphold, "", "rev"), "dispute_id"),
         (resolve("D1", Outcome::Unspecified, "", "rev"), "outcome"),
