@@ -431,16 +431,7 @@ impl Attribution {
                 .map(|b| b.state.guide_id.clone()),
             state,
         };
-        let head = store.trail_head(&d.member_id)?;
-        let e = trails.append(
-            &held,
-            &d.member_id,
-            head.as_ref(),
-            now,
-            now,
-            EventBody::Binding(record),
-            None,
-        )?;
+        let e = trails.append_now(&held, &d.member_id, now, EventBody::Binding(record))?;
         Ok(e.seq)
     }
 

@@ -704,28 +704,8 @@ impl Attribution {
                     &["order_id", "to_party"],
                 )?
             } else {
-                let order = store
-                    .trail_event(TrailKey::Order(&input.order_id))?
-                    .ok_or_else(|| AttributionError::NotFound {
-                        what: "order",
-                        id: input.order_id.clone(),
-                    })?;
-                let Some(record) = order.order().cloned() else {
-                    return Err(AttributionError::NotFound {
-                        what: "order",
-                        id: input.order_id.clone(),
-                    });
-                };
-                if input.occurred_at_ms < order.occurred_at_ms {
-                    return Err(FieldError::new(
-                        "occurred_at",
-                        format!(
-                            "must not precede the order ({} ms), got {} ms",
-                            order.occurred_at_ms, input.occurred_at_ms
-                        ),
-                    )
-                    .into());
-                }
+                let (order, record) =
+                    self.order_for_follow_up(&input.order_id, input.occurred_at_ms)?;
                 let member = order.member_id.clone();
                 let event = self.append(
                     &member,
@@ -768,6 +748,36 @@ impl Attribution {
         };
         self.engine.store().flush()?;
         Ok(recorded)
+    }
+
+    /// The order a refund or adjustment at `at_ms` follows: its event and record. A follow-up
+    /// may not precede its order.
+    fn order_for_follow_up(
+        &self,
+        order_id: &str,
+        at_ms: i64,
+    ) -> Result<(TrailEvent, OrderRecord), AttributionError> {
+        let not_found = || AttributionError::NotFound {
+            what: "order",
+            id: order_id.to_string(),
+        };
+        let order = self
+            .engine
+            .store()
+            .trail_event(TrailKey::Order(order_id))?
+            .ok_or_else(not_found)?;
+        let record = order.order().cloned().ok_or_else(not_found)?;
+        if at_ms < order.occurred_at_ms {
+            return Err(FieldError::new(
+                "occurred_at",
+                format!(
+                    "must not precede the order ({} ms), got {at_ms} ms",
+                    order.occurred_at_ms
+                ),
+            )
+            .into());
+        }
+        Ok((order, record))
     }
 
     /// A party to credit: a known guide or store, or a channel.
@@ -837,28 +847,8 @@ impl Attribution {
                     &["order_id", "amount_cents", "occurred_at_ms"],
                 )?
             } else {
-                let order = store
-                    .trail_event(TrailKey::Order(&input.order_id))?
-                    .ok_or_else(|| AttributionError::NotFound {
-                        what: "order",
-                        id: input.order_id.clone(),
-                    })?;
-                let Some(record) = order.order().cloned() else {
-                    return Err(AttributionError::NotFound {
-                        what: "order",
-                        id: input.order_id.clone(),
-                    });
-                };
-                if input.occurred_at_ms < order.occurred_at_ms {
-                    return Err(FieldError::new(
-                        "occurred_at",
-                        format!(
-                            "must not precede the order ({} ms), got {} ms",
-                            order.occurred_at_ms, input.occurred_at_ms
-                        ),
-                    )
-                    .into());
-                }
+                let (order, record) =
+                    self.order_for_follow_up(&input.order_id, input.occurred_at_ms)?;
                 let member = order.member_id.clone();
                 let refund_id = input.refund_id.clone();
                 let event = self.append(

@@ -142,7 +142,6 @@ pub fn plan(net: &Network, lead: &Lead, member: Option<&Member<'_>>, now: i64) -
 #[allow(clippy::too_many_arguments)]
 pub fn commit(
     trails: &TrailLog,
-    store: &dyn crate::store::Store,
     member: &Member<'_>,
     net: &Network,
     lead: &Lead,
@@ -195,15 +194,11 @@ pub fn commit(
         previous_guide_id: previous,
         state: state.clone(),
     };
-    let head = store.trail_head(member.member_id)?;
-    let event: TrailEvent = trails.append(
+    let event: TrailEvent = trails.append_now(
         &member.held,
         member.member_id,
-        head.as_ref(),
-        now,
         now,
         EventBody::Binding(record),
-        None,
     )?;
     Ok(RouteBinding {
         referral,

@@ -302,7 +302,6 @@ impl Engine {
             let binding = match (&member, &offer) {
                 (Some(m), None) => Some(bind::commit(
                     &self.trails,
-                    self.store.as_ref(),
                     m,
                     net,
                     lead,
@@ -348,15 +347,7 @@ impl Engine {
             }
             Err(why) => {
                 let binding = match &member {
-                    Some(m) => Some(bind::commit(
-                        &self.trails,
-                        self.store.as_ref(),
-                        m,
-                        net,
-                        lead,
-                        None,
-                        now,
-                    )?),
+                    Some(m) => Some(bind::commit(&self.trails, m, net, lead, None, now)?),
                     None => None,
                 };
                 let d = Arc::new(Decision {

@@ -61,16 +61,8 @@ impl Engine {
             rule: self.cfg.offers.describe(),
         };
         let now = self.clock.now_ms();
-        let head = self.store.trail_head(member_id)?;
-        self.trails.append(
-            held,
-            member_id,
-            head.as_ref(),
-            now,
-            now,
-            EventBody::Offer(record),
-            None,
-        )?;
+        self.trails
+            .append_now(held, member_id, now, EventBody::Offer(record))?;
         Ok(())
     }
 
@@ -162,15 +154,7 @@ impl Engine {
         let day = business_day(now, self.cfg.time_zone);
         let member = self.member_for(&snap, &d, now, day)?;
         let binding = match &member {
-            Some(m) => Some(bind::commit(
-                &self.trails,
-                self.store.as_ref(),
-                m,
-                net,
-                &d.lead,
-                Some(g),
-                now,
-            )?),
+            Some(m) => Some(bind::commit(&self.trails, m, net, &d.lead, Some(g), now)?),
             None => None,
         };
         let next = Arc::new(Decision {

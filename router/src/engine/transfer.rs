@@ -214,16 +214,9 @@ impl Engine {
                         ..b.state.clone()
                     },
                 };
-                let head = self.store.trail_head(&member)?;
-                let e = self.trails.append(
-                    &held,
-                    &member,
-                    head.as_ref(),
-                    now,
-                    now,
-                    EventBody::Binding(record),
-                    None,
-                )?;
+                let e = self
+                    .trails
+                    .append_now(&held, &member, now, EventBody::Binding(record))?;
                 out.push(Moved {
                     member_id: member.clone(),
                     to_guide_id: Some(to),

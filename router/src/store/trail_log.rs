@@ -63,4 +63,17 @@ impl TrailLog {
         self.store.append_trail(&event, &line, key)?;
         Ok(event)
     }
+
+    /// Appends `body`, happening and recorded at `at_ms`, after the member's last event (read
+    /// here), without an idempotency key: the service's own events (bindings, offers).
+    pub fn append_now(
+        &self,
+        held: &MemberGuard<'_>,
+        member_id: &str,
+        at_ms: i64,
+        body: EventBody,
+    ) -> Result<TrailEvent, StoreError> {
+        let head = self.store.trail_head(member_id)?;
+        self.append(held, member_id, head.as_ref(), at_ms, at_ms, body, None)
+    }
 }
