@@ -21,7 +21,7 @@
 //! seed = 514662438                # tie-break draws
 //!
 //! [policy]
-//! name = "scored"                 # scored | nearest | round_robin
+//! name = "scored"                 # scored | nearest | round_robin | dual_price | balance | ranking
 //! preference = 0.4                # scored only: weights and distance scale
 //! distance = 0.3
 //! tier = 0.1

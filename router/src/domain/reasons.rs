@@ -34,8 +34,12 @@ impl Reasons {
     /// A re-offer after a guide declined or let the offer expire.
     pub const REOFFERED: Reasons = Reasons(1 << 20);
     pub const OFFERS_EXHAUSTED: Reasons = Reasons(1 << 21);
+    /// The `dual_price` policy: best estimated value net of the guide's capacity price.
+    pub const DUAL_PRICE: Reasons = Reasons(1 << 22);
+    /// The `ranking` policy: the guide's random priority of the day.
+    pub const DAILY_PRIORITY: Reasons = Reasons(1 << 23);
 
-    const NAMES: [&'static str; 22] = [
+    const NAMES: [&'static str; 24] = [
         "LEVEL_RADIUS",
         "LEVEL_DISTRICT",
         "LEVEL_CITY",
@@ -58,6 +62,8 @@ impl Reasons {
         "BOUND_GUIDE_UNAVAILABLE",
         "REOFFERED",
         "OFFERS_EXHAUSTED",
+        "DUAL_PRICE",
+        "DAILY_PRIORITY",
     ];
 
     pub fn with(self, other: Reasons) -> Reasons {

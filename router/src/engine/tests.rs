@@ -529,6 +529,9 @@ fn the_configured_policy_decides_and_is_recorded() {
         (PolicyConfig::Nearest, "nearest"),
         (PolicyConfig::RoundRobin, "round_robin"),
         (PolicyConfig::default(), "scored"),
+        (PolicyConfig::DualPrice(Default::default()), "dual_price"),
+        (PolicyConfig::Balance, "balance"),
+        (PolicyConfig::Ranking { seed: 3 }, "ranking"),
     ] {
         let cfg = EngineConfig {
             policy,

@@ -1,13 +1,21 @@
 //! Pluggable routing policies. A policy sees the candidates the engine gathered (guides with
 //! capacity left in open stores that carry the lead's categories) and ranks them: the pick first,
 //! then the alternatives, each with a score and reason codes. Built in: `scored` (the default),
-//! `nearest` and `round_robin` (what brands do today).
+//! `nearest` and `round_robin` (what brands do today), `dual_price` (value net of learned
+//! capacity prices), and the references `balance` (least used share) and `ranking` (a random
+//! priority per guide and day).
 
+mod balance;
+mod dual_price;
 mod nearest;
+mod ranking;
 mod round_robin;
 mod scored;
 
+pub use balance::Balance;
+pub use dual_price::{DualPrice, DualPriceConfig, PriceBook};
 pub use nearest::Nearest;
+pub use ranking::RankingPolicy;
 pub use round_robin::RoundRobin;
 pub use scored::{Scored, ScoredWeights};
 
@@ -82,6 +90,11 @@ pub trait Policy: Send + Sync + std::fmt::Debug {
     fn version(&self) -> &str;
     /// Ranks `candidates` (never empty), returning at most `keep` entries, best first.
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking;
+    /// The dual-price policy, whose prices can be learned from outside (the simulator's
+    /// hindsight duals); `None` for every other policy.
+    fn as_dual_price(&self) -> Option<&DualPrice> {
+        None
+    }
 }
 
 /// Which policy to run, with its parameters (`[policy]` in the config file).
@@ -91,6 +104,13 @@ pub enum PolicyConfig {
     Scored(#[serde(default)] ScoredWeights),
     Nearest,
     RoundRobin,
+    DualPrice(#[serde(default)] DualPriceConfig),
+    Balance,
+    Ranking {
+        /// Seed of the daily priorities. Default 0.
+        #[serde(default)]
+        seed: u64,
+    },
 }
 
 impl Default for PolicyConfig {
@@ -106,11 +126,21 @@ impl PolicyConfig {
             PolicyConfig::Scored(w) => Box::new(Scored::new(w.clone())?),
             PolicyConfig::Nearest => Box::new(Nearest),
             PolicyConfig::RoundRobin => Box::new(RoundRobin::new(network.regions().len())),
+            PolicyConfig::DualPrice(c) => Box::new(DualPrice::new(c.clone(), network)?),
+            PolicyConfig::Balance => Box::new(Balance),
+            PolicyConfig::Ranking { seed } => Box::new(RankingPolicy::new(*seed)),
         })
     }
 
     /// Names accepted in configuration.
-    pub const NAMES: [&'static str; 3] = ["scored", "nearest", "round_robin"];
+    pub const NAMES: [&'static str; 6] = [
+        "scored",
+        "nearest",
+        "round_robin",
+        "dual_price",
+        "balance",
+        "ranking",
+    ];
 }
 
 /// Keeps the best `k` items by a key (greater is better) in a small sorted buffer: O(n·k), no

@@ -72,6 +72,12 @@ impl Scored {
         Ok(Self { w, version })
     }
 
+    /// The weighted match without the load term: preference, distance and tier.
+    pub fn match_value(&self, c: &Candidate) -> f64 {
+        let t = self.terms(c);
+        t[0] + t[1] + t[2]
+    }
+
     /// The distance term before weighting, in [0, 1].
     fn near(&self, c: &Candidate) -> f64 {
         match c.distance_km {
