@@ -93,6 +93,8 @@ pub struct Scan<'a> {
     pub day: Day,
     pub cfg: &'a CandidateConfig,
     pub max_level: Level,
+    /// False to list guides whatever their count today (see [`Scan::reachable`]).
+    pub count_capacity: bool,
 }
 
 impl Scan<'_> {
@@ -219,6 +221,72 @@ impl Scan<'_> {
         }
     }
 
+    /// Every guide this lead could be given on any day, whatever the counts: the union of the
+    /// store sets of every level up to `max_level` (the radius first, when configured), each cut
+    /// to `max_stores` as [`Scan::gather`] cuts it, without stopping at `min_stores`. The
+    /// candidates carry `used = 0`. The simulator's hindsight optimum uses this as the lead's
+    /// edges, so that no policy can place a lead outside them.
+    pub fn reachable(&self, scratch: &mut Scratch, out: &mut Vec<Candidate>) {
+        debug_assert!(!self.count_capacity);
+        let Scan {
+            net,
+            lead,
+            location,
+            cfg,
+            max_level,
+            ..
+        } = *self;
+        let lead_chain = self.lead_chain();
+        let mut tally = Tally {
+            eligible_stores: 0,
+            active_guides: 0,
+        };
+        let eligible = |s: u32| {
+            let k = net.store_key(s);
+            k.open && (lead.interest_mask == 0 || k.categories & lead.interest_mask != 0)
+        };
+        let mut all: Vec<Candidate> = Vec::new();
+        let mut part = Vec::new();
+        if let (Some(at), true) = (location, cfg.radius_km > 0.0) {
+            let mut near = std::mem::take(&mut scratch.near);
+            net.stores_within(at, cfg.radius_km, &mut near);
+            scratch.stores.clear();
+            scratch.stores.extend(
+                near.iter()
+                    .filter(|&&(s, _)| eligible(s))
+                    .map(|&(s, d)| (s, d as f32)),
+            );
+            scratch.near = near;
+            self.expand(&lead_chain, scratch, &mut part, &mut tally);
+            all.append(&mut part);
+        }
+        let regions = net.regions();
+        let chain = regions.chain(lead.region);
+        let levels: [(Level, Option<RegionId>); 4] = [
+            (Level::District, chain[0]),
+            (Level::City, chain[1]),
+            (Level::Province, chain[2]),
+            (Level::Nationwide, Some(regions.root())),
+        ];
+        for (level, node) in levels {
+            if level > max_level {
+                break;
+            }
+            let Some(node) = node else { continue };
+            scratch.stores.clear();
+            scratch.stores.extend(
+                net.stores_in(node)
+                    .filter(|&s| eligible(s))
+                    .map(|s| (s, 0.0)),
+            );
+            self.expand(&lead_chain, scratch, &mut part, &mut tally);
+            all.append(&mut part);
+        }
+        all.sort_unstable_by_key(|c| c.guide);
+        all.dedup_by_key(|c| c.guide);
+        *out = all;
+    }
+
     /// Takes the eligible stores in `scratch.stores`, keeps the best `max_stores` (the nearest,
     /// or without coordinates the best preference match), and writes their guides with capacity
     /// left into `out`. Returns how many stores contributed a guide.
@@ -289,7 +357,11 @@ impl Scan<'_> {
                     continue;
                 }
                 tally.active_guides += 1;
-                let used = book.used(g, day);
+                let used = if self.count_capacity {
+                    book.used(g, day)
+                } else {
+                    0
+                };
                 if used >= guide.daily_capacity {
                     continue;
                 }

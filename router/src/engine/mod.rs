@@ -253,6 +253,27 @@ impl Engine {
         })
     }
 
+    /// Every guide `lead` could be routed to by the network stage of route() on any day, whatever
+    /// today's counts, with the features policies see (`used` = 0). Checks the lead like
+    /// route(); writes nothing. Bindings and referrers are not followed: they name their guide.
+    pub fn reachable(&self, lead: &Lead) -> Result<Vec<Candidate>, RouteError> {
+        let snap = self.state.read();
+        let valid = validate(&snap.network, lead, self.clock.now_ms())?;
+        let scan = candidates::Scan {
+            net: &snap.network,
+            book: &snap.book,
+            lead: &valid,
+            location: lead.location.as_ref(),
+            day: Day(0),
+            cfg: &self.cfg.candidates,
+            max_level: self.max_level,
+            count_capacity: false,
+        };
+        let mut out = Vec::new();
+        SCRATCH.with(|cell| scan.reachable(&mut cell.borrow_mut().0, &mut out));
+        Ok(out)
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<usize, StoreError> {
         self.store.flush()
@@ -388,6 +409,7 @@ impl Engine {
             day,
             cfg: &self.cfg.candidates,
             max_level: self.max_level,
+            count_capacity: true,
         };
         SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();

@@ -1556,3 +1556,71 @@ mod transfers {
         }
     }
 }
+
+/// The simulator's hindsight optimum gives each lead the edges `reachable` lists: whatever the
+/// counts, route() never places a lead outside them, at any level of the walk.
+#[test]
+fn route_never_leaves_the_reachable_guides() {
+    let net = crate::catalog::demo_files()
+        .load(Arc::new(RegionTree::embedded()))
+        .unwrap();
+    // The six districts with the most stores.
+    let districts: Vec<(String, Location)> = {
+        let mut by: std::collections::BTreeMap<String, (usize, Location)> = Default::default();
+        for (i, st) in net.stores().iter().enumerate() {
+            by.entry(net.store_region_code(i as u32))
+                .or_insert((0, st.location))
+                .0 += 1;
+        }
+        let mut v: Vec<_> = by.into_iter().collect();
+        v.sort_by_key(|(code, (n, _))| (std::cmp::Reverse(*n), code.clone()));
+        v.into_iter().take(6).map(|(c, (_, at))| (c, at)).collect()
+    };
+    for radius_km in [0.0, 6.0] {
+        let cfg = EngineConfig {
+            candidates: CandidateConfig {
+                max_level: "city".into(),
+                radius_km,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = Engine::new(
+            crate::catalog::demo_files()
+                .load(Arc::new(RegionTree::embedded()))
+                .unwrap(),
+            Arc::new(MemoryStore::new()),
+            Arc::new(ManualClock::new(T0)),
+            cfg,
+        )
+        .unwrap();
+        let cats = ["shoes", "kids", "womenswear", "sports"];
+        let mut levels = std::collections::BTreeSet::new();
+        for i in 0..4000 {
+            let (district, at) = &districts[i % districts.len()];
+            let at = (
+                at.lat + (i % 7) as f64 * 0.01,
+                at.lon - (i % 5) as f64 * 0.01,
+            );
+            let l = Lead {
+                location: Some(Location {
+                    lat: at.0,
+                    lon: at.1,
+                }),
+                ..lead(&format!("R{i}"), district, &[cats[i % cats.len()]])
+            };
+            let reach: Vec<u32> = e.reachable(&l).unwrap().iter().map(|c| c.guide).collect();
+            let d = e.route(&l).unwrap();
+            if let Some(g) = d.guide_id() {
+                let g = net.guide_index(g).unwrap();
+                assert!(reach.contains(&g), "lead {i}: guide {g} not in {reach:?}");
+                levels.insert(d.level.unwrap());
+            }
+        }
+        // The walk went past the district once the district's guides filled up.
+        assert!(
+            levels.contains(&Level::City),
+            "radius {radius_km}: {levels:?}"
+        );
+    }
+}
