@@ -1,0 +1,8 @@
+//! leadrouter-sim: analysts compare routing policies and split rules on the same arrivals,
+//! against the hindsight optimum of each day (DESIGN §8). The simulator runs the production
+//! engine and policies over the in-memory store.
+#![forbid(unsafe_code)]
+
+pub mod dual;
+pub mod flow;
+pub mod instance;
