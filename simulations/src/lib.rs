@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod dual;
+pub mod explicit;
 pub mod flow;
 pub mod instance;
