@@ -7,3 +7,4 @@ pub mod dual;
 pub mod explicit;
 pub mod flow;
 pub mod instance;
+pub mod scenario;
