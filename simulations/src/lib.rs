@@ -8,3 +8,4 @@ pub mod explicit;
 pub mod flow;
 pub mod instance;
 pub mod scenario;
+pub mod world;

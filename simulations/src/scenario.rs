@@ -369,9 +369,7 @@ impl Scenario {
                 n.capacity_scale
             )));
         }
-        self.routing
-            .check()
-            .map_err(|e| err(e.replace("routing.", "routing.")))?;
+        self.routing.check().map_err(err)?;
         let t = &self.truth;
         for (k, v) in [
             ("base", t.base),
@@ -531,9 +529,9 @@ fn check_prefix(code: &str) -> Result<(), String> {
 /// Whether a store's 12-digit district code lies in a 6-digit region.
 pub fn in_region(store_code: u64, region: &str) -> bool {
     let r: u64 = region.parse().unwrap_or(0) * 1_000_000;
-    if r % 10_000_000_000 == 0 {
+    if r.is_multiple_of(10_000_000_000) {
         store_code / 10_000_000_000 == r / 10_000_000_000
-    } else if r % 100_000_000 == 0 {
+    } else if r.is_multiple_of(100_000_000) {
         store_code / 100_000_000 == r / 100_000_000
     } else {
         store_code / 1_000_000 == r / 1_000_000
