@@ -7,5 +7,6 @@ pub mod dual;
 pub mod explicit;
 pub mod flow;
 pub mod instance;
+pub mod run;
 pub mod scenario;
 pub mod world;

@@ -29,6 +29,16 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Drops the decisions of business days before `day`, for long simulations whose old days
+    /// are never read again (no replay of an old lead id, no counts of an old day). Returns how
+    /// many were dropped. Trails, orders and the ledger are kept.
+    pub fn forget_decisions_before(&self, day: Day) -> usize {
+        let mut inner = self.inner.lock();
+        let before = inner.decisions.len();
+        inner.decisions.retain(|_, d| d.day >= day);
+        before - inner.decisions.len()
+    }
 }
 
 impl Store for MemoryStore {

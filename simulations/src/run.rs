@@ -1,0 +1,567 @@
+//! Runs a scenario: every policy routes the same arrivals through its own production engine
+//! (in-memory store, a manual clock set to each arrival's time), and every day is measured
+//! against the hindsight optimum of the same leads and the same true values.
+//!
+//! Per day:
+//! 1. the day's arrivals are drawn (the same for every policy);
+//! 2. each lead's edges are the guides [`Engine::reachable`] lists, valued by the hidden truth
+//!    (expected basket × conversion probability) — so no policy can place a lead outside them;
+//! 3. the yardstick: the exact optimum when the day has at most `exact_max_edges` edges, else
+//!    the Lagrangian dual bound;
+//! 4. the policies run, in parallel with each other, each on its own engine;
+//! 5. `dual_price` policies learn the night's prices: the dual bound of the day just routed,
+//!    on the policy's own value estimates, warm-started from the night before.
+
+use crate::dual::{self, DualOptions};
+use crate::flow;
+use crate::instance::Instance;
+use crate::scenario::{Checked, Scenario};
+use crate::world::{Arrival, World};
+use leadrouter::attribution::split::SplitPolicy;
+use leadrouter::clock::ManualClock;
+use leadrouter::domain::Day;
+use leadrouter::domain::trail::{OrderFacts, Ownership, OwnershipRule};
+use leadrouter::engine::{Engine, EngineConfig};
+use leadrouter::store::MemoryStore;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Report progress on stderr (a bar on a terminal, a line per day otherwise).
+    pub progress: bool,
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            progress: false,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// The yardstick of a day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Yardstick {
+    Exact(f64),
+    /// The dual bound (`upper`) with the best feasible value found on the way (`lower`).
+    Dual {
+        upper: f64,
+        lower: f64,
+    },
+}
+
+impl Yardstick {
+    /// The value policies are divided by: the optimum, or the upper bound.
+    pub fn reference(&self) -> f64 {
+        match *self {
+            Yardstick::Exact(v) => v,
+            Yardstick::Dual { upper, .. } => upper,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Yardstick::Exact(_) => "exact",
+            Yardstick::Dual { .. } => "dual_bound",
+        }
+    }
+}
+
+/// One policy on one day.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyDay {
+    /// Σ true expected value (yuan) of the assignments made.
+    pub value: f64,
+    pub expected_conversions: f64,
+    pub sampled_conversions: u64,
+    pub expected_revenue_cents: f64,
+    pub sampled_revenue_cents: i64,
+    pub routed: u64,
+    pub unrouted: u64,
+    /// Σ km from lead to store over routed leads.
+    pub distance_km: f64,
+    /// Routed leads whose guide was not among their reachable guides (should stay 0).
+    pub outside_reach: u64,
+}
+
+/// A day of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayReport {
+    pub day: Day,
+    pub leads: usize,
+    pub edges: usize,
+    pub yardstick: Yardstick,
+    /// In the order of the scenario's policies.
+    pub policies: Vec<PolicyDay>,
+}
+
+/// What one split policy paid out over the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payouts {
+    pub split: String,
+    /// Cents by role (`owner`, `fulfilling_store`, …).
+    pub by_role: BTreeMap<&'static str, i64>,
+    /// Cents by party (`guide:G1`, `store:S1`, `o2o:centre`).
+    pub by_party: BTreeMap<String, i64>,
+}
+
+/// One policy over the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyReport {
+    pub name: String,
+    pub version: String,
+    /// Per active guide: leads taken over the run / capacity offered over the run.
+    pub utilisation: Vec<f64>,
+    pub payouts: Vec<Payouts>,
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub scenario: Scenario,
+    pub days: Vec<DayReport>,
+    pub policies: Vec<PolicyReport>,
+    pub guides: usize,
+    pub stores: usize,
+}
+
+struct Lane {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    store: Arc<MemoryStore>,
+    used: Vec<u64>,
+    payouts: Vec<Payouts>,
+    warm: Option<Vec<f64>>,
+}
+
+/// Gini coefficient of non-negative values (0: all equal; → 1: one takes all).
+pub fn gini(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = v.len() as f64;
+    let sum: f64 = v.iter().sum();
+    if v.is_empty() || sum <= 0.0 {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let weighted: f64 = v
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (i as f64 + 1.0) * x)
+        .sum();
+    (2.0 * weighted) / (n * sum) - (n + 1.0) / n
+}
+
+fn engine_config(s: &Scenario, c: &Checked, k: usize) -> EngineConfig {
+    EngineConfig {
+        time_zone: c.time_zone,
+        candidates: s.routing.clone(),
+        policy: s.policies[k].clone(),
+        seed: s.seed,
+        alternatives: 0,
+        ..Default::default()
+    }
+}
+
+/// Runs the scenario.
+pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run> {
+    let world = World::build(s, checked)?;
+    let net = &world.network;
+    let mut lanes: Vec<Lane> = Vec::with_capacity(s.policies.len());
+    for k in 0..s.policies.len() {
+        let clock = Arc::new(ManualClock::new(0));
+        let store = Arc::new(MemoryStore::new());
+        let engine = Engine::new(
+            world.fresh_network(),
+            store.clone(),
+            clock.clone(),
+            engine_config(s, checked, k),
+        )
+        .map_err(|e| anyhow::anyhow!("policies[{k}]: {e}"))?;
+        lanes.push(Lane {
+            engine,
+            clock,
+            store,
+            used: vec![0; net.guides().len()],
+            payouts: s
+                .splits
+                .iter()
+                .map(|p| Payouts {
+                    split: p.version.clone(),
+                    by_role: BTreeMap::new(),
+                    by_party: BTreeMap::new(),
+                })
+                .collect(),
+            warm: None,
+        });
+    }
+    let probe_clock = Arc::new(ManualClock::new(0));
+    let probe = Engine::new(
+        world.fresh_network(),
+        Arc::new(MemoryStore::new()),
+        probe_clock.clone(),
+        engine_config(s, checked, 0),
+    )
+    .map_err(|e| anyhow::anyhow!("routing: {e}"))?;
+    let dual_lanes: Vec<usize> = (0..lanes.len())
+        .filter(|&k| lanes[k].engine.snapshot().policy.as_dual_price().is_some())
+        .collect();
+    let progress = Progress::new(opts.progress, s.days as usize * s.policies.len());
+    let mut days = Vec::with_capacity(s.days as usize);
+    let capacity_per_day: Vec<u64> = net
+        .guides()
+        .iter()
+        .map(|g| {
+            if net.guide_key(net.guide_index(&g.id).unwrap_or(0)).active {
+                u64::from(g.daily_capacity)
+            } else {
+                0
+            }
+        })
+        .collect();
+    for d in 0..s.days {
+        let day = world.day(d);
+        let arrivals = world.arrivals(d);
+        probe_clock.set(crate::world::day_start_ms(Day(day.0 + 1), world.time_zone) - 1);
+        let estimators: Vec<_> = dual_lanes
+            .iter()
+            .map(|&k| lanes[k].engine.snapshot())
+            .collect();
+        let (truth, estimates) = edges(&world, &probe, &arrivals, &estimators, opts.threads)?;
+        let yardstick = if truth.edge_count() <= s.yardstick.exact_max_edges {
+            Yardstick::Exact(flow::solve(&truth).value)
+        } else {
+            let b = dual::bound(
+                &truth,
+                None,
+                DualOptions {
+                    max_iterations: s.yardstick.dual_iterations,
+                    threads: opts.threads,
+                    ..Default::default()
+                },
+            );
+            Yardstick::Dual {
+                upper: b.upper,
+                lower: b.lower,
+            }
+        };
+        let results = run_day(
+            &world,
+            &mut lanes,
+            &arrivals,
+            &truth,
+            s,
+            opts.threads,
+            &progress,
+            d,
+        )?;
+        // The night: dual-price policies learn from the day just routed.
+        for (e, &k) in estimates.iter().zip(&dual_lanes) {
+            let lane = &mut lanes[k];
+            let b = dual::bound(
+                e,
+                lane.warm.as_deref(),
+                DualOptions {
+                    max_iterations: s.yardstick.dual_iterations,
+                    threads: opts.threads,
+                    ..Default::default()
+                },
+            );
+            let snap = lane.engine.snapshot();
+            if let Some(p) = snap.policy.as_dual_price() {
+                p.prices().set(
+                    &snap.network,
+                    snap.network
+                        .guides()
+                        .iter()
+                        .map(|g| &*g.id)
+                        .zip(b.beta.iter().copied()),
+                );
+            }
+            lane.warm = Some(b.beta);
+        }
+        days.push(DayReport {
+            day,
+            leads: arrivals.len(),
+            edges: truth.edge_count(),
+            yardstick,
+            policies: results,
+        });
+    }
+    progress.finish();
+    let policies = lanes
+        .into_iter()
+        .map(|lane| {
+            let snap = lane.engine.snapshot();
+            let utilisation = lane
+                .used
+                .iter()
+                .zip(&capacity_per_day)
+                .filter(|(_, c)| **c > 0)
+                .map(|(u, c)| *u as f64 / (*c as f64 * f64::from(s.days)))
+                .collect();
+            PolicyReport {
+                name: snap.policy.name().to_string(),
+                version: snap.policy.version().to_string(),
+                utilisation,
+                payouts: lane.payouts,
+            }
+        })
+        .collect();
+    Ok(Run {
+        scenario: s.clone(),
+        days,
+        policies,
+        guides: net.guides().len(),
+        stores: net.stores().len(),
+    })
+}
+
+/// The day's edges valued by the truth, and by each dual-price policy's estimate.
+fn edges(
+    world: &World,
+    probe: &Engine,
+    arrivals: &[Arrival],
+    estimators: &[Arc<leadrouter::engine::Snapshot>],
+    threads: usize,
+) -> anyhow::Result<(Instance, Vec<Instance>)> {
+    type Rows = Vec<(Vec<(u32, f32)>, Vec<Vec<(u32, f32)>>)>;
+    let chunk = arrivals.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<anyhow::Result<Rows>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = arrivals
+            .chunks(chunk)
+            .map(|part| {
+                sc.spawn(move || {
+                    let mut rows = Vec::with_capacity(part.len());
+                    for a in part {
+                        let cands = probe
+                            .reachable(&a.lead)
+                            .map_err(|e| anyhow::anyhow!("lead {}: {e}", a.lead.lead_id))?;
+                        let truth: Vec<(u32, f32)> = cands
+                            .iter()
+                            .map(|c| (c.guide, world.value(a, c) as f32))
+                            .collect();
+                        let est = estimators
+                            .iter()
+                            .map(|snap| {
+                                let p = snap.policy.as_dual_price();
+                                cands
+                                    .iter()
+                                    .map(|c| (c.guide, p.map_or(0.0, |p| p.estimate(c)) as f32))
+                                    .collect()
+                            })
+                            .collect();
+                        rows.push((truth, est));
+                    }
+                    Ok(rows)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("edge worker panicked")))
+            })
+            .collect()
+    });
+    let caps: Vec<u32> = world
+        .network
+        .guides()
+        .iter()
+        .enumerate()
+        .map(|(j, g)| {
+            if world.network.guide_key(j as u32).active {
+                g.daily_capacity
+            } else {
+                0
+            }
+        })
+        .collect();
+    let mut truth = Instance::new(caps.clone());
+    let mut est: Vec<Instance> = estimators
+        .iter()
+        .map(|_| Instance::new(caps.clone()))
+        .collect();
+    for part in parts {
+        for (t, es) in part? {
+            truth.push_lead(t)?;
+            for (inst, e) in est.iter_mut().zip(es) {
+                inst.push_lead(e)?;
+            }
+        }
+    }
+    Ok((truth, est))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_day(
+    world: &World,
+    lanes: &mut [Lane],
+    arrivals: &[Arrival],
+    truth: &Instance,
+    s: &Scenario,
+    threads: usize,
+    progress: &Progress,
+    d: u32,
+) -> anyhow::Result<Vec<PolicyDay>> {
+    let n = lanes.len();
+    // Workers take lanes from the queue; each lane runs on one thread for the whole day.
+    let queue = std::sync::Mutex::new(lanes.iter_mut().enumerate().collect::<Vec<_>>());
+    let results: Vec<std::sync::Mutex<Option<anyhow::Result<PolicyDay>>>> =
+        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|sc| {
+        for _ in 0..threads.max(1).min(n) {
+            sc.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                    let Some((k, lane)) = next else { break };
+                    let r = route_day(world, lane, arrivals, truth, &s.splits);
+                    *results[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                    progress.step(d);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err(anyhow::anyhow!("a policy did not finish the day")))
+        })
+        .collect()
+}
+
+/// One policy routes one day.
+fn route_day(
+    world: &World,
+    lane: &mut Lane,
+    arrivals: &[Arrival],
+    truth: &Instance,
+    splits: &[SplitPolicy],
+) -> anyhow::Result<PolicyDay> {
+    let net = &world.network;
+    let mut out = PolicyDay::default();
+    for (i, a) in arrivals.iter().enumerate() {
+        lane.clock.set(a.lead.occurred_at_ms);
+        let dec = lane
+            .engine
+            .route(&a.lead)
+            .map_err(|e| anyhow::anyhow!("lead {}: {e}", a.lead.lead_id))?;
+        let Some((store_id, guide_id)) = dec.assigned.clone() else {
+            out.unrouted += 1;
+            continue;
+        };
+        out.routed += 1;
+        let g = net
+            .guide_index(&guide_id)
+            .ok_or_else(|| anyhow::anyhow!("engine routed to unknown guide {guide_id}"))?;
+        lane.used[g as usize] += 1;
+        if truth.edges(i).0.binary_search(&g).is_err() {
+            out.outside_reach += 1;
+        }
+        let w = f64::from(truth.value(i, g));
+        let basket = a.basket_cents as f64;
+        let p = if basket > 0.0 {
+            w * 100.0 / basket
+        } else {
+            0.0
+        };
+        out.value += w;
+        out.expected_conversions += p;
+        out.expected_revenue_cents += p * basket;
+        let st = net.store(net.guide(g).store);
+        if let Some(at) = &a.lead.location {
+            out.distance_km += at.distance_km(&st.location);
+        }
+        if a.draw < p {
+            out.sampled_conversions += 1;
+            out.sampled_revenue_cents += a.basket_cents;
+            let facts = OrderFacts {
+                order_id: format!("o-{}", a.lead.lead_id),
+                amount_cents: a.basket_cents,
+                paid_channel: a.lead.channel,
+                fulfilling_store_id: Some(store_id.to_string()),
+                sharing_guide_id: Some(guide_id.to_string()),
+                referrer_guide_ids: Vec::new(),
+            };
+            let owner = Ownership {
+                guide_id: Some(guide_id.to_string()),
+                store_id: Some(store_id.to_string()),
+                channel: None,
+                rule: OwnershipRule::ServiceGuide,
+                rule_version: "sim".into(),
+                deciding_events: Vec::new(),
+                explanation: String::new(),
+            };
+            for (policy, pay) in splits.iter().zip(&mut lane.payouts) {
+                for e in policy.split(&facts, &owner).0 {
+                    *pay.by_role.entry(e.role.as_str()).or_default() += e.amount_cents;
+                    *pay.by_party.entry(e.party).or_default() += e.amount_cents;
+                }
+            }
+        }
+    }
+    // Yesterday's decisions are not needed again: keep the store's memory flat.
+    lane.store
+        .forget_decisions_before(Day(lane.engine.today().0));
+    Ok(out)
+}
+
+/// Progress on stderr.
+struct Progress {
+    on: bool,
+    tty: bool,
+    total: usize,
+    done: AtomicUsize,
+}
+
+impl Progress {
+    fn new(on: bool, total: usize) -> Self {
+        Self {
+            on,
+            tty: std::io::stderr().is_terminal(),
+            total: total.max(1),
+            done: AtomicUsize::new(0),
+        }
+    }
+
+    fn step(&self, day: u32) {
+        if !self.on {
+            return;
+        }
+        let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let width = 30;
+            let filled = n * width / self.total;
+            let _ = write!(
+                err,
+                "\r[{}{}] {:3}% day {}",
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                n * 100 / self.total,
+                day + 1
+            );
+            let _ = err.flush();
+        } else if n.is_multiple_of((self.total / 20).max(1)) || n == self.total {
+            let _ = writeln!(
+                err,
+                "progress: {n}/{} policy-days (day {})",
+                self.total,
+                day + 1
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if self.on && self.tty {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
