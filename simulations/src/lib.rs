@@ -3,10 +3,13 @@
 //! engine and policies over the in-memory store.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod dual;
 pub mod explicit;
 pub mod flow;
 pub mod instance;
+pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod svg;
 pub mod world;

@@ -1,0 +1,181 @@
+//! The `leadrouter-sim` commands.
+
+use crate::dual::{self, DualOptions};
+use crate::explicit::Explicit;
+use crate::flow;
+use crate::report;
+use crate::run::{self, Options};
+use crate::scenario::Scenario;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "leadrouter-sim",
+    version,
+    about = "Compare routing policies and split rules on the same arrivals, against the hindsight optimum."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs a scenario file and writes the report (report.md, CSV tables, SVG charts).
+    Run {
+        scenario: PathBuf,
+        /// Report directory (created if needed).
+        #[arg(long, default_value = "sim-report")]
+        out: PathBuf,
+        /// Override the scenario's number of days.
+        #[arg(long)]
+        days: Option<u32>,
+        /// Override the scenario's leads per day.
+        #[arg(long)]
+        leads_per_day: Option<u32>,
+        /// Worker threads (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// No progress on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Solves an explicit instance (edges.csv, capacities.csv) exactly and by the dual bound,
+    /// and scores an assignment against the optimum when one is given.
+    Instance {
+        #[arg(long)]
+        edges: PathBuf,
+        #[arg(long)]
+        capacities: PathBuf,
+        #[arg(long)]
+        assignment: Option<PathBuf>,
+        /// Writes the optimal assignment here (lead,guide).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Skip the exact solver above this many edges.
+        #[arg(long, default_value_t = 3_000_000)]
+        exact_max_edges: usize,
+    },
+}
+
+/// Runs a command, writing what it reports to `out`.
+pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run {
+            scenario,
+            out: dir,
+            days,
+            leads_per_day,
+            threads,
+            quiet,
+        } => {
+            let (mut s, _) = Scenario::read(&scenario)?;
+            if let Some(d) = days {
+                s.days = d;
+            }
+            if let Some(n) = leads_per_day {
+                s.demand.leads_per_day = n;
+            }
+            let checked = s
+                .check()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", scenario.display()))?;
+            let mut opts = Options {
+                progress: !quiet,
+                ..Default::default()
+            };
+            if let Some(t) = threads {
+                anyhow::ensure!(
+                    (1..=256).contains(&t),
+                    "--threads: must be 1..=256, got {t}"
+                );
+                opts.threads = t;
+            }
+            let r = run::run(&s, &checked, opts)?;
+            report::write(&r, &dir)?;
+            writeln!(
+                out,
+                "{:<14} {:>10} {:>12} {:>10}",
+                "policy", "value/opt", "conversions", "unrouted"
+            )?;
+            for x in r.summaries() {
+                writeln!(
+                    out,
+                    "{:<14} {:>10.4} {:>12.1} {:>9.2}%",
+                    x.name,
+                    x.ratio,
+                    x.totals.expected_conversions,
+                    100.0 * x.unrouted_share
+                )?;
+            }
+            writeln!(out, "report: {}", dir.join("report.md").display())?;
+        }
+        Command::Instance {
+            edges,
+            capacities,
+            assignment,
+            out: opt_out,
+            exact_max_edges,
+        } => {
+            let x = Explicit::read(&edges, &capacities)?;
+            let inst = &x.instance;
+            writeln!(
+                out,
+                "leads {}  guides {}  edges {}  capacity {}",
+                inst.leads(),
+                inst.guides(),
+                inst.edge_count(),
+                inst.capacities().iter().map(|&c| u64::from(c)).sum::<u64>()
+            )?;
+            let b = dual::bound(inst, None, DualOptions::default());
+            writeln!(
+                out,
+                "dual bound     {:.4}  (feasible {:.4}, gap {:.4}%, {} steps)",
+                b.upper,
+                b.lower,
+                100.0 * b.gap(),
+                b.iterations
+            )?;
+            let (greedy, _) = inst.greedy();
+            let opt = (inst.edge_count() <= exact_max_edges).then(|| flow::solve(inst));
+            let reference = opt.as_ref().map_or(b.upper, |o| o.value);
+            let ratio = |v: f64| if reference > 0.0 { v / reference } else { 1.0 };
+            if let Some(o) = &opt {
+                writeln!(out, "optimum        {:.4}", o.value)?;
+            }
+            writeln!(
+                out,
+                "greedy         {:.4}  ({:.4} of the {})",
+                greedy,
+                ratio(greedy),
+                if opt.is_some() { "optimum" } else { "bound" }
+            )?;
+            if let Some(path) = assignment {
+                let a = x.read_assignment(&path)?;
+                let v = inst.value_of(&a)?;
+                writeln!(
+                    out,
+                    "assignment     {:.4}  ({:.4} of the {})",
+                    v,
+                    ratio(v),
+                    if opt.is_some() { "optimum" } else { "bound" }
+                )?;
+            }
+            if let (Some(path), Some(o)) = (opt_out, &opt) {
+                let mut w = String::from("lead,guide\n");
+                for (i, g) in o.assignment.iter().enumerate() {
+                    w.push_str(&x.lead_ids[i]);
+                    w.push(',');
+                    if let Some(g) = g {
+                        w.push_str(&x.guide_ids[*g as usize]);
+                    }
+                    w.push('\n');
+                }
+                std::fs::write(&path, w).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                writeln!(out, "optimal assignment: {}", path.display())?;
+            }
+        }
+    }
+    Ok(())
+}
