@@ -74,6 +74,15 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             let (mut s, _) = Scenario::read(&scenario)?;
             if let Some(d) = days {
                 s.days = d;
+                // A shorter run drops the bursts planned after its end.
+                let before = s.demand.bursts.len();
+                s.demand.bursts.retain(|b| b.day.is_none_or(|x| x < d));
+                if s.demand.bursts.len() < before && !quiet {
+                    eprintln!(
+                        "note: --days {d} leaves out {} burst(s) planned for later days",
+                        before - s.demand.bursts.len()
+                    );
+                }
             }
             if let Some(n) = leads_per_day {
                 s.demand.leads_per_day = n;
