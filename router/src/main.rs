@@ -130,6 +130,16 @@ enum TrailCmd {
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Export the routing decisions instead (one lead per line, in the order decided), for
+        /// `leadrouter-sim replay`; needs --data-dir.
+        #[arg(long, conflicts_with_all = ["server", "member"])]
+        decisions: bool,
+        /// With --decisions: first business day, YYYY-MM-DD.
+        #[arg(long, requires = "decisions")]
+        from: Option<String>,
+        /// With --decisions: last business day, YYYY-MM-DD.
+        #[arg(long, requires = "decisions")]
+        to: Option<String>,
     },
     /// Check hash chains and recompute ownership and splits; exits 1 on the first break or any
     /// difference, naming it.
@@ -304,7 +314,28 @@ fn trail(cmd: TrailCmd) -> anyhow::Result<()> {
             .unwrap_or_else(|| Config::default().data_dir)
     };
     match cmd {
-        TrailCmd::Export { source, out } => {
+        TrailCmd::Export {
+            source,
+            out,
+            decisions: true,
+            from,
+            to,
+        } => {
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let n = trail::export_decisions_dir(
+                &data_dir(&source),
+                from.as_deref(),
+                to.as_deref(),
+                &mut sink,
+            )?;
+            sink.flush()?;
+            eprintln!("exported {n} decisions");
+            Ok(())
+        }
+        TrailCmd::Export { source, out, .. } => {
             anyhow::ensure!(
                 source.server.is_none() || source.member.is_some(),
                 "export from --server needs --member; export every member from a stopped server's --data-dir"

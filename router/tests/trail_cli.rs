@@ -249,3 +249,88 @@ async fn export_and_verify_live_offline_and_tampered() {
         text(&o)
     );
 }
+
+/// Routing decisions leave a stopped server as JSON Lines, in the order decided, for replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_export_for_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bin = Binary::start(&data, &[]);
+    let mut r = pb::lead_router_client::LeadRouterClient::connect(bin.url())
+        .await
+        .unwrap();
+    for i in 0..12 {
+        let mut req = request(&format!("lead-{i}"), "440106");
+        if i % 3 != 0 {
+            req.member_id = None;
+        }
+        r.route(req).await.unwrap();
+    }
+    // Nothing to read while the server holds the directory.
+    let o = cli(&["trail", "export", "--decisions", "--data-dir", path(&data)]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("in use by a running server"),
+        "{}",
+        text(&o)
+    );
+    assert!(bin.terminate().success());
+
+    let out = dir.path().join("decisions.jsonl");
+    let o = cli(&[
+        "trail",
+        "export",
+        "--decisions",
+        "--data-dir",
+        path(&data),
+        "--out",
+        path(&out),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("exported 12 decisions"), "{}", text(&o));
+    let lines: Vec<leadrouter::domain::export::DecisionLine> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12);
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[0].decided_at_ms <= w[1].decided_at_ms)
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.guide_id.is_some() && l.policy == "scored")
+    );
+    assert_eq!(lines.iter().filter(|l| l.member_id.is_some()).count(), 4);
+    assert_eq!(lines[0].lead().unwrap().region_code, "440106");
+    // A window of days that holds none of them, and a bad date.
+    let o = cli(&[
+        "trail",
+        "export",
+        "--decisions",
+        "--data-dir",
+        path(&data),
+        "--to",
+        "2000-01-01",
+    ]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
+    let o = cli(&[
+        "trail",
+        "export",
+        "--decisions",
+        "--data-dir",
+        path(&data),
+        "--from",
+        "2026-02-30",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("--from"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["trail", "export", "--from", "2026-01-01"]);
+    assert!(!o.status.success(), "--from needs --decisions");
+}

@@ -113,6 +113,41 @@ pub fn export_dir(dir: &Path, member: Option<&str>, out: &mut dyn Write) -> anyh
     Ok(n)
 }
 
+/// Writes the routing decisions of a stopped server's data directory as JSON Lines
+/// ([`DecisionLine`](crate::domain::export::DecisionLine)), in the order they were decided,
+/// optionally only business days `from..=to` (YYYY-MM-DD). Returns how many were written.
+pub fn export_decisions_dir(
+    dir: &Path,
+    from: Option<&str>,
+    to: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<usize> {
+    use crate::domain::Day;
+    use crate::domain::export::DecisionLine;
+    let from = from
+        .map(Day::parse_date)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let to = to
+        .map(Day::parse_date)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    let store = open_offline(dir)?;
+    let mut all = Vec::new();
+    store.scan_decisions(&mut |d| {
+        if from.is_none_or(|f| d.day >= f) && to.is_none_or(|t| d.day <= t) {
+            all.push(d);
+        }
+        true
+    })?;
+    all.sort_by(|a, b| (a.decided_at_ms, &a.lead.lead_id).cmp(&(b.decided_at_ms, &b.lead.lead_id)));
+    for d in &all {
+        let line = serde_json::to_string(&DecisionLine::from(&**d))?;
+        writeln!(out, "{line}").context("writing the export")?;
+    }
+    Ok(all.len())
+}
+
 /// Writes one member's trail from a running server (GetTrail, paged) as JSON Lines.
 pub async fn export_live(url: &str, member: &str, out: &mut dyn Write) -> anyhow::Result<usize> {
     let mut client = pb::attribution_client::AttributionClient::connect(url.to_string())

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod binding;
+pub mod export;
 pub mod offer;
 mod reasons;
 mod rng;

@@ -112,6 +112,17 @@ impl Store for MemoryStore {
         Ok(self.inner.lock().decisions.len() as u64)
     }
 
+    fn scan_decisions(&self, f: &mut dyn FnMut(Arc<Decision>) -> bool) -> Result<(), StoreError> {
+        let mut all: Vec<Arc<Decision>> = self.inner.lock().decisions.values().cloned().collect();
+        all.sort_by(|a, b| a.lead.lead_id.cmp(&b.lead.lead_id));
+        for d in all {
+            if !f(d) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn trail_head(&self, member_id: &str) -> Result<Option<(u64, String)>, StoreError> {
         let inner = self.inner.lock();
         let last = inner

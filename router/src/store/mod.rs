@@ -7,7 +7,7 @@
 //! After any crash, [`Store::day_counts`] agrees with the decisions that survived (sled derives the
 //! counts from an index written with each decision; see [`SledStore`]).
 
-mod codec;
+pub(crate) mod codec;
 mod memory;
 mod sled_store;
 mod trail_log;
@@ -137,6 +137,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn flush_then(&self, done: FlushDone);
     /// Number of stored decisions.
     fn decision_count(&self) -> Result<u64, StoreError>;
+    /// Every stored decision (after a flush), in lead-id order, until `f` returns false.
+    fn scan_decisions(&self, f: &mut dyn FnMut(Arc<Decision>) -> bool) -> Result<(), StoreError>;
 
     /// `(seq, hash)` of a member's last trail event.
     fn trail_head(&self, member_id: &str) -> Result<Option<(u64, String)>, StoreError>;

@@ -703,6 +703,21 @@ impl Store for SledStore {
         Ok(self.routes.scan_prefix(b"d/").count() as u64)
     }
 
+    fn scan_decisions(&self, f: &mut dyn FnMut(Arc<Decision>) -> bool) -> Result<(), StoreError> {
+        self.flush()?;
+        for kv in self.routes.scan_prefix(b"d/") {
+            let (k, v) = kv.map_err(backend)?;
+            let d = codec::decode_decision(&v).map_err(|why| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                why,
+            })?;
+            if !f(Arc::new(d)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn trail_head(&self, member_id: &str) -> Result<Option<(u64, String)>, StoreError> {
         match self
             .trails
