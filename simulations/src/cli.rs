@@ -3,6 +3,7 @@
 use crate::dual::{self, DualOptions};
 use crate::explicit::Explicit;
 use crate::flow;
+use crate::replay::{self, ReplayConfig};
 use crate::report;
 use crate::run::{self, Options};
 use crate::scenario::Scenario;
@@ -41,6 +42,30 @@ pub enum Command {
         /// No progress on stderr.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Routes the leads of exported decisions (`leadrouter trail export --decisions`) again
+    /// under other policies and compares them with what happened.
+    Replay {
+        /// Exported decisions (JSON Lines).
+        #[arg(long)]
+        decisions: PathBuf,
+        /// An exported trail (JSON Lines), to compare against the orders' owners.
+        #[arg(long)]
+        trail: Option<PathBuf>,
+        /// The network directory the decisions were made on (default: the demo network).
+        #[arg(long)]
+        network: Option<PathBuf>,
+        /// A policy to replay with default parameters (repeat; default: every built-in).
+        #[arg(long = "policy", conflicts_with = "scenario")]
+        policies: Vec<String>,
+        /// Take the policies, [routing], seed and time zone from a scenario file instead.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Report directory (created if needed).
+        #[arg(long, default_value = "replay-report")]
+        out: PathBuf,
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Solves an explicit instance (edges.csv, capacities.csv) exactly and by the dual bound,
     /// and scores an assignment against the optimum when one is given.
@@ -119,6 +144,66 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 )?;
             }
             writeln!(out, "report: {}", dir.join("report.md").display())?;
+        }
+        Command::Replay {
+            decisions,
+            trail,
+            network,
+            policies,
+            scenario,
+            out: dir,
+            threads,
+        } => {
+            let mut cfg = ReplayConfig::default();
+            if let Some(path) = &scenario {
+                let (s, c) = Scenario::read(path)?;
+                cfg.policies = s.policies;
+                cfg.routing = s.routing;
+                cfg.seed = s.seed;
+                cfg.time_zone = c.time_zone;
+            } else if policies.is_empty() {
+                cfg.policies = Scenario::parse("")?.policies;
+            } else {
+                for n in &policies {
+                    cfg.policies
+                        .push(toml::from_str(&format!("name = {n:?}")).map_err(|_| {
+                            anyhow::anyhow!(
+                                "--policy: must be one of {}, got {n:?}",
+                                leadrouter::policy::PolicyConfig::NAMES.join(", ")
+                            )
+                        })?);
+                }
+            }
+            if let Some(t) = threads {
+                anyhow::ensure!(
+                    (1..=256).contains(&t),
+                    "--threads: must be 1..=256, got {t}"
+                );
+                cfg.threads = t;
+            }
+            let lines = replay::read_decisions(&decisions)?;
+            let orders = match &trail {
+                Some(p) => replay::read_orders(p)?,
+                None => Vec::new(),
+            };
+            let regions = std::sync::Arc::new(leadrouter::catalog::RegionTree::embedded());
+            let files = match &network {
+                Some(d) => leadrouter::catalog::NetworkFiles::read_dir(d)?,
+                None => leadrouter::catalog::demo_files(),
+            };
+            files.load(regions.clone())?;
+            let build = || -> anyhow::Result<leadrouter::catalog::Network> {
+                Ok(files.load(regions.clone())?)
+            };
+            let r = replay::replay(&build, &lines, &orders, &cfg)?;
+            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            let md = replay::markdown(&r);
+            std::fs::write(dir.join("replay.md"), &md)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            std::fs::write(dir.join("replay.csv"), replay::csv(&r))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            write!(out, "{md}")?;
+            writeln!(out, "\nreport: {}", dir.join("replay.md").display())?;
         }
         Command::Instance {
             edges,

@@ -409,20 +409,34 @@ fn run_day(
     progress: &Progress,
     d: u32,
 ) -> anyhow::Result<Vec<PolicyDay>> {
-    let n = lanes.len();
-    // Workers take lanes from the queue; each lane runs on one thread for the whole day.
-    let queue = std::sync::Mutex::new(lanes.iter_mut().enumerate().collect::<Vec<_>>());
-    let results: Vec<std::sync::Mutex<Option<anyhow::Result<PolicyDay>>>> =
+    parallel(lanes, threads, |lane| {
+        let r = route_day(world, lane, arrivals, truth, &s.splits);
+        progress.step(d);
+        r
+    })
+    .into_iter()
+    .collect()
+}
+
+/// Runs `f` on every item, on up to `threads` threads, each item on one thread; results in
+/// the items' order.
+pub fn parallel<T: Send, R: Send>(
+    items: &mut [T],
+    threads: usize,
+    f: impl Fn(&mut T) -> R + Sync,
+) -> Vec<R> {
+    let n = items.len();
+    let queue = std::sync::Mutex::new(items.iter_mut().enumerate().collect::<Vec<_>>());
+    let results: Vec<std::sync::Mutex<Option<R>>> =
         (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|sc| {
         for _ in 0..threads.max(1).min(n) {
             sc.spawn(|| {
                 loop {
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                    let Some((k, lane)) = next else { break };
-                    let r = route_day(world, lane, arrivals, truth, &s.splits);
+                    let Some((k, item)) = next else { break };
+                    let r = f(item);
                     *results[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-                    progress.step(d);
                 }
             });
         }
@@ -432,7 +446,7 @@ fn run_day(
         .map(|m| {
             m.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or_else(|| Err(anyhow::anyhow!("a policy did not finish the day")))
+                .unwrap_or_else(|| unreachable!("every item is taken by a worker"))
         })
         .collect()
 }

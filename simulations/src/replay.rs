@@ -1,0 +1,396 @@
+//! Replay: what happened, routed again by other policies.
+//!
+//! The arrivals are the leads of exported routing decisions (`leadrouter trail export
+//! --decisions`), in the order they were decided; each policy routes them through its own
+//! production engine (in-memory store, the clock set to each original decision time), on the
+//! network given. The comparison with what happened:
+//!
+//! - routed and unrouted leads, and the share sent to the same guide and the same store;
+//! - mean distance to the store, and load fairness (Gini of each guide's leads per unit of
+//!   capacity over the replayed days);
+//! - the estimated value of the assignments: the `scored` match without its load term
+//!   (preference, distance, tier), for every side alike; only leads whose guide is among the
+//!   lead's reachable guides are valued (`valued` says how many);
+//! - with an exported trail: for each order, the member's latest lead before it (at most 30
+//!   days) — how often its guide is the guide who owns the order.
+//!
+//! Same engine, same seed, same policy: the replay reproduces the decisions exactly.
+
+use crate::run::parallel;
+use leadrouter::catalog::Network;
+use leadrouter::clock::ManualClock;
+use leadrouter::domain::Lead;
+use leadrouter::domain::export::DecisionLine;
+use leadrouter::domain::trail::{EventBody, TrailEvent};
+use leadrouter::engine::{CandidateConfig, Engine, EngineConfig};
+use leadrouter::policy::{DualPrice, DualPriceConfig, PolicyConfig};
+use leadrouter::store::MemoryStore;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One side of the comparison.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Side {
+    pub name: String,
+    pub routed: u64,
+    pub unrouted: u64,
+    pub same_guide: u64,
+    pub same_store: u64,
+    pub distance_km: f64,
+    pub with_distance: u64,
+    pub estimated_value: f64,
+    pub valued: u64,
+    pub load_gini: f64,
+    /// Orders whose member's latest lead went to the order's owner guide.
+    pub orders_to_owner: u64,
+}
+
+/// A replay's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    pub leads: usize,
+    pub orders: usize,
+    pub happened: Side,
+    pub policies: Vec<Side>,
+}
+
+/// An order from the trail: who bought, when, and which guide owns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderSeen {
+    pub member_id: String,
+    pub at_ms: i64,
+    pub owner_guide: Option<String>,
+}
+
+/// Reads exported decisions; errors name the line.
+pub fn read_decisions(path: &Path) -> anyhow::Result<Vec<DecisionLine>> {
+    let f = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let d: DecisionLine = serde_json::from_str(&line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        d.lead()
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        out.push(d);
+    }
+    out.sort_by(|a, b| (a.decided_at_ms, &a.lead_id).cmp(&(b.decided_at_ms, &b.lead_id)));
+    Ok(out)
+}
+
+/// Reads the orders of an exported trail; errors name the line.
+pub fn read_orders(path: &Path) -> anyhow::Result<Vec<OrderSeen>> {
+    let f = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e = TrailEvent::from_line(&line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        if let EventBody::Order(o) = &e.body {
+            out.push(OrderSeen {
+                member_id: e.member_id.clone(),
+                at_ms: e.occurred_at_ms,
+                owner_guide: o.ownership.guide_id.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// How to replay.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    pub policies: Vec<PolicyConfig>,
+    pub routing: CandidateConfig,
+    pub seed: u64,
+    pub time_zone: chrono_tz::Tz,
+    pub threads: usize,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        let e = EngineConfig::default();
+        Self {
+            policies: Vec::new(),
+            routing: e.candidates,
+            seed: e.seed,
+            time_zone: e.time_zone,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+const LOOKBACK_MS: i64 = 30 * 86_400_000;
+
+/// `(store, guide)` per lead, `None` where it was not routed.
+type Assigned = Vec<Option<(String, String)>>;
+
+/// Replays `lines` on networks built by `network` (one per engine) under every policy.
+pub fn replay(
+    network: &(dyn Fn() -> anyhow::Result<Network> + Sync),
+    lines: &[DecisionLine],
+    orders: &[OrderSeen],
+    cfg: &ReplayConfig,
+) -> anyhow::Result<Replay> {
+    let leads: Vec<Lead> = lines
+        .iter()
+        .map(|l| {
+            l.lead()
+                .map_err(|e| anyhow::anyhow!("lead {}: {e}", l.lead_id))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let net = network()?;
+    let probe_clock = Arc::new(ManualClock::new(0));
+    let probe = Engine::new(
+        network()?,
+        Arc::new(MemoryStore::new()),
+        probe_clock.clone(),
+        EngineConfig {
+            candidates: cfg.routing.clone(),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("routing: {e}"))?;
+    let estimator = DualPrice::new(DualPriceConfig::default(), &net).map_err(anyhow::Error::msg)?;
+    let value = |lead: &Lead, at: i64, guide: &str| -> Option<f64> {
+        let g = net.guide_index(guide)?;
+        probe_clock.set(at);
+        let cands = probe.reachable(lead).ok()?;
+        cands
+            .iter()
+            .find(|c| c.guide == g)
+            .map(|c| estimator.estimate(c))
+    };
+    let days: std::collections::BTreeSet<&str> = lines.iter().map(|l| l.day.as_str()).collect();
+    let n_days = days.len().max(1) as f64;
+
+    // What happened, and each policy's guides, lead by lead.
+    let happened: Vec<Option<(String, String)>> = lines
+        .iter()
+        .map(|l| l.store_id.clone().zip(l.guide_id.clone()))
+        .collect();
+    let mut lanes: Vec<(usize, Option<anyhow::Result<Assigned>>)> =
+        (0..cfg.policies.len()).map(|k| (k, None)).collect();
+    parallel(&mut lanes, cfg.threads, |(k, out)| {
+        *out = Some((|| {
+            let clock = Arc::new(ManualClock::new(0));
+            let engine = Engine::new(
+                network()?,
+                Arc::new(MemoryStore::new()),
+                clock.clone(),
+                EngineConfig {
+                    time_zone: cfg.time_zone,
+                    candidates: cfg.routing.clone(),
+                    policy: cfg.policies[*k].clone(),
+                    seed: cfg.seed,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("policies[{k}]: {e}"))?;
+            let mut got = Vec::with_capacity(leads.len());
+            for (lead, line) in leads.iter().zip(lines) {
+                clock.set(line.decided_at_ms);
+                let d = engine
+                    .route(lead)
+                    .map_err(|e| anyhow::anyhow!("lead {}: {e}", lead.lead_id))?;
+                got.push(
+                    d.assigned
+                        .as_ref()
+                        .map(|(s, g)| (s.to_string(), g.to_string())),
+                );
+            }
+            Ok(got)
+        })());
+    });
+    let mut sides = vec![side(
+        "as happened",
+        &happened,
+        &happened,
+        lines,
+        &leads,
+        &net,
+        orders,
+        n_days,
+        &value,
+    )];
+    for (k, (_, r)) in lanes.into_iter().enumerate() {
+        let got = r.unwrap_or_else(|| Err(anyhow::anyhow!("policy {k} did not run")))?;
+        let name = policy_name(&cfg.policies[k]);
+        sides.push(side(
+            &name, &got, &happened, lines, &leads, &net, orders, n_days, &value,
+        ));
+    }
+    let happened = sides.remove(0);
+    Ok(Replay {
+        leads: lines.len(),
+        orders: orders.len(),
+        happened,
+        policies: sides,
+    })
+}
+
+fn policy_name(p: &PolicyConfig) -> String {
+    match p {
+        PolicyConfig::Scored(_) => "scored",
+        PolicyConfig::Nearest => "nearest",
+        PolicyConfig::RoundRobin => "round_robin",
+        PolicyConfig::DualPrice(_) => "dual_price",
+        PolicyConfig::Balance => "balance",
+        PolicyConfig::Ranking { .. } => "ranking",
+    }
+    .to_string()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn side(
+    name: &str,
+    got: &[Option<(String, String)>],
+    happened: &[Option<(String, String)>],
+    lines: &[DecisionLine],
+    leads: &[Lead],
+    net: &Network,
+    orders: &[OrderSeen],
+    n_days: f64,
+    value: &dyn Fn(&Lead, i64, &str) -> Option<f64>,
+) -> Side {
+    let mut s = Side {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let mut per_guide: HashMap<&str, u64> = HashMap::new();
+    for (i, g) in got.iter().enumerate() {
+        let Some((store, guide)) = g else {
+            s.unrouted += 1;
+            continue;
+        };
+        s.routed += 1;
+        *per_guide.entry(guide.as_str()).or_default() += 1;
+        if let Some((hs, hg)) = &happened[i] {
+            s.same_guide += u64::from(hg == guide);
+            s.same_store += u64::from(hs == store);
+        }
+        if let (Some(at), Some(st)) = (&leads[i].location, net.store_index(store)) {
+            s.distance_km += at.distance_km(&net.store(st).location);
+            s.with_distance += 1;
+        }
+        if let Some(v) = value(&leads[i], lines[i].decided_at_ms, guide) {
+            s.estimated_value += v;
+            s.valued += 1;
+        }
+    }
+    let shares: Vec<f64> = net
+        .guides()
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| net.guide_key(*j as u32).active)
+        .map(|(_, g)| {
+            per_guide.get(&*g.id).copied().unwrap_or(0) as f64
+                / (f64::from(g.daily_capacity.max(1)) * n_days)
+        })
+        .collect();
+    s.load_gini = crate::run::gini(&shares);
+    // Each member's leads in time order, for the orders.
+    let mut by_member: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(m) = &l.member_id {
+            by_member.entry(m.as_str()).or_default().push(i);
+        }
+    }
+    for o in orders {
+        let Some(owner) = &o.owner_guide else {
+            continue;
+        };
+        let Some(idx) = by_member.get(o.member_id.as_str()) else {
+            continue;
+        };
+        let last = idx.iter().rev().find(|&&i| {
+            lines[i].decided_at_ms <= o.at_ms && o.at_ms - lines[i].decided_at_ms <= LOOKBACK_MS
+        });
+        if let Some(&i) = last
+            && got[i].as_ref().is_some_and(|(_, g)| g == owner)
+        {
+            s.orders_to_owner += 1;
+        }
+    }
+    s
+}
+
+fn pct(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        100.0 * a as f64 / b as f64
+    }
+}
+
+/// The replay report as Markdown.
+pub fn markdown(r: &Replay) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "# Replay\n");
+    let _ = writeln!(
+        m,
+        "{} leads replayed in the order they were decided; {} orders in the trail. \
+         Estimated value: the `scored` match without its load term, for every side alike.\n",
+        r.leads, r.orders
+    );
+    let _ = writeln!(
+        m,
+        "| side | routed | unrouted | same guide | same store | mean km | estimated value | valued | load Gini | orders to their owner's lead |"
+    );
+    let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in std::iter::once(&r.happened).chain(&r.policies) {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {:.1}% | {:.1}% | {:.2} | {:.1} | {} | {:.3} | {} |",
+            s.name,
+            s.routed,
+            s.unrouted,
+            pct(s.same_guide, r.leads as u64),
+            pct(s.same_store, r.leads as u64),
+            if s.with_distance > 0 {
+                s.distance_km / s.with_distance as f64
+            } else {
+                0.0
+            },
+            s.estimated_value,
+            s.valued,
+            s.load_gini,
+            s.orders_to_owner
+        );
+    }
+    m
+}
+
+/// The replay report as CSV.
+pub fn csv(r: &Replay) -> String {
+    let mut c = String::from(
+        "side,routed,unrouted,same_guide,same_store,distance_km,with_distance,estimated_value,valued,load_gini,orders_to_owner\n",
+    );
+    for s in std::iter::once(&r.happened).chain(&r.policies) {
+        let _ = writeln!(
+            c,
+            "{},{},{},{},{},{:.3},{},{:.4},{},{:.6},{}",
+            s.name,
+            s.routed,
+            s.unrouted,
+            s.same_guide,
+            s.same_store,
+            s.distance_km,
+            s.with_distance,
+            s.estimated_value,
+            s.valued,
+            s.load_gini,
+            s.orders_to_owner
+        );
+    }
+    c
+}

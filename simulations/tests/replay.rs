@@ -1,0 +1,172 @@
+//! Replay of exported decisions: the same policy reproduces what happened; another does not.
+
+use leadrouter::catalog::{Network, RegionTree, demo_files};
+use leadrouter::clock::ManualClock;
+use leadrouter::domain::export::DecisionLine;
+use leadrouter::engine::{Engine, EngineConfig};
+use leadrouter::policy::PolicyConfig;
+use leadrouter::store::{MemoryStore, Store};
+use leadrouter_sim::replay::{self, OrderSeen, ReplayConfig};
+use leadrouter_sim::scenario::Scenario;
+use leadrouter_sim::world::World;
+use std::sync::Arc;
+
+fn demo() -> anyhow::Result<Network> {
+    Ok(demo_files().load(Arc::new(RegionTree::embedded()))?)
+}
+
+/// A day of `nearest` on the demo network, as `trail export --decisions` would write it.
+fn history() -> Vec<DecisionLine> {
+    let s = Scenario::parse("seed = 3\n[demand]\nleads_per_day = 1500").unwrap();
+    let c = s.check().unwrap();
+    let world = World::build(&s, &c).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(0));
+    let engine = Engine::new(
+        demo().unwrap(),
+        store.clone(),
+        clock.clone(),
+        EngineConfig {
+            policy: PolicyConfig::Nearest,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for (i, a) in world.arrivals(0).into_iter().enumerate() {
+        let mut lead = a.lead;
+        if i % 4 == 0 {
+            lead.member_id = Some(format!("m{}", i % 40));
+        }
+        clock.set(lead.occurred_at_ms + 5);
+        engine.route(&lead).unwrap();
+    }
+    let mut lines = Vec::new();
+    store
+        .scan_decisions(&mut |d| {
+            lines.push(DecisionLine::from(&*d));
+            true
+        })
+        .unwrap();
+    lines.sort_by(|a, b| (a.decided_at_ms, &a.lead_id).cmp(&(b.decided_at_ms, &b.lead_id)));
+    lines
+}
+
+#[test]
+fn the_same_policy_reproduces_what_happened() {
+    let lines = history();
+    assert_eq!(lines.len(), 1500);
+    // Each member buys after their last lead, from the guide that lead went to.
+    let mut orders = Vec::new();
+    for l in lines.iter().rev() {
+        if let Some(m) = &l.member_id
+            && !orders.iter().any(|o: &OrderSeen| &o.member_id == m)
+        {
+            orders.push(OrderSeen {
+                member_id: m.clone(),
+                at_ms: l.decided_at_ms + 3_600_000,
+                owner_guide: l.guide_id.clone(),
+            });
+        }
+    }
+    let cfg = ReplayConfig {
+        policies: vec![PolicyConfig::Nearest, PolicyConfig::Balance],
+        threads: 2,
+        ..Default::default()
+    };
+    let r = replay::replay(&demo, &lines, &orders, &cfg).unwrap();
+    let n = lines.len() as u64;
+    assert_eq!(r.happened.same_guide, r.happened.routed);
+    let nearest = &r.policies[0];
+    assert_eq!(
+        (nearest.routed, nearest.same_guide),
+        (r.happened.routed, r.happened.routed)
+    );
+    assert_eq!(nearest.orders_to_owner, orders.len() as u64);
+    assert_eq!(r.happened.orders_to_owner, orders.len() as u64);
+    assert!((nearest.estimated_value - r.happened.estimated_value).abs() < 1e-6);
+    let balance = &r.policies[1];
+    assert_eq!(balance.routed + balance.unrouted, n);
+    assert!(balance.same_guide < n / 2, "{balance:?}");
+    assert!(
+        balance.distance_km / balance.with_distance as f64
+            > nearest.distance_km / nearest.with_distance as f64
+    );
+    assert!(balance.load_gini < nearest.load_gini);
+    let md = replay::markdown(&r);
+    assert!(
+        md.contains("| as happened |") && md.contains("| nearest |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn the_replay_command_reads_files_and_names_bad_lines() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("decisions.jsonl");
+    let text: String = history()
+        .iter()
+        .take(300)
+        .map(|l| serde_json::to_string(l).unwrap() + "\n")
+        .collect();
+    std::fs::write(&file, &text).unwrap();
+    let out = d.path().join("rep");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter-sim"))
+        .args([
+            "replay",
+            "--decisions",
+            file.to_str().unwrap(),
+            "--policy",
+            "nearest",
+            "--policy",
+            "ranking",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("| nearest | 300 | 0 | 100.0% |"),
+        "{stdout}"
+    );
+    assert!(
+        std::fs::read_to_string(out.join("replay.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            == 4
+    );
+    // A broken line is named.
+    std::fs::write(&file, format!("{text}{{\"lead_id\": 5}}\n")).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter-sim"))
+        .args([
+            "replay",
+            "--decisions",
+            file.to_str().unwrap(),
+            "--policy",
+            "nearest",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("decisions.jsonl:301"),
+        "{err}"
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter-sim"))
+        .args([
+            "replay",
+            "--decisions",
+            file.to_str().unwrap(),
+            "--policy",
+            "psychic",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--policy: must be one of"),
+        "{err}"
+    );
+}
