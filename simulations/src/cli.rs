@@ -80,7 +80,7 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Skip the exact solver above this many edges.
-        #[arg(long, default_value_t = 3_000_000)]
+        #[arg(long, default_value_t = 1_000_000)]
         exact_max_edges: usize,
     },
 }

@@ -104,13 +104,24 @@ fn evaluate(inst: &Instance, beta: &[f64], threads: usize) -> (f64, Vec<u32>) {
     (priced + total, chosen)
 }
 
-/// A feasible assignment from prices: leads in order, each to its best guide net of price that
-/// still has room (a positive net value first, else the best raw value).
+/// A feasible assignment from prices: leads in order of their best net value (value − price),
+/// highest first, each to the guide with room that nets it most. Returns its value.
 fn priced_greedy(inst: &Instance, beta: &[f64]) -> f64 {
+    let best_margin = |i: usize| {
+        let (gs, vs) = inst.edges(i);
+        gs.iter()
+            .zip(vs)
+            .map(|(&g, &v)| f64::from(v) - beta[g as usize])
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let mut order: Vec<(f64, u32)> = (0..inst.leads())
+        .map(|i| (best_margin(i), i as u32))
+        .collect();
+    order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut left = inst.capacities().to_vec();
     let mut total = 0.0;
-    for i in 0..inst.leads() {
-        let (gs, vs) = inst.edges(i);
+    for (_, i) in order {
+        let (gs, vs) = inst.edges(i as usize);
         let mut best: Option<(f64, u32, f32)> = None;
         for (&g, &v) in gs.iter().zip(vs) {
             if left[g as usize] == 0 {

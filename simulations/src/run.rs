@@ -121,9 +121,23 @@ pub struct PolicyReport {
     pub payouts: Vec<Payouts>,
 }
 
+/// Where a run's time went (not part of the report: it differs from run to run).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    /// Drawing arrivals, listing each lead's reachable guides and valuing them.
+    pub edges: std::time::Duration,
+    /// The exact optimum or the dual bound of each day.
+    pub yardstick: std::time::Duration,
+    /// The policies routing (in parallel with each other).
+    pub routing: std::time::Duration,
+    /// Dual-price policies learning their prices each night.
+    pub learning: std::time::Duration,
+}
+
 /// A finished run.
 #[derive(Debug, Clone)]
 pub struct Run {
+    pub timings: Timings,
     pub scenario: Scenario,
     pub days: Vec<DayReport>,
     pub policies: Vec<PolicyReport>,
@@ -224,7 +238,9 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
             }
         })
         .collect();
+    let mut timings = Timings::default();
     for d in 0..s.days {
+        let t0 = std::time::Instant::now();
         let day = world.day(d);
         let arrivals = world.arrivals(d);
         probe_clock.set(crate::world::day_start_ms(Day(day.0 + 1), world.time_zone) - 1);
@@ -233,6 +249,8 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
             .map(|&k| lanes[k].engine.snapshot())
             .collect();
         let (truth, estimates) = edges(&world, &probe, &arrivals, &estimators, opts.threads)?;
+        let t1 = std::time::Instant::now();
+        timings.edges += t1 - t0;
         let yardstick = if truth.edge_count() <= s.yardstick.exact_max_edges {
             Yardstick::Exact(flow::solve(&truth).value)
         } else {
@@ -250,6 +268,8 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                 lower: b.lower,
             }
         };
+        let t2 = std::time::Instant::now();
+        timings.yardstick += t2 - t1;
         let results = run_day(
             &world,
             &mut lanes,
@@ -260,6 +280,8 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
             &progress,
             d,
         )?;
+        let t3 = std::time::Instant::now();
+        timings.routing += t3 - t2;
         // The night: dual-price policies learn from the day just routed.
         for (e, &k) in estimates.iter().zip(&dual_lanes) {
             let lane = &mut lanes[k];
@@ -285,6 +307,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
             }
             lane.warm = Some(b.beta);
         }
+        timings.learning += t3.elapsed();
         days.push(DayReport {
             day,
             leads: arrivals.len(),
@@ -314,6 +337,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         })
         .collect();
     Ok(Run {
+        timings,
         scenario: s.clone(),
         days,
         policies,

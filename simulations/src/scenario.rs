@@ -54,7 +54,7 @@
 //! version = "361"
 //!
 //! [yardstick]
-//! exact_max_edges = 3000000       # larger days use the dual bound
+//! exact_max_edges = 1000000       # larger days use the dual bound
 //! dual_iterations = 300
 //! ```
 
@@ -270,7 +270,7 @@ pub struct Yardstick {
 impl Default for Yardstick {
     fn default() -> Self {
         Self {
-            exact_max_edges: 3_000_000,
+            exact_max_edges: 1_000_000,
             dual_iterations: 300,
         }
     }
