@@ -144,6 +144,16 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 )?;
             }
             writeln!(out, "report: {}", dir.join("report.md").display())?;
+            if !quiet {
+                let t = r.timings;
+                eprintln!(
+                    "time: arrivals and edges {:.2} s, yardstick {:.2} s, routing {:.2} s, price learning {:.2} s",
+                    t.edges.as_secs_f64(),
+                    t.yardstick.as_secs_f64(),
+                    t.routing.as_secs_f64(),
+                    t.learning.as_secs_f64()
+                );
+            }
         }
         Command::Replay {
             decisions,

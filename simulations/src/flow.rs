@@ -84,7 +84,14 @@ pub fn solve(inst: &Instance) -> Optimum {
     let mut touched: Vec<usize> = Vec::new();
     let mut heap = BinaryHeap::new();
     let mut settled = 0u64;
-    for i in 0..n {
+    let mut held: Vec<Vec<u32>> = vec![Vec::new(); m];
+    // Any order of leads gives the optimum; the most valuable first rarely need displacing
+    // later, which keeps augmenting paths short.
+    let mut order: Vec<(f32, usize)> = (0..n)
+        .map(|i| (inst.edges(i).1.iter().copied().fold(0.0, f32::max), i))
+        .collect();
+    order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, i) in order {
         let root = lead(i).index();
         // The new lead's potential makes its arcs' reduced costs >= 0.
         pot[root] = g
@@ -101,8 +108,12 @@ pub fn solve(inst: &Instance) -> Optimum {
         dist[root] = 0;
         touched.push(root);
         heap.clear();
-        heap.push(Reverse((0i64, root)));
-        while let Some(Reverse((d, u))) = heap.pop() {
+        // Among equal distances the sink comes first (key 0): a search ends as soon as it can.
+        let key = |v: usize| if v == sink.index() { 0 } else { v + 1 };
+        let node = |k: usize| if k == 0 { sink.index() } else { k - 1 };
+        heap.push(Reverse((0i64, key(root))));
+        while let Some(Reverse((d, k))) = heap.pop() {
+            let u = node(k);
             if done[u] {
                 continue;
             }
@@ -111,11 +122,15 @@ pub fn solve(inst: &Instance) -> Optimum {
             if u == sink.index() {
                 break;
             }
-            for e in g.edges(NodeIndex::new(u)) {
-                let a = e.weight();
-                let v = e.target().index();
+            // A guide's residual arcs are its arc to the sink and the twins of the arcs that
+            // carry its leads: kept apart, so a guide is not walked through every lead that
+            // could have had it.
+            let mut relax = |k: usize| {
+                let e = EdgeIndex::<u32>::new(k);
+                let a = g[e];
+                let v = g.edge_endpoints(e).map_or(u, |(_, b)| b.index());
                 if a.cap <= 0 || done[v] {
-                    continue;
+                    return;
                 }
                 let rc = a.cost + pot[u] - pot[v];
                 debug_assert!(rc >= 0, "negative reduced cost {rc}");
@@ -125,8 +140,19 @@ pub fn solve(inst: &Instance) -> Optimum {
                         touched.push(v);
                     }
                     dist[v] = nd;
-                    prev[v] = Some(e.id());
-                    heap.push(Reverse((nd, v)));
+                    prev[v] = Some(e);
+                    heap.push(Reverse((nd, key(v))));
+                }
+            };
+            if u < n {
+                for e in g.edges(NodeIndex::new(u)) {
+                    relax(e.id().index());
+                }
+            } else {
+                let j = u - n;
+                relax(2 * j);
+                for &k in &held[j] {
+                    relax(k as usize);
                 }
             }
         }
@@ -141,8 +167,22 @@ pub fn solve(inst: &Instance) -> Optimum {
         let mut v = sink.index();
         while let Some(e) = prev[v] {
             g[e].cap -= 1;
-            g[EdgeIndex::new(e.index() ^ 1)].cap += 1;
-            v = g.edge_endpoints(e).map_or(root, |(a, _)| a.index());
+            let twin = EdgeIndex::new(e.index() ^ 1);
+            g[twin].cap += 1;
+            let (a, b) = g
+                .edge_endpoints(e)
+                .map_or((root, root), |(a, b)| (a.index(), b.index()));
+            if e.index() >= 2 * m && a < n && (n..n + m).contains(&b) {
+                // A lead now held by guide b: the twin arc leads back to it.
+                held[b - n].push(twin.index() as u32);
+            } else if e.index() >= 2 * m && (n..n + m).contains(&a) && b < n {
+                // Guide a gives the lead up.
+                let list = &mut held[a - n];
+                if let Some(p) = list.iter().position(|&k| k as usize == e.index()) {
+                    list.swap_remove(p);
+                }
+            }
+            v = a;
         }
     }
 
