@@ -47,6 +47,10 @@ fn add(a: &mut PolicyDay, b: &PolicyDay) {
     a.unrouted += b.unrouted;
     a.distance_km += b.distance_km;
     a.outside_reach += b.outside_reach;
+    a.offers += b.offers;
+    a.offers_declined += b.offers_declined;
+    a.offers_expired += b.offers_expired;
+    a.offers_exhausted += b.offers_exhausted;
 }
 
 impl Run {
@@ -148,9 +152,9 @@ pub fn markdown(run: &Run) -> String {
     let _ = writeln!(m, "## Policies\n");
     let _ = writeln!(
         m,
-        "| policy | value / optimum | expected conversions | sampled conversions | expected revenue | sampled revenue | unrouted | mean km | mean utilisation | load Gini |"
+        "| policy | value / optimum | expected conversions | sampled conversions | expected revenue | sampled revenue | unrouted | mean km | mean utilisation | load Gini | offers: made / declined / expired / exhausted |"
     );
-    let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let best = sums
         .iter()
         .map(|x| x.ratio)
@@ -159,7 +163,7 @@ pub fn markdown(run: &Run) -> String {
         let mark = if x.ratio == best { " **best**" } else { "" };
         let _ = writeln!(
             m,
-            "| `{}`{} | {:.4} | {:.1} | {} | {} | {} | {:.2}% | {:.2} | {:.1}% | {:.3} |",
+            "| `{}`{} | {:.4} | {:.1} | {} | {} | {} | {:.2}% | {:.2} | {:.1}% | {:.3} | {} / {} / {} / {} |",
             name,
             mark,
             x.ratio,
@@ -170,7 +174,11 @@ pub fn markdown(run: &Run) -> String {
             100.0 * x.unrouted_share,
             x.mean_distance_km,
             100.0 * x.mean_utilisation,
-            x.load_gini
+            x.load_gini,
+            x.totals.offers,
+            x.totals.offers_declined,
+            x.totals.offers_expired,
+            x.totals.offers_exhausted
         );
     }
     let outside: u64 = sums.iter().map(|x| x.totals.outside_reach).sum();
@@ -237,12 +245,24 @@ pub fn markdown(run: &Run) -> String {
         }
         let _ = writeln!(m, "{row}");
     }
+    let offers = if s.offers.channels.is_empty() {
+        "No channel routed as offers.".to_string()
+    } else {
+        format!(
+            "Channels {} routed as offers ({}); a guide accepted with probability {}, declined \
+             with {} and let the offer expire otherwise, the same answers for every policy. A lead \
+             whose offers were all declined or expired counts as unrouted.",
+            s.offers.channels.join(", "),
+            s.offers.describe(),
+            s.truth.offer_accept,
+            s.truth.offer_decline
+        )
+    };
     let _ = writeln!(
         m,
-        "\nLeads are anonymous (no member bindings) and routed without offers, so no offer \
-         was declined or expired in this run.\n\nFiles: `days.csv`, `policies.csv`, \
-         `utilisation.csv`, `payouts.csv`; charts `value_ratio.svg`, `utilisation.svg`, \
-         `payouts.svg`."
+        "\nLeads are anonymous (no member bindings). {offers}\n\nFiles: `days.csv`, \
+         `policies.csv`, `utilisation.csv`, `payouts.csv`; charts `value_ratio.svg`, \
+         `utilisation.svg`, `payouts.svg`."
     );
     m
 }
@@ -259,14 +279,14 @@ pub fn write(run: &Run, dir: &Path) -> anyhow::Result<()> {
     put("report.md", markdown(run))?;
 
     let mut days = String::from(
-        "day,policy,leads,edges,yardstick,reference,value,ratio,expected_conversions,sampled_conversions,expected_revenue_cents,sampled_revenue_cents,routed,unrouted,distance_km,outside_reach\n",
+        "day,policy,leads,edges,yardstick,reference,value,ratio,expected_conversions,sampled_conversions,expected_revenue_cents,sampled_revenue_cents,routed,unrouted,distance_km,outside_reach,offers,offers_declined,offers_expired,offers_exhausted\n",
     );
     for d in &run.days {
         let r = d.yardstick.reference();
         for (p, name) in d.policies.iter().zip(&names) {
             let _ = writeln!(
                 days,
-                "{},{},{},{},{},{:.4},{:.4},{:.6},{:.4},{},{},{},{},{},{:.3},{}",
+                "{},{},{},{},{},{:.4},{:.4},{:.6},{:.4},{},{},{},{},{},{:.3},{},{},{},{},{}",
                 d.day,
                 name,
                 d.leads,
@@ -282,7 +302,11 @@ pub fn write(run: &Run, dir: &Path) -> anyhow::Result<()> {
                 p.routed,
                 p.unrouted,
                 p.distance_km,
-                p.outside_reach
+                p.outside_reach,
+                p.offers,
+                p.offers_declined,
+                p.offers_expired,
+                p.offers_exhausted
             );
         }
     }

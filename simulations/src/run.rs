@@ -16,10 +16,11 @@ use crate::dual::{self, DualOptions};
 use crate::flow;
 use crate::instance::Instance;
 use crate::scenario::{Checked, Scenario};
-use crate::world::{Arrival, World};
+use crate::world::{Answer, Arrival, World};
 use leadrouter::attribution::split::SplitPolicy;
 use leadrouter::clock::ManualClock;
 use leadrouter::domain::Day;
+use leadrouter::domain::offer::OfferStatus;
 use leadrouter::domain::trail::{OrderFacts, Ownership, OwnershipRule};
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::store::MemoryStore;
@@ -88,6 +89,12 @@ pub struct PolicyDay {
     pub distance_km: f64,
     /// Routed leads whose guide was not among their reachable guides (should stay 0).
     pub outside_reach: u64,
+    /// Offers made (first offers and re-offers), and how they ended.
+    pub offers: u64,
+    pub offers_declined: u64,
+    pub offers_expired: u64,
+    /// Leads whose every offer was declined or expired.
+    pub offers_exhausted: u64,
 }
 
 /// A day of the run.
@@ -178,6 +185,7 @@ fn engine_config(s: &Scenario, c: &Checked, k: usize) -> EngineConfig {
         policy: s.policies[k].clone(),
         seed: s.seed,
         alternatives: 0,
+        offers: s.offers.clone(),
         ..Default::default()
     }
 }
@@ -487,10 +495,55 @@ fn route_day(
     let mut out = PolicyDay::default();
     for (i, a) in arrivals.iter().enumerate() {
         lane.clock.set(a.lead.occurred_at_ms);
-        let dec = lane
+        let mut dec = lane
             .engine
             .route(&a.lead)
             .map_err(|e| anyhow::anyhow!("lead {}: {e}", a.lead.lead_id))?;
+        // Offers: the guide answers by the truth's odds, the same draw for every policy.
+        let mut hop = 0u64;
+        while let Some(o) = dec.offer.as_ref().filter(|o| o.status == OfferStatus::Open) {
+            out.offers += 1;
+            let expires = o.expires_at_ms;
+            let guide = dec.guide_id().unwrap_or_default().to_string();
+            let lead_id = &a.lead.lead_id;
+            let answer = world.offer_answer(a, hop);
+            dec = match answer {
+                Answer::Accept | Answer::Decline => {
+                    lane.engine
+                        .respond_to_offer(
+                            lead_id,
+                            &guide,
+                            answer == Answer::Accept,
+                            "simulated guide",
+                        )
+                        .map_err(|e| anyhow::anyhow!("lead {lead_id}: {e}"))?
+                        .decision
+                }
+                Answer::Expire => {
+                    lane.clock.set(expires);
+                    lane.engine.expire_due()?;
+                    lane.engine
+                        .store()
+                        .decision(lead_id)?
+                        .ok_or_else(|| anyhow::anyhow!("lead {lead_id}: decision lost"))?
+                }
+            };
+            match answer {
+                Answer::Decline => out.offers_declined += 1,
+                Answer::Expire => out.offers_expired += 1,
+                Answer::Accept => {}
+            }
+            hop += 1;
+        }
+        if dec
+            .offer
+            .as_ref()
+            .is_some_and(|o| o.status == OfferStatus::Exhausted)
+        {
+            out.offers_exhausted += 1;
+            out.unrouted += 1;
+            continue;
+        }
         let Some((store_id, guide_id)) = dec.assigned.clone() else {
             out.unrouted += 1;
             continue;

@@ -24,6 +24,8 @@
 //! preference_noise = 0.3          # how far the true preference strays from the shipped matrix
 //! order_value_yuan = 400.0        # mean basket; lognormal with sigma order_value_sigma
 //! order_value_sigma = 0.5
+//! offer_accept = 0.8              # a guide offered a lead accepts; offer_decline declines;
+//! offer_decline = 0.1             # the rest let it expire
 //!
 //! [demand]
 //! leads_per_day = 20000
@@ -52,6 +54,11 @@
 //!
 //! [[splits]]                      # the router's [[splits]]: payouts under each
 //! version = "361"
+//!
+//! [offers]                        # the router's [offers]: these channels route as offers
+//! channels = ["LIVESTREAM"]
+//! expire_secs = 300
+//! max_hops = 3
 //!
 //! [yardstick]
 //! exact_max_edges = 1000000       # larger days use the dual bound
@@ -93,6 +100,10 @@ pub struct Scenario {
     pub splits: Vec<SplitPolicy>,
     #[serde(default)]
     pub yardstick: Yardstick,
+    /// The router's `[offers]`: leads of these channels are offered to guides, who accept,
+    /// decline or let the offer expire as `truth.offer_accept` / `offer_decline` say.
+    #[serde(default)]
+    pub offers: leadrouter::domain::offer::OfferConfig,
 }
 
 fn default_name() -> String {
@@ -170,6 +181,10 @@ pub struct Truth {
     pub preference_noise: f64,
     pub order_value_yuan: f64,
     pub order_value_sigma: f64,
+    /// Chance that a guide accepts an offer; `offer_decline` that they decline it; the rest
+    /// let it expire.
+    pub offer_accept: f64,
+    pub offer_decline: f64,
 }
 
 impl Default for Truth {
@@ -184,6 +199,8 @@ impl Default for Truth {
             preference_noise: 0.3,
             order_value_yuan: 400.0,
             order_value_sigma: 0.5,
+            offer_accept: 0.8,
+            offer_decline: 0.1,
         }
     }
 }
@@ -400,6 +417,21 @@ impl Scenario {
                 return Err(err(format!("truth.{k}: must be in [0, 5], got {v}")));
             }
         }
+        for (k, v) in [
+            ("offer_accept", t.offer_accept),
+            ("offer_decline", t.offer_decline),
+        ] {
+            if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+                return Err(err(format!("truth.{k}: must be in [0, 1], got {v}")));
+            }
+        }
+        if t.offer_accept + t.offer_decline > 1.0 {
+            return Err(err(format!(
+                "truth.offer_decline: offer_accept + offer_decline must be at most 1, got {}",
+                t.offer_accept + t.offer_decline
+            )));
+        }
+        self.offers.check().map_err(err)?;
         let d = &self.demand;
         if d.leads_per_day > 5_000_000 {
             return Err(err(format!(
@@ -608,6 +640,11 @@ mod tests {
             ("policies = []", "policies:"),
             ("[[splits]]\nversion = \"x\"\nowner = 50", "splits[0]:"),
             ("[[policies]]\nname = \"magic\"", "unknown variant"),
+            (
+                "[truth]\noffer_accept = 0.9\noffer_decline = 0.2",
+                "truth.offer_decline:",
+            ),
+            ("[offers]\nexpire_secs = 0", "offers.expire_secs:"),
             ("colour = \"blue\"", "unknown field"),
         ] {
             let e = Scenario::parse(text).and_then(|s| s.check().map(|_| ()));

@@ -24,6 +24,14 @@ pub struct Arrival {
     pub draw: f64,
 }
 
+/// How a simulated guide answers an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Accept,
+    Decline,
+    Expire,
+}
+
 /// The world of a scenario.
 #[derive(Debug)]
 pub struct World {
@@ -332,6 +340,24 @@ impl World {
             + t.tier * (f64::from(c.tier.clamp(1, 5)) - 1.0) / 4.0
             + f64::from(self.skill[c.guide as usize]);
         1.0 / (1.0 + (-logit).exp())
+    }
+
+    /// How the guide offered `a` at re-offer `hop` answers: drawn from the lead and the hop, so
+    /// every policy meets the same answers.
+    pub fn offer_answer(&self, a: &Arrival, hop: u64) -> Answer {
+        let t = &self.scenario.truth;
+        let u = SplitMix64::keyed(
+            self.scenario.seed ^ hop.wrapping_mul(0x2545_f491),
+            a.lead.lead_id.as_bytes(),
+        )
+        .next_f64();
+        if u < t.offer_accept {
+            Answer::Accept
+        } else if u < t.offer_accept + t.offer_decline {
+            Answer::Decline
+        } else {
+            Answer::Expire
+        }
     }
 
     /// The true expected value (yuan) of giving `a` to the candidate's guide.

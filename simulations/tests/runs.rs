@@ -134,3 +134,50 @@ fn a_planted_scenario_is_won_by_the_right_policy() {
         assert!(ratio(blind) < 0.9, "{blind} {}", ratio(blind));
     }
 }
+
+/// Offers: guides accept, decline or let offers expire by the truth's odds; a lead moves on to
+/// the next guide and may run out of guides. Accepting every offer routes exactly as without
+/// offers.
+#[test]
+fn offers_are_answered_and_move_on() {
+    let offers = "[offers]\nchannels = [\"LIVESTREAM\", \"MINI_PROGRAM\"]\nmax_hops = 1\non_exhausted = \"unrouted\"\n";
+    let r = go(&format!(
+        "{SMALL}[truth]\noffer_accept = 0.5\noffer_decline = 0.3\n{offers}"
+    ));
+    for d in &r.days {
+        let opt = d.yardstick.reference();
+        for p in &d.policies {
+            assert!(
+                p.offers > 0 && p.offers_declined > 0 && p.offers_expired > 0,
+                "{p:?}"
+            );
+            assert!(p.offers_declined + p.offers_expired <= p.offers);
+            // With one re-offer, a lead is exhausted after two unanswered offers: ~4 % here.
+            assert!(
+                p.offers_exhausted > 0 && p.offers_exhausted < p.offers / 5,
+                "{p:?}"
+            );
+            assert_eq!(p.routed + p.unrouted, d.leads as u64);
+            assert!(p.value <= opt * (1.0 + 1e-6));
+        }
+    }
+    let md = report::markdown(&r);
+    assert!(md.contains("routed as offers"), "{md}");
+
+    let plain = go(SMALL);
+    let always = go(&format!(
+        "{SMALL}[truth]\noffer_accept = 1.0\noffer_decline = 0.0\n{offers}"
+    ));
+    for (a, b) in plain.days.iter().zip(&always.days) {
+        for (x, y) in a.policies.iter().zip(&b.policies) {
+            assert!(y.offers > 0 && y.offers_declined == 0 && y.offers_expired == 0);
+            assert_eq!((x.routed, x.unrouted), (y.routed, y.unrouted));
+            assert!(
+                (x.value - y.value).abs() < 1e-6 * x.value,
+                "{} vs {}",
+                x.value,
+                y.value
+            );
+        }
+    }
+}
