@@ -65,36 +65,37 @@ pub struct OrderSeen {
     pub owner_guide: Option<String>,
 }
 
-/// Reads exported decisions; errors name the line.
-pub fn read_decisions(path: &Path) -> anyhow::Result<Vec<DecisionLine>> {
-    let f = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
+/// Calls `f` with each non-empty line of a JSON Lines file; errors name the file and line.
+fn each_line(path: &Path, mut f: impl FnMut(&str) -> Result<(), String>) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let at = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1);
+        let line = line.map_err(|e| at(&e))?;
+        if !line.trim().is_empty() {
+            f(&line).map_err(|e| at(&e))?;
         }
-        let d: DecisionLine = serde_json::from_str(&line)
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
-        d.lead()
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
-        out.push(d);
     }
+    Ok(())
+}
+
+/// Reads exported decisions, in the order they were decided; errors name the line.
+pub fn read_decisions(path: &Path) -> anyhow::Result<Vec<DecisionLine>> {
+    let mut out = Vec::new();
+    each_line(path, |line| {
+        let d: DecisionLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        d.lead()?;
+        out.push(d);
+        Ok(())
+    })?;
     out.sort_by(|a, b| (a.decided_at_ms, &a.lead_id).cmp(&(b.decided_at_ms, &b.lead_id)));
     Ok(out)
 }
 
 /// Reads the orders of an exported trail; errors name the line.
 pub fn read_orders(path: &Path) -> anyhow::Result<Vec<OrderSeen>> {
-    let f = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let e = TrailEvent::from_line(&line)
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+    each_line(path, |line| {
+        let e = TrailEvent::from_line(line)?;
         if let EventBody::Order(o) = &e.body {
             out.push(OrderSeen {
                 member_id: e.member_id.clone(),
@@ -102,7 +103,8 @@ pub fn read_orders(path: &Path) -> anyhow::Result<Vec<OrderSeen>> {
                 owner_guide: o.ownership.guide_id.clone(),
             });
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

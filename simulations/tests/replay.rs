@@ -99,6 +99,13 @@ fn the_same_policy_reproduces_what_happened() {
     );
 }
 
+fn sim(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter-sim"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_replay_command_reads_files_and_names_bad_lines() {
     let d = tempfile::tempdir().unwrap();
@@ -110,20 +117,17 @@ fn the_replay_command_reads_files_and_names_bad_lines() {
         .collect();
     std::fs::write(&file, &text).unwrap();
     let out = d.path().join("rep");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter-sim"))
-        .args([
-            "replay",
-            "--decisions",
-            file.to_str().unwrap(),
-            "--policy",
-            "nearest",
-            "--policy",
-            "ranking",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = sim(&[
+        "replay",
+        "--decisions",
+        file.to_str().unwrap(),
+        "--policy",
+        "nearest",
+        "--policy",
+        "ranking",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
@@ -139,31 +143,25 @@ fn the_replay_command_reads_files_and_names_bad_lines() {
     );
     // A broken line is named.
     std::fs::write(&file, format!("{text}{{\"lead_id\": 5}}\n")).unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter-sim"))
-        .args([
-            "replay",
-            "--decisions",
-            file.to_str().unwrap(),
-            "--policy",
-            "nearest",
-        ])
-        .output()
-        .unwrap();
+    let o = sim(&[
+        "replay",
+        "--decisions",
+        file.to_str().unwrap(),
+        "--policy",
+        "nearest",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("decisions.jsonl:301"),
         "{err}"
     );
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter-sim"))
-        .args([
-            "replay",
-            "--decisions",
-            file.to_str().unwrap(),
-            "--policy",
-            "psychic",
-        ])
-        .output()
-        .unwrap();
+    let o = sim(&[
+        "replay",
+        "--decisions",
+        file.to_str().unwrap(),
+        "--policy",
+        "psychic",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("--policy: must be one of"),

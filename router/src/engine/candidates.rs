@@ -149,8 +149,17 @@ impl Scan<'_> {
         })
     }
 
-    /// Writes the candidates into `out` and says where they came from, or why there are none.
-    pub fn gather(&self, scratch: &mut Scratch, out: &mut Vec<Candidate>) -> Gathered {
+    /// Walks the lead's store sets: the stores within the radius first (when configured), then
+    /// the region tree from the lead's district up to `max_level`. For each, the eligible stores
+    /// (open, carrying one of the lead's interests) are cut to `max_stores` and their guides
+    /// written into `out`; `visit(level, out, stores that gave a guide)` says whether to stop.
+    fn walk(
+        &self,
+        scratch: &mut Scratch,
+        out: &mut Vec<Candidate>,
+        tally: &mut Tally,
+        mut visit: impl FnMut(Level, &mut Vec<Candidate>, usize) -> bool,
+    ) {
         let Scan {
             net,
             lead,
@@ -161,10 +170,6 @@ impl Scan<'_> {
         } = *self;
         // The lead's district, city and province ids, as store keys hold them.
         let lead_chain = self.lead_chain();
-        let mut tally = Tally {
-            eligible_stores: 0,
-            active_guides: 0,
-        };
         let eligible = |s: u32| {
             let k = net.store_key(s);
             k.open && (lead.interest_mask == 0 || k.categories & lead.interest_mask != 0)
@@ -179,8 +184,9 @@ impl Scan<'_> {
                     .map(|&(s, d)| (s, d as f32)),
             );
             scratch.near = near;
-            if self.expand(&lead_chain, scratch, out, &mut tally) >= cfg.min_stores {
-                return Gathered::Found(Level::Radius);
+            let n = self.expand(&lead_chain, scratch, out, tally);
+            if visit(Level::Radius, out, n) {
+                return;
             }
         }
         let regions = net.regions();
@@ -191,9 +197,6 @@ impl Scan<'_> {
             (Level::Province, chain[2]),
             (Level::Nationwide, Some(regions.root())),
         ];
-        // The lowest level that reached the final number of stores: going up without adding a
-        // store does not change where the candidates came from.
-        let (mut last, mut best) = (None, 0);
         for (level, node) in levels {
             if level > max_level {
                 break;
@@ -205,14 +208,36 @@ impl Scan<'_> {
                     .filter(|&s| eligible(s))
                     .map(|s| (s, 0.0)),
             );
-            let n = self.expand(&lead_chain, scratch, out, &mut tally);
+            let n = self.expand(&lead_chain, scratch, out, tally);
+            if visit(level, out, n) {
+                return;
+            }
+        }
+    }
+
+    /// Writes the candidates into `out` and says where they came from, or why there are none.
+    pub fn gather(&self, scratch: &mut Scratch, out: &mut Vec<Candidate>) -> Gathered {
+        let min_stores = self.cfg.min_stores;
+        let mut tally = Tally {
+            eligible_stores: 0,
+            active_guides: 0,
+        };
+        // The lowest level that reached the final number of stores: going up without adding a
+        // store does not change where the candidates came from. The radius counts only when it
+        // is enough on its own.
+        let (mut last, mut best) = (None, 0);
+        self.walk(scratch, out, &mut tally, |level, _, n| {
+            if level == Level::Radius {
+                if n >= min_stores {
+                    last = Some(level);
+                }
+                return n >= min_stores;
+            }
             if n > best {
                 (last, best) = (Some(level), n);
             }
-            if n >= cfg.min_stores {
-                break;
-            }
-        }
+            n >= min_stores
+        });
         match last {
             Some(level) => Gathered::Found(level),
             None if tally.eligible_stores == 0 => Gathered::None(Unrouted::NoCandidate),
@@ -228,60 +253,16 @@ impl Scan<'_> {
     /// edges, so that no policy can place a lead outside them.
     pub fn reachable(&self, scratch: &mut Scratch, out: &mut Vec<Candidate>) {
         debug_assert!(!self.count_capacity);
-        let Scan {
-            net,
-            lead,
-            location,
-            cfg,
-            max_level,
-            ..
-        } = *self;
-        let lead_chain = self.lead_chain();
         let mut tally = Tally {
             eligible_stores: 0,
             active_guides: 0,
         };
-        let eligible = |s: u32| {
-            let k = net.store_key(s);
-            k.open && (lead.interest_mask == 0 || k.categories & lead.interest_mask != 0)
-        };
         let mut all: Vec<Candidate> = Vec::new();
         let mut part = Vec::new();
-        if let (Some(at), true) = (location, cfg.radius_km > 0.0) {
-            let mut near = std::mem::take(&mut scratch.near);
-            net.stores_within(at, cfg.radius_km, &mut near);
-            scratch.stores.clear();
-            scratch.stores.extend(
-                near.iter()
-                    .filter(|&&(s, _)| eligible(s))
-                    .map(|&(s, d)| (s, d as f32)),
-            );
-            scratch.near = near;
-            self.expand(&lead_chain, scratch, &mut part, &mut tally);
-            all.append(&mut part);
-        }
-        let regions = net.regions();
-        let chain = regions.chain(lead.region);
-        let levels: [(Level, Option<RegionId>); 4] = [
-            (Level::District, chain[0]),
-            (Level::City, chain[1]),
-            (Level::Province, chain[2]),
-            (Level::Nationwide, Some(regions.root())),
-        ];
-        for (level, node) in levels {
-            if level > max_level {
-                break;
-            }
-            let Some(node) = node else { continue };
-            scratch.stores.clear();
-            scratch.stores.extend(
-                net.stores_in(node)
-                    .filter(|&s| eligible(s))
-                    .map(|s| (s, 0.0)),
-            );
-            self.expand(&lead_chain, scratch, &mut part, &mut tally);
-            all.append(&mut part);
-        }
+        self.walk(scratch, &mut part, &mut tally, |_, part, _| {
+            all.append(part);
+            false
+        });
         all.sort_unstable_by_key(|c| c.guide);
         all.dedup_by_key(|c| c.guide);
         *out = all;
