@@ -261,8 +261,8 @@ pub fn markdown(run: &Run) -> String {
     let _ = writeln!(
         m,
         "\nLeads are anonymous (no member bindings). {offers}\n\nFiles: `days.csv`, \
-         `policies.csv`, `utilisation.csv`, `payouts.csv`; charts `value_ratio.svg`, \
-         `utilisation.svg`, `payouts.svg`."
+         `policies.csv`, `utilisation.csv`, `payouts.csv` (by role), `parties.csv` (by \
+         party); charts `value_ratio.svg`, `utilisation.svg`, `payouts.svg`."
     );
     m
 }
@@ -372,6 +372,15 @@ pub fn write(run: &Run, dir: &Path) -> anyhow::Result<()> {
         }
     }
     put("payouts.csv", pay)?;
+    let mut parties = String::from("policy,split,party,cents\n");
+    for (p, name) in run.policies.iter().zip(&names) {
+        for x in &p.payouts {
+            for (party, c) in &x.by_party {
+                let _ = writeln!(parties, "{name},{},{party},{c}", x.split);
+            }
+        }
+    }
+    put("parties.csv", parties)?;
 
     put(
         "value_ratio.svg",

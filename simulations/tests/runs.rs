@@ -38,6 +38,7 @@ fn same_seed_same_report_other_seed_other_report() {
         "policies.csv",
         "utilisation.csv",
         "payouts.csv",
+        "parties.csv",
         "value_ratio.svg",
         "utilisation.svg",
         "payouts.svg",
