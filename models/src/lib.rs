@@ -6,9 +6,12 @@
 //!   based, Markov removal effect) over aggregated journeys.
 //! - [`preference`]: the regional preference matrix (region × category), looked up with fallback up
 //!   the region tree.
+//! - [`preference_fit`]: learning that matrix from orders, with time decay and shrinkage up the
+//!   region tree, as a versioned artifact.
 #![forbid(unsafe_code)]
 
 pub mod attribution;
 pub mod preference;
+pub mod preference_fit;
 
 pub use preference::{PreferenceError, PreferenceMatrix};
