@@ -127,15 +127,16 @@ impl CatalogChange {
                 )
             }
         };
-        let network = Network::build(current.regions_arc(), spec).map_err(|e| {
-            // Only the changed entry can break a network that was valid before.
-            let field = if e.entry == entry {
-                format!("{prefix}.{}", e.error.field)
-            } else {
-                e.error.field
-            };
-            ChangeError::Invalid(FieldError::new(field, e.error.rule))
-        })?;
+        let network = Network::build_with(current.regions_arc(), spec, current.learned().cloned())
+            .map_err(|e| {
+                // Only the changed entry can break a network that was valid before.
+                let field = if e.entry == entry {
+                    format!("{prefix}.{}", e.error.field)
+                } else {
+                    e.error.field
+                };
+                ChangeError::Invalid(FieldError::new(field, e.error.rule))
+            })?;
         Ok(Changed {
             action: self.action(),
             target,

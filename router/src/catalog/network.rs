@@ -4,6 +4,7 @@
 use super::region::{NATIONWIDE_CODE, RegionId, RegionLevel, RegionTree, format_code};
 use crate::domain::{FieldError, Location, check_id};
 use leadrouter_models::PreferenceMatrix;
+use leadrouter_models::preference_fit::PreferenceModel;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -225,6 +226,8 @@ pub struct Network {
     region_stores: Vec<Vec<u32>>,
     grid: HashMap<(i32, i32), Vec<u32>>,
     preference: PreferenceMatrix,
+    /// Learned preference, used instead of `preference` for the stores when present.
+    learned: Option<Arc<PreferenceModel>>,
     version: String,
 }
 
@@ -247,6 +250,16 @@ fn parse_pref_region(code: &str, regions: &RegionTree) -> Result<u64, String> {
 impl Network {
     /// Checks a spec against the region tree and builds the indexes.
     pub fn build(regions: Arc<RegionTree>, spec: NetworkSpec) -> Result<Self, NetworkError> {
+        Self::build_with(regions, spec, None)
+    }
+
+    /// As [`Network::build`], with a learned preference model that takes the place of the
+    /// spec's matrix for every store (see [`Network::check_learned`]).
+    pub fn build_with(
+        regions: Arc<RegionTree>,
+        spec: NetworkSpec,
+        learned: Option<Arc<PreferenceModel>>,
+    ) -> Result<Self, NetworkError> {
         // Categories.
         if spec.categories.is_empty() {
             return Err(bad(
@@ -368,7 +381,9 @@ impl Network {
                     }
                 }
             }
-            let pref_row = preference
+            let pref_row = learned
+                .as_ref()
+                .map_or(&preference, |m| &m.matrix)
                 .lookup(regions.code_chain(region))
                 .map(|(_, r)| r.to_vec())
                 .unwrap_or_else(|| vec![0.0; spec.categories.len()]);
@@ -506,7 +521,36 @@ impl Network {
             grid,
             preference,
             version,
+            learned,
         })
+    }
+
+    /// Checks that a learned preference model fits this network: the same categories in the
+    /// same order, and every row a region of the tree. The message names what differs.
+    pub fn check_learned(&self, model: &PreferenceModel) -> Result<(), String> {
+        if model.matrix.categories() != self.categories() {
+            return Err(format!(
+                "categories: the model has [{}], the network [{}]",
+                model.matrix.categories().join(", "),
+                self.categories().join(", ")
+            ));
+        }
+        for (code, _) in model.matrix.rows() {
+            if code != leadrouter_models::preference::NATIONWIDE
+                && self.regions.by_code(code).is_none()
+            {
+                return Err(format!(
+                    "rows: region {} is not in GB/T 2260",
+                    format_code(code)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The learned preference model in use, if any.
+    pub fn learned(&self) -> Option<&Arc<PreferenceModel>> {
+        self.learned.as_ref()
     }
 
     pub fn regions(&self) -> &RegionTree {

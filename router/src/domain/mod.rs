@@ -227,6 +227,8 @@ pub struct Decision {
     pub binding: Option<binding::RouteBinding>,
     /// Set when the route is an offer (its channel routes as offers).
     pub offer: Option<offer::Offer>,
+    /// Versions of the learned models used (empty with the shipped matrix only).
+    pub model_versions: Vec<String>,
 }
 
 impl Decision {

@@ -221,3 +221,44 @@ impl Engine {
             .collect()
     }
 }
+
+impl Engine {
+    /// Puts a learned preference model in service (or, with `None`, goes back to the network's
+    /// shipped matrix), without a restart: the model is checked against the network, the stores'
+    /// preferences are rebuilt beside the network in service, and the new snapshot is swapped
+    /// in once routes in flight finish; counts carry over. A model that does not fit is refused
+    /// with the reason and the one in service stays. Returns the version it replaced.
+    pub fn set_preference_model(
+        &self,
+        model: Option<Arc<leadrouter_models::preference_fit::PreferenceModel>>,
+    ) -> Result<Option<String>, String> {
+        let _admin = self.admin.lock();
+        let current = self.snapshot();
+        if let Some(m) = &model {
+            current.network.check_learned(m)?;
+        }
+        let network = crate::catalog::Network::build_with(
+            current.network.regions_arc(),
+            current.network.spec().clone(),
+            model.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let before = current.network.learned().map(|m| m.meta.version.clone());
+        let mut state = self.state.write();
+        let book = state.book.carried_over(&state.network, &network);
+        *state = Arc::new(Snapshot {
+            network,
+            book,
+            policy: state.policy.clone(),
+        });
+        drop(state);
+        tracing::info!(
+            before = before.as_deref().unwrap_or("shipped matrix"),
+            after = model
+                .as_ref()
+                .map_or("shipped matrix", |m| m.meta.version.as_str()),
+            "preference model swapped"
+        );
+        Ok(before)
+    }
+}

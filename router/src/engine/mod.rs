@@ -518,6 +518,11 @@ impl Engine {
             replayed: false,
             binding: None,
             offer: None,
+            model_versions: snap
+                .network
+                .learned()
+                .map(|m| vec![m.meta.version.clone()])
+                .unwrap_or_default(),
         }
     }
 

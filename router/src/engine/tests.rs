@@ -1624,3 +1624,135 @@ fn route_never_leaves_the_reachable_guides() {
         );
     }
 }
+
+mod learned_preference {
+    use super::*;
+    use leadrouter_models::PreferenceMatrix;
+    use leadrouter_models::preference_fit::{ModelMeta, PreferenceModel};
+
+    fn model(version: &str, rows: Vec<(u64, Vec<f32>)>, cats: &[&str]) -> Arc<PreferenceModel> {
+        Arc::new(PreferenceModel {
+            matrix: PreferenceMatrix::new(cats.iter().map(|c| c.to_string()).collect(), rows)
+                .unwrap(),
+            meta: ModelMeta {
+                kind: "preference".into(),
+                format: 1,
+                version: version.into(),
+                created_at_ms: T0,
+                inputs: vec![],
+                from_ms: T0,
+                to_ms: T0,
+                params: Default::default(),
+                metrics: Default::default(),
+            },
+        })
+    }
+
+    /// 越秀 (440104) loves kids, 天河 (440106) does not.
+    fn yuexiu_kids() -> Arc<PreferenceModel> {
+        model(
+            "pref-yuexiu",
+            vec![
+                (0, vec![0.5, 0.5, 0.5]),
+                (440104000000, vec![0.1, 1.0, 0.1]),
+                (440106000000, vec![1.0, 0.0, 0.1]),
+            ],
+            &["shoes", "kids", "hats"],
+        )
+    }
+
+    #[test]
+    fn a_learned_model_moves_the_pick_and_is_recorded() {
+        let e = engine_cfg(EngineConfig::default());
+        let store_of = |d: &Decision| d.assigned.as_ref().unwrap().0.to_string();
+        let before = e.route(&lead("K1", "440106", &["kids"])).unwrap();
+        assert_eq!(store_of(&before), "S1");
+        assert!(before.model_versions.is_empty());
+        assert_eq!(e.set_preference_model(Some(yuexiu_kids())).unwrap(), None);
+        let after = e.route(&lead("K2", "440106", &["kids"])).unwrap();
+        assert_eq!(store_of(&after), "S3");
+        assert_eq!(after.model_versions, vec!["pref-yuexiu".to_string()]);
+        // The replay of the first lead still says what it used.
+        let again = e.route(&lead("K1", "440106", &["kids"])).unwrap();
+        assert!(again.replayed && again.model_versions.is_empty());
+        // Back to the shipped matrix.
+        assert_eq!(
+            e.set_preference_model(None).unwrap().as_deref(),
+            Some("pref-yuexiu")
+        );
+        let back = e.route(&lead("K3", "440106", &["kids"])).unwrap();
+        assert_eq!(store_of(&back), "S1");
+        assert!(back.model_versions.is_empty());
+    }
+
+    #[test]
+    fn a_model_that_does_not_fit_is_refused_and_the_old_one_stays() {
+        let e = engine_cfg(EngineConfig::default());
+        e.set_preference_model(Some(yuexiu_kids())).unwrap();
+        let wrong_cats = model("bad-cats", vec![(0, vec![0.5, 0.5])], &["shoes", "kids"]);
+        let err = e.set_preference_model(Some(wrong_cats)).unwrap_err();
+        assert!(err.contains("categories"), "{err}");
+        let unknown = model(
+            "bad-region",
+            vec![
+                (0, vec![0.5, 0.5, 0.5]),
+                (449999000000, vec![1.0, 1.0, 1.0]),
+            ],
+            &["shoes", "kids", "hats"],
+        );
+        let err = e.set_preference_model(Some(unknown)).unwrap_err();
+        assert!(err.contains("449999"), "{err}");
+        let d = e.route(&lead("K9", "440106", &["kids"])).unwrap();
+        assert_eq!(d.model_versions, vec!["pref-yuexiu".to_string()]);
+    }
+
+    /// Swapping models while four threads route: no route fails, no capacity is passed, and a
+    /// network change keeps the model in service.
+    #[test]
+    fn swaps_under_load_keep_capacity() {
+        let e = Arc::new(engine_cfg(EngineConfig::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let (e, stop) = (e.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        e.route(&lead(&format!("W{t}-{n}"), "440106", &["kids"]))
+                            .unwrap();
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        for i in 0..40 {
+            let m = (i % 2 == 0).then(yuexiu_kids);
+            e.set_preference_model(m).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
+        let snap = e.snapshot();
+        for (g, guide) in snap.network.guides().iter().enumerate() {
+            assert!(snap.book.used(g as u32, e.today()) <= guide.daily_capacity);
+        }
+        e.set_preference_model(Some(yuexiu_kids())).unwrap();
+        e.apply_change(
+            &crate::catalog::CatalogChange::SetGuideStatus {
+                guide_id: "G2".into(),
+                status: GuideStatus::Away,
+            },
+            "ops",
+            "lunch",
+        )
+        .unwrap();
+        assert_eq!(
+            e.snapshot()
+                .network
+                .learned()
+                .map(|m| m.meta.version.clone()),
+            Some("pref-yuexiu".into())
+        );
+    }
+}

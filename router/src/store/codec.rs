@@ -68,6 +68,7 @@ pub(crate) mod tests {
             replayed: false,
             binding: None,
             offer: None,
+            model_versions: vec!["pref-0123456789abcdef".into()],
         }
     }
 

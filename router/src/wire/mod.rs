@@ -213,6 +213,7 @@ pub fn decision_to_pb_with(d: &Decision, max_alternatives: usize) -> pb::RouteRe
         declined_guide_ids: offer
             .map(|o| o.declined.iter().map(|g| g.to_string()).collect())
             .unwrap_or_default(),
+        model_versions: d.model_versions.clone(),
     }
 }
 
@@ -324,6 +325,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
         replayed: r.replayed,
         binding: r.binding.map(route_binding_from_pb),
         offer,
+        model_versions: r.model_versions,
     }
 }
 
