@@ -82,6 +82,7 @@ fn bench_sim(c: &mut Criterion) {
     let opts = Options {
         progress: false,
         threads: 2,
+        record_orders: false,
     };
     let r = run(&s, &checked, opts).unwrap();
     let t = r.timings;

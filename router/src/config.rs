@@ -106,6 +106,17 @@ pub struct Config {
     pub offers: OfferConfig,
     /// Transfers (`[transfers]`).
     pub transfers: TransferConfig,
+    /// Learned model artifacts (`[models]`).
+    pub models: ModelsConfig,
+}
+
+/// `[models]`: learned artifacts loaded at start and again on SIGHUP.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// A preference artifact (`leadrouter models preference --out …`); without it the network's
+    /// shipped matrix is used.
+    pub preference: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -141,6 +152,7 @@ impl Default for Config {
             bindings: vec![BindingRuleSet::default()],
             offers: OfferConfig::default(),
             transfers: TransferConfig::default(),
+            models: ModelsConfig::default(),
         }
     }
 }

@@ -51,6 +51,9 @@ enum Command {
         #[arg(long, default_value_t = 8, allow_hyphen_values = true)]
         tz_offset_hours: i64,
     },
+    /// Learn model artifacts from history (loaded by the server through `[models]`).
+    #[command(subcommand)]
+    Models(ModelsCmd),
     /// For reviewers: list, show (with the evidence) and resolve disputes on a running server.
     Disputes {
         /// The server, e.g. http://127.0.0.1:50051.
@@ -61,6 +64,35 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         cmd: DisputesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// The regional preference matrix (region × category) from an orders CSV
+    /// (order_id,region_code,category,amount_cents,occurred_at), with time decay and shrinkage
+    /// up the region tree.
+    Preference {
+        #[arg(long)]
+        orders: PathBuf,
+        /// The artifact to write (JSON).
+        #[arg(long)]
+        out: PathBuf,
+        /// The network directory whose categories the orders use (default: the demo network).
+        #[arg(long)]
+        network: Option<PathBuf>,
+        /// Days after which an order counts half.
+        #[arg(long, default_value_t = 90.0)]
+        half_life_days: f64,
+        /// Orders a region needs before its own mix outweighs its parent region's.
+        #[arg(long, default_value_t = 30.0)]
+        shrinkage: f64,
+        /// Measure ages back from the end of this day (YYYY-MM-DD); default: the last order.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Weight orders by amount instead of counting them.
+        #[arg(long)]
+        by_amount: bool,
     },
 }
 
@@ -519,6 +551,26 @@ fn main() -> ExitCode {
             tz_offset_hours,
         } => ledger(&server, &from, &to, party.as_deref(), csv, tz_offset_hours),
         Command::Disputes { server, json, cmd } => disputes(&server, json, cmd),
+        Command::Models(ModelsCmd::Preference {
+            orders,
+            out,
+            network,
+            half_life_days,
+            shrinkage,
+            as_of,
+            by_amount,
+        }) => leadrouter::app::models::fit_preference(
+            &leadrouter::app::models::PreferenceArgs {
+                orders: &orders,
+                network: network.as_deref(),
+                half_life_days,
+                shrinkage,
+                as_of: as_of.as_deref(),
+                by_amount,
+            },
+            &out,
+        )
+        .map(|s| println!("{s}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

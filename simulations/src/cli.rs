@@ -43,6 +43,19 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Writes the sampled orders of a scenario routed by one policy as an orders CSV
+    /// (order_id,region_code,category,amount_cents,occurred_at), e.g. a history to train
+    /// `leadrouter models preference` on.
+    History {
+        scenario: PathBuf,
+        /// The policy that routes (default: the scenario's first).
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        days: Option<u32>,
+    },
     /// Routes the leads of exported decisions (`leadrouter trail export --decisions`) again
     /// under other policies and compares them with what happened.
     Replay {
@@ -154,6 +167,57 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                     t.learning.as_secs_f64()
                 );
             }
+        }
+        Command::History {
+            scenario,
+            policy,
+            out: path,
+            days,
+        } => {
+            let (mut s, _) = Scenario::read(&scenario)?;
+            if let Some(d) = days {
+                s.days = d;
+                s.demand.bursts.retain(|b| b.day.is_none_or(|x| x < d));
+            }
+            if let Some(n) = policy {
+                s.policies = vec![toml::from_str(&format!("name = {n:?}")).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--policy: must be one of {}, got {n:?}",
+                        leadrouter::policy::PolicyConfig::NAMES.join(", ")
+                    )
+                })?];
+            } else {
+                s.policies.truncate(1);
+            }
+            let checked = s
+                .check()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", scenario.display()))?;
+            let r = run::run(
+                &s,
+                &checked,
+                Options {
+                    progress: false,
+                    record_orders: true,
+                    ..Default::default()
+                },
+            )?;
+            let mut w = String::from("order_id,region_code,category,amount_cents,occurred_at\n");
+            let orders = &r.policies[0].orders;
+            for o in orders {
+                w.push_str(&format!(
+                    "{},{},{},{},{}\n",
+                    o.order_id, o.region_code, o.category, o.amount_cents, o.at_ms
+                ));
+            }
+            std::fs::write(&path, w).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            writeln!(
+                out,
+                "{}: {} orders over {} day(s), routed by {}",
+                path.display(),
+                orders.len(),
+                s.days,
+                r.policies[0].name
+            )?;
         }
         Command::Replay {
             decisions,

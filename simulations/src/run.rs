@@ -35,6 +35,8 @@ pub struct Options {
     /// Report progress on stderr (a bar on a terminal, a line per day otherwise).
     pub progress: bool,
     pub threads: usize,
+    /// Keep every sampled order (for `leadrouter-sim history`).
+    pub record_orders: bool,
 }
 
 impl Default for Options {
@@ -42,8 +44,20 @@ impl Default for Options {
         Self {
             progress: false,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            record_orders: false,
         }
     }
+}
+
+/// A sampled order, as a history for model training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOrder {
+    pub order_id: String,
+    /// 12-digit code of the fulfilling store's region.
+    pub region_code: String,
+    pub category: String,
+    pub amount_cents: i64,
+    pub at_ms: i64,
 }
 
 /// The yardstick of a day.
@@ -126,6 +140,8 @@ pub struct PolicyReport {
     /// Per active guide: leads taken over the run / capacity offered over the run.
     pub utilisation: Vec<f64>,
     pub payouts: Vec<Payouts>,
+    /// Sampled orders, when [`Options::record_orders`] asked for them.
+    pub orders: Vec<SimOrder>,
 }
 
 /// Where a run's time went (not part of the report: it differs from run to run).
@@ -159,6 +175,7 @@ struct Lane {
     used: Vec<u64>,
     payouts: Vec<Payouts>,
     warm: Option<Vec<f64>>,
+    orders: Option<Vec<SimOrder>>,
 }
 
 /// Gini coefficient of non-negative values (0: all equal; → 1: one takes all).
@@ -220,8 +237,13 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                 })
                 .collect(),
             warm: None,
+            orders: opts.record_orders.then(Vec::new),
         });
     }
+    let model = match &s.models.preference {
+        Some(path) => Some(leadrouter::app::models::load_preference(path)?),
+        None => None,
+    };
     let probe_clock = Arc::new(ManualClock::new(0));
     let probe = Engine::new(
         world.fresh_network(),
@@ -230,6 +252,13 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         engine_config(s, checked, 0),
     )
     .map_err(|e| anyhow::anyhow!("routing: {e}"))?;
+    if let Some(m) = &model {
+        for engine in lanes.iter().map(|l| &l.engine).chain([&probe]) {
+            engine
+                .set_preference_model(Some(m.clone()))
+                .map_err(|e| anyhow::anyhow!("models.preference: {e}"))?;
+        }
+    }
     let dual_lanes: Vec<usize> = (0..lanes.len())
         .filter(|&k| lanes[k].engine.snapshot().policy.as_dual_price().is_some())
         .collect();
@@ -341,6 +370,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                 version: snap.policy.version().to_string(),
                 utilisation,
                 payouts: lane.payouts,
+                orders: lane.orders.unwrap_or_default(),
             }
         })
         .collect();
@@ -573,6 +603,24 @@ fn route_day(
         if a.draw < p {
             out.sampled_conversions += 1;
             out.sampled_revenue_cents += a.basket_cents;
+            if let Some(orders) = &mut lane.orders {
+                let s = net.guide(g).store;
+                let carried = net.store(s).categories;
+                let cat = a
+                    .interests
+                    .iter()
+                    .map(|&(c, _)| c)
+                    .find(|&c| carried & (1 << c) != 0)
+                    .or(a.interests.first().map(|&(c, _)| c))
+                    .unwrap_or(0);
+                orders.push(SimOrder {
+                    order_id: format!("o-{}", a.lead.lead_id),
+                    region_code: net.store_region_code(s),
+                    category: net.categories()[cat].clone(),
+                    amount_cents: a.basket_cents,
+                    at_ms: a.lead.occurred_at_ms + 3_600_000,
+                });
+            }
             let facts = OrderFacts {
                 order_id: format!("o-{}", a.lead.lead_id),
                 amount_cents: a.basket_cents,

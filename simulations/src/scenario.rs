@@ -21,7 +21,8 @@
 //! distance_scale_km = 8.0
 //! tier = 0.5
 //! skill_sd = 0.4                  # spread of guides' hidden skill (logit units)
-//! preference_noise = 0.3          # how far the true preference strays from the shipped matrix
+//! preference_noise = 0.3          # how far each store's true preference strays from the shipped matrix
+//! preference_drift = 0.0          # how far each district's taste has drifted from it (what learning finds)
 //! order_value_yuan = 400.0        # mean basket; lognormal with sigma order_value_sigma
 //! order_value_sigma = 0.5
 //! offer_accept = 0.8              # a guide offered a lead accepts; offer_decline declines;
@@ -59,6 +60,9 @@
 //! channels = ["LIVESTREAM"]
 //! expire_secs = 300
 //! max_hops = 3
+//!
+//! [models]                        # learned artifacts every engine uses (relative paths: to this file)
+//! preference = "../../router/data/demo/models/preference.json"
 //!
 //! [yardstick]
 //! exact_max_edges = 1000000       # larger days use the dual bound
@@ -104,6 +108,17 @@ pub struct Scenario {
     /// decline or let the offer expire as `truth.offer_accept` / `offer_decline` say.
     #[serde(default)]
     pub offers: leadrouter::domain::offer::OfferConfig,
+    /// Learned artifacts every engine of the run uses (`[models]`).
+    #[serde(default)]
+    pub models: SimModels,
+}
+
+/// `[models]`: e.g. `preference = "preference.json"` (relative to the scenario file), the
+/// artifact `leadrouter models preference` writes. Without it the network's matrix is used.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimModels {
+    pub preference: Option<PathBuf>,
 }
 
 fn default_name() -> String {
@@ -179,6 +194,10 @@ pub struct Truth {
     pub tier: f64,
     pub skill_sd: f64,
     pub preference_noise: f64,
+    /// How far each district's true taste has drifted from the shipped matrix (a lognormal
+    /// factor per district and category, shared by the district's stores): what a stale matrix
+    /// misses and a model learned from orders can find.
+    pub preference_drift: f64,
     pub order_value_yuan: f64,
     pub order_value_sigma: f64,
     /// Chance that a guide accepts an offer; `offer_decline` that they decline it; the rest
@@ -197,6 +216,7 @@ impl Default for Truth {
             tier: 0.5,
             skill_sd: 0.4,
             preference_noise: 0.3,
+            preference_drift: 0.0,
             order_value_yuan: 400.0,
             order_value_sigma: 0.5,
             offer_accept: 0.8,
@@ -327,6 +347,11 @@ impl Scenario {
         {
             s.network.path = Some(dir.join(p));
         }
+        if let (Some(p), Some(dir)) = (&s.models.preference, path.parent())
+            && p.is_relative()
+        {
+            s.models.preference = Some(dir.join(p));
+        }
         let checked = s
             .check()
             .map_err(|e| err(format!("{}: {}", path.display(), e.0)))?;
@@ -411,6 +436,7 @@ impl Scenario {
         for (k, v) in [
             ("skill_sd", t.skill_sd),
             ("preference_noise", t.preference_noise),
+            ("preference_drift", t.preference_drift),
             ("order_value_sigma", t.order_value_sigma),
         ] {
             if !v.is_finite() || !(0.0..=5.0).contains(&v) {

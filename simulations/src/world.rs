@@ -127,15 +127,29 @@ impl World {
         let categories = network.categories().len();
         let mut rng = SplitMix64::keyed(s.seed, b"truth");
         let noise = s.truth.preference_noise;
+        let drift = s.truth.preference_drift;
+        // One drift factor per district and category, drawn from its own stream so that
+        // turning drift on leaves every other draw as it was.
+        let district_drift = |code: u64, c: usize| -> f64 {
+            if drift == 0.0 {
+                return 1.0;
+            }
+            let district = code / 1_000_000;
+            let mut g = SplitMix64::keyed(s.seed ^ district.wrapping_mul(31) ^ c as u64, b"drift");
+            (drift * normal(&mut g) - drift * drift / 2.0).exp()
+        };
         let mut true_pref = Vec::with_capacity(network.stores().len() * categories);
         for (i, st) in network.stores().iter().enumerate() {
             let shipped = network.store_preference(i as u32);
+            let code = regions.get(st.region).code;
             for (c, &p) in shipped.iter().enumerate() {
                 let z = normal(&mut rng);
+                let f = district_drift(code, c);
                 true_pref.push(if st.categories & (1 << c) != 0 {
-                    (f64::from(p) * (noise * z - noise * noise / 2.0).exp()).clamp(0.0, 1.0) as f32
+                    (f64::from(p) * f * (noise * z - noise * noise / 2.0).exp()).clamp(0.0, 1.0)
+                        as f32
                 } else {
-                    (0.1 + 0.5 * rng.next_f64()) as f32
+                    ((0.1 + 0.5 * rng.next_f64()) * f).clamp(0.0, 1.0) as f32
                 });
             }
         }

@@ -3,6 +3,7 @@
 
 pub mod disputes;
 pub mod ledger;
+pub mod models;
 pub mod trail;
 
 use crate::catalog::{GenerateSpec, Network, NetworkFiles, RegionTree, demo_files, generate};
@@ -74,6 +75,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         engine_cfg,
     )?);
+    if let Some(path) = &config.models.preference {
+        let version = models::install_preference(&engine, path)
+            .context("[models] preference: the artifact cannot be used")?;
+        tracing::info!(path = %path.display(), %version, "preference model loaded");
+    }
+    spawn_model_reloader(engine.clone(), config.models.clone());
     let addr = listener.local_addr()?;
     // One line on stdout that scripts and tests wait for.
     println!("leadrouter listening on {addr}");
@@ -82,6 +89,45 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     crate::server::run(listener, services, crate::server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// On SIGHUP, reads the model artifacts named in `[models]` again and swaps them in; a file that
+/// cannot be used is logged and counted (`leadrouter_model_reloads_total{result="failed"}`),
+/// and the model in service stays.
+fn spawn_model_reloader(engine: Arc<Engine>, cfg: crate::config::ModelsConfig) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: models reload only on restart");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let Some(path) = cfg.preference.clone() else {
+                tracing::info!("SIGHUP: no [models] artifact configured");
+                continue;
+            };
+            let engine = engine.clone();
+            let r = tokio::task::spawn_blocking(move || models::install_preference(&engine, &path))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r);
+            match r {
+                Ok(version) => {
+                    metrics::counter!("leadrouter_model_reloads_total", "result" => "ok")
+                        .increment(1);
+                    tracing::info!(%version, "preference model reloaded");
+                }
+                Err(e) => {
+                    metrics::counter!("leadrouter_model_reloads_total", "result" => "failed")
+                        .increment(1);
+                    tracing::error!(error = %format!("{e:#}"), "preference model not reloaded; the one in service stays");
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (engine, cfg);
 }
 
 /// Writes a generated network's files.

@@ -1,0 +1,234 @@
+//! Learned models from the outside: `leadrouter models preference`, the server loading the
+//! artifact named in `[models]`, and SIGHUP swapping it (a bad file keeps the model in service).
+
+mod common;
+
+use common::*;
+use leadrouter_proto::v1 as pb;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Orders in two Guangzhou districts: 天河 buys shoes, 越秀 kids.
+fn orders_csv(extra: &str) -> String {
+    let mut s = String::from("order_id,region_code,category,amount_cents,occurred_at\n");
+    for i in 0..60 {
+        let (region, cat) = if i % 2 == 0 {
+            ("440106", "shoes")
+        } else {
+            ("440104", "kids")
+        };
+        s.push_str(&format!(
+            "o{i},{region},{cat},19900,2026-11-{:02}T10:00:00+08:00\n",
+            1 + i % 20
+        ));
+    }
+    s.push_str(extra);
+    s
+}
+
+#[test]
+fn learns_a_preference_artifact_and_names_bad_lines() {
+    let d = tempfile::tempdir().unwrap();
+    let orders = d.path().join("orders.csv");
+    std::fs::write(&orders, orders_csv("")).unwrap();
+    let out = d.path().join("pref.json");
+    let o = cli(&[
+        "models",
+        "preference",
+        "--orders",
+        p(&orders),
+        "--out",
+        p(&out),
+        "--shrinkage",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("from 60 orders"), "{}", text(&o));
+    let model = leadrouter::app::models::load_preference(&out).unwrap();
+    let row = |code: u64| model.matrix.row(code).unwrap().to_vec();
+    let shoes = model.matrix.category_index("shoes").unwrap();
+    let kids = model.matrix.category_index("kids").unwrap();
+    assert_eq!(row(440106000000)[shoes], 1.0);
+    assert_eq!(row(440104000000)[kids], 1.0);
+    assert!(row(440106000000)[kids] < 0.5);
+
+    for (bad, want) in [
+        (
+            "x1,440106,hats,100,2026-11-02T10:00:00+08:00\n",
+            "62: category",
+        ),
+        (
+            "x1,449999,shoes,100,2026-11-02T10:00:00+08:00\n",
+            "62: region_code",
+        ),
+        (
+            "x1,440106,shoes,-5,2026-11-02T10:00:00+08:00\n",
+            "62: amount_cents",
+        ),
+        ("x1,440106,shoes,100,yesterday\n", "62: occurred_at"),
+        (
+            "o3,440106,shoes,100,2026-11-02T10:00:00+08:00\n",
+            "62: order_id",
+        ),
+    ] {
+        std::fs::write(&orders, orders_csv(bad)).unwrap();
+        let out = d.path().join("bad.json");
+        let o = cli(&[
+            "models",
+            "preference",
+            "--orders",
+            p(&orders),
+            "--out",
+            p(&out),
+        ]);
+        assert!(!o.status.success());
+        assert!(text(&o).contains(want), "{want}: {}", text(&o));
+        assert!(!out.exists(), "nothing written for a bad input");
+    }
+    std::fs::write(&orders, orders_csv("")).unwrap();
+    let o = cli(&[
+        "models",
+        "preference",
+        "--orders",
+        p(&orders),
+        "--out",
+        p(&out),
+        "--half-life-days",
+        "0",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("half_life_days"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// The demo network's shipped artifact fits the demo network.
+#[test]
+fn the_shipped_demo_artifact_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo/models/preference.json");
+    let model = leadrouter::app::models::load_preference(&path).unwrap();
+    let net = demo();
+    net.check_learned(&model).unwrap();
+    assert!(model.meta.version.starts_with("pref-"));
+    assert!(model.meta.metrics["orders"] > 10_000.0);
+}
+
+async fn versions(url: &str, lead: &str) -> Vec<String> {
+    let mut r = pb::lead_router_client::LeadRouterClient::connect(url.to_string())
+        .await
+        .unwrap();
+    let mut req = request(lead, "440106");
+    req.member_id = None;
+    r.route(req).await.unwrap().into_inner().model_versions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_loads_the_artifact_and_sighup_swaps_it() {
+    let d = tempfile::tempdir().unwrap();
+    let orders = d.path().join("orders.csv");
+    std::fs::write(&orders, orders_csv("")).unwrap();
+    let model = d.path().join("pref.json");
+    let fit = |half_life: &str, out: &Path| {
+        let o = cli(&[
+            "models",
+            "preference",
+            "--orders",
+            p(&orders),
+            "--out",
+            p(out),
+            "--half-life-days",
+            half_life,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        leadrouter::app::models::load_preference(out)
+            .unwrap()
+            .meta
+            .version
+            .clone()
+    };
+    let first = fit("90", &model);
+    let config = d.path().join("leadrouter.toml");
+    std::fs::write(&config, format!("[models]\npreference = {:?}\n", p(&model))).unwrap();
+
+    // A bad artifact at start: the server refuses to start and names the file.
+    let bad = d.path().join("bad.json");
+    std::fs::write(&bad, "{\"kind\": \"preference\"}").unwrap();
+    let bad_config = d.path().join("bad.toml");
+    std::fs::write(
+        &bad_config,
+        format!("[models]\npreference = {:?}\n", p(&bad)),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            p(&d.path().join("x")),
+            "--config",
+            p(&bad_config),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("bad.json"), "{}", text(&o));
+
+    let bin = Binary::start(&d.path().join("data"), &["--config", p(&config)]);
+    let url = bin.url();
+    assert_eq!(versions(&url, "L1").await, vec![first.clone()]);
+    let hup = |pid: u32| {
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+    };
+    // A broken file and SIGHUP: the model in service stays, the failure is counted.
+    std::fs::write(&model, "not json").unwrap();
+    hup(bin.child.id());
+    let mut failed = false;
+    for _ in 0..100 {
+        let (_, body) = http_get(bin.addr, "/metrics").await;
+        if body.contains("leadrouter_model_reloads_total{result=\"failed\"} 1") {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(failed, "the failed reload is counted");
+    assert_eq!(versions(&url, "L2").await, vec![first.clone()]);
+    // A new artifact and SIGHUP: routes use it.
+    let second = fit("7", &model);
+    assert_ne!(first, second);
+    hup(bin.child.id());
+    let mut got = Vec::new();
+    for i in 0..100 {
+        got = versions(&url, &format!("L3-{i}")).await;
+        if got == vec![second.clone()] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, vec![second]);
+    assert!(bin.terminate().success());
+}
