@@ -8,10 +8,13 @@
 //!   the region tree.
 //! - [`preference_fit`]: learning that matrix from orders, with time decay and shrinkage up the
 //!   region tree, as a versioned artifact.
+//! - [`propensity`]: conversion propensity by logistic regression (linfa-logistic) on routing
+//!   features, with a time-ordered validation, AUC, log-loss and calibration.
 #![forbid(unsafe_code)]
 
 pub mod attribution;
 pub mod preference;
 pub mod preference_fit;
+pub mod propensity;
 
 pub use preference::{PreferenceError, PreferenceMatrix};
