@@ -94,6 +94,35 @@ enum ModelsCmd {
         #[arg(long)]
         by_amount: bool,
     },
+    /// Conversion propensity (logistic regression) from routed leads and what became of them;
+    /// prints AUC, log-loss and a calibration table on the latest decisions.
+    Propensity(PropensityCli),
+}
+
+#[derive(clap::Args)]
+struct PropensityCli {
+    /// Exported decisions (`leadrouter trail export --decisions`).
+    #[arg(long)]
+    decisions: PathBuf,
+    /// lead_id,converted (1/0) for the decisions' leads…
+    #[arg(long, conflicts_with = "trail", required_unless_present = "trail")]
+    labels: Option<PathBuf>,
+    /// …or an exported trail: a member lead converted when the member ordered within
+    /// --window-days.
+    #[arg(long)]
+    trail: Option<PathBuf>,
+    #[arg(long)]
+    network: Option<PathBuf>,
+    #[arg(long, default_value_t = 7)]
+    window_days: u32,
+    /// Share of the latest decisions kept for validation.
+    #[arg(long, default_value_t = 0.2)]
+    validation_share: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    l2: f64,
+    /// The artifact to write (JSON).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -569,6 +598,19 @@ fn main() -> ExitCode {
                 by_amount,
             },
             &out,
+        )
+        .map(|s| println!("{s}")),
+        Command::Models(ModelsCmd::Propensity(a)) => leadrouter::app::models::fit_propensity(
+            &leadrouter::app::models::PropensityArgs {
+                decisions: &a.decisions,
+                labels: a.labels.as_deref(),
+                trail: a.trail.as_deref(),
+                network: a.network.as_deref(),
+                window_days: a.window_days,
+                validation_share: a.validation_share,
+                l2: a.l2,
+            },
+            &a.out,
         )
         .map(|s| println!("{s}")),
     };

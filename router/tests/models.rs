@@ -232,3 +232,140 @@ async fn the_server_loads_the_artifact_and_sighup_swaps_it() {
     assert_eq!(got, vec![second]);
     assert!(bin.terminate().success());
 }
+
+/// Decisions of round-robin routing on the demo network with outcomes drawn from a planted
+/// truth (near stores convert), as the propensity command reads them.
+fn routed_history(dir: &Path, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    use leadrouter::clock::ManualClock;
+    use leadrouter::domain::export::DecisionLine;
+    use leadrouter::domain::{Channel, Interest, Lead, Location, SplitMix64};
+    use leadrouter::engine::{Engine, EngineConfig};
+    use leadrouter::store::{MemoryStore, Store};
+    let net = demo();
+    let stores: Vec<(String, Location)> = net
+        .stores()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (net.store_region_code(i as u32), s.location))
+        .collect();
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let clock = std::sync::Arc::new(ManualClock::new(1_795_000_000_000));
+    let engine = Engine::new(
+        demo(),
+        store.clone(),
+        clock.clone(),
+        EngineConfig {
+            policy: leadrouter::policy::PolicyConfig::RoundRobin,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut rng = SplitMix64::new(5);
+    let mut labels = String::from("lead_id,converted\n");
+    for i in 0..n {
+        let (code, at) = &stores[rng.below(stores.len() as u64) as usize];
+        let lead = Lead {
+            lead_id: format!("h{i}"),
+            member_id: None,
+            channel: Channel::MiniProgram,
+            region_code: code.clone(),
+            location: Some(Location {
+                lat: at.lat + (rng.next_f64() - 0.5) * 0.1,
+                lon: at.lon + (rng.next_f64() - 0.5) * 0.1,
+            }),
+            interests: vec![Interest {
+                category: "shoes".into(),
+                weight: 1.0,
+            }],
+            referrer_guide_id: None,
+            occurred_at_ms: clock.now_ms(),
+        };
+        let d = engine.route(&lead).unwrap();
+        if let Some((s, _)) = &d.assigned {
+            let km = lead
+                .location
+                .unwrap()
+                .distance_km(&net.store(net.store_index(s).unwrap()).location);
+            let p = 1.0 / (1.0 + (-(0.5 - 0.4 * km)).exp());
+            labels.push_str(&format!("h{i},{}\n", u8::from(rng.next_f64() < p)));
+        }
+        clock.advance_ms(20_000);
+    }
+    use leadrouter::clock::Clock;
+    let mut lines = String::new();
+    let mut all = Vec::new();
+    store
+        .scan_decisions(&mut |d| {
+            all.push(DecisionLine::from(&*d));
+            true
+        })
+        .unwrap();
+    for l in all {
+        lines.push_str(&serde_json::to_string(&l).unwrap());
+        lines.push('\n');
+    }
+    let (d, l) = (dir.join("decisions.jsonl"), dir.join("labels.csv"));
+    std::fs::write(&d, lines).unwrap();
+    std::fs::write(&l, labels).unwrap();
+    (d, l)
+}
+
+#[test]
+fn learns_a_propensity_artifact_and_reports_its_quality() {
+    let dir = tempfile::tempdir().unwrap();
+    let (decisions, labels) = routed_history(dir.path(), 3000);
+    let out = dir.path().join("prop.json");
+    let o = cli(&[
+        "models",
+        "propensity",
+        "--decisions",
+        p(&decisions),
+        "--labels",
+        p(&labels),
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    let auc: f64 = t
+        .split("AUC ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(auc > 0.65, "distance decides here: {t}");
+    assert!(t.contains("calibration:"), "{t}");
+    let model = leadrouter_models::propensity::PropensityModel::from_json(
+        &std::fs::read_to_string(&out).unwrap(),
+    )
+    .unwrap();
+    assert!(model.meta.version.starts_with("prop-"));
+    // Bad labels are named by line; nothing is written.
+    std::fs::write(&labels, "lead_id,converted\nh0,maybe\n").unwrap();
+    let bad = dir.path().join("bad.json");
+    let o = cli(&[
+        "models",
+        "propensity",
+        "--decisions",
+        p(&decisions),
+        "--labels",
+        p(&labels),
+        "--out",
+        p(&bad),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("labels.csv:2: converted"),
+        "{}",
+        text(&o)
+    );
+    assert!(!bad.exists());
+    let o = cli(&[
+        "models",
+        "propensity",
+        "--decisions",
+        p(&decisions),
+        "--out",
+        p(&bad),
+    ]);
+    assert!(!o.status.success(), "labels or a trail are needed");
+}

@@ -55,6 +55,13 @@ pub enum Command {
         out: PathBuf,
         #[arg(long)]
         days: Option<u32>,
+        /// Also write the routed decisions (JSON Lines, as `trail export --decisions`)…
+        #[arg(long, requires = "labels")]
+        decisions: Option<PathBuf>,
+        /// …and whether each lead converted (lead_id,converted), to train
+        /// `leadrouter models propensity` on.
+        #[arg(long, requires = "decisions")]
+        labels: Option<PathBuf>,
     },
     /// Routes the leads of exported decisions (`leadrouter trail export --decisions`) again
     /// under other policies and compares them with what happened.
@@ -173,6 +180,8 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             policy,
             out: path,
             days,
+            decisions,
+            labels,
         } => {
             let (mut s, _) = Scenario::read(&scenario)?;
             if let Some(d) = days {
@@ -210,6 +219,24 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 ));
             }
             std::fs::write(&path, w).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if let (Some(dp), Some(lp)) = (&decisions, &labels) {
+                let mut d = String::new();
+                let mut l = String::from("lead_id,converted\n");
+                for (line, converted) in &r.policies[0].decisions {
+                    d.push_str(&serde_json::to_string(line)?);
+                    d.push('\n');
+                    l.push_str(&format!("{},{}\n", line.lead_id, u8::from(*converted)));
+                }
+                std::fs::write(dp, d).map_err(|e| anyhow::anyhow!("{}: {e}", dp.display()))?;
+                std::fs::write(lp, l).map_err(|e| anyhow::anyhow!("{}: {e}", lp.display()))?;
+                writeln!(
+                    out,
+                    "{}, {}: {} routed decisions",
+                    dp.display(),
+                    lp.display(),
+                    r.policies[0].decisions.len()
+                )?;
+            }
             writeln!(
                 out,
                 "{}: {} orders over {} day(s), routed by {}",

@@ -142,6 +142,8 @@ pub struct PolicyReport {
     pub payouts: Vec<Payouts>,
     /// Sampled orders, when [`Options::record_orders`] asked for them.
     pub orders: Vec<SimOrder>,
+    /// Every routed decision with whether the lead converted (with `record_orders`).
+    pub decisions: Vec<(leadrouter::domain::export::DecisionLine, bool)>,
 }
 
 /// Where a run's time went (not part of the report: it differs from run to run).
@@ -176,6 +178,7 @@ struct Lane {
     payouts: Vec<Payouts>,
     warm: Option<Vec<f64>>,
     orders: Option<Vec<SimOrder>>,
+    decisions: Vec<(leadrouter::domain::export::DecisionLine, bool)>,
 }
 
 /// Gini coefficient of non-negative values (0: all equal; → 1: one takes all).
@@ -238,6 +241,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                 .collect(),
             warm: None,
             orders: opts.record_orders.then(Vec::new),
+            decisions: Vec::new(),
         });
     }
     let model = match &s.models.preference {
@@ -371,6 +375,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                 utilisation,
                 payouts: lane.payouts,
                 orders: lane.orders.unwrap_or_default(),
+                decisions: lane.decisions,
             }
         })
         .collect();
@@ -599,6 +604,12 @@ fn route_day(
         let st = net.store(net.guide(g).store);
         if let Some(at) = &a.lead.location {
             out.distance_km += at.distance_km(&st.location);
+        }
+        if lane.orders.is_some() {
+            lane.decisions.push((
+                leadrouter::domain::export::DecisionLine::from(&*dec),
+                a.draw < p,
+            ));
         }
         if a.draw < p {
             out.sampled_conversions += 1;

@@ -173,3 +173,258 @@ pub fn install_preference(engine: &Engine, path: &Path) -> anyhow::Result<String
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(version)
 }
+
+/// What to learn the propensity model from.
+#[derive(Debug, Clone)]
+pub struct PropensityArgs<'a> {
+    /// Exported decisions (`trail export --decisions`).
+    pub decisions: &'a Path,
+    /// `lead_id,converted` (1/0): what happened to each lead…
+    pub labels: Option<&'a Path>,
+    /// …or an exported trail: a member lead converted when the member ordered within
+    /// `window_days` after it.
+    pub trail: Option<&'a Path>,
+    pub network: Option<&'a Path>,
+    pub window_days: u32,
+    pub validation_share: f64,
+    pub l2: f64,
+}
+
+/// Orders per member from an exported trail: (member, order time).
+fn trail_orders(path: &Path) -> anyhow::Result<std::collections::HashMap<String, Vec<i64>>> {
+    use crate::domain::trail::{EventBody, TrailEvent};
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut out: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e = TrailEvent::from_line(&line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        if matches!(e.body, EventBody::Order(_)) {
+            out.entry(e.member_id).or_default().push(e.occurred_at_ms);
+        }
+    }
+    Ok(out)
+}
+
+fn read_labels(path: &Path) -> anyhow::Result<std::collections::HashMap<String, bool>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut r = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(file);
+    let at = |line: u64, msg: String| anyhow::anyhow!("{}:{line}: {msg}", path.display());
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| at(1, e.to_string()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if header != ["lead_id", "converted"] {
+        return Err(at(
+            1,
+            format!("header must be lead_id,converted, got {}", header.join(",")),
+        ));
+    }
+    let mut out = std::collections::HashMap::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| at(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let v = match &rec[1] {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            other => {
+                return Err(at(
+                    line,
+                    format!("converted: must be 1, 0, true or false, got {other:?}"),
+                ));
+            }
+        };
+        if out.insert(rec[0].to_string(), v).is_some() {
+            return Err(at(line, format!("lead_id: {:?} appears twice", &rec[0])));
+        }
+    }
+    Ok(out)
+}
+
+/// Fits the propensity model and writes its artifact to `out`. Returns the report: sizes, AUC,
+/// log-loss and the calibration table on the validation part.
+pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<String> {
+    use crate::domain::export::DecisionLine;
+    use leadrouter_models::propensity::{
+        CHANNELS, Example, Inputs, PropensityConfig, PropensityModel,
+    };
+    use std::io::BufRead;
+    let regions = Arc::new(RegionTree::embedded());
+    let net = match args.network {
+        Some(d) => NetworkFiles::read_dir(d)?.load(regions)?,
+        None => demo_files().load(regions)?,
+    };
+    let mut lines: Vec<DecisionLine> = Vec::new();
+    let f = std::fs::File::open(args.decisions)
+        .with_context(|| format!("{}", args.decisions.display()))?;
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", args.decisions.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let d: DecisionLine = serde_json::from_str(&line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", args.decisions.display(), i + 1))?;
+        if d.guide_id.is_some() {
+            lines.push(d);
+        }
+    }
+    lines.sort_by(|a, b| (a.decided_at_ms, &a.lead_id).cmp(&(b.decided_at_ms, &b.lead_id)));
+    let window_ms = i64::from(args.window_days.max(1)) * 86_400_000;
+    let label: Vec<Option<bool>> = match (args.labels, args.trail) {
+        (Some(p), None) => {
+            let l = read_labels(p)?;
+            lines.iter().map(|d| l.get(&d.lead_id).copied()).collect()
+        }
+        (None, Some(p)) => {
+            let orders = trail_orders(p)?;
+            lines
+                .iter()
+                .map(|d| {
+                    let m = d.member_id.as_ref()?;
+                    Some(orders.get(m).is_some_and(|ts| {
+                        ts.iter()
+                            .any(|&t| t >= d.decided_at_ms && t - d.decided_at_ms <= window_ms)
+                    }))
+                })
+                .collect()
+        }
+        _ => anyhow::bail!("give --labels or --trail (one of them)"),
+    };
+    // Guides' past rates, counting only leads whose outcome was known by then (routed at least
+    // a window before), smoothed towards the overall rate.
+    let known: Vec<(usize, bool)> = label
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.map(|l| (i, l)))
+        .collect();
+    let overall = known.iter().filter(|(_, l)| *l).count() as f64 / known.len().max(1) as f64;
+    const SMOOTH: f64 = 20.0;
+    let mut counts: std::collections::HashMap<&str, (f64, f64)> = Default::default();
+    let mut matured = 0;
+    let mut examples = Vec::with_capacity(known.len());
+    let mut skipped = 0usize;
+    for &(i, converted) in &known {
+        let d = &lines[i];
+        while matured < known.len()
+            && lines[known[matured].0].decided_at_ms + window_ms <= d.decided_at_ms
+        {
+            let (j, l) = known[matured];
+            let e = counts
+                .entry(lines[j].guide_id.as_deref().unwrap_or_default())
+                .or_default();
+            e.0 += 1.0;
+            e.1 += f64::from(u8::from(l));
+            matured += 1;
+        }
+        let (Some(s), Some(g)) = (
+            d.store_id.as_deref().and_then(|s| net.store_index(s)),
+            d.guide_id.as_deref().and_then(|g| net.guide_index(g)),
+        ) else {
+            skipped += 1;
+            continue;
+        };
+        let store = net.store(s);
+        let lead = d
+            .lead()
+            .map_err(|e| anyhow::anyhow!("lead {}: {e}", d.lead_id))?;
+        let total_w: f64 = lead.interests.iter().map(|x| x.weight.max(0.0)).sum();
+        let pref = net.store_preference(s);
+        let preference = if total_w > 0.0 {
+            lead.interests
+                .iter()
+                .filter_map(|x| {
+                    net.category_index(&x.category)
+                        .map(|c| x.weight.max(0.0) / total_w * f64::from(pref[c]))
+                })
+                .sum()
+        } else {
+            0.0
+        };
+        let (n, c) = counts
+            .get(d.guide_id.as_deref().unwrap_or_default())
+            .copied()
+            .unwrap_or_default();
+        let hour = ((d.decided_at_ms.rem_euclid(86_400_000) / 3_600_000 + 8) % 24) as u32;
+        examples.push(Example {
+            inputs: Inputs {
+                distance_km: lead.location.map(|at| at.distance_km(&store.location)),
+                preference,
+                tier: net.guide(g).tier,
+                guide_rate: (c + SMOOTH * overall) / (n + SMOOTH),
+                direct_store: store.ownership == crate::catalog::Ownership::Direct,
+                outlet_store: store.pricing == crate::catalog::Pricing::Outlet,
+                hour,
+                channel: CHANNELS
+                    .iter()
+                    .position(|c| *c == d.channel.as_str())
+                    .unwrap_or(0),
+            },
+            converted,
+            at_ms: d.decided_at_ms,
+        });
+    }
+    let mut rates = std::collections::BTreeMap::new();
+    let mut all: std::collections::HashMap<&str, (f64, f64)> = Default::default();
+    for &(i, l) in &known {
+        let e = all
+            .entry(lines[i].guide_id.as_deref().unwrap_or_default())
+            .or_default();
+        e.0 += 1.0;
+        e.1 += f64::from(u8::from(l));
+    }
+    for (g, (n, c)) in all {
+        rates.insert(g.to_string(), (c + SMOOTH * overall) / (n + SMOOTH));
+    }
+    let cfg = PropensityConfig {
+        validation_share: args.validation_share,
+        l2: args.l2,
+        ..Default::default()
+    };
+    let name = |p: &Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let mut inputs = vec![name(args.decisions)];
+    inputs.extend(args.labels.or(args.trail).map(name));
+    let created = lines.last().map_or(0, |d| d.decided_at_ms);
+    let model = PropensityModel::fit(&examples, rates, overall, &cfg, inputs, created)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.decisions.display()))?;
+    let tmp = out.with_extension("json.tmp");
+    std::fs::write(&tmp, model.to_json()).with_context(|| format!("{}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("{}", out.display()))?;
+    let v = &model.validation;
+    let mut report = format!(
+        "{}: {} from {} examples ({} without a known store or guide skipped; {} unlabelled)\n\
+         validation (latest {:.0} %): {} examples, base rate {:.3}, AUC {:.4}, log-loss {:.4}\n\
+         calibration:\n  predicted      n   mean predicted  observed\n",
+        out.display(),
+        model.meta.version,
+        examples.len(),
+        skipped,
+        label.iter().filter(|l| l.is_none()).count(),
+        100.0 * args.validation_share,
+        v.examples,
+        v.base_rate,
+        v.auc,
+        v.log_loss
+    );
+    for b in &v.calibration {
+        if b.n > 0 {
+            report.push_str(&format!(
+                "  {:.1}–{:.1} {:>8} {:>14.3} {:>9.3}\n",
+                b.from, b.to, b.n, b.mean_predicted, b.observed
+            ));
+        }
+    }
+    Ok(report.trim_end().to_string())
+}
