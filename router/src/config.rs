@@ -117,6 +117,9 @@ pub struct ModelsConfig {
     /// A preference artifact (`leadrouter models preference --out …`); without it the network's
     /// shipped matrix is used.
     pub preference: Option<PathBuf>,
+    /// A propensity artifact (`leadrouter models propensity --out …`): `scored` adds its
+    /// probability of conversion (weight `policy.propensity`).
+    pub propensity: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -75,10 +75,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         engine_cfg,
     )?);
-    if let Some(path) = &config.models.preference {
-        let version = models::install_preference(&engine, path)
-            .context("[models] preference: the artifact cannot be used")?;
-        tracing::info!(path = %path.display(), %version, "preference model loaded");
+    if config.models != crate::config::ModelsConfig::default() {
+        let versions = models::install(&engine, &config.models)
+            .context("[models]: an artifact cannot be used")?;
+        tracing::info!(?versions, "learned models loaded");
     }
     spawn_model_reloader(engine.clone(), config.models.clone());
     let addr = listener.local_addr()?;
@@ -103,25 +103,25 @@ fn spawn_model_reloader(engine: Arc<Engine>, cfg: crate::config::ModelsConfig) {
             return;
         };
         while hup.recv().await.is_some() {
-            let Some(path) = cfg.preference.clone() else {
+            if cfg == crate::config::ModelsConfig::default() {
                 tracing::info!("SIGHUP: no [models] artifact configured");
                 continue;
-            };
-            let engine = engine.clone();
-            let r = tokio::task::spawn_blocking(move || models::install_preference(&engine, &path))
+            }
+            let (engine, cfg) = (engine.clone(), cfg.clone());
+            let r = tokio::task::spawn_blocking(move || models::install(&engine, &cfg))
                 .await
                 .map_err(anyhow::Error::from)
                 .and_then(|r| r);
             match r {
-                Ok(version) => {
+                Ok(versions) => {
                     metrics::counter!("leadrouter_model_reloads_total", "result" => "ok")
                         .increment(1);
-                    tracing::info!(%version, "preference model reloaded");
+                    tracing::info!(?versions, "learned models reloaded");
                 }
                 Err(e) => {
                     metrics::counter!("leadrouter_model_reloads_total", "result" => "failed")
                         .increment(1);
-                    tracing::error!(error = %format!("{e:#}"), "preference model not reloaded; the one in service stays");
+                    tracing::error!(error = %format!("{e:#}"), "learned models not reloaded; the ones in service stay");
                 }
             }
         }

@@ -163,15 +163,36 @@ pub fn load_preference(path: &Path) -> anyhow::Result<Arc<PreferenceModel>> {
     Ok(Arc::new(model))
 }
 
-/// Reads the artifact at `path` and puts it in service; on any error the model in service
-/// stays and the error names the file. Returns the new version.
-pub fn install_preference(engine: &Engine, path: &Path) -> anyhow::Result<String> {
-    let model = load_preference(path)?;
-    let version = model.meta.version.clone();
-    engine
-        .set_preference_model(Some(model))
+/// Reads a propensity artifact; the error names the file.
+pub fn load_propensity(
+    path: &Path,
+) -> anyhow::Result<Arc<leadrouter_models::propensity::PropensityModel>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let model = leadrouter_models::propensity::PropensityModel::from_json(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(version)
+    Ok(Arc::new(model))
+}
+
+/// Loads every artifact `[models]` names and puts them in service; on any error the models in
+/// service stay. Returns the versions now in service.
+pub fn install(engine: &Engine, cfg: &crate::config::ModelsConfig) -> anyhow::Result<Vec<String>> {
+    // Read both first: a bad second file must not leave the first swapped alone.
+    let preference = cfg.preference.as_deref().map(load_preference).transpose()?;
+    let propensity = cfg.propensity.as_deref().map(load_propensity).transpose()?;
+    if let Some(m) = preference {
+        engine.set_preference_model(Some(m)).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}",
+                cfg.preference.as_deref().unwrap_or(Path::new("")).display()
+            )
+        })?;
+    }
+    if let Some(m) = propensity {
+        engine
+            .set_propensity_model(Some(m))
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(engine.snapshot().network.learned_models().versions())
 }
 
 /// What to learn the propensity model from.

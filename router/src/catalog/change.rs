@@ -127,7 +127,7 @@ impl CatalogChange {
                 )
             }
         };
-        let network = Network::build_with(current.regions_arc(), spec, current.learned().cloned())
+        let network = Network::build_with(current.regions_arc(), spec, current.learned_models())
             .map_err(|e| {
                 // Only the changed entry can break a network that was valid before.
                 let field = if e.entry == entry {

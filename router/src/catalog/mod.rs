@@ -11,9 +11,9 @@ pub use change::{CatalogChange, ChangeError, Changed};
 pub use files::{GUIDES_FILE, LoadError, NetworkFiles, PREFERENCE_FILE, STORES_FILE};
 pub use generate::{CATEGORIES, DEMO_PROVINCES, GenerateSpec, generate};
 pub use network::{
-    Entry, Guide, GuideKey, GuideSpec, GuideStatus, MAX_CATEGORIES, MAX_DAILY_CAPACITY, Network,
-    NetworkError, NetworkSpec, Ownership, PreferenceRow, Pricing, Store, StoreKey, StoreSpec,
-    StoresIn,
+    Entry, Guide, GuideKey, GuideSpec, GuideStatus, LearnedModels, MAX_CATEGORIES,
+    MAX_DAILY_CAPACITY, Network, NetworkError, NetworkSpec, Ownership, PreferenceRow, Pricing,
+    Store, StoreKey, StoreSpec, StoresIn,
 };
 pub use region::{
     EMBEDDED_ADCODES, NATIONWIDE_CODE, Region, RegionId, RegionLevel, RegionTree, format_code,

@@ -5,6 +5,29 @@ use super::region::{NATIONWIDE_CODE, RegionId, RegionLevel, RegionTree, format_c
 use crate::domain::{FieldError, Location, check_id};
 use leadrouter_models::PreferenceMatrix;
 use leadrouter_models::preference_fit::PreferenceModel;
+use leadrouter_models::propensity::PropensityModel;
+
+/// The learned models a network is built with (none: the shipped matrix only).
+#[derive(Debug, Clone, Default)]
+pub struct LearnedModels {
+    pub preference: Option<Arc<PreferenceModel>>,
+    pub propensity: Option<Arc<PropensityModel>>,
+}
+
+impl LearnedModels {
+    /// The versions, preference first, as decisions record them.
+    pub fn versions(&self) -> Vec<String> {
+        self.preference
+            .iter()
+            .map(|m| m.meta.version.clone())
+            .chain(self.propensity.iter().map(|m| m.meta.version.clone()))
+            .collect()
+    }
+}
+
+fn guides_rates(m: &PropensityModel, guides: &[Guide]) -> Vec<f64> {
+    guides.iter().map(|g| m.guide_rate(&g.id)).collect()
+}
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -228,6 +251,8 @@ pub struct Network {
     preference: PreferenceMatrix,
     /// Learned preference, used instead of `preference` for the stores when present.
     learned: Option<Arc<PreferenceModel>>,
+    /// Learned conversion propensity, with each guide's past rate by guide index.
+    propensity: Option<(Arc<PropensityModel>, Vec<f64>)>,
     version: String,
 }
 
@@ -250,16 +275,18 @@ fn parse_pref_region(code: &str, regions: &RegionTree) -> Result<u64, String> {
 impl Network {
     /// Checks a spec against the region tree and builds the indexes.
     pub fn build(regions: Arc<RegionTree>, spec: NetworkSpec) -> Result<Self, NetworkError> {
-        Self::build_with(regions, spec, None)
+        Self::build_with(regions, spec, LearnedModels::default())
     }
 
-    /// As [`Network::build`], with a learned preference model that takes the place of the
-    /// spec's matrix for every store (see [`Network::check_learned`]).
+    /// As [`Network::build`], with learned models: a preference model takes the place of the
+    /// spec's matrix for every store (see [`Network::check_learned`]); a propensity model is
+    /// there for policies to score with.
     pub fn build_with(
         regions: Arc<RegionTree>,
         spec: NetworkSpec,
-        learned: Option<Arc<PreferenceModel>>,
+        models: LearnedModels,
     ) -> Result<Self, NetworkError> {
+        let learned = models.preference;
         // Categories.
         if spec.categories.is_empty() {
             return Err(bad(
@@ -498,6 +525,10 @@ impl Network {
                 active: g.status == GuideStatus::Active,
             })
             .collect();
+        let propensity = models.propensity.map(|m| {
+            let rates = guides_rates(&m, &guides);
+            (m, rates)
+        });
         let version = {
             let bytes = serde_json::to_vec(&spec).unwrap_or_default();
             let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -521,8 +552,44 @@ impl Network {
             grid,
             preference,
             version,
+            propensity,
             learned,
         })
+    }
+
+    /// The learned models in use.
+    pub fn learned_models(&self) -> LearnedModels {
+        LearnedModels {
+            preference: self.learned.clone(),
+            propensity: self.propensity.as_ref().map(|(m, _)| m.clone()),
+        }
+    }
+
+    /// The learned propensity model in use, if any.
+    pub fn propensity(&self) -> Option<&Arc<PropensityModel>> {
+        self.propensity.as_ref().map(|(m, _)| m)
+    }
+
+    /// The probability that a lead converts with a candidate, by the propensity model (`None`
+    /// without one). `channel` is an index into the model's channels, `hour` the local hour.
+    pub fn propensity_of(
+        &self,
+        c: &crate::policy::Candidate,
+        channel: usize,
+        hour: u32,
+    ) -> Option<f64> {
+        let (m, rates) = self.propensity.as_ref()?;
+        let store = &self.stores[c.store as usize];
+        Some(m.predict(&leadrouter_models::propensity::Inputs {
+            distance_km: c.distance_km.map(f64::from),
+            preference: f64::from(c.preference),
+            tier: c.tier,
+            guide_rate: rates.get(c.guide as usize).copied().unwrap_or(m.prior_rate),
+            direct_store: store.ownership == Ownership::Direct,
+            outlet_store: store.pricing == Pricing::Outlet,
+            hour,
+            channel,
+        }))
     }
 
     /// Checks that a learned preference model fits this network: the same categories in the

@@ -38,8 +38,10 @@ impl Reasons {
     pub const DUAL_PRICE: Reasons = Reasons(1 << 22);
     /// The `ranking` policy: the guide's random priority of the day.
     pub const DAILY_PRIORITY: Reasons = Reasons(1 << 23);
+    /// The learned propensity model's probability of conversion weighed most.
+    pub const LIKELY_TO_CONVERT: Reasons = Reasons(1 << 24);
 
-    const NAMES: [&'static str; 24] = [
+    const NAMES: [&'static str; 25] = [
         "LEVEL_RADIUS",
         "LEVEL_DISTRICT",
         "LEVEL_CITY",
@@ -64,6 +66,7 @@ impl Reasons {
         "OFFERS_EXHAUSTED",
         "DUAL_PRICE",
         "DAILY_PRIORITY",
+        "LIKELY_TO_CONVERT",
     ];
 
     pub fn with(self, other: Reasons) -> Reasons {

@@ -232,18 +232,47 @@ impl Engine {
         &self,
         model: Option<Arc<leadrouter_models::preference_fit::PreferenceModel>>,
     ) -> Result<Option<String>, String> {
+        self.swap_models(|current, models| {
+            if let Some(m) = &model {
+                current.check_learned(m)?;
+            }
+            let before = models.preference.as_ref().map(|m| m.meta.version.clone());
+            models.preference = model.clone();
+            Ok(before)
+        })
+    }
+
+    /// Puts a learned propensity model in service (`None` takes it out), as
+    /// [`Engine::set_preference_model`] does. Returns the version it replaced.
+    pub fn set_propensity_model(
+        &self,
+        model: Option<Arc<leadrouter_models::propensity::PropensityModel>>,
+    ) -> Result<Option<String>, String> {
+        self.swap_models(|_, models| {
+            let before = models.propensity.as_ref().map(|m| m.meta.version.clone());
+            models.propensity = model.clone();
+            Ok(before)
+        })
+    }
+
+    fn swap_models(
+        &self,
+        change: impl FnOnce(
+            &crate::catalog::Network,
+            &mut crate::catalog::LearnedModels,
+        ) -> Result<Option<String>, String>,
+    ) -> Result<Option<String>, String> {
         let _admin = self.admin.lock();
         let current = self.snapshot();
-        if let Some(m) = &model {
-            current.network.check_learned(m)?;
-        }
+        let mut models = current.network.learned_models();
+        let before = change(&current.network, &mut models)?;
+        let after = models.versions();
         let network = crate::catalog::Network::build_with(
             current.network.regions_arc(),
             current.network.spec().clone(),
-            model.clone(),
+            models,
         )
         .map_err(|e| e.to_string())?;
-        let before = current.network.learned().map(|m| m.meta.version.clone());
         let mut state = self.state.write();
         let book = state.book.carried_over(&state.network, &network);
         *state = Arc::new(Snapshot {
@@ -252,13 +281,7 @@ impl Engine {
             policy: state.policy.clone(),
         });
         drop(state);
-        tracing::info!(
-            before = before.as_deref().unwrap_or("shipped matrix"),
-            after = model
-                .as_ref()
-                .map_or("shipped matrix", |m| m.meta.version.as_str()),
-            "preference model swapped"
-        );
+        tracing::info!(models = ?after, "learned models swapped");
         Ok(before)
     }
 }

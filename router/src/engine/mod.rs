@@ -411,6 +411,11 @@ impl Engine {
             max_level: self.max_level,
             count_capacity: true,
         };
+        let channel = crate::domain::Channel::ALL
+            .iter()
+            .position(|c| *c == lead.channel)
+            .unwrap_or(0);
+        let hour = local_hour(self.clock.now_ms(), self.cfg.time_zone);
         SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let (scratch, cands) = &mut *guard;
@@ -446,6 +451,8 @@ impl Engine {
                         level,
                         day,
                         rng: SplitMix64::keyed(self.cfg.seed, lead.lead_id.as_bytes()),
+                        channel,
+                        hour,
                     };
                     let ranking = snap.policy.rank(&mut ctx, cands, keep);
                     for (k, ranked) in ranking.order.iter().enumerate() {
@@ -518,11 +525,7 @@ impl Engine {
             replayed: false,
             binding: None,
             offer: None,
-            model_versions: snap
-                .network
-                .learned()
-                .map(|m| vec![m.meta.version.clone()])
-                .unwrap_or_default(),
+            model_versions: snap.network.learned_models().versions(),
         }
     }
 
@@ -564,6 +567,12 @@ pub fn check_bindings(sets: &[BindingRuleSet]) -> Result<Vec<(Day, BindingRuleSe
 
 fn stripe_of(lead_id: &str) -> usize {
     (SplitMix64::keyed(0, lead_id.as_bytes()).next_u64() % STRIPES as u64) as usize
+}
+
+/// The local hour (0..=23) of a Unix-millisecond instant in a time zone.
+pub fn local_hour(ms: i64, tz: chrono_tz::Tz) -> u32 {
+    let utc = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    chrono::Timelike::hour(&utc.with_timezone(&tz))
 }
 
 /// The business day of a Unix-millisecond instant in a time zone.

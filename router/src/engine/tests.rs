@@ -1756,3 +1756,75 @@ mod learned_preference {
         );
     }
 }
+
+mod learned_propensity {
+    use super::*;
+    use leadrouter_models::propensity::{CHANNELS, PropensityModel, feature_names};
+
+    /// A propensity model that believes in G3 (its past rate 0.9, everyone else's 0.05).
+    fn believes_in_g3(version: &str) -> Arc<PropensityModel> {
+        let k = feature_names().len();
+        let mut weights = vec![0.0; k];
+        weights[4] = 6.0; // guide_rate
+        let text = serde_json::json!({
+            "kind": "propensity", "format": 1, "version": version, "created_at_ms": 0,
+            "inputs": [], "from_ms": 0, "to_ms": 0, "params": {}, "metrics": {},
+            "features": feature_names(), "means": vec![0.0; k], "scales": vec![1.0; k],
+            "weights": weights, "intercept": -3.0,
+            "guide_rates": {"G3": 0.9}, "prior_rate": 0.05,
+            "validation": {"examples": 0, "base_rate": 0.0, "auc": 0.5, "log_loss": 0.0, "calibration": []}
+        })
+        .to_string();
+        Arc::new(PropensityModel::from_json(&text).unwrap())
+    }
+
+    #[test]
+    fn channels_line_up_with_the_models() {
+        let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, CHANNELS);
+    }
+
+    #[test]
+    fn scored_follows_the_learned_propensity_and_records_it() {
+        let e = engine_cfg(EngineConfig::default());
+        let guide = |d: &Decision| d.guide_id().unwrap().to_string();
+        let before = e.route(&lead("P1", "440106", &["shoes"])).unwrap();
+        assert_ne!(guide(&before), "G3");
+        assert_eq!(
+            e.set_propensity_model(Some(believes_in_g3("prop-g3")))
+                .unwrap(),
+            None
+        );
+        let after = e.route(&lead("P2", "440106", &["shoes"])).unwrap();
+        assert_eq!(guide(&after), "G3");
+        assert!(
+            after.reasons.contains(Reasons::LIKELY_TO_CONVERT),
+            "{:?}",
+            after.reasons
+        );
+        assert_eq!(after.model_versions, vec!["prop-g3".to_string()]);
+        // Both models: both versions, preference first.
+        let pref = leadrouter_models::preference_fit::PreferenceModel::from_json(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/data/demo/models/preference.json"
+            ))
+            .unwrap(),
+        );
+        // The demo artifact's categories are not the small network's: refused, propensity kept.
+        assert!(
+            e.set_preference_model(Some(Arc::new(pref.unwrap())))
+                .is_err()
+        );
+        let d = e.route(&lead("P3", "440106", &["shoes"])).unwrap();
+        assert_eq!(d.model_versions, vec!["prop-g3".to_string()]);
+        // Out again.
+        assert_eq!(
+            e.set_propensity_model(None).unwrap().as_deref(),
+            Some("prop-g3")
+        );
+        let d = e.route(&lead("P4", "440106", &["shoes"])).unwrap();
+        assert!(d.model_versions.is_empty());
+        assert!(!d.reasons.contains(Reasons::LIKELY_TO_CONVERT));
+    }
+}

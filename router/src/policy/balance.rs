@@ -58,6 +58,8 @@ mod tests {
             level: Level::City,
             day: Day(0),
             rng: SplitMix64::new(1),
+            channel: 0,
+            hour: 12,
         };
         let r = Balance.rank(&mut ctx, &cands, 4);
         let order: Vec<usize> = r.order.iter().map(|r| r.idx).collect();

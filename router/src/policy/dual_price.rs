@@ -187,6 +187,7 @@ impl DualPrice {
             tier: cfg.tier,
             load: 0.0,
             distance_scale_km: cfg.distance_scale_km,
+            propensity: 0.0,
         })?;
         for (name, v) in [("step", cfg.step), ("initial_price", cfg.initial_price)] {
             if !v.is_finite() || v < 0.0 {
@@ -276,6 +277,8 @@ mod tests {
             level: Level::City,
             day: Day(day),
             rng: SplitMix64::new(5),
+            channel: 0,
+            hour: 12,
         };
         p.rank(&mut ctx, cands, cands.len())
     }

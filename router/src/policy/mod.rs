@@ -63,6 +63,10 @@ pub struct RouteContext<'a> {
     pub day: Day,
     /// Seeded per lead: the same lead draws the same tie breaks.
     pub rng: SplitMix64,
+    /// The lead's channel, as an index into `leadrouter_models::propensity::CHANNELS`.
+    pub channel: usize,
+    /// The local hour of the route (the brand's time zone).
+    pub hour: u32,
 }
 
 /// One ranked candidate.

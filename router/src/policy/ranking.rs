@@ -87,6 +87,8 @@ mod tests {
                 level: Level::City,
                 day: Day(day),
                 rng: SplitMix64::new(rng),
+                channel: 0,
+                hour: 12,
             };
             p.rank(&mut ctx, &cands, 3)
         };

@@ -88,6 +88,8 @@ mod tests {
                 level: Level::District,
                 day: Day(0),
                 rng: SplitMix64::new(0),
+                channel: 0,
+                hour: 12,
             };
             rr.rank(&mut ctx, &cands, 2).order[0].idx
         };

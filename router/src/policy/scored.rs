@@ -5,7 +5,8 @@ use serde::Deserialize;
 /// `preference·P + distance·D + tier·T + load·ψ(f)` where P is the regional preference match in
 /// [0, 1], D is `exp(−km / distance_scale_km)` (or the region affinity when the lead gave no
 /// coordinates), T is `(tier − 1) / 4`, and ψ(f) = 1 − e^(f−1) on the guide's used share f of
-/// today's capacity (ψ(0) ≈ 0.63, ψ(1) = 0).
+/// today's capacity (ψ(0) ≈ 0.63, ψ(1) = 0). With a learned propensity model in service the
+/// score adds `propensity·p̂`, p̂ the model's probability that the lead converts with the guide.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScoredWeights {
@@ -19,6 +20,8 @@ pub struct ScoredWeights {
     pub load: f64,
     /// Kilometres at which the distance term falls to 1/e. Default 8.
     pub distance_scale_km: f64,
+    /// Weight of the learned conversion propensity, when a model is in service. Default 0.5.
+    pub propensity: f64,
 }
 
 impl Default for ScoredWeights {
@@ -29,6 +32,7 @@ impl Default for ScoredWeights {
             tier: 0.1,
             load: 0.2,
             distance_scale_km: 8.0,
+            propensity: 0.5,
         }
     }
 }
@@ -52,6 +56,7 @@ impl Scored {
             ("distance", w.distance),
             ("tier", w.tier),
             ("load", w.load),
+            ("propensity", w.propensity),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!(
@@ -66,8 +71,8 @@ impl Scored {
             ));
         }
         let version = format!(
-            "1:p{}:d{}:t{}:l{}:s{}",
-            w.preference, w.distance, w.tier, w.load, w.distance_scale_km
+            "1:p{}:d{}:t{}:l{}:s{}:c{}",
+            w.preference, w.distance, w.tier, w.load, w.distance_scale_km, w.propensity
         );
         Ok(Self { w, version })
     }
@@ -101,11 +106,12 @@ impl Scored {
     }
 }
 
-const TERM_REASONS: [Reasons; 4] = [
+const TERM_REASONS: [Reasons; 5] = [
     Reasons::PREFERENCE_MATCH,
     Reasons::NEARBY,
     Reasons::SENIOR_GUIDE,
     Reasons::LOAD_BALANCE,
+    Reasons::LIKELY_TO_CONVERT,
 ];
 
 impl Policy for Scored {
@@ -120,6 +126,11 @@ impl Policy for Scored {
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
         // Guides of one store come together with the same distance: exp() once per store.
         let mut cached: Option<(Option<f32>, f32, f64)> = None;
+        let (net, channel, hour) = (ctx.network, ctx.channel, ctx.hour);
+        let learned = |c: &Candidate| {
+            net.propensity_of(c, channel, hour)
+                .map_or(0.0, |p| self.w.propensity * p)
+        };
         let key = |c: &Candidate| {
             let near = match cached {
                 Some((d, a, near)) if d == c.distance_km && a == c.region_affinity => near,
@@ -129,11 +140,13 @@ impl Policy for Scored {
                     near
                 }
             };
-            quantize(self.terms_with(c, near).iter().sum())
+            quantize(self.terms_with(c, near).iter().sum::<f64>() + learned(c))
         };
         rank_by(ctx, candidates, keep, key, |idx, q| {
-            let terms = self.terms(&candidates[idx]);
-            let main = (0..4)
+            let c = &candidates[idx];
+            let t = self.terms(c);
+            let terms = [t[0], t[1], t[2], t[3], learned(c)];
+            let main = (0..5)
                 .max_by(|&a, &b| terms[a].total_cmp(&terms[b]))
                 .unwrap_or(0);
             (q as f64 / 1e9, TERM_REASONS[main])
@@ -168,6 +181,8 @@ mod tests {
             level: Level::District,
             day: Day(0),
             rng: SplitMix64::new(seed),
+            channel: 0,
+            hour: 12,
         }
     }
 
