@@ -25,6 +25,9 @@ pub const CHANNELS: [&str; 7] = [
     "STORE_QR",
 ];
 
+/// Number of features.
+pub const FEATURES: usize = 9 + CHANNELS.len();
+
 /// Feature names, in vector order.
 pub fn feature_names() -> Vec<String> {
     let mut v: Vec<String> = [
@@ -64,9 +67,10 @@ pub struct Inputs {
 
 impl Inputs {
     /// The feature vector, in [`feature_names`] order.
-    pub fn features(&self) -> Vec<f64> {
+    pub fn features(&self) -> [f64; FEATURES] {
         let angle = std::f64::consts::TAU * f64::from(self.hour % 24) / 24.0;
-        let mut v = vec![
+        let mut v = [0.0; FEATURES];
+        v[..9].copy_from_slice(&[
             self.distance_km.map_or(0.0, |d| d.max(0.0).ln_1p()),
             f64::from(u8::from(self.distance_km.is_none())),
             self.preference,
@@ -76,9 +80,48 @@ impl Inputs {
             f64::from(u8::from(self.outlet_store)),
             angle.sin(),
             angle.cos(),
-        ];
-        v.extend((0..CHANNELS.len()).map(|c| f64::from(u8::from(c == self.channel))));
+        ]);
+        if self.channel < CHANNELS.len() {
+            v[9 + self.channel] = 1.0;
+        }
         v
+    }
+}
+
+/// A propensity model with one lead's channel and hour already applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeadScorer {
+    base: f64,
+    /// Weights of the candidate's features: log1p distance, no distance, preference, tier,
+    /// guide rate, direct store, outlet store.
+    w: [f64; 7],
+}
+
+impl LeadScorer {
+    /// The probability of conversion with a candidate; `log1p_km` is `ln(1 + km)` of the
+    /// distance (or `None` without coordinates), which callers may compute once per store.
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict(
+        &self,
+        log1p_km: Option<f64>,
+        preference: f64,
+        tier: u8,
+        guide_rate: f64,
+        direct_store: bool,
+        outlet_store: bool,
+    ) -> f64 {
+        let w = &self.w;
+        let z = self.base
+            + match log1p_km {
+                Some(d) => w[0] * d,
+                None => w[1],
+            }
+            + w[2] * preference
+            + w[3] * f64::from(tier.clamp(1, 5))
+            + w[4] * guide_rate
+            + if direct_store { w[5] } else { 0.0 }
+            + if outlet_store { w[6] } else { 0.0 };
+        1.0 / (1.0 + (-z).exp())
     }
 }
 
@@ -155,6 +198,9 @@ pub struct PropensityModel {
     scales: Vec<f64>,
     weights: Vec<f64>,
     intercept: f64,
+    /// The weights on raw features (standardisation folded in), for fast scoring.
+    folded: [f64; FEATURES],
+    folded_intercept: f64,
     pub guide_rates: BTreeMap<String, f64>,
     pub prior_rate: f64,
     pub validation: Evaluation,
@@ -269,7 +315,7 @@ impl PropensityModel {
         }
         let names = feature_names();
         let k = names.len();
-        let rows: Vec<Vec<f64>> = ex.iter().map(|e| e.inputs.features()).collect();
+        let rows: Vec<[f64; FEATURES]> = ex.iter().map(|e| e.inputs.features()).collect();
         if let Some((i, _)) = rows
             .iter()
             .enumerate()
@@ -317,7 +363,7 @@ impl PropensityModel {
         // orient them to give the probability of a conversion.
         let flip = !fitted.labels().pos.class;
         let sign = if flip { -1.0 } else { 1.0 };
-        let mut model = Self {
+        let model = Self {
             meta: ModelMeta {
                 kind: "propensity".into(),
                 format: FORMAT,
@@ -334,6 +380,8 @@ impl PropensityModel {
             },
             weights: fitted.params().iter().map(|w| sign * w).collect(),
             intercept: sign * fitted.intercept(),
+            folded: [0.0; FEATURES],
+            folded_intercept: 0.0,
             means,
             scales,
             guide_rates,
@@ -346,6 +394,7 @@ impl PropensityModel {
                 calibration: vec![],
             },
         };
+        let mut model = model.fold();
         let on = |part: &[&Example]| {
             let p: Vec<f64> = part.iter().map(|e| model.predict(&e.inputs)).collect();
             let l: Vec<bool> = part.iter().map(|e| e.converted).collect();
@@ -385,14 +434,45 @@ impl PropensityModel {
     /// The probability of conversion for these inputs.
     pub fn predict(&self, inputs: &Inputs) -> f64 {
         let f = inputs.features();
-        let z: f64 = self.intercept
-            + f.iter()
-                .zip(&self.means)
-                .zip(&self.scales)
-                .zip(&self.weights)
-                .map(|(((v, m), s), w)| (v - m) / s * w)
-                .sum::<f64>();
+        let z: f64 =
+            self.folded_intercept + f.iter().zip(&self.folded).map(|(v, w)| v * w).sum::<f64>();
         1.0 / (1.0 + (-z).exp())
+    }
+
+    /// The part of the score that depends on the lead alone (channel and hour), for scoring
+    /// many candidates of one lead: [`LeadScorer::predict`] equals [`PropensityModel::predict`].
+    pub fn for_lead(&self, channel: usize, hour: u32) -> LeadScorer {
+        let lead = Inputs {
+            distance_km: Some(0.0),
+            preference: 0.0,
+            tier: 0,
+            guide_rate: 0.0,
+            direct_store: false,
+            outlet_store: false,
+            hour,
+            channel,
+        }
+        .features();
+        let base = self.folded_intercept
+            + lead[7..]
+                .iter()
+                .zip(&self.folded[7..])
+                .map(|(v, w)| v * w)
+                .sum::<f64>();
+        let mut w = [0.0; 7];
+        w.copy_from_slice(&self.folded[..7]);
+        LeadScorer { base, w }
+    }
+
+    /// Folds the standardisation into the weights: w'_j = w_j / s_j, b' = b − Σ w_j m_j / s_j.
+    fn fold(mut self) -> Self {
+        let mut b = self.intercept;
+        for j in 0..FEATURES {
+            self.folded[j] = self.weights[j] / self.scales[j];
+            b -= self.weights[j] * self.means[j] / self.scales[j];
+        }
+        self.folded_intercept = b;
+        self
     }
 
     /// A guide's smoothed past conversion rate (the prior for guides without history).
@@ -479,10 +559,13 @@ impl PropensityModel {
             scales: f.scales,
             weights: f.weights,
             intercept: f.intercept,
+            folded: [0.0; FEATURES],
+            folded_intercept: 0.0,
             guide_rates: f.guide_rates,
             prior_rate: f.prior_rate,
             validation: f.validation,
-        })
+        }
+        .fold())
     }
 }
 
@@ -576,6 +659,19 @@ mod tests {
             if b.n >= 60 {
                 assert!((b.mean_predicted - b.observed).abs() < 0.08, "{b:?}");
             }
+        }
+        // The per-lead scorer gives the same probabilities.
+        for e in &ex[..200] {
+            let i = &e.inputs;
+            let s = m.for_lead(i.channel, i.hour).predict(
+                i.distance_km.map(|d| d.max(0.0).ln_1p()),
+                i.preference,
+                i.tier,
+                i.guide_rate,
+                i.direct_store,
+                i.outlet_store,
+            );
+            assert!((s - m.predict(i)).abs() < 1e-12);
         }
         let back = PropensityModel::from_json(&m.to_json()).unwrap();
         assert_eq!(back.meta, m.meta);

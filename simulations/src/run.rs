@@ -248,6 +248,10 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         Some(path) => Some(leadrouter::app::models::load_preference(path)?),
         None => None,
     };
+    let propensity = match &s.models.propensity {
+        Some(path) => Some(leadrouter::app::models::load_propensity(path)?),
+        None => None,
+    };
     let probe_clock = Arc::new(ManualClock::new(0));
     let probe = Engine::new(
         world.fresh_network(),
@@ -256,11 +260,16 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         engine_config(s, checked, 0),
     )
     .map_err(|e| anyhow::anyhow!("routing: {e}"))?;
-    if let Some(m) = &model {
-        for engine in lanes.iter().map(|l| &l.engine).chain([&probe]) {
+    for engine in lanes.iter().map(|l| &l.engine).chain([&probe]) {
+        if let Some(m) = &model {
             engine
                 .set_preference_model(Some(m.clone()))
                 .map_err(|e| anyhow::anyhow!("models.preference: {e}"))?;
+        }
+        if let Some(m) = &propensity {
+            engine
+                .set_propensity_model(Some(m.clone()))
+                .map_err(|e| anyhow::anyhow!("models.propensity: {e}"))?;
         }
     }
     let dual_lanes: Vec<usize> = (0..lanes.len())

@@ -119,6 +119,8 @@ pub struct Scenario {
 #[serde(default, deny_unknown_fields)]
 pub struct SimModels {
     pub preference: Option<PathBuf>,
+    /// A propensity artifact (`leadrouter models propensity`): `scored` adds its probability.
+    pub propensity: Option<PathBuf>,
 }
 
 fn default_name() -> String {
@@ -347,10 +349,12 @@ impl Scenario {
         {
             s.network.path = Some(dir.join(p));
         }
-        if let (Some(p), Some(dir)) = (&s.models.preference, path.parent())
-            && p.is_relative()
-        {
-            s.models.preference = Some(dir.join(p));
+        for p in [&mut s.models.preference, &mut s.models.propensity] {
+            if let (Some(rel), Some(dir)) = (p.as_ref(), path.parent())
+                && rel.is_relative()
+            {
+                *p = Some(dir.join(rel));
+            }
         }
         let checked = s
             .check()

@@ -7,6 +7,33 @@ use leadrouter_models::PreferenceMatrix;
 use leadrouter_models::preference_fit::PreferenceModel;
 use leadrouter_models::propensity::PropensityModel;
 
+/// Scores one lead's candidates by the learned propensity model.
+#[derive(Debug, Clone, Copy)]
+pub struct PropensityScorer<'a> {
+    net: &'a Network,
+    lead: leadrouter_models::propensity::LeadScorer,
+    rates: &'a [f64],
+    prior: f64,
+}
+
+impl PropensityScorer<'_> {
+    /// The probability of conversion with `c`; `log1p_km` is `ln(1 + km)` of its distance.
+    pub fn predict(&self, c: &crate::policy::Candidate, log1p_km: Option<f64>) -> f64 {
+        let store = &self.net.stores[c.store as usize];
+        self.lead.predict(
+            log1p_km,
+            f64::from(c.preference),
+            c.tier,
+            self.rates
+                .get(c.guide as usize)
+                .copied()
+                .unwrap_or(self.prior),
+            store.ownership == Ownership::Direct,
+            store.pricing == Pricing::Outlet,
+        )
+    }
+}
+
 /// The learned models a network is built with (none: the shipped matrix only).
 #[derive(Debug, Clone, Default)]
 pub struct LearnedModels {
@@ -570,26 +597,16 @@ impl Network {
         self.propensity.as_ref().map(|(m, _)| m)
     }
 
-    /// The probability that a lead converts with a candidate, by the propensity model (`None`
-    /// without one). `channel` is an index into the model's channels, `hour` the local hour.
-    pub fn propensity_of(
-        &self,
-        c: &crate::policy::Candidate,
-        channel: usize,
-        hour: u32,
-    ) -> Option<f64> {
+    /// A scorer of one lead's candidates by the propensity model (`None` without one).
+    /// `channel` is an index into the model's channels, `hour` the local hour.
+    pub fn propensity_scorer(&self, channel: usize, hour: u32) -> Option<PropensityScorer<'_>> {
         let (m, rates) = self.propensity.as_ref()?;
-        let store = &self.stores[c.store as usize];
-        Some(m.predict(&leadrouter_models::propensity::Inputs {
-            distance_km: c.distance_km.map(f64::from),
-            preference: f64::from(c.preference),
-            tier: c.tier,
-            guide_rate: rates.get(c.guide as usize).copied().unwrap_or(m.prior_rate),
-            direct_store: store.ownership == Ownership::Direct,
-            outlet_store: store.pricing == Pricing::Outlet,
-            hour,
-            channel,
-        }))
+        Some(PropensityScorer {
+            net: self,
+            lead: m.for_lead(channel, hour),
+            rates,
+            prior: m.prior_rate,
+        })
     }
 
     /// Checks that a learned preference model fits this network: the same categories in the

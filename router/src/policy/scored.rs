@@ -126,10 +126,12 @@ impl Policy for Scored {
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
         // Guides of one store come together with the same distance: exp() once per store.
         let mut cached: Option<(Option<f32>, f32, f64)> = None;
-        let (net, channel, hour) = (ctx.network, ctx.channel, ctx.hour);
+        let scorer = ctx.network.propensity_scorer(ctx.channel, ctx.hour);
         let learned = |c: &Candidate| {
-            net.propensity_of(c, channel, hour)
-                .map_or(0.0, |p| self.w.propensity * p)
+            scorer.as_ref().map_or(0.0, |s| {
+                let log1p_km = c.distance_km.map(|d| f64::from(d.max(0.0)).ln_1p());
+                self.w.propensity * s.predict(c, log1p_km)
+            })
         };
         let key = |c: &Candidate| {
             let near = match cached {
