@@ -10,11 +10,13 @@
 //!   region tree, as a versioned artifact.
 //! - [`propensity`]: conversion propensity by logistic regression (linfa-logistic) on routing
 //!   features, with a time-ordered validation, AUC, log-loss and calibration.
+//! - [`segments`]: member segments by k-means (linfa-clustering) over tag vectors.
 #![forbid(unsafe_code)]
 
 pub mod attribution;
 pub mod preference;
 pub mod preference_fit;
 pub mod propensity;
+pub mod segments;
 
 pub use preference::{PreferenceError, PreferenceMatrix};

@@ -97,6 +97,21 @@ enum ModelsCmd {
     /// Conversion propensity (logistic regression) from routed leads and what became of them;
     /// prints AUC, log-loss and a calibration table on the latest decisions.
     Propensity(PropensityCli),
+    /// Member segments by k-means over tag vectors (member_id,tag,weight rows).
+    Segments {
+        #[arg(long)]
+        tags: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        k: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The artifact to write (JSON).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write each member's segment (member_id,segment).
+        #[arg(long)]
+        assignments: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -600,6 +615,14 @@ fn main() -> ExitCode {
             &out,
         )
         .map(|s| println!("{s}")),
+        Command::Models(ModelsCmd::Segments {
+            tags,
+            k,
+            seed,
+            out,
+            assignments,
+        }) => leadrouter::app::models::fit_segments(&tags, k, seed, &out, assignments.as_deref())
+            .map(|s| println!("{s}")),
         Command::Models(ModelsCmd::Propensity(a)) => leadrouter::app::models::fit_propensity(
             &leadrouter::app::models::PropensityArgs {
                 decisions: &a.decisions,

@@ -369,3 +369,64 @@ fn learns_a_propensity_artifact_and_reports_its_quality() {
     ]);
     assert!(!o.status.success(), "labels or a trail are needed");
 }
+
+#[test]
+fn segments_members_by_their_tags() {
+    let d = tempfile::tempdir().unwrap();
+    let tags = d.path().join("tags.csv");
+    let mut csv = String::from("member_id,tag,weight\n");
+    for i in 0..60 {
+        let (a, b) = if i % 2 == 0 {
+            ("sports", "shoes")
+        } else {
+            ("kids", "womenswear")
+        };
+        csv.push_str(&format!("m{i},{a},{}\nm{i},{b},1\n", 2 + i % 3));
+    }
+    std::fs::write(&tags, &csv).unwrap();
+    let out = d.path().join("seg.json");
+    let asg = d.path().join("asg.csv");
+    let o = cli(&[
+        "models",
+        "segments",
+        "--tags",
+        p(&tags),
+        "--k",
+        "2",
+        "--out",
+        p(&out),
+        "--assignments",
+        p(&asg),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows: Vec<(String, String)> = std::fs::read_to_string(&asg)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (m, s) = l.split_once(',').unwrap();
+            (m.to_string(), s.to_string())
+        })
+        .collect();
+    assert_eq!(rows.len(), 60);
+    let seg = |m: &str| rows.iter().find(|r| r.0 == m).unwrap().1.clone();
+    assert_eq!(seg("m0"), seg("m2"));
+    assert_eq!(seg("m1"), seg("m3"));
+    assert_ne!(seg("m0"), seg("m1"));
+    std::fs::write(&tags, format!("{csv}m9,kids,lots\n")).unwrap();
+    let o = cli(&[
+        "models",
+        "segments",
+        "--tags",
+        p(&tags),
+        "--k",
+        "2",
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("tags.csv:122: weight"),
+        "{}",
+        text(&o)
+    );
+}

@@ -449,3 +449,109 @@ pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<S
     }
     Ok(report.trim_end().to_string())
 }
+
+/// Reads member tags: `member_id,tag,weight` rows (a member's rows may be anywhere; weights
+/// of one tag add up). Errors name the line and field.
+pub fn read_tags(path: &Path) -> anyhow::Result<Vec<leadrouter_models::segments::Member>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut r = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(file);
+    let at = |line: u64, msg: String| anyhow::anyhow!("{}:{line}: {msg}", path.display());
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| at(1, e.to_string()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if header != ["member_id", "tag", "weight"] {
+        return Err(at(
+            1,
+            format!(
+                "header must be member_id,tag,weight, got {}",
+                header.join(",")
+            ),
+        ));
+    }
+    let mut by: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>> =
+        Default::default();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| at(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        for (i, field) in [(0, "member_id"), (1, "tag")] {
+            if rec[i].is_empty() || rec[i].len() > 128 {
+                return Err(at(line, format!("{field}: must be 1..=128 bytes")));
+            }
+        }
+        let w: f64 = rec[2]
+            .parse()
+            .ok()
+            .filter(|w: &f64| w.is_finite() && *w >= 0.0)
+            .ok_or_else(|| {
+                at(
+                    line,
+                    format!("weight: must be a finite number >= 0, got {:?}", &rec[2]),
+                )
+            })?;
+        *by.entry(rec[0].to_string())
+            .or_default()
+            .entry(rec[1].to_string())
+            .or_default() += w;
+    }
+    Ok(by
+        .into_iter()
+        .map(|(member_id, tags)| leadrouter_models::segments::Member {
+            member_id,
+            tags: tags.into_iter().collect(),
+        })
+        .collect())
+}
+
+/// Clusters members into `k` segments; writes the artifact to `out` and, when asked, each
+/// member's segment (`member_id,segment`). Returns a summary.
+pub fn fit_segments(
+    tags: &Path,
+    k: usize,
+    seed: u64,
+    out: &Path,
+    assignments: Option<&Path>,
+) -> anyhow::Result<String> {
+    let members = read_tags(tags)?;
+    let name = tags.file_name().map_or_else(
+        || tags.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let s = leadrouter_models::segments::Segments::fit(&members, k, seed, vec![name])
+        .map_err(|e| anyhow::anyhow!("{}: {e}", tags.display()))?;
+    let tmp = out.with_extension("json.tmp");
+    std::fs::write(&tmp, s.to_json()).with_context(|| format!("{}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("{}", out.display()))?;
+    if let Some(path) = assignments {
+        let mut w = String::from("member_id,segment\n");
+        for m in &members {
+            w.push_str(&format!("{},{}\n", m.member_id, s.assign(&m.tags)));
+        }
+        std::fs::write(path, w).with_context(|| format!("{}", path.display()))?;
+    }
+    let mut summary = format!(
+        "{}: {} — {} members, {} tags, {} segments (sizes {:?})",
+        out.display(),
+        s.meta.version,
+        members.len(),
+        s.vocabulary.len(),
+        k,
+        s.sizes
+    );
+    for (i, c) in s.centroids.iter().enumerate() {
+        let mut top: Vec<(usize, f64)> = c.iter().copied().enumerate().collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let names: Vec<String> = top
+            .iter()
+            .take(3)
+            .filter(|(_, w)| *w > 0.05)
+            .map(|(j, w)| format!("{} {:.2}", s.vocabulary[*j], w))
+            .collect();
+        summary.push_str(&format!("\n  segment {i}: {}", names.join(", ")));
+    }
+    Ok(summary)
+}
