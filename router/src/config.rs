@@ -27,6 +27,7 @@
 //! tier = 0.1
 //! load = 0.2
 //! distance_scale_km = 8.0
+//! propensity = 0.5                # weight of the learned propensity ([models] propensity)
 //!
 //! [attribution]
 //! max_order_amount_cents = 100000000
