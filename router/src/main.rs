@@ -73,8 +73,16 @@ enum ModelsCmd {
     /// (order_id,region_code,category,amount_cents,occurred_at), with time decay and shrinkage
     /// up the region tree.
     Preference {
-        #[arg(long)]
-        orders: PathBuf,
+        /// An orders CSV (order_id,region_code,category,amount_cents,occurred_at)…
+        #[arg(long, required_unless_present = "trail", conflicts_with = "trail")]
+        orders: Option<PathBuf>,
+        /// …or an exported trail, with --decisions: the region is the fulfilling store's, the
+        /// category the member's latest lead's interest that the store carries.
+        #[arg(long, requires = "decisions")]
+        trail: Option<PathBuf>,
+        /// Exported decisions (`leadrouter trail export --decisions`), with --trail.
+        #[arg(long, requires = "trail")]
+        decisions: Option<PathBuf>,
         /// The artifact to write (JSON).
         #[arg(long)]
         out: PathBuf,
@@ -597,6 +605,8 @@ fn main() -> ExitCode {
         Command::Disputes { server, json, cmd } => disputes(&server, json, cmd),
         Command::Models(ModelsCmd::Preference {
             orders,
+            trail,
+            decisions,
             out,
             network,
             half_life_days,
@@ -605,7 +615,11 @@ fn main() -> ExitCode {
             by_amount,
         }) => leadrouter::app::models::fit_preference(
             &leadrouter::app::models::PreferenceArgs {
-                orders: &orders,
+                orders: orders
+                    .as_deref()
+                    .or(trail.as_deref())
+                    .unwrap_or(std::path::Path::new("")),
+                decisions: decisions.as_deref(),
                 network: network.as_deref(),
                 half_life_days,
                 shrinkage,

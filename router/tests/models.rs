@@ -430,3 +430,93 @@ fn segments_members_by_their_tags() {
         text(&o)
     );
 }
+
+/// Preference from an exported trail: the trail's orders, with the category taken from the
+/// member's lead in the exported decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learns_preference_from_an_exported_trail() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let bin = Binary::start(&data, &[]);
+    let mut r = pb::lead_router_client::LeadRouterClient::connect(bin.url())
+        .await
+        .unwrap();
+    let mut a = pb::attribution_client::AttributionClient::connect(bin.url())
+        .await
+        .unwrap();
+    let mut store_region = None;
+    for i in 0..12 {
+        let mut req = request(&format!("t{i}"), "440106");
+        req.interests = vec![pb::Interest {
+            category: "shoes".into(),
+            weight: 1.0,
+        }];
+        let routed = r.route(req).await.unwrap().into_inner();
+        store_region.get_or_insert(routed.store_id.clone());
+        a.record_order(pb::RecordOrderRequest {
+            order_id: format!("ord{i}"),
+            member_id: format!("m-t{i}"),
+            amount_cents: 19_900,
+            paid_channel: pb::Channel::MiniProgram as i32,
+            fulfilling_store_id: Some(routed.store_id),
+            occurred_at: Some(now_ts()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    assert!(bin.terminate().success());
+    let (trail, decisions) = (
+        d.path().join("trail.jsonl"),
+        d.path().join("decisions.jsonl"),
+    );
+    let o = cli(&[
+        "trail",
+        "export",
+        "--data-dir",
+        p(&data),
+        "--out",
+        p(&trail),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&[
+        "trail",
+        "export",
+        "--decisions",
+        "--data-dir",
+        p(&data),
+        "--out",
+        p(&decisions),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = d.path().join("pref.json");
+    let o = cli(&[
+        "models",
+        "preference",
+        "--trail",
+        p(&trail),
+        "--decisions",
+        p(&decisions),
+        "--out",
+        p(&out),
+        "--shrinkage",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("from 12 orders"), "{}", text(&o));
+    let model = leadrouter::app::models::load_preference(&out).unwrap();
+    let net = demo();
+    let s = net.store_index(&store_region.unwrap()).unwrap();
+    let code = net.regions().get(net.store(s).region).code;
+    let shoes = model.matrix.category_index("shoes").unwrap();
+    assert_eq!(model.matrix.row(code).unwrap()[shoes], 1.0);
+    let o = cli(&[
+        "models",
+        "preference",
+        "--trail",
+        p(&trail),
+        "--out",
+        p(&out),
+    ]);
+    assert!(!o.status.success(), "--trail needs --decisions");
+}

@@ -218,6 +218,7 @@ fn a_learned_preference_beats_a_stale_matrix() {
     leadrouter::app::models::fit_preference(
         &leadrouter::app::models::PreferenceArgs {
             orders: &orders,
+            decisions: None,
             network: None,
             half_life_days: 90.0,
             shrinkage: 30.0,

@@ -95,10 +95,88 @@ fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|_| format!("must be RFC 3339 or Unix milliseconds, got {s:?}"))
 }
 
+/// Orders from an exported trail, with what the trail lacks taken from exported decisions: an
+/// order's region is its fulfilling store's (else the sharing guide's store's), and its category
+/// is the first interest of the member's latest lead before it (five minutes of clock skew
+/// allowed) that the store carries. Orders
+/// with neither a known store nor such a lead are left out and counted.
+pub fn orders_from_trail(
+    trail: &Path,
+    decisions: &Path,
+    net: &Network,
+) -> anyhow::Result<(Vec<OrderRow>, usize)> {
+    use crate::domain::export::DecisionLine;
+    use crate::domain::trail::{EventBody, TrailEvent};
+    use std::io::BufRead;
+    let mut leads: std::collections::HashMap<String, Vec<(i64, Vec<String>)>> = Default::default();
+    let f = std::fs::File::open(decisions).with_context(|| format!("{}", decisions.display()))?;
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", decisions.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let d: DecisionLine = serde_json::from_str(&line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", decisions.display(), i + 1))?;
+        if let Some(m) = d.member_id {
+            leads.entry(m).or_default().push((
+                d.decided_at_ms,
+                d.interests.into_iter().map(|x| x.category).collect(),
+            ));
+        }
+    }
+    for v in leads.values_mut() {
+        v.sort_by_key(|(t, _)| *t);
+    }
+    let (mut out, mut skipped) = (Vec::new(), 0);
+    let f = std::fs::File::open(trail).with_context(|| format!("{}", trail.display()))?;
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", trail.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e = TrailEvent::from_line(&line)
+            .map_err(|err| anyhow::anyhow!("{}:{}: {err}", trail.display(), i + 1))?;
+        let EventBody::Order(o) = &e.body else {
+            continue;
+        };
+        let store = o
+            .facts
+            .fulfilling_store_id
+            .as_deref()
+            .or(o.sharing_guide_store_id.as_deref())
+            .and_then(|s| net.store_index(s));
+        let category = store.and_then(|s| {
+            let carried = net.store(s).categories;
+            let before = leads.get(&e.member_id)?;
+            // Callers' clocks and the service's differ by seconds: allow five minutes.
+            let (_, cats) = before
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= e.occurred_at_ms + 300_000)?;
+            cats.iter()
+                .filter_map(|c| net.category_index(c))
+                .find(|&c| carried & (1 << c) != 0)
+        });
+        match (store, category) {
+            (Some(s), Some(category)) => out.push(OrderRow {
+                region: net.regions().get(net.store(s).region).code,
+                category,
+                amount_cents: o.facts.amount_cents,
+                at_ms: e.occurred_at_ms,
+            }),
+            _ => skipped += 1,
+        }
+    }
+    Ok((out, skipped))
+}
+
 /// What to learn from.
 #[derive(Debug, Clone)]
 pub struct PreferenceArgs<'a> {
+    /// An orders CSV; or, with `decisions`, an exported trail (see [`orders_from_trail`]).
     pub orders: &'a Path,
+    /// Exported decisions, when `orders` is an exported trail.
+    pub decisions: Option<&'a Path>,
     /// The network whose categories (and region tree) the orders use; the demo when `None`.
     pub network: Option<&'a Path>,
     pub half_life_days: f64,
@@ -115,7 +193,19 @@ pub fn fit_preference(args: &PreferenceArgs<'_>, out: &Path) -> anyhow::Result<S
         Some(d) => NetworkFiles::read_dir(d)?.load(regions)?,
         None => demo_files().load(regions)?,
     };
-    let orders = read_orders(args.orders, &net)?;
+    let orders = match args.decisions {
+        Some(d) => {
+            let (orders, skipped) = orders_from_trail(args.orders, d, &net)?;
+            if skipped > 0 {
+                tracing::warn!(
+                    skipped,
+                    "trail orders without a store or a category were left out"
+                );
+            }
+            orders
+        }
+        None => read_orders(args.orders, &net)?,
+    };
     let as_of_ms = match args.as_of {
         Some(d) => {
             let day = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
