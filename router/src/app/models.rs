@@ -401,8 +401,10 @@ pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<S
                 .map(|d| {
                     let m = d.member_id.as_ref()?;
                     Some(orders.get(m).is_some_and(|ts| {
-                        ts.iter()
-                            .any(|&t| t >= d.decided_at_ms && t - d.decided_at_ms <= window_ms)
+                        ts.iter().any(|&t| {
+                            // Five minutes of clock skew between callers and the service.
+                            t + 300_000 >= d.decided_at_ms && t - d.decided_at_ms <= window_ms
+                        })
                     }))
                 })
                 .collect()
