@@ -25,6 +25,7 @@ fn models() -> LearnedModels {
         propensity: Some(
             leadrouter::app::models::load_propensity(&dir.join("propensity.json")).unwrap(),
         ),
+        segments: None,
     }
 }
 
@@ -85,6 +86,7 @@ fn rank_all(policy: &Scored, net: &Network, sets: &[Vec<Candidate>]) -> usize {
             rng: SplitMix64::new(i as u64),
             channel: 0,
             hour: 20,
+            segment: None,
         };
         n += black_box(policy.rank(&mut ctx, cands, 6)).order.len();
     }

@@ -226,6 +226,53 @@ impl Segments {
     }
 }
 
+/// Each member's segment, as `leadrouter models segments --assignments` writes it, for policies
+/// to read at routing time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberSegments {
+    /// `members-…`, a hash of the assignments.
+    pub version: String,
+    by_member: std::collections::HashMap<String, u16>,
+}
+
+impl MemberSegments {
+    /// From `(member_id, segment)` pairs; a member named twice is refused.
+    pub fn new(pairs: impl IntoIterator<Item = (String, u16)>) -> Result<Self, ModelError> {
+        let mut by_member = std::collections::HashMap::new();
+        let mut sorted: Vec<(String, u16)> = Vec::new();
+        for (m, s) in pairs {
+            if by_member.insert(m.clone(), s).is_some() {
+                return Err(err(format!("member {m:?} appears twice")));
+            }
+            sorted.push((m, s));
+        }
+        sorted.sort();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (m, s) in &sorted {
+            for b in m.bytes().chain(s.to_le_bytes()) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        Ok(Self {
+            version: format!("members-{h:016x}"),
+            by_member,
+        })
+    }
+
+    pub fn segment(&self, member_id: &str) -> Option<u16> {
+        self.by_member.get(member_id).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_member.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_member.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

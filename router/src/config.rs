@@ -121,6 +121,9 @@ pub struct ModelsConfig {
     /// A propensity artifact (`leadrouter models propensity --out …`): `scored` adds its
     /// probability of conversion (weight `policy.propensity`).
     pub propensity: Option<PathBuf>,
+    /// Members' segments (`member_id,segment`, as `leadrouter models segments --assignments`
+    /// writes them), for policies to read.
+    pub segments: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

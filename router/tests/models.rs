@@ -520,3 +520,24 @@ async fn learns_preference_from_an_exported_trail() {
     ]);
     assert!(!o.status.success(), "--trail needs --decisions");
 }
+
+#[test]
+fn member_segments_files_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("members.csv");
+    std::fs::write(&f, "member_id,segment\nm1,0\nm2,3\n").unwrap();
+    let s = leadrouter::app::models::load_member_segments(&f).unwrap();
+    assert_eq!((s.segment("m2"), s.len()), (Some(3), 2));
+    for (text, want) in [
+        ("member_id,segment\nm1,0\nm1,1\n", "3: member_id"),
+        ("member_id,segment\nm1,x\n", "2: segment"),
+        ("member,segment\n", "1: header"),
+    ] {
+        std::fs::write(&f, text).unwrap();
+        let e = format!(
+            "{:#}",
+            leadrouter::app::models::load_member_segments(&f).unwrap_err()
+        );
+        assert!(e.contains(want), "{want}: {e}");
+    }
+}

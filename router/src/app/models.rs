@@ -263,25 +263,72 @@ pub fn load_propensity(
     Ok(Arc::new(model))
 }
 
+/// Reads members' segments (`member_id,segment`); errors name the line and field.
+pub fn load_member_segments(
+    path: &Path,
+) -> anyhow::Result<Arc<leadrouter_models::segments::MemberSegments>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut r = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(file);
+    let at = |line: u64, msg: String| anyhow::anyhow!("{}:{line}: {msg}", path.display());
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| at(1, e.to_string()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if header != ["member_id", "segment"] {
+        return Err(at(
+            1,
+            format!("header must be member_id,segment, got {}", header.join(",")),
+        ));
+    }
+    let mut pairs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| at(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        if rec[0].is_empty() || rec[0].len() > 128 {
+            return Err(at(line, "member_id: must be 1..=128 bytes".into()));
+        }
+        if !seen.insert(rec[0].to_string()) {
+            return Err(at(line, format!("member_id: {:?} appears twice", &rec[0])));
+        }
+        let s: u16 = rec[1].parse().map_err(|_| {
+            at(
+                line,
+                format!(
+                    "segment: must be a whole number 0..=65535, got {:?}",
+                    &rec[1]
+                ),
+            )
+        })?;
+        pairs.push((rec[0].to_string(), s));
+    }
+    let m = leadrouter_models::segments::MemberSegments::new(pairs)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Arc::new(m))
+}
+
 /// Loads every artifact `[models]` names and puts them in service; on any error the models in
 /// service stay. Returns the versions now in service.
 pub fn install(engine: &Engine, cfg: &crate::config::ModelsConfig) -> anyhow::Result<Vec<String>> {
     // Read both first: a bad second file must not leave the first swapped alone.
     let preference = cfg.preference.as_deref().map(load_preference).transpose()?;
     let propensity = cfg.propensity.as_deref().map(load_propensity).transpose()?;
-    if let Some(m) = preference {
-        engine.set_preference_model(Some(m)).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {e}",
-                cfg.preference.as_deref().unwrap_or(Path::new("")).display()
-            )
-        })?;
-    }
-    if let Some(m) = propensity {
-        engine
-            .set_propensity_model(Some(m))
-            .map_err(anyhow::Error::msg)?;
-    }
+    let segments = cfg
+        .segments
+        .as_deref()
+        .map(load_member_segments)
+        .transpose()?;
+    engine
+        .set_learned_models(crate::catalog::LearnedModels {
+            preference,
+            propensity,
+            segments,
+        })
+        .map_err(|e| anyhow::anyhow!("[models]: {e}"))?;
     Ok(engine.snapshot().network.learned_models().versions())
 }
 

@@ -39,6 +39,8 @@ impl PropensityScorer<'_> {
 pub struct LearnedModels {
     pub preference: Option<Arc<PreferenceModel>>,
     pub propensity: Option<Arc<PropensityModel>>,
+    /// Members' segments, for policies to read (`RouteContext::segment`).
+    pub segments: Option<Arc<leadrouter_models::segments::MemberSegments>>,
 }
 
 impl LearnedModels {
@@ -48,6 +50,7 @@ impl LearnedModels {
             .iter()
             .map(|m| m.meta.version.clone())
             .chain(self.propensity.iter().map(|m| m.meta.version.clone()))
+            .chain(self.segments.iter().map(|m| m.version.clone()))
             .collect()
     }
 }
@@ -280,6 +283,7 @@ pub struct Network {
     learned: Option<Arc<PreferenceModel>>,
     /// Learned conversion propensity, with each guide's past rate by guide index.
     propensity: Option<(Arc<PropensityModel>, Vec<f64>)>,
+    segments: Option<Arc<leadrouter_models::segments::MemberSegments>>,
     version: String,
 }
 
@@ -580,8 +584,14 @@ impl Network {
             preference,
             version,
             propensity,
+            segments: models.segments,
             learned,
         })
+    }
+
+    /// A member's segment, when member segments are in service and name the member.
+    pub fn member_segment(&self, member_id: &str) -> Option<u16> {
+        self.segments.as_ref()?.segment(member_id)
     }
 
     /// The learned models in use.
@@ -589,6 +599,7 @@ impl Network {
         LearnedModels {
             preference: self.learned.clone(),
             propensity: self.propensity.as_ref().map(|(m, _)| m.clone()),
+            segments: self.segments.clone(),
         }
     }
 

@@ -255,6 +255,33 @@ impl Engine {
         })
     }
 
+    /// Puts members' segments in service (`None` takes them out). Returns the version replaced.
+    pub fn set_member_segments(
+        &self,
+        segments: Option<Arc<leadrouter_models::segments::MemberSegments>>,
+    ) -> Result<Option<String>, String> {
+        self.swap_models(|_, models| {
+            let before = models.segments.as_ref().map(|m| m.version.clone());
+            models.segments = segments.clone();
+            Ok(before)
+        })
+    }
+
+    /// Puts exactly these learned models in service, in one swap (the preference model is
+    /// checked against the network first; on refusal nothing changes).
+    pub fn set_learned_models(&self, new: crate::catalog::LearnedModels) -> Result<(), String> {
+        self.swap_models(|current, models| {
+            if let Some(m) = &new.preference {
+                current
+                    .check_learned(m)
+                    .map_err(|e| format!("preference: {e}"))?;
+            }
+            *models = new.clone();
+            Ok(None)
+        })
+        .map(|_| ())
+    }
+
     fn swap_models(
         &self,
         change: impl FnOnce(

@@ -416,6 +416,10 @@ impl Engine {
             .position(|c| *c == lead.channel)
             .unwrap_or(0);
         let hour = local_hour(self.clock.now_ms(), self.cfg.time_zone);
+        let segment = lead
+            .member_id
+            .as_deref()
+            .and_then(|m| snap.network.member_segment(m));
         SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let (scratch, cands) = &mut *guard;
@@ -453,6 +457,7 @@ impl Engine {
                         rng: SplitMix64::keyed(self.cfg.seed, lead.lead_id.as_bytes()),
                         channel,
                         hour,
+                        segment,
                     };
                     let ranking = snap.policy.rank(&mut ctx, cands, keep);
                     for (k, ranked) in ranking.order.iter().enumerate() {

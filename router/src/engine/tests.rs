@@ -1828,3 +1828,21 @@ mod learned_propensity {
         assert!(!d.reasons.contains(Reasons::LIKELY_TO_CONVERT));
     }
 }
+
+#[test]
+fn member_segments_are_in_service_for_policies() {
+    use leadrouter_models::segments::MemberSegments;
+    let e = engine_cfg(EngineConfig::default());
+    let segs =
+        Arc::new(MemberSegments::new([("m-a".to_string(), 3u16), ("m-b".to_string(), 1)]).unwrap());
+    let version = segs.version.clone();
+    e.set_member_segments(Some(segs)).unwrap();
+    let snap = e.snapshot();
+    assert_eq!(snap.network.member_segment("m-a"), Some(3));
+    assert_eq!(snap.network.member_segment("m-z"), None);
+    let mut l = lead("SEG1", "440106", &["shoes"]);
+    l.member_id = Some("m-a".into());
+    let d = e.route(&l).unwrap();
+    assert_eq!(d.model_versions, vec![version]);
+    assert!(MemberSegments::new([("x".to_string(), 1u16), ("x".to_string(), 2)]).is_err());
+}

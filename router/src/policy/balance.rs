@@ -60,6 +60,7 @@ mod tests {
             rng: SplitMix64::new(1),
             channel: 0,
             hour: 12,
+            segment: None,
         };
         let r = Balance.rank(&mut ctx, &cands, 4);
         let order: Vec<usize> = r.order.iter().map(|r| r.idx).collect();

@@ -279,6 +279,7 @@ mod tests {
             rng: SplitMix64::new(5),
             channel: 0,
             hour: 12,
+            segment: None,
         };
         p.rank(&mut ctx, cands, cands.len())
     }

@@ -67,6 +67,8 @@ pub struct RouteContext<'a> {
     pub channel: usize,
     /// The local hour of the route (the brand's time zone).
     pub hour: u32,
+    /// The member's segment, when member segments are in service (`[models] segments`).
+    pub segment: Option<u16>,
 }
 
 /// One ranked candidate.

@@ -67,6 +67,7 @@ mod tests {
             rng: SplitMix64::new(3),
             channel: 0,
             hour: 12,
+            segment: None,
         };
         let r = Nearest.rank(&mut ctx, &cands, 4);
         let order: Vec<usize> = r.order.iter().map(|r| r.idx).collect();

@@ -89,6 +89,7 @@ mod tests {
                 rng: SplitMix64::new(rng),
                 channel: 0,
                 hour: 12,
+                segment: None,
             };
             p.rank(&mut ctx, &cands, 3)
         };

@@ -90,6 +90,7 @@ mod tests {
                 rng: SplitMix64::new(0),
                 channel: 0,
                 hour: 12,
+                segment: None,
             };
             rr.rank(&mut ctx, &cands, 2).order[0].idx
         };

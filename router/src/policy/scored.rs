@@ -185,6 +185,7 @@ mod tests {
             rng: SplitMix64::new(seed),
             channel: 0,
             hour: 12,
+            segment: None,
         }
     }
 
