@@ -74,6 +74,25 @@ pub struct ModelMeta {
     pub metrics: BTreeMap<String, f64>,
 }
 
+impl ModelMeta {
+    /// Checks an artifact's kind, format and version; the message names the key.
+    pub fn check(&self, kind: &str, format: u32) -> Result<(), ModelError> {
+        if self.kind != kind {
+            return Err(err(format!("kind: expected {kind:?}, got {:?}", self.kind)));
+        }
+        if self.format != format {
+            return Err(err(format!(
+                "format: this version reads format {format}, got {}",
+                self.format
+            )));
+        }
+        if self.version.is_empty() || self.version.len() > 128 {
+            return Err(err("version: must be 1..=128 bytes"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Row {
@@ -298,21 +317,7 @@ impl PreferenceModel {
     pub fn from_json(text: &str) -> Result<Self, ModelError> {
         let f: File = serde_json::from_str(text)
             .map_err(|e| err(format!("not a preference artifact: {e}")))?;
-        if f.meta.kind != "preference" {
-            return Err(err(format!(
-                "kind: expected \"preference\", got {:?}",
-                f.meta.kind
-            )));
-        }
-        if f.meta.format != FORMAT {
-            return Err(err(format!(
-                "format: this version reads format {FORMAT}, got {}",
-                f.meta.format
-            )));
-        }
-        if f.meta.version.is_empty() || f.meta.version.len() > 128 {
-            return Err(err("version: must be 1..=128 bytes"));
-        }
+        f.meta.check("preference", FORMAT)?;
         let mut rows = Vec::with_capacity(f.rows.len());
         for (i, r) in f.rows.iter().enumerate() {
             let code = parse_code(&r.region).map_err(|e| err(format!("rows[{i}].region: {e}")))?;

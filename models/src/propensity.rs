@@ -502,18 +502,7 @@ impl PropensityModel {
     pub fn from_json(text: &str) -> Result<Self, ModelError> {
         let f: File = serde_json::from_str(text)
             .map_err(|e| err(format!("not a propensity artifact: {e}")))?;
-        if f.meta.kind != "propensity" {
-            return Err(err(format!(
-                "kind: expected \"propensity\", got {:?}",
-                f.meta.kind
-            )));
-        }
-        if f.meta.format != FORMAT {
-            return Err(err(format!(
-                "format: this version reads format {FORMAT}, got {}",
-                f.meta.format
-            )));
-        }
+        f.meta.check("propensity", FORMAT)?;
         let names = feature_names();
         if f.features != names {
             return Err(err(format!(

@@ -191,18 +191,7 @@ impl Segments {
     pub fn from_json(text: &str) -> Result<Self, ModelError> {
         let f: File =
             serde_json::from_str(text).map_err(|e| err(format!("not a segments artifact: {e}")))?;
-        if f.meta.kind != "segments" {
-            return Err(err(format!(
-                "kind: expected \"segments\", got {:?}",
-                f.meta.kind
-            )));
-        }
-        if f.meta.format != FORMAT {
-            return Err(err(format!(
-                "format: this version reads format {FORMAT}, got {}",
-                f.meta.format
-            )));
-        }
+        f.meta.check("segments", FORMAT)?;
         if !f.vocabulary.windows(2).all(|w| w[0] < w[1]) {
             return Err(err("vocabulary: must be sorted and without repeats"));
         }

@@ -15,40 +15,21 @@ use std::sync::Arc;
 
 /// Reads an orders CSV against a network's categories.
 pub fn read_orders(path: &Path, net: &Network) -> anyhow::Result<Vec<OrderRow>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut r = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(file);
     let at = |line: u64, msg: String| anyhow::anyhow!("{}:{line}: {msg}", path.display());
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| at(1, e.to_string()))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let want = [
-        "order_id",
-        "region_code",
-        "category",
-        "amount_cents",
-        "occurred_at",
-    ];
-    if header != want {
-        return Err(at(
-            1,
-            format!(
-                "header must be {}, got {}",
-                want.join(","),
-                header.join(",")
-            ),
-        ));
-    }
     let regions = net.regions();
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| at(e.position().map_or(0, |p| p.line()), e.to_string()))?;
-        let line = rec.position().map_or(0, |p| p.line());
+    for item in csv_records(
+        path,
+        &[
+            "order_id",
+            "region_code",
+            "category",
+            "amount_cents",
+            "occurred_at",
+        ],
+    )? {
+        let (line, rec) = item?;
         let id = &rec[0];
         if id.is_empty() || id.len() > 128 {
             return Err(at(line, "order_id: must be 1..=128 bytes".into()));
@@ -86,6 +67,58 @@ pub fn read_orders(path: &Path, net: &Network) -> anyhow::Result<Vec<OrderRow>> 
     Ok(out)
 }
 
+/// A CSV file's records with their line numbers, after checking its header; errors name the
+/// file and the line.
+fn csv_records<'a>(
+    path: &'a Path,
+    header: &[&str],
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(u64, csv::StringRecord)>> + 'a> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut r = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(file);
+    let got: Vec<String> = r
+        .headers()
+        .map_err(|e| anyhow::anyhow!("{}:1: {e}", path.display()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if got != header {
+        anyhow::bail!(
+            "{}:1: header must be {}, got {}",
+            path.display(),
+            header.join(","),
+            got.join(",")
+        );
+    }
+    Ok(r.into_records().map(move |rec| {
+        let rec = rec.map_err(|e| {
+            anyhow::anyhow!(
+                "{}:{}: {e}",
+                path.display(),
+                e.position().map_or(0, |p| p.line())
+            )
+        })?;
+        Ok((rec.position().map_or(0, |p| p.line()), rec))
+    }))
+}
+
+/// The non-empty lines of a JSON Lines file with their 0-based index; errors name the file.
+fn jsonl_lines(
+    path: &Path,
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(usize, String)>> + '_> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    Ok(std::io::BufReader::new(f)
+        .lines()
+        .enumerate()
+        .map(move |(i, line)| {
+            line.map(|l| (i, l))
+                .with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
+        .filter(|r| r.as_ref().map_or(true, |(_, l)| !l.trim().is_empty())))
+}
+
 fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
@@ -107,14 +140,9 @@ pub fn orders_from_trail(
 ) -> anyhow::Result<(Vec<OrderRow>, usize)> {
     use crate::domain::export::DecisionLine;
     use crate::domain::trail::{EventBody, TrailEvent};
-    use std::io::BufRead;
     let mut leads: std::collections::HashMap<String, Vec<(i64, Vec<String>)>> = Default::default();
-    let f = std::fs::File::open(decisions).with_context(|| format!("{}", decisions.display()))?;
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}", decisions.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for item in jsonl_lines(decisions)? {
+        let (i, line) = item?;
         let d: DecisionLine = serde_json::from_str(&line)
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", decisions.display(), i + 1))?;
         if let Some(m) = d.member_id {
@@ -128,12 +156,8 @@ pub fn orders_from_trail(
         v.sort_by_key(|(t, _)| *t);
     }
     let (mut out, mut skipped) = (Vec::new(), 0);
-    let f = std::fs::File::open(trail).with_context(|| format!("{}", trail.display()))?;
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}", trail.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for item in jsonl_lines(trail)? {
+        let (i, line) = item?;
         let e = TrailEvent::from_line(&line)
             .map_err(|err| anyhow::anyhow!("{}:{}: {err}", trail.display(), i + 1))?;
         let EventBody::Order(o) = &e.body else {
@@ -267,28 +291,11 @@ pub fn load_propensity(
 pub fn load_member_segments(
     path: &Path,
 ) -> anyhow::Result<Arc<leadrouter_models::segments::MemberSegments>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut r = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(file);
     let at = |line: u64, msg: String| anyhow::anyhow!("{}:{line}: {msg}", path.display());
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| at(1, e.to_string()))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    if header != ["member_id", "segment"] {
-        return Err(at(
-            1,
-            format!("header must be member_id,segment, got {}", header.join(",")),
-        ));
-    }
     let mut pairs = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| at(e.position().map_or(0, |p| p.line()), e.to_string()))?;
-        let line = rec.position().map_or(0, |p| p.line());
+    for item in csv_records(path, &["member_id", "segment"])? {
+        let (line, rec) = item?;
         if rec[0].is_empty() || rec[0].len() > 128 {
             return Err(at(line, "member_id: must be 1..=128 bytes".into()));
         }
@@ -351,14 +358,9 @@ pub struct PropensityArgs<'a> {
 /// Orders per member from an exported trail: (member, order time).
 fn trail_orders(path: &Path) -> anyhow::Result<std::collections::HashMap<String, Vec<i64>>> {
     use crate::domain::trail::{EventBody, TrailEvent};
-    use std::io::BufRead;
-    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
     let mut out: std::collections::HashMap<String, Vec<i64>> = Default::default();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for item in jsonl_lines(path)? {
+        let (i, line) = item?;
         let e = TrailEvent::from_line(&line)
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
         if matches!(e.body, EventBody::Order(_)) {
@@ -369,27 +371,10 @@ fn trail_orders(path: &Path) -> anyhow::Result<std::collections::HashMap<String,
 }
 
 fn read_labels(path: &Path) -> anyhow::Result<std::collections::HashMap<String, bool>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut r = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(file);
     let at = |line: u64, msg: String| anyhow::anyhow!("{}:{line}: {msg}", path.display());
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| at(1, e.to_string()))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    if header != ["lead_id", "converted"] {
-        return Err(at(
-            1,
-            format!("header must be lead_id,converted, got {}", header.join(",")),
-        ));
-    }
     let mut out = std::collections::HashMap::new();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| at(e.position().map_or(0, |p| p.line()), e.to_string()))?;
-        let line = rec.position().map_or(0, |p| p.line());
+    for item in csv_records(path, &["lead_id", "converted"])? {
+        let (line, rec) = item?;
         let v = match &rec[1] {
             "1" | "true" => true,
             "0" | "false" => false,
@@ -414,20 +399,14 @@ pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<S
     use leadrouter_models::propensity::{
         CHANNELS, Example, Inputs, PropensityConfig, PropensityModel,
     };
-    use std::io::BufRead;
     let regions = Arc::new(RegionTree::embedded());
     let net = match args.network {
         Some(d) => NetworkFiles::read_dir(d)?.load(regions)?,
         None => demo_files().load(regions)?,
     };
     let mut lines: Vec<DecisionLine> = Vec::new();
-    let f = std::fs::File::open(args.decisions)
-        .with_context(|| format!("{}", args.decisions.display()))?;
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}", args.decisions.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for item in jsonl_lines(args.decisions)? {
+        let (i, line) = item?;
         let d: DecisionLine = serde_json::from_str(&line)
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", args.decisions.display(), i + 1))?;
         if d.guide_id.is_some() {
@@ -592,31 +571,11 @@ pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<S
 /// Reads member tags: `member_id,tag,weight` rows (a member's rows may be anywhere; weights
 /// of one tag add up). Errors name the line and field.
 pub fn read_tags(path: &Path) -> anyhow::Result<Vec<leadrouter_models::segments::Member>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut r = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(file);
     let at = |line: u64, msg: String| anyhow::anyhow!("{}:{line}: {msg}", path.display());
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| at(1, e.to_string()))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    if header != ["member_id", "tag", "weight"] {
-        return Err(at(
-            1,
-            format!(
-                "header must be member_id,tag,weight, got {}",
-                header.join(",")
-            ),
-        ));
-    }
     let mut by: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>> =
         Default::default();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| at(e.position().map_or(0, |p| p.line()), e.to_string()))?;
-        let line = rec.position().map_or(0, |p| p.line());
+    for item in csv_records(path, &["member_id", "tag", "weight"])? {
+        let (line, rec) = item?;
         for (i, field) in [(0, "member_id"), (1, "tag")] {
             if rec[i].is_empty() || rec[i].len() > 128 {
                 return Err(at(line, format!("{field}: must be 1..=128 bytes")));
