@@ -335,7 +335,7 @@ impl Engine {
                 assigned: Some((net.store(p.store).id.clone(), net.guide(p.guide).id.clone())),
                 score: p.score,
                 reasons: p.reasons,
-                alternatives: p.alternatives.clone(),
+                alternatives: p.alternatives,
                 propensity: p.propensity,
                 level: Some(p.level),
                 binding,
@@ -397,7 +397,7 @@ impl Engine {
         stages: &[bind::Stage],
         exclude: &[Arc<str>],
         day: Day,
-        mut commit: impl FnMut(&Picked) -> Result<Arc<Decision>, RouteError>,
+        mut commit: impl FnMut(Picked) -> Result<Arc<Decision>, RouteError>,
     ) -> Result<Result<Arc<Decision>, Unrouted>, RouteError> {
         let net = &snap.network;
         let keep = self.cfg.alternatives + 1;
@@ -488,7 +488,7 @@ impl Engine {
                                 }
                             })
                             .collect();
-                        let d = commit(&Picked {
+                        let d = commit(Picked {
                             store: c.store,
                             guide: c.guide,
                             score: ranked.score,

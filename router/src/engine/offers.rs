@@ -310,7 +310,7 @@ impl Engine {
                     unrouted: None,
                     score: p.score,
                     reasons: p.reasons.with(Reasons::REOFFERED),
-                    alternatives: p.alternatives.clone(),
+                    alternatives: p.alternatives,
                     propensity: p.propensity,
                     level: Some(p.level),
                     decided_at_ms: now,
