@@ -11,6 +11,7 @@
 //! cache_capacity_mb = 256         # sled page cache cap
 //! flush_every_ms = 100            # routing decisions are durable within this interval
 //! sync_decisions = false          # true: flush before every reply
+//! binding_cache = 100000          # members whose latest binding is kept in memory (0: off)
 //!
 //! [routing]
 //! min_stores = 3                  # stop walking up the region tree at this many stores
@@ -132,6 +133,7 @@ pub struct StorageConfig {
     pub cache_capacity_mb: u64,
     pub flush_every_ms: u64,
     pub sync_decisions: bool,
+    pub binding_cache: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -170,6 +172,7 @@ impl Default for StorageConfig {
             cache_capacity_mb: 256,
             flush_every_ms: 100,
             sync_decisions: false,
+            binding_cache: 100_000,
         }
     }
 }
@@ -276,9 +279,16 @@ impl Config {
                 self.storage.flush_every_ms
             )));
         }
+        if self.storage.binding_cache > 10_000_000 {
+            return Err(ConfigError(format!(
+                "storage.binding_cache: must be in 0..=10000000 members, got {}",
+                self.storage.binding_cache
+            )));
+        }
         Ok(SledConfig {
             cache_capacity: self.storage.cache_capacity_mb * 1024 * 1024,
             flush_every_ms: self.storage.flush_every_ms,
+            binding_cache: self.storage.binding_cache,
             ..SledConfig::default()
         })
     }
@@ -367,6 +377,16 @@ mod tests {
                 .0
                 .starts_with("storage.flush_every_ms:")
         );
+        let mut c = Config::default();
+        c.storage.binding_cache = 20_000_000;
+        assert!(
+            c.sled()
+                .unwrap_err()
+                .0
+                .starts_with("storage.binding_cache:")
+        );
+        c.storage.binding_cache = 0;
+        assert_eq!(c.sled().unwrap().binding_cache, 0);
         let env: HashMap<String, String> =
             [("LEADROUTER_POLICY".to_string(), "best".to_string())].into();
         let e = Config::default().apply_env(&env).unwrap_err();

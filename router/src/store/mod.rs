@@ -7,6 +7,7 @@
 //! After any crash, [`Store::day_counts`] agrees with the decisions that survived (sled derives the
 //! counts from an index written with each decision; see [`SledStore`]).
 
+mod binding_cache;
 pub(crate) mod codec;
 mod memory;
 mod sled_store;
