@@ -1,5 +1,6 @@
 //! Durable `RecordOrder` over gRPC with 64 concurrent clients, with group commit against a flush
-//! per request (the same clients, `SledConfig::group_commit = false`) and against one client,
+//! per request (the same clients, `SledConfig::group_commit = false`: the server runs each
+//! order's writes and its own flush alone, one order at a time) and against one client,
 //! printed as throughput ratios: what group commit buys. Then criterion's costs of a
 //! trail append and of a trail page read (in-process, sled), and of an order without the disk
 //! (in-memory store: validation, ownership, split, hashing).

@@ -17,6 +17,9 @@ pub struct AttributionSvc {
     attribution: Arc<Attribution>,
     /// Built once, indexed `method * OUTCOMES.len() + outcome`: no label work per call.
     durations: Arc<Vec<metrics::Histogram>>,
+    /// Held by each durable request from its first write to its flush when the store does not
+    /// share flushes ([`Store::shares_flushes`]): one request and one flush at a time.
+    alone: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for AttributionSvc {
@@ -71,9 +74,12 @@ impl AttributionSvc {
                 durations.push(metrics::histogram!(ATTRIBUTION_DURATION, "method" => method, "outcome" => outcome));
             }
         }
+        let alone = (!attribution.engine().store().shares_flushes())
+            .then(|| Arc::new(tokio::sync::Mutex::new(())));
         Self {
             attribution,
             durations: Arc::new(durations),
+            alone,
         }
     }
 
@@ -86,10 +92,16 @@ impl AttributionSvc {
         let started = Instant::now();
         let result = match mode {
             Mode::Inline => f(&self.attribution),
-            Mode::Durable => match f(&self.attribution) {
-                Ok(v) => durable(self.attribution.engine().store()).await.map(|()| v),
-                Err(e) => Err(e),
-            },
+            Mode::Durable => {
+                let _alone = match &self.alone {
+                    Some(m) => Some(m.lock().await),
+                    None => None,
+                };
+                match f(&self.attribution) {
+                    Ok(v) => durable(self.attribution.engine().store()).await.map(|()| v),
+                    Err(e) => Err(e),
+                }
+            }
             Mode::Blocking => {
                 let a = self.attribution.clone();
                 tokio::task::spawn_blocking(move || f(&a))

@@ -136,6 +136,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Calls `done` once every write made before this call is durable, or the flush failed.
     /// Does not block: concurrent callers share one disk sync (group commit).
     fn flush_then(&self, done: FlushDone);
+    /// Whether concurrent durable requests share flushes (group commit, the default). False
+    /// only where a store is configured to measure what group commit buys: then callers run
+    /// each durable request's writes and its flush alone, one request at a time, so that every
+    /// request pays for a flush of its own.
+    fn shares_flushes(&self) -> bool {
+        true
+    }
     /// Number of stored decisions.
     fn decision_count(&self) -> Result<u64, StoreError>;
     /// Every stored decision (after a flush), in lead-id order, until `f` returns false.

@@ -21,7 +21,9 @@ pub struct SledConfig {
     /// Decisions queued for the writer before `put_decision` waits (back-pressure). Default 65536.
     pub queue: usize,
     /// Concurrent flush requests share one disk flush. Default true; false gives every request
-    /// its own flush, one after another — only to measure what group commit buys.
+    /// its own flush, one after another, and tells callers ([`Store::shares_flushes`]) to run
+    /// durable requests one at a time, so each flush carries its own request's writes — only to
+    /// measure what group commit buys.
     pub group_commit: bool,
     /// Members whose latest binding event is kept in memory, so a returning member's route
     /// skips two reads and a decode. Default 100,000 (about 60 MB at most); 0 turns it off.
@@ -142,6 +144,7 @@ pub struct SledStore {
     failed: Arc<Mutex<Option<String>>>,
     /// Members' latest binding events (filled on reads, replaced on appends).
     bindings: BindingCache,
+    group_commit: bool,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -314,26 +317,41 @@ impl SledStore {
                 dir.display()
             ))
         })?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_capacity)
-            // 25% less CPU per decision than the default LowSpace here, for more disk.
-            .mode(sled::Mode::HighThroughput)
-            // The writer below flushes on this store's interval; sled's own flusher would only
-            // flush the same data a second time.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::Locked {
-                        path: dir.display().to_string(),
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(config.cache_capacity)
+                // 25% less CPU per decision than the default LowSpace here, for more disk.
+                .mode(sled::Mode::HighThroughput)
+                // The writer below flushes on this store's interval; sled's own flusher would
+                // only flush the same data a second time.
+                .flush_every_ms(None)
+                .open()
+                .map_err(|e| match e {
+                    sled::Error::Io(ref io)
+                        if io.kind() == std::io::ErrorKind::WouldBlock
+                            || io.to_string().contains("lock") =>
+                    {
+                        StoreError::Locked {
+                            path: dir.display().to_string(),
+                        }
                     }
+                    other => backend(other),
+                })
+        };
+        // sled releases its lock on the directory from its I/O threads shortly after the last
+        // handle is dropped, so a store reopened in the same process may find it still held
+        // for a moment. Another process's lock is reported after a second of retries.
+        let mut tries = 0;
+        let db = loop {
+            match open() {
+                Err(StoreError::Locked { .. }) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-                other => backend(other),
-            })?;
+                other => break other?,
+            }
+        };
         // sled's flush ends in sync_file_range on Linux, which neither empties the disk's write
         // cache nor records the file's growth: not durable through a power loss. The writer
         // follows each flush with fdatasync on sled's log file, through this handle.
@@ -386,6 +404,7 @@ impl SledStore {
             writer: Mutex::new(Some(writer)),
             failed,
             bindings: BindingCache::new(config.binding_cache),
+            group_commit: config.group_commit,
         })
     }
 
@@ -718,6 +737,10 @@ impl Store for SledStore {
             .recv()
             .map_err(|_| StoreError::Backend("the writer has stopped".into()))?
             .map(|()| 0)
+    }
+
+    fn shares_flushes(&self) -> bool {
+        self.group_commit
     }
 
     fn flush_then(&self, done: super::FlushDone) {
