@@ -67,12 +67,12 @@ struct Put {
     lead_key: Vec<u8>,
     /// Encoded by the writer, off route()'s path.
     decision: Arc<Decision>,
-    /// `i/…` key recording that the decision took a guide's capacity, when it did.
-    index_key: Option<Vec<u8>>,
+    /// The decision took its guide's capacity: the writer lists it in a capacity record.
+    takes: bool,
     /// `o/…` key of an open offer, when the decision is one.
     offer_key: Option<Vec<u8>>,
-    /// Keys the decision replaces (the previous version's index and offer keys), removed after
-    /// it is written.
+    /// Keys the decision replaces (the previous version's offer key), removed after it is
+    /// written.
     stale: Vec<Vec<u8>>,
 }
 
@@ -110,13 +110,17 @@ struct Shared {
 /// `put_decision` waits for the writer (back-pressure) rather than grow without bound.
 ///
 /// Keys in the `routes` tree: `d/<lead_id>` → decision record (protobuf);
-/// `i/<day i32 BE><guide_id length u8><guide_id><lead_id>` → empty, one per decision that took a
-/// guide's capacity; `o/<expires_at u64 BE><lead_id>` → empty while the decision's offer is open.
-/// A replaced decision (an offer that moved on) removes its previous index and offer keys after
-/// it is written: a crash in between leaves the old guide counted once too often for that day,
-/// never too rarely. Counts are derived from the index, so there is no counter to drift: the
-/// index key is written before its decision, and [`Store::day_counts`] drops index keys whose
-/// decision never reached the disk, so counts after any crash equal the stored decisions.
+/// `c/<day i32 BE><id u64 BE>` → a capacity record: the (guide, lead) pairs of one writer chunk
+/// whose decisions took a guide's capacity on that day (ids length-prefixed);
+/// `i/<day i32 BE><guide_id length u8><guide_id><lead_id>` → empty, the same one decision at a
+/// time, as earlier versions wrote it (still read); `o/<expires_at u64 BE><lead_id>` → empty
+/// while the decision's offer is open. Counts are derived, so there is no counter to drift: a
+/// chunk's capacity record is written before its decisions, and [`Store::day_counts`] counts a
+/// lead once, for the guide and day its stored decision names. An entry whose decision never
+/// reached the disk, or that a later version replaced (an offer that moved on), counts for
+/// nothing, so counts after any crash equal the stored decisions. One record per chunk instead
+/// of an index key per decision halves the writer's inserts.
+/// A replaced decision removes its previous offer key after it is written.
 /// No sled batch or transaction is used on purpose: the first one switches every later sled read
 /// to a global lock that each batch holds exclusively, which stalls route()'s idempotency reads.
 /// The `meta` tree holds the network (`network`, JSON), the audit log (`a<seq>`) and disputes
@@ -165,6 +169,8 @@ fn index_prefix(day: Day) -> Vec<u8> {
     k
 }
 
+/// The per-decision index key that stores wrote before capacity records (read, never written).
+#[cfg(test)]
 fn index_key(day: Day, guide_id: &str, lead_id: &str) -> Vec<u8> {
     let mut k = index_prefix(day);
     // Ids are at most 128 bytes (checked on input), so the length fits a byte.
@@ -172,6 +178,46 @@ fn index_key(day: Day, guide_id: &str, lead_id: &str) -> Vec<u8> {
     k.extend_from_slice(guide_id.as_bytes());
     k.extend_from_slice(lead_id.as_bytes());
     k
+}
+
+/// `c/<day i32 BE>`: where a day's capacity records start.
+fn count_prefix(day: Day) -> Vec<u8> {
+    let mut k = Vec::with_capacity(14);
+    k.extend_from_slice(b"c/");
+    k.extend_from_slice(&day.0.to_be_bytes());
+    k
+}
+
+/// One id with its length byte in front; the rest after it.
+fn take_id(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&len, rest) = bytes.split_first()?;
+    (rest.len() >= usize::from(len)).then(|| rest.split_at(usize::from(len)))
+}
+
+/// The capacity records of one writer chunk, one per business day in it: `<guide length u8>
+/// <guide><lead length u8><lead>` for each decision that took a guide's capacity.
+fn capacity_records(chunk: &[Put]) -> Vec<(Day, Vec<u8>)> {
+    let mut out: Vec<(Day, Vec<u8>)> = Vec::new();
+    for p in chunk.iter().filter(|p| p.takes) {
+        let Some(guide) = p.decision.guide_id() else {
+            continue;
+        };
+        let day = p.decision.day;
+        let i = match out.iter().position(|(d, _)| *d == day) {
+            Some(i) => i,
+            None => {
+                out.push((day, Vec::with_capacity(64 * chunk.len())));
+                out.len() - 1
+            }
+        };
+        let record = &mut out[i].1;
+        // Ids are at most 128 bytes (checked on input), so each length fits a byte.
+        for id in [guide, p.decision.lead.lead_id.as_str()] {
+            record.push(id.len().min(255) as u8);
+            record.extend_from_slice(&id.as_bytes()[..id.len().min(255)]);
+        }
+    }
+    out
 }
 
 /// `o/<expires_at u64 BE><lead_id>` while a decision's offer is open.
@@ -430,15 +476,11 @@ impl SledStore {
     ) -> Result<(), StoreError> {
         self.check_failed()?;
         let lead_key = decision_key(d.lead.lead_id.as_bytes());
-        let index_key = match (guide_count, d.guide_id()) {
-            (Some(_), Some(g)) => Some(index_key(d.day, g, &d.lead.lead_id)),
-            _ => None,
-        };
         let previous = self.pending.lock().insert(lead_key.clone(), d.clone());
         self.enqueue(Put {
             lead_key: lead_key.clone(),
             decision: d.clone(),
-            index_key,
+            takes: guide_count.is_some() && d.guide_id().is_some(),
             offer_key: offer_key(d),
             stale,
         })
@@ -522,23 +564,30 @@ fn writer_loop(
         };
         shared.space.notify_all();
         for chunk in puts.chunks(MAX_BATCH) {
-            let written = chunk.iter().try_for_each(|p| {
-                // Index first: a crash between the two leaves an index key without its
-                // decision, which day_counts() removes.
-                if let Some(k) = &p.index_key {
-                    routes.insert(k.as_slice(), &[])?;
-                }
-                if let Some(k) = &p.offer_key {
-                    routes.insert(k.as_slice(), &[])?;
-                }
-                routes.insert(p.lead_key.as_slice(), codec::encode_decision(&p.decision))?;
-                for k in &p.stale {
-                    if Some(k) != p.index_key.as_ref() && Some(k) != p.offer_key.as_ref() {
-                        routes.remove(k.as_slice())?;
-                    }
-                }
-                Ok::<(), sled::Error>(())
-            });
+            // Capacity records first: a crash before the decisions land leaves entries whose
+            // decision is missing, which day_counts() does not count.
+            let written = capacity_records(chunk)
+                .into_iter()
+                .try_for_each(|(day, record)| {
+                    let mut k = count_prefix(day);
+                    k.extend_from_slice(&disk.db.generate_id()?.to_be_bytes());
+                    routes.insert(k, record).map(|_| ())
+                })
+                .and_then(|()| {
+                    chunk.iter().try_for_each(|p| {
+                        if let Some(k) = &p.offer_key {
+                            routes.insert(k.as_slice(), &[])?;
+                        }
+                        routes
+                            .insert(p.lead_key.as_slice(), codec::encode_decision(&p.decision))?;
+                        for k in &p.stale {
+                            if Some(k) != p.offer_key.as_ref() {
+                                routes.remove(k.as_slice())?;
+                            }
+                        }
+                        Ok::<(), sled::Error>(())
+                    })
+                });
             if let Err(e) = written {
                 tracing::error!(error = %e, "writing decisions failed");
                 *failed.lock() = Some(e.to_string());
@@ -639,12 +688,9 @@ impl Store for SledStore {
         d: &Arc<Decision>,
         guide_count: Option<u32>,
     ) -> Result<(), StoreError> {
-        let mut stale = Vec::new();
-        if let Some(g) = previous.guide_id() {
-            stale.push(index_key(previous.day, g, &previous.lead.lead_id));
-        }
-        stale.extend(offer_key(previous));
-        self.put(d, guide_count, stale)
+        // The previous version's capacity entry stays: day_counts() counts a lead only for the
+        // guide and day its decision names now.
+        self.put(d, guide_count, offer_key(previous).into_iter().collect())
     }
 
     fn open_offers(&self) -> Result<Vec<Arc<Decision>>, StoreError> {
@@ -665,42 +711,55 @@ impl Store for SledStore {
 
     fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StoreError> {
         self.flush()?;
-        let prefix = index_prefix(day);
-        let mut counts: HashMap<String, u32> = HashMap::new();
-        let mut orphans = Vec::new();
+        // Every (guide, lead) that took capacity on `day`: from capacity records, and from the
+        // per-decision index keys that stores before capacity records wrote.
+        let mut claims: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
+        let prefix = count_prefix(day);
         for kv in self.routes.scan_prefix(&prefix) {
-            let (k, _) = kv.map_err(backend)?;
-            let rest = &k[prefix.len()..];
+            let (k, v) = kv.map_err(backend)?;
             let corrupt = || StoreError::Corrupt {
                 key: String::from_utf8_lossy(&k).into_owned(),
-                why: "index key is truncated".into(),
+                why: "capacity record is truncated".into(),
             };
-            let (&len, rest) = rest.split_first().ok_or_else(corrupt)?;
-            if rest.len() < usize::from(len) {
-                return Err(corrupt());
-            }
-            let (guide, lead) = rest.split_at(usize::from(len));
-            if self
-                .routes
-                .contains_key(decision_key(lead))
-                .map_err(backend)?
-            {
-                *counts
-                    .entry(String::from_utf8_lossy(guide).into_owned())
-                    .or_default() += 1;
-            } else {
-                orphans.push(k);
+            let mut rest = &v[..];
+            while !rest.is_empty() {
+                let (guide, r) = take_id(rest).ok_or_else(corrupt)?;
+                let (lead, r) = take_id(r).ok_or_else(corrupt)?;
+                claims
+                    .entry(lead.to_vec())
+                    .or_default()
+                    .push(guide.to_vec());
+                rest = r;
             }
         }
-        if !orphans.is_empty() {
-            tracing::warn!(
-                count = orphans.len(),
-                "removing capacity index entries whose decision was lost in a crash"
-            );
-            for k in orphans {
-                self.routes.remove(k).map_err(backend)?;
+        let prefix = index_prefix(day);
+        for kv in self.routes.scan_prefix(&prefix) {
+            let (k, _) = kv.map_err(backend)?;
+            let (guide, lead) = take_id(&k[prefix.len()..])
+                .map(|(g, lead)| (g.to_vec(), lead.to_vec()))
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    why: "index key is truncated".into(),
+                })?;
+            claims.entry(lead).or_default().push(guide);
+        }
+        // A lead counts once, for the guide its stored decision names on that day: an entry
+        // whose decision was lost in a crash, or that a later version (an offer that moved on)
+        // replaced, counts for nothing.
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for (lead, guides) in claims {
+            let lead = String::from_utf8_lossy(&lead);
+            let Some(d) = self.decision(&lead)? else {
+                continue;
+            };
+            if d.day != day {
+                continue;
             }
-            self.flush()?;
+            if let Some(g) = d.guide_id()
+                && guides.iter().any(|c| c.as_slice() == g.as_bytes())
+            {
+                *counts.entry(g.to_string()).or_default() += 1;
+            }
         }
         let mut out: Vec<(String, u32)> = counts.into_iter().collect();
         out.sort();
@@ -1109,7 +1168,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_follow_stored_decisions_and_orphaned_index_keys_are_dropped() {
+    fn counts_follow_stored_decisions_and_entries_without_one_count_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
         let mut d = sample_decision();
@@ -1117,88 +1176,81 @@ mod tests {
             d.lead.lead_id = format!("L{n}");
             s.put_decision(&Arc::new(d.clone()), Some(n)).unwrap();
         }
+        // Unrouted decisions take nothing.
+        let mut u = sample_decision();
+        u.lead.lead_id = "U1".into();
+        u.assigned = None;
+        s.put_decision(&Arc::new(u), None).unwrap();
         assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 2500)]);
-        assert_eq!(s.decision_count().unwrap(), 2500);
-        // A crash between the index key and its decision leaves an orphan: it is not counted.
+        assert_eq!(s.decision_count().unwrap(), 2501);
+        // 2500 decisions took capacity in a capacity record per writer chunk, not an index key
+        // each (the writer wakes at least every 50 ms, so a slow machine makes more chunks).
+        let records = s.routes.scan_prefix(count_prefix(d.day)).count();
+        assert!((1..=250).contains(&records), "{records} capacity records");
+        assert_eq!(s.routes.scan_prefix(index_prefix(d.day)).count(), 0);
+        // A crash between a capacity record and its decisions leaves entries whose decision is
+        // missing; legacy index keys likewise. Neither is counted; a legacy key whose decision
+        // is there is.
+        let mut record = Vec::new();
+        for id in ["G1", "lost", "G2", "lost-too"] {
+            record.push(id.len() as u8);
+            record.extend_from_slice(id.as_bytes());
+        }
+        let mut k = count_prefix(d.day);
+        k.extend_from_slice(&u64::MAX.to_be_bytes());
+        s.routes.insert(k, record).unwrap();
         s.routes
-            .insert(index_key(d.day, "G1", "lost"), &[])
+            .insert(index_key(d.day, "G1", "lost-three"), &[])
+            .unwrap();
+        d.lead.lead_id = "legacy".into();
+        d.assigned = Some(("S3".into(), "G3".into()));
+        s.routes
+            .insert(decision_key(b"legacy"), codec::encode_decision(&d))
             .unwrap();
         s.routes
-            .insert(index_key(d.day, "G2", "lost-too"), &[])
+            .insert(index_key(d.day, "G3", "legacy"), &[])
             .unwrap();
-        assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 2500)]);
-        assert!(
-            !s.routes
-                .contains_key(index_key(d.day, "G1", "lost"))
-                .unwrap()
+        assert_eq!(
+            s.day_counts(d.day).unwrap(),
+            vec![("G1".to_string(), 2500), ("G3".to_string(), 1)]
         );
-    }
-
-    /// Appends a binding of `member` to `guide` after `head`; returns the new head.
-    fn bind(
-        s: &SledStore,
-        member: &str,
-        head: Option<(u64, String)>,
-        guide: &str,
-    ) -> (u64, String) {
-        use crate::domain::binding::{BindingChange, BindingRecord, BindingState};
-        let (e, line) = TrailEvent::next_with_line(
-            member,
-            head.as_ref().map(|(q, h)| (*q, h.as_str())),
-            1,
-            2,
-            EventBody::Binding(BindingRecord {
-                change: BindingChange::Bind,
-                actor: "route".into(),
-                reason: "test".into(),
-                cause_id: format!("lead:{guide}"),
-                previous_guide_id: None,
-                state: BindingState {
-                    guide_id: guide.into(),
-                    store_id: "S1".into(),
-                    since_ms: 1,
-                    expires_at_ms: None,
-                    protected_until_ms: 10,
-                    rule_version: "b1".into(),
-                },
-            }),
-        );
-        s.append_trail(&e, &line, None).unwrap();
-        (e.seq, e.hash)
-    }
-
-    fn bound_to(s: &SledStore, member: &str) -> Option<String> {
-        s.latest_binding(member)
-            .unwrap()
-            .map(|e| e.binding().unwrap().state.guide_id.clone())
+        // A truncated record is reported, naming its key.
+        let mut k = count_prefix(d.day);
+        k.extend_from_slice(&(u64::MAX - 1).to_be_bytes());
+        s.routes.insert(k, vec![9, b'G']).unwrap();
+        let e = s.day_counts(d.day).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
     }
 
     #[test]
-    fn the_latest_binding_is_the_newest_with_or_without_the_cache() {
-        for cache in [100_000, 0] {
-            let dir = tempfile::tempdir().unwrap();
-            let config = SledConfig {
-                binding_cache: cache,
-                ..SledConfig::default()
-            };
-            {
-                let s = SledStore::open(dir.path(), &config).unwrap();
-                assert_eq!(bound_to(&s, "M1"), None);
-                let head = bind(&s, "M1", None, "G1");
-                assert_eq!(bound_to(&s, "M1").as_deref(), Some("G1"));
-                // Read again (a cache hit where the cache is on), then replaced by an append.
-                assert_eq!(bound_to(&s, "M1").as_deref(), Some("G1"));
-                bind(&s, "M1", Some(head), "G2");
-                assert_eq!(bound_to(&s, "M1").as_deref(), Some("G2"));
-                assert_eq!(bound_to(&s, "M2"), None);
-                s.flush().unwrap();
-            }
-            // After a restart the cache is empty and the disk answers the same.
-            let s = SledStore::open(dir.path(), &config).unwrap();
-            assert_eq!(bound_to(&s, "M1").as_deref(), Some("G2"), "cache {cache}");
-            let e = s.latest_binding("M1").unwrap().unwrap();
-            assert_eq!(e.seq, 2);
+    fn a_replaced_decision_counts_once_for_the_guide_and_day_it_names_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Arc::new(sample_decision());
+        let day = first.day;
+        {
+            let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+            s.put_decision(&first, Some(1)).unwrap();
+            s.flush().unwrap();
+            // The offer moves on to G2, then back to G1, then to G2 on the next day.
+            let mut to_g2 = Decision::clone(&first);
+            to_g2.assigned = Some(("S2".into(), "G2".into()));
+            let to_g2 = Arc::new(to_g2);
+            s.replace_decision(&first, &to_g2, Some(1)).unwrap();
+            assert_eq!(s.day_counts(day).unwrap(), vec![("G2".to_string(), 1)]);
+            let back = Arc::new(Decision::clone(&first));
+            s.replace_decision(&to_g2, &back, Some(1)).unwrap();
+            assert_eq!(s.day_counts(day).unwrap(), vec![("G1".to_string(), 1)]);
+            let mut next_day = Decision::clone(&to_g2);
+            next_day.day = Day(day.0 + 1);
+            s.replace_decision(&back, &Arc::new(next_day), Some(1))
+                .unwrap();
         }
+        let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+        assert!(s.day_counts(day).unwrap().is_empty());
+        assert_eq!(
+            s.day_counts(Day(day.0 + 1)).unwrap(),
+            vec![("G2".to_string(), 1)]
+        );
     }
 
     #[test]
