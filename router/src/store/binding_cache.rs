@@ -74,35 +74,30 @@ impl BindingCache {
 
     /// Caches what a read found on disk, unless an append or clear came in between.
     pub fn fill(&self, miss: Miss, event: &TrailEvent) {
-        if self.per_shard == 0 {
-            return;
-        }
         let mut s = self.shards[miss.shard].lock();
-        if s.epoch != miss.epoch {
-            return;
+        if s.epoch == miss.epoch {
+            self.insert(&mut s, event);
         }
-        Self::make_room(&mut s, self.per_shard);
-        s.members
-            .insert(event.member_id.as_str().into(), Arc::new(event.clone()));
     }
 
     /// Records an appended binding event (written to disk already).
     pub fn appended(&self, event: &TrailEvent) {
         let mut s = self.shards[shard_of(&event.member_id)].lock();
         s.epoch += 1;
+        self.insert(&mut s, event);
+    }
+
+    /// Caches `event` in its shard, emptying the shard first when it is full.
+    fn insert(&self, s: &mut Shard, event: &TrailEvent) {
         if self.per_shard == 0 {
             return;
         }
-        Self::make_room(&mut s, self.per_shard);
-        s.members
-            .insert(event.member_id.as_str().into(), Arc::new(event.clone()));
-    }
-
-    fn make_room(s: &mut Shard, per_shard: usize) {
-        if s.members.len() >= per_shard {
+        if s.members.len() >= self.per_shard {
             s.members = HashMap::new();
             s.epoch += 1;
         }
+        s.members
+            .insert(event.member_id.as_str().into(), Arc::new(event.clone()));
     }
 
     /// Members cached now.

@@ -173,9 +173,7 @@ fn index_prefix(day: Day) -> Vec<u8> {
 #[cfg(test)]
 fn index_key(day: Day, guide_id: &str, lead_id: &str) -> Vec<u8> {
     let mut k = index_prefix(day);
-    // Ids are at most 128 bytes (checked on input), so the length fits a byte.
-    k.push(guide_id.len().min(255) as u8);
-    k.extend_from_slice(guide_id.as_bytes());
+    push_id(&mut k, guide_id);
     k.extend_from_slice(lead_id.as_bytes());
     k
 }
@@ -188,7 +186,14 @@ fn count_prefix(day: Day) -> Vec<u8> {
     k
 }
 
-/// One id with its length byte in front; the rest after it.
+/// Appends `id` with its length byte in front, as every key and record here holds ids. Ids are at
+/// most 128 bytes (checked on input), so the length fits a byte.
+fn push_id(buf: &mut Vec<u8>, id: &str) {
+    buf.push(id.len().min(255) as u8);
+    buf.extend_from_slice(id.as_bytes());
+}
+
+/// One id with its length byte in front (as [`push_id`] wrote it); the rest after it.
 fn take_id(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (&len, rest) = bytes.split_first()?;
     (rest.len() >= usize::from(len)).then(|| rest.split_at(usize::from(len)))
@@ -210,12 +215,8 @@ fn capacity_records(chunk: &[Put]) -> Vec<(Day, Vec<u8>)> {
                 out.len() - 1
             }
         };
-        let record = &mut out[i].1;
-        // Ids are at most 128 bytes (checked on input), so each length fits a byte.
-        for id in [guide, p.decision.lead.lead_id.as_str()] {
-            record.push(id.len().min(255) as u8);
-            record.extend_from_slice(&id.as_bytes()[..id.len().min(255)]);
-        }
+        push_id(&mut out[i].1, guide);
+        push_id(&mut out[i].1, &p.decision.lead.lead_id);
     }
     out
 }
@@ -236,9 +237,7 @@ fn offer_key(d: &Decision) -> Option<Vec<u8>> {
 fn member_prefix(member_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + member_id.len() + 8);
     k.push(b'e');
-    // Ids are at most 128 bytes (checked on input).
-    k.push(member_id.len().min(255) as u8);
-    k.extend_from_slice(member_id.as_bytes());
+    push_id(&mut k, member_id);
     k
 }
 
@@ -268,8 +267,7 @@ fn binding_key(member_id: &str) -> Vec<u8> {
 fn guide_member_key(guide_id: &str, member_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + guide_id.len() + member_id.len());
     k.push(b'g');
-    k.push(guide_id.len().min(255) as u8);
-    k.extend_from_slice(guide_id.as_bytes());
+    push_id(&mut k, guide_id);
     k.extend_from_slice(member_id.as_bytes());
     k
 }
@@ -278,8 +276,7 @@ fn guide_member_key(guide_id: &str, member_id: &str) -> Vec<u8> {
 fn refund_prefix(order_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + order_id.len() + 16);
     k.push(b'f');
-    k.push(order_id.len().min(255) as u8);
-    k.extend_from_slice(order_id.as_bytes());
+    push_id(&mut k, order_id);
     k
 }
 
