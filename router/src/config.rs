@@ -110,6 +110,150 @@ pub struct Config {
     pub transfers: TransferConfig,
     /// Learned model artifacts (`[models]`).
     pub models: ModelsConfig,
+    /// Callers' keys (`[auth]`).
+    pub auth: AuthConfig,
+    /// TLS on the service port (`[tls]`).
+    pub tls: TlsConfig,
+    /// Connection, message, time and rate limits (`[limits]`).
+    pub limits: LimitsConfig,
+    /// Serve `/metrics` (without a key) on this address too, e.g. an address only the
+    /// monitoring network reaches; on the service port it always needs a key.
+    pub metrics_listen: Option<String>,
+}
+
+/// `[auth]`: who may call.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `auto`: keys when `keys_file` is set, else open on a loopback address and refused on any
+    /// other; `keys`: keys required; `open`: no keys at all (every start logs a warning).
+    pub mode: AuthMode,
+    /// The keys file (`leadrouter keys add --keys-file …`), re-read on SIGHUP.
+    pub keys_file: Option<PathBuf>,
+    /// Requests per second per key, unless its record says otherwise (token bucket).
+    pub rate_per_sec: f64,
+    /// Bucket depth: requests a key may make at once after a quiet spell.
+    pub burst: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    #[default]
+    Auto,
+    Keys,
+    Open,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Auto,
+            keys_file: None,
+            rate_per_sec: 1000.0,
+            burst: 2000.0,
+        }
+    }
+}
+
+/// `[tls]`: PEM files; with `cert` and `key` the port speaks only TLS (ALPN h2 and http/1.1).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// CA whose certificates clients must present (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[limits]`: what one caller can hold.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request message, decoded (gRPC) or as a body (HTTP).
+    pub max_message_bytes: usize,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Connections open at once, in all; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_connections_per_peer: usize,
+    /// A request (its body included) must be answered within this, or it is cancelled.
+    pub request_timeout_ms: u64,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// A new connection must finish its TLS handshake and send a first request, and HTTP/1.1
+    /// headers must arrive, within this.
+    pub header_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            max_concurrent_streams: 100,
+            max_connections: 4096,
+            max_connections_per_peer: 256,
+            request_timeout_ms: 30_000,
+            idle_timeout_secs: 120,
+            header_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let range = |key: &str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError(format!(
+                    "limits.{key}: must be in {lo}..={hi}, got {v}"
+                )))
+            }
+        };
+        range(
+            "max_message_bytes",
+            self.max_message_bytes as u64,
+            1024,
+            64 << 20,
+        )?;
+        range(
+            "max_concurrent_streams",
+            u64::from(self.max_concurrent_streams),
+            1,
+            10_000,
+        )?;
+        range("max_connections", self.max_connections as u64, 1, 1_000_000)?;
+        range(
+            "max_connections_per_peer",
+            self.max_connections_per_peer as u64,
+            1,
+            1_000_000,
+        )?;
+        range("request_timeout_ms", self.request_timeout_ms, 10, 3_600_000)?;
+        range("idle_timeout_secs", self.idle_timeout_secs, 1, 86_400)?;
+        range("header_timeout_ms", self.header_timeout_ms, 10, 600_000)?;
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for (key, v) in [("rate_per_sec", self.rate_per_sec), ("burst", self.burst)] {
+            if !(v.is_finite() && (1.0..=1e7).contains(&v)) {
+                return Err(ConfigError(format!(
+                    "auth.{key}: must be in 1..=1e7, got {v}"
+                )));
+            }
+        }
+        if self.mode == AuthMode::Keys && self.keys_file.is_none() {
+            return Err(ConfigError(
+                "auth.keys_file: mode = \"keys\" needs a keys file (make one with `leadrouter keys add`)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[models]`: learned artifacts loaded at start and again on SIGHUP.
@@ -162,6 +306,10 @@ impl Default for Config {
             offers: OfferConfig::default(),
             transfers: TransferConfig::default(),
             models: ModelsConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+            metrics_listen: None,
         }
     }
 }

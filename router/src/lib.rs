@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod attribution;
+pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod config;

@@ -60,6 +60,9 @@ enum Command {
     /// Learn model artifacts from history (loaded by the server through `[models]`).
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Make, list and revoke callers' keys in a keys file (`[auth] keys_file`).
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// For reviewers: list, show (with the evidence) and resolve disputes on a running server.
     Disputes {
         /// The server, e.g. http://127.0.0.1:50051.
@@ -70,6 +73,36 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         cmd: DisputesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Make a key: prints it once (it is kept nowhere) and appends its hash to the file.
+    Add {
+        /// Unique; recorded as the actor of the key's writes.
+        #[arg(long)]
+        name: String,
+        /// router_client, guide_app, operator, reviewer, analyst, monitoring or admin.
+        #[arg(long)]
+        role: String,
+        /// Limit a guide_app, operator or reviewer key to these stores (comma-separated ids).
+        #[arg(long, value_delimiter = ',')]
+        stores: Vec<String>,
+        #[arg(long)]
+        keys_file: PathBuf,
+    },
+    /// The keys in a file (names, roles, stores; never the keys).
+    List {
+        #[arg(long)]
+        keys_file: PathBuf,
+    },
+    /// Revoke a key by name (takes effect when the server reads the file: SIGHUP or restart).
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        keys_file: PathBuf,
     },
 }
 
@@ -609,6 +642,26 @@ fn main() -> ExitCode {
             tz_offset_hours,
         } => ledger(&server, &from, &to, party.as_deref(), csv, tz_offset_hours),
         Command::Disputes { server, json, cmd } => disputes(&server, json, cmd),
+        Command::Keys(KeysCmd::Add {
+            name,
+            role,
+            stores,
+            keys_file,
+        }) => leadrouter::app::keys::add(&keys_file, &name, &role, &stores).map(|key| {
+            eprintln!(
+                "added key {name:?} ({role}) to {}; it is shown once, here:",
+                keys_file.display()
+            );
+            println!("{key}");
+        }),
+        Command::Keys(KeysCmd::List { keys_file }) => {
+            leadrouter::app::keys::list(&keys_file).map(|s| println!("{s}"))
+        }
+        Command::Keys(KeysCmd::Revoke { name, keys_file }) => {
+            leadrouter::app::keys::revoke(&keys_file, &name).map(|()| {
+                eprintln!("revoked {name:?}; send SIGHUP to the server (or restart it) to apply")
+            })
+        }
         Command::Models(ModelsCmd::Preference {
             orders,
             trail,

@@ -1,19 +1,14 @@
 //! `leadrouter disputes list | show ID | resolve ID …`: the reviewers' commands against a running
 //! server. Readable tables by default, `--json` for scripts.
 
-use anyhow::Context;
 use leadrouter_proto::v1 as pb;
 use pb::resolve_dispute_request::Outcome;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
-use tonic::transport::Channel;
-
-type Client = pb::disputes_client::DisputesClient<Channel>;
+type Client = pb::disputes_client::DisputesClient<super::client::Authed>;
 
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    Client::connect(url.to_string())
-        .await
-        .with_context(|| format!("cannot reach the server at {url}"))
+    Ok(Client::new(super::client::connect(url).await?))
 }
 
 fn call_error(rpc: &str, s: tonic::Status) -> anyhow::Error {

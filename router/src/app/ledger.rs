@@ -1,7 +1,6 @@
 //! `leadrouter ledger`: a settlement statement from a running server (ListLedger, paged): per
 //! party, credits, reversals and net over a window, or every line as CSV.
 
-use anyhow::Context;
 use leadrouter_proto::v1 as pb;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,9 +15,8 @@ pub async fn read(
     to_ms: i64,
     party: Option<&str>,
 ) -> anyhow::Result<Vec<pb::LedgerLine>> {
-    let mut client = pb::attribution_client::AttributionClient::connect(url.to_string())
-        .await
-        .with_context(|| format!("cannot reach the server at {url}"))?;
+    let mut client =
+        pb::attribution_client::AttributionClient::new(super::client::connect(url).await?);
     let ts = |ms: i64| crate::wire::ms_to_timestamp(ms);
     let mut token = String::new();
     let mut lines = Vec::new();

@@ -1,7 +1,9 @@
 //! What the binary's commands do, callable from tests: `serve`, `network generate`,
 //! `network check`, `trail export | verify | models`, `ledger`, `disputes`.
 
+pub mod client;
 pub mod disputes;
+pub mod keys;
 pub mod ledger;
 pub mod models;
 pub mod trail;
@@ -52,10 +54,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let engine_cfg = config.engine()?;
     config.attribution.check().map_err(anyhow::Error::msg)?;
     let sled_cfg = config.sled()?;
+    config.limits.check()?;
+    config.auth.check()?;
     // Bind first: a bad address is reported before anything is created on disk.
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let options = serve_options(&config, listener.local_addr()?).await?;
     let store = Arc::new(
         SledStore::open(&config.data_dir, &sled_cfg)
             .with_context(|| format!("opening data directory {}", config.data_dir.display()))?,
@@ -80,15 +85,139 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .context("[models]: an artifact cannot be used")?;
         tracing::info!(?versions, "learned models loaded");
     }
-    spawn_model_reloader(engine.clone(), config.models.clone());
+    spawn_reloader(
+        engine.clone(),
+        config.models.clone(),
+        options.gate.clone(),
+        config.auth.keys_file.clone(),
+    );
     let addr = listener.local_addr()?;
     // One line on stdout that scripts and tests wait for.
     println!("leadrouter listening on {addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), policy = engine.snapshot().policy.name(), "serving gRPC and HTTP");
     let services = crate::server::Services::new(engine, config.attribution.clone())
         .map_err(anyhow::Error::msg)?;
-    crate::server::run(listener, services, crate::server::shutdown_signal()).await?;
+    crate::server::run_with(
+        listener,
+        services,
+        options,
+        crate::server::shutdown_signal(),
+    )
+    .await?;
     Ok(())
+}
+
+/// Who may call, TLS and limits, from the configuration. Off loopback the service refuses to
+/// start without keys unless `[auth] mode = "open"` says so plainly.
+pub async fn serve_options(
+    config: &Config,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<crate::server::Options> {
+    use crate::config::AuthMode;
+    use crate::server::Gate;
+    let timeout = std::time::Duration::from_millis(config.limits.request_timeout_ms);
+    let gate = match (config.auth.mode, &config.auth.keys_file) {
+        (AuthMode::Open, _) => {
+            tracing::warn!(
+                %addr,
+                "[auth] mode = \"open\": every caller that reaches this port may route, record \
+                 orders, change the catalog and resolve disputes"
+            );
+            Gate::open(timeout)
+        }
+        (_, Some(path)) => {
+            let file = crate::auth::KeysFile::read(path, false)
+                .with_context(|| format!("[auth] keys_file {}", path.display()))?;
+            let ring = crate::auth::Keyring::from_file(&file);
+            if ring.is_empty() {
+                tracing::warn!(keys_file = %path.display(), "the keys file holds no usable key: every call but health is refused");
+            }
+            tracing::info!(keys = ring.len(), "keys loaded");
+            Gate::with_keys(ring, config.auth.rate_per_sec, config.auth.burst, timeout)
+        }
+        (AuthMode::Auto, None) if addr.ip().is_loopback() => {
+            tracing::info!(%addr, "no [auth] keys_file: serving without keys on loopback only");
+            Gate::open(timeout)
+        }
+        (_, None) => anyhow::bail!(
+            "refusing to serve {addr} without keys: anyone who reaches it could record orders and \
+             resolve disputes. Make a key with `leadrouter keys add --name ops --role admin \
+             --keys-file /etc/leadrouter/keys.toml` and set [auth] keys_file to that file, or \
+             write [auth] mode = \"open\" to serve without keys"
+        ),
+    };
+    let tls = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => Some(
+            crate::server::tls::server_config(cert, key, config.tls.client_ca.as_deref())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        (None, None) if config.tls.client_ca.is_some() => {
+            anyhow::bail!("tls.client_ca: needs tls.cert and tls.key")
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("tls: give both cert and key, or neither"),
+    };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving without TLS off loopback: keys cross the network in clear text");
+    }
+    let metrics_listener = match &config.metrics_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding metrics_listen {a}"))?,
+        ),
+        None => None,
+    };
+    Ok(crate::server::Options {
+        gate: std::sync::Arc::new(gate),
+        transport: crate::server::Transport {
+            tls,
+            limits: config.limits.clone(),
+        },
+        metrics_listener,
+    })
+}
+
+/// On SIGHUP, reads the keys file again and swaps it in; a file that cannot be used is logged and
+/// counted (`leadrouter_keys_reloads_total{result="failed"}`), and the keys in service stay.
+fn reload_keys(gate: &crate::server::Gate, path: &Path) {
+    match crate::auth::KeysFile::read(path, false) {
+        Ok(file) => {
+            let ring = crate::auth::Keyring::from_file(&file);
+            let n = ring.len();
+            gate.replace_keys(ring);
+            metrics::counter!("leadrouter_keys_reloads_total", "result" => "ok").increment(1);
+            tracing::info!(keys = n, "keys reloaded");
+        }
+        Err(e) => {
+            metrics::counter!("leadrouter_keys_reloads_total", "result" => "failed").increment(1);
+            tracing::error!(keys_file = %path.display(), error = %e, "keys not reloaded; the ones in service stay");
+        }
+    }
+}
+
+/// On SIGHUP: the keys file (when the service runs with keys), then the model artifacts.
+fn spawn_reloader(
+    engine: Arc<Engine>,
+    cfg: crate::config::ModelsConfig,
+    gate: Arc<crate::server::Gate>,
+    keys_file: Option<std::path::PathBuf>,
+) {
+    #[cfg(unix)]
+    if let Some(path) = keys_file.filter(|_| !gate.is_open()) {
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                reload_keys(&gate, &path);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (gate, keys_file);
+    spawn_model_reloader(engine, cfg);
 }
 
 /// On SIGHUP, reads the model artifacts named in `[models]` again and swaps them in; a file that

@@ -150,9 +150,8 @@ pub fn export_decisions_dir(
 
 /// Writes one member's trail from a running server (GetTrail, paged) as JSON Lines.
 pub async fn export_live(url: &str, member: &str, out: &mut dyn Write) -> anyhow::Result<usize> {
-    let mut client = pb::attribution_client::AttributionClient::connect(url.to_string())
-        .await
-        .with_context(|| format!("cannot reach the server at {url}"))?;
+    let mut client =
+        pb::attribution_client::AttributionClient::new(super::client::connect(url).await?);
     let mut token = String::new();
     let mut n = 0;
     loop {
@@ -217,9 +216,8 @@ pub fn verify_dir(dir: &Path, member: Option<&str>, book: &RuleBook) -> anyhow::
 
 /// Checks one member's trail, or every member's, on a running server (VerifyTrail).
 pub async fn verify_live(url: &str, member: Option<&str>) -> anyhow::Result<Report> {
-    let mut client = pb::attribution_client::AttributionClient::connect(url.to_string())
-        .await
-        .with_context(|| format!("cannot reach the server at {url}"))?;
+    let mut client =
+        pb::attribution_client::AttributionClient::new(super::client::connect(url).await?);
     let v = client
         .verify_trail(pb::VerifyTrailRequest {
             member_id: member.unwrap_or_default().to_string(),

@@ -11,7 +11,7 @@ mod validation;
 
 pub use reasons::Reasons;
 pub use rng::SplitMix64;
-pub use validation::{FieldError, MAX_ID_LEN, check_id, check_optional_id};
+pub use validation::{FieldError, MAX_ID_LEN, check_id, check_optional_id, short};
 
 use std::fmt;
 use std::sync::Arc;

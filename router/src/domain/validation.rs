@@ -48,6 +48,16 @@ pub fn check_id(field: &str, value: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Caller input quoted in a message: at most 64 characters, escaped (`{:?}`), with `…` when cut.
+/// Never echo a whole field: a message must stay small whatever the caller sent.
+pub fn short(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        None => format!("{s:?}"),
+        Some((i, _)) => format!("{:?}…", &s[..i]),
+    }
+}
+
 /// As [`check_id`] when present; an empty string given explicitly is an error too.
 pub fn check_optional_id(field: &str, value: Option<&str>) -> Result<(), FieldError> {
     match value {
@@ -59,6 +69,15 @@ pub fn check_optional_id(field: &str, value: Option<&str>) -> Result<(), FieldEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_quotes_a_prefix() {
+        assert_eq!(short("ab"), "\"ab\"");
+        let long = "é".repeat(1000);
+        let s = short(&long);
+        assert!(s.ends_with('…') && s.chars().count() == 64 + 3, "{s}");
+        assert_eq!(short("a\nb"), "\"a\\nb\"");
+    }
 
     #[test]
     fn ids() {

@@ -47,6 +47,30 @@ impl CatalogSvc {
     }
 }
 
+impl CatalogSvc {
+    /// A store-limited key may act only on its stores' guides (a guide not in the network is
+    /// left to the call to report).
+    fn guide_in_scope(
+        &self,
+        who: &crate::auth::Principal,
+        field: &str,
+        guide_id: &str,
+    ) -> Result<(), Status> {
+        if !who.scoped() {
+            return Ok(());
+        }
+        match status::guide_store(&self.engine, guide_id) {
+            Some(store) => who
+                .check_store(
+                    &format!("{field} {}", crate::domain::short(guide_id)),
+                    &store,
+                )
+                .map_err(status::denied),
+            None => Ok(()),
+        }
+    }
+}
+
 /// `page_size` of a list request: 0 means the default.
 fn page_size(n: u32) -> Result<usize, Status> {
     match n {
@@ -171,8 +195,10 @@ impl Catalog for CatalogSvc {
         &self,
         request: Request<pb::GetGuideLoadRequest>,
     ) -> Result<Response<pb::GuideLoad>, Status> {
+        let who = status::principal(&request)?;
         let id = request.into_inner().guide_id;
         check_id("guide_id", &id).map_err(|e| status::invalid(&e))?;
+        self.guide_in_scope(&who, "guide_id", &id)?;
         let load = self.engine.guide_load(&id).ok_or_else(|| {
             Status::not_found(format!("guide_id: no guide {id:?} in the network"))
         })?;
@@ -190,9 +216,15 @@ impl Catalog for CatalogSvc {
         &self,
         request: Request<pb::UpsertStoreRequest>,
     ) -> Result<Response<pb::CatalogChangeResponse>, Status> {
+        let who = status::principal(&request)?;
         let r = request.into_inner();
+        let actor = who
+            .actor("operator_id", &r.operator_id)
+            .map_err(status::denied)?;
         let store = store_from_pb(r.store).map_err(|e| status::invalid(&e))?;
-        self.apply(CatalogChange::UpsertStore(store), r.operator_id, r.reason)
+        who.check_store("store.store_id", &store.store_id)
+            .map_err(status::denied)?;
+        self.apply(CatalogChange::UpsertStore(store), actor, r.reason)
             .await
     }
 
@@ -200,9 +232,16 @@ impl Catalog for CatalogSvc {
         &self,
         request: Request<pb::UpsertGuideRequest>,
     ) -> Result<Response<pb::CatalogChangeResponse>, Status> {
+        let who = status::principal(&request)?;
         let r = request.into_inner();
+        let actor = who
+            .actor("operator_id", &r.operator_id)
+            .map_err(status::denied)?;
         let guide = guide_from_pb(r.guide).map_err(|e| status::invalid(&e))?;
-        self.apply(CatalogChange::UpsertGuide(guide), r.operator_id, r.reason)
+        who.check_store("guide.store_id", &guide.store_id)
+            .map_err(status::denied)?;
+        self.guide_in_scope(&who, "guide.guide_id", &guide.guide_id)?;
+        self.apply(CatalogChange::UpsertGuide(guide), actor, r.reason)
             .await
     }
 
@@ -210,14 +249,19 @@ impl Catalog for CatalogSvc {
         &self,
         request: Request<pb::SetGuideStatusRequest>,
     ) -> Result<Response<pb::CatalogChangeResponse>, Status> {
+        let who = status::principal(&request)?;
         let r = request.into_inner();
+        let actor = who
+            .actor("operator_id", &r.operator_id)
+            .map_err(status::denied)?;
         let status = status_from_pb("status", r.status).map_err(|e| status::invalid(&e))?;
+        self.guide_in_scope(&who, "guide_id", &r.guide_id)?;
         self.apply(
             CatalogChange::SetGuideStatus {
                 guide_id: r.guide_id,
                 status,
             },
-            r.operator_id,
+            actor,
             r.reason,
         )
         .await
@@ -227,6 +271,9 @@ impl Catalog for CatalogSvc {
         &self,
         request: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let who = status::principal(&request)?;
+        who.check_unscoped("ListAudit (every store's changes)")
+            .map_err(status::denied)?;
         let r = request.into_inner();
         let page = page_size(r.page_size)?;
         let from = r.after_seq.checked_add(1).ok_or_else(|| {
@@ -253,7 +300,15 @@ impl Catalog for CatalogSvc {
         &self,
         request: Request<pb::TransferMembersRequest>,
     ) -> Result<Response<pb::TransferMembersResponse>, Status> {
+        let who = status::principal(&request)?;
         let r = request.into_inner();
+        let actor = who
+            .actor("operator_id", &r.operator_id)
+            .map_err(status::denied)?;
+        self.guide_in_scope(&who, "from_guide_id", &r.from_guide_id)?;
+        if !r.to_guide_id.is_empty() {
+            self.guide_in_scope(&who, "to_guide_id", &r.to_guide_id)?;
+        }
         let rule = match pb::SuccessorRule::try_from(r.rule) {
             Ok(pb::SuccessorRule::SameStore) => SuccessorRule::SameStore,
             Ok(pb::SuccessorRule::LeastLoaded) => SuccessorRule::LeastLoaded,
@@ -277,7 +332,7 @@ impl Catalog for CatalogSvc {
                 &r.transfer_id,
                 &r.from_guide_id,
                 &rule,
-                &r.operator_id,
+                &actor,
                 &r.reason,
             )
         })

@@ -4,6 +4,7 @@
 use super::status;
 use crate::attribution::Attribution;
 use crate::attribution::disputes::{Dispute, DisputeFilter, DisputeStatus, OpenInput, Verdict};
+use crate::auth::Principal;
 use crate::domain::FieldError;
 use crate::wire::attribution as w;
 use crate::wire::{decision_to_pb, ms_to_timestamp, timestamp_to_ms};
@@ -71,6 +72,42 @@ pub fn dispute_to_pb(d: &Dispute) -> pb::Dispute {
     }
 }
 
+/// The stores a dispute concerns: the fulfilling store and the stores of its parties (a guide
+/// party's store in the network in service).
+fn stores_of(
+    engine: &crate::engine::Engine,
+    parties: &[&str],
+    fulfilling: Option<&str>,
+) -> Vec<String> {
+    let mut out: Vec<String> = fulfilling.map(str::to_string).into_iter().collect();
+    for p in parties {
+        if let Some(s) = p.strip_prefix("store:") {
+            out.push(s.to_string());
+        } else if let Some(g) = p.strip_prefix("guide:")
+            && let Some(s) = status::guide_store(engine, g)
+        {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn dispute_in_scope(a: &Attribution, who: &Principal, d: &Dispute) -> Result<(), Status> {
+    if !who.scoped() {
+        return Ok(());
+    }
+    let stores = stores_of(
+        a.engine(),
+        &[&d.claimant, &d.claimed_owner, &d.owner_at_open],
+        d.fulfilling_store_id.as_deref(),
+    );
+    who.check_any_store(
+        &format!("dispute {}", d.dispute_id),
+        stores.iter().map(String::as_str),
+    )
+    .map_err(status::denied)
+}
+
 fn optional(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -81,16 +118,48 @@ impl disputes_server::Disputes for DisputesSvc {
         &self,
         request: Request<pb::OpenDisputeRequest>,
     ) -> Result<Response<pb::Dispute>, Status> {
+        let who = status::principal(&request)?;
         let r = request.into_inner();
+        let opened_by = who
+            .actor("opened_by", &r.opened_by)
+            .map_err(status::denied)?;
         let input = OpenInput {
             order_id: r.order_id,
             claimant: r.claimant,
             claimed_owner: r.claimed_owner,
             reason: r.reason,
-            opened_by: r.opened_by,
+            opened_by,
             reopens: optional(r.reopens),
         };
-        let d = self.run(move |a| a.open_dispute(input)).await?;
+        let a = self.attribution.clone();
+        let d = tokio::task::spawn_blocking(move || {
+            if who.scoped() {
+                // A store-limited key opens disputes only about orders of its stores.
+                let view = a
+                    .order(&input.order_id)
+                    .map_err(|e| status::attribution(&e))?;
+                let record = view.order.order().cloned();
+                let owner = record
+                    .as_ref()
+                    .map(|o| crate::attribution::split::owner_party(&o.ownership))
+                    .unwrap_or_default();
+                let stores = stores_of(
+                    a.engine(),
+                    &[&input.claimant, &input.claimed_owner, &owner],
+                    record
+                        .as_ref()
+                        .and_then(|o| o.facts.fulfilling_store_id.as_deref()),
+                );
+                who.check_any_store(
+                    &format!("order {}", crate::domain::short(&input.order_id)),
+                    stores.iter().map(String::as_str),
+                )
+                .map_err(status::denied)?;
+            }
+            a.open_dispute(input).map_err(|e| status::attribution(&e))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the call did not finish: {e}")))??;
         Ok(Response::new(dispute_to_pb(&d)))
     }
 
@@ -98,7 +167,15 @@ impl disputes_server::Disputes for DisputesSvc {
         &self,
         request: Request<pb::ListDisputesRequest>,
     ) -> Result<Response<pb::ListDisputesResponse>, Status> {
+        let who = status::principal(&request)?;
         let r = request.into_inner();
+        if who.scoped() {
+            who.check_store(
+                "store_id (a store-limited key lists its own stores' disputes)",
+                &r.store_id,
+            )
+            .map_err(status::denied)?;
+        }
         let invalid = |e: FieldError| status::invalid(&e);
         let status = match pb::DisputeStatus::try_from(r.status) {
             Ok(pb::DisputeStatus::Unspecified) => None,
@@ -158,14 +235,17 @@ impl disputes_server::Disputes for DisputesSvc {
         &self,
         request: Request<pb::GetDisputeRequest>,
     ) -> Result<Response<pb::GetDisputeResponse>, Status> {
+        let who = status::principal(&request)?;
         let id = request.into_inner().dispute_id;
-        let (d, ev) = self
-            .run(move |a| {
-                let d = a.dispute(&id)?;
-                let ev = a.evidence(&d)?;
-                Ok((d, ev))
-            })
-            .await?;
+        let a = self.attribution.clone();
+        let (d, ev) = tokio::task::spawn_blocking(move || {
+            let d = a.dispute(&id).map_err(|e| status::attribution(&e))?;
+            dispute_in_scope(&a, &who, &d)?;
+            let ev = a.evidence(&d).map_err(|e| status::attribution(&e))?;
+            Ok::<_, Status>((d, ev))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the call did not finish: {e}")))??;
         Ok(Response::new(pb::GetDisputeResponse {
             dispute: Some(dispute_to_pb(&d)),
             trail: ev.trail.iter().map(w::event_to_pb).collect(),
@@ -203,7 +283,11 @@ impl disputes_server::Disputes for DisputesSvc {
         request: Request<pb::ResolveDisputeRequest>,
     ) -> Result<Response<pb::Dispute>, Status> {
         use pb::resolve_dispute_request::Outcome;
+        let who = status::principal(&request)?;
         let r = request.into_inner();
+        let reviewer = who
+            .actor("reviewer_id", &r.reviewer_id)
+            .map_err(status::denied)?;
         let verdict = match Outcome::try_from(r.outcome) {
             Ok(Outcome::Uphold) if r.correct_binding => {
                 return Err(status::invalid(&FieldError::new(
@@ -235,10 +319,22 @@ impl disputes_server::Disputes for DisputesSvc {
                 )));
             }
         };
-        let (id, reviewer, reason) = (r.dispute_id, r.reviewer_id, r.reason);
-        let d = self
-            .run(move |a| a.resolve_dispute(&id, verdict, &reviewer, &reason))
-            .await?;
+        let (id, reason) = (r.dispute_id, r.reason);
+        let a = self.attribution.clone();
+        let d = tokio::task::spawn_blocking(move || {
+            let d = a.dispute(&id).map_err(|e| status::attribution(&e))?;
+            dispute_in_scope(&a, &who, &d)?;
+            if d.opened_by == reviewer {
+                return Err(Status::permission_denied(format!(
+                    "{reviewer:?} opened dispute {} and cannot resolve it; another reviewer must",
+                    d.dispute_id
+                )));
+            }
+            a.resolve_dispute(&id, verdict, &reviewer, &reason)
+                .map_err(|e| status::attribution(&e))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the call did not finish: {e}")))??;
         Ok(Response::new(dispute_to_pb(&d)))
     }
 }

@@ -22,6 +22,13 @@ pub fn router(engine: Arc<Engine>, prometheus: PrometheusHandle) -> axum::Router
         .with_state(HttpState { engine, prometheus })
 }
 
+/// `GET /metrics` alone, for `metrics_listen` (no key: put it where only monitoring reaches).
+pub fn metrics_only(engine: Arc<Engine>, prometheus: PrometheusHandle) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(HttpState { engine, prometheus })
+}
+
 async fn render_metrics(State(s): State<HttpState>) -> impl IntoResponse {
     let snap = s.engine.snapshot();
     let net = &snap.network;

@@ -1,18 +1,24 @@
 //! The service on one port: gRPC (`LeadRouter`, `Attribution`, `Catalog`, `grpc.health.v1`,
-//! reflection v1 and v1alpha) and HTTP (`GET /metrics`, `GET /healthz`). The only module that
-//! speaks gRPC.
+//! reflection v1 and v1alpha) and HTTP (`GET /metrics`, `GET /healthz`), plain or TLS. Every
+//! request passes the [`gate`] (keys, roles, rates, timeout) first. The only module that speaks
+//! gRPC.
 
 mod attribution_svc;
 mod catalog_svc;
 mod disputes_svc;
+pub mod gate;
 mod http;
+pub mod listen;
 pub mod metrics;
 mod router_svc;
 mod status;
+pub mod tls;
+
+pub use gate::Gate;
+pub use listen::Transport;
 
 use crate::attribution::{Attribution, AttributionConfig};
 use crate::engine::Engine;
-use axum::serve::ListenerExt;
 use leadrouter_proto::v1::attribution_server::AttributionServer;
 use leadrouter_proto::v1::catalog_server::CatalogServer;
 use leadrouter_proto::v1::disputes_server::DisputesServer;
@@ -49,6 +55,29 @@ impl Services {
     }
 }
 
+/// How callers reach the service: who is admitted, TLS and limits, and an optional second
+/// listener serving `/metrics` without a key.
+#[derive(Debug)]
+pub struct Options {
+    pub gate: Arc<Gate>,
+    pub transport: Transport,
+    pub metrics_listener: Option<tokio::net::TcpListener>,
+}
+
+impl Default for Options {
+    /// No keys (as on loopback without a keys file), no TLS, default limits.
+    fn default() -> Self {
+        let transport = Transport::default();
+        Self {
+            gate: Arc::new(Gate::open(std::time::Duration::from_millis(
+                transport.limits.request_timeout_ms,
+            ))),
+            transport,
+            metrics_listener: None,
+        }
+    }
+}
+
 /// Serves until `shutdown` completes, then drains in-flight calls and flushes the store.
 /// Tests call this with a listener on port 0.
 pub async fn run(
@@ -56,10 +85,21 @@ pub async fn run(
     services: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    run_with(listener, services, Options::default(), shutdown).await
+}
+
+/// As [`run`], with keys, TLS and limits.
+pub async fn run_with(
+    listener: tokio::net::TcpListener,
+    services: Services,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let Services {
         engine,
         attribution,
     } = services;
+    let max_message = options.transport.limits.max_message_bytes;
     let prometheus = metrics::handle();
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
@@ -88,24 +128,41 @@ pub async fn run(
         .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
-    let grpc = tonic::service::Routes::new(LeadRouterServer::new(router_svc::RouterSvc::new(
-        engine.clone(),
-    )))
-    .add_service(CatalogServer::new(catalog_svc::CatalogSvc::new(
-        engine.clone(),
-    )))
-    .add_service(DisputesServer::new(disputes_svc::DisputesSvc::new(
-        attribution.clone(),
-    )))
-    .add_service(AttributionServer::new(
-        attribution_svc::AttributionSvc::new(attribution),
-    ))
+    let grpc = tonic::service::Routes::new(
+        LeadRouterServer::new(router_svc::RouterSvc::new(engine.clone()))
+            .max_decoding_message_size(max_message),
+    )
+    .add_service(
+        CatalogServer::new(catalog_svc::CatalogSvc::new(engine.clone()))
+            .max_decoding_message_size(max_message),
+    )
+    .add_service(
+        DisputesServer::new(disputes_svc::DisputesSvc::new(attribution.clone()))
+            .max_decoding_message_size(max_message),
+    )
+    .add_service(
+        AttributionServer::new(attribution_svc::AttributionSvc::new(attribution))
+            .max_decoding_message_size(max_message),
+    )
     .add_service(health_svc)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)
     .prepare()
     .into_axum_router();
-    let app = grpc.merge(http::router(engine.clone(), prometheus));
+    let app = grpc
+        .merge(http::router(engine.clone(), prometheus.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            options.gate.clone(),
+            gate::admit,
+        ));
+    if let Some(l) = options.metrics_listener {
+        let metrics_app = http::metrics_only(engine.clone(), prometheus);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, metrics_app).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
 
     let health_on_stop = health.clone();
     let shutdown = async move {
@@ -115,17 +172,8 @@ pub async fn run(
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
-    // Without TCP_NODELAY a reply written in several segments waits for the peer's delayed ACK
-    // (40 ms on Linux) before its last segment goes out.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let sweeper = tokio::spawn(sweep_offers(engine.clone()));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = listen::serve(listener, app, options.transport, shutdown).await;
     sweeper.abort();
     served?;
     let flushed = tokio::task::spawn_blocking(move || engine.flush())

@@ -137,7 +137,14 @@ impl LeadRouter for RouterSvc {
         &self,
         request: Request<pb::RespondToOfferRequest>,
     ) -> Result<Response<RouteResponse>, Status> {
+        let who = status::principal(&request)?;
         let r = request.into_inner();
+        if who.scoped()
+            && let Some(store) = status::guide_store(&self.engine, &r.guide_id)
+        {
+            who.check_store("guide_id", &store)
+                .map_err(status::denied)?;
+        }
         let accept = match pb::OfferAnswer::try_from(r.answer) {
             Ok(pb::OfferAnswer::Accept) => true,
             Ok(pb::OfferAnswer::Decline) => false,

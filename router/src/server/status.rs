@@ -6,8 +6,21 @@ use crate::engine::{CatalogError, RouteError};
 use crate::store::StoreError;
 use tonic::Status;
 
+/// At most 512 bytes of a message (a rule may quote the caller's input).
+fn capped(m: String) -> String {
+    const MAX: usize = 512;
+    if m.len() <= MAX {
+        return m;
+    }
+    let mut cut = MAX;
+    while !m.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &m[..cut])
+}
+
 pub fn invalid(e: &FieldError) -> Status {
-    Status::invalid_argument(e.to_string())
+    Status::invalid_argument(capped(e.to_string()))
 }
 
 pub fn store(e: &StoreError) -> Status {
@@ -43,4 +56,29 @@ pub fn catalog(e: &CatalogError) -> Status {
         CatalogError::Precondition(m) => Status::failed_precondition(m.clone()),
         CatalogError::Store(s) => store(s),
     }
+}
+
+/// A call the caller's key may not make.
+pub fn denied(d: crate::auth::Denied) -> Status {
+    Status::permission_denied(d.0)
+}
+
+/// The principal the gate admitted the call as. A call that did not pass the gate is refused,
+/// never run as anyone.
+pub fn principal<T>(
+    request: &tonic::Request<T>,
+) -> Result<std::sync::Arc<crate::auth::Principal>, Status> {
+    request
+        .extensions()
+        .get::<std::sync::Arc<crate::auth::Principal>>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("the call was not admitted"))
+}
+
+/// The store a guide works in, for scope checks; an unknown guide is left to the call to report.
+pub fn guide_store(engine: &crate::engine::Engine, guide_id: &str) -> Option<String> {
+    let snap = engine.snapshot();
+    let idx = snap.network.guide_index(guide_id)?;
+    let g = snap.network.guide(idx);
+    Some(snap.network.store(g.store).id.to_string())
 }

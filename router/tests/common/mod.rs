@@ -51,6 +51,26 @@ impl TestServer {
     }
 
     async fn serve(store: Arc<SledStore>, network: Network, cfg: EngineConfig) -> Self {
+        Self::serve_with(store, network, cfg, Default::default()).await
+    }
+
+    /// Serves with keys, TLS or limits (`server::run_with`).
+    pub async fn start_options(
+        dir: &Path,
+        network: Network,
+        cfg: EngineConfig,
+        options: leadrouter::server::Options,
+    ) -> Self {
+        let store = Arc::new(SledStore::open(dir, &SledConfig::default()).unwrap());
+        Self::serve_with(store, network, cfg, options).await
+    }
+
+    async fn serve_with(
+        store: Arc<SledStore>,
+        network: Network,
+        cfg: EngineConfig,
+        options: leadrouter::server::Options,
+    ) -> Self {
         let engine = Arc::new(Engine::new(network, store, Arc::new(SystemClock), cfg).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -58,7 +78,7 @@ impl TestServer {
         let services =
             leadrouter::server::Services::new(engine.clone(), Default::default()).unwrap();
         let task = tokio::spawn(async move {
-            leadrouter::server::run(listener, services, async {
+            leadrouter::server::run_with(listener, services, options, async {
                 let _ = rx.await;
             })
             .await

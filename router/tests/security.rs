@@ -1,0 +1,679 @@
+//! Keys, roles, store scopes, the principal as actor, rate limits, message limits and unknown
+//! paths, against the real server on port 0. The permission test is driven by the contract's
+//! descriptors: an RPC without an entry in the permission table fails it.
+
+mod common;
+
+use common::*;
+use leadrouter::auth::{Access, Keyring, KeysFile, PERMISSIONS, Role, permission};
+use leadrouter::engine::EngineConfig;
+use leadrouter::server::{Gate, Options, Transport};
+use leadrouter_proto::v1 as pb;
+use prost::Message;
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+
+/// Sends bytes as they are and returns the reply's bytes: any method, any body.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        use bytes::BufMut;
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        use bytes::Buf;
+        let mut v = vec![0; buf.remaining()];
+        buf.copy_to_slice(&mut v);
+        Ok(Some(v))
+    }
+}
+
+async fn raw_call(
+    url: &str,
+    path: &'static str,
+    key: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Status> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_encoding_message_size(64 << 20)
+        .max_decoding_message_size(64 << 20);
+    grpc.ready().await.unwrap();
+    let mut req = tonic::Request::new(body);
+    if let Some(k) = key {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {k}").parse().unwrap());
+    }
+    grpc.unary(req, http::uri::PathAndQuery::from_static(path), RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Every method of the contract's services, as `/package.Service/Method`.
+fn contract_methods() -> Vec<String> {
+    let fds =
+        prost_types::FileDescriptorSet::decode(leadrouter_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let mut out = Vec::new();
+    for f in &fds.file {
+        for s in &f.service {
+            for m in &s.method {
+                out.push(format!("/{}.{}/{}", f.package(), s.name(), m.name()));
+            }
+        }
+    }
+    out
+}
+
+struct Keys {
+    by_role: HashMap<Role, String>,
+    file: KeysFile,
+}
+
+const NOW: &str = "2026-12-02T00:00:00Z";
+
+fn keys() -> Keys {
+    let mut file = KeysFile::default();
+    let mut by_role = HashMap::new();
+    for r in Role::ALL {
+        let k = file.add(&format!("k-{r}"), r, vec![], NOW.into()).unwrap();
+        by_role.insert(r, k);
+    }
+    Keys { by_role, file }
+}
+
+fn keyed(file: &KeysFile) -> Options {
+    Options {
+        gate: std::sync::Arc::new(Gate::with_keys(
+            Keyring::from_file(file),
+            1e6,
+            1e6,
+            Duration::from_secs(30),
+        )),
+        transport: Transport::default(),
+        metrics_listener: None,
+    }
+}
+
+fn with_key<T>(msg: T, key: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {key}")).unwrap(),
+    );
+    r
+}
+
+#[test]
+fn the_permission_table_names_every_method_and_nothing_else() {
+    let methods = contract_methods();
+    for m in &methods {
+        if m.starts_with("/leadrouter.storage") {
+            continue;
+        }
+        assert!(
+            permission(m).is_some(),
+            "{m} has no entry in the permission table (router/src/auth/permissions.rs)"
+        );
+    }
+    for p in PERMISSIONS {
+        let grpc = p.path.matches('/').count() == 2 && p.path.contains('.');
+        if grpc && p.path.starts_with("/leadrouter.") {
+            assert!(
+                methods.iter().any(|m| m == p.path),
+                "stale entry {}",
+                p.path
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_without_a_key_with_a_wrong_role_and_with_the_right_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let server = TestServer::start_options(
+        dir.path(),
+        tiny(&[5, 5, 5]),
+        EngineConfig::default(),
+        keyed(&k.file),
+    )
+    .await;
+    let url = server.url();
+    let mut checked = 0;
+    for m in contract_methods() {
+        if !m.starts_with("/leadrouter.v1.") {
+            continue;
+        }
+        let path: &'static str = Box::leak(m.clone().into_boxed_str());
+        let entry = permission(path).unwrap();
+        let no_key = raw_call(&url, path, None, vec![]).await.unwrap_err();
+        assert_eq!(no_key.code(), Code::Unauthenticated, "{m} without a key");
+        let wrong = raw_call(&url, path, Some("lrk_not-a-key"), vec![])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            wrong.code(),
+            Code::Unauthenticated,
+            "{m} with an unknown key"
+        );
+        for role in Role::ALL {
+            let allowed = match entry.access {
+                Access::Open | Access::AnyKey => true,
+                Access::Roles(r) => role == Role::Admin || r.contains(&role),
+            };
+            let got = raw_call(&url, path, Some(&k.by_role[&role]), vec![]).await;
+            match got {
+                Err(s) if s.code() == Code::PermissionDenied && !allowed => {
+                    assert!(s.message().contains("needs role"), "{m}: {}", s.message());
+                    assert!(
+                        !s.message().contains("lrk_"),
+                        "{m}: a key in {}",
+                        s.message()
+                    );
+                }
+                Err(s) if !allowed => {
+                    panic!("{m} as {role}: {:?} instead of PERMISSION_DENIED", s.code())
+                }
+                Err(s) => assert!(
+                    !matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated),
+                    "{m} as {role}: refused ({})",
+                    s.message()
+                ),
+                Ok(_) => assert!(allowed, "{m} as {role} was answered"),
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} methods");
+    server.stop().await;
+}
+
+fn order(id: &str, guide: &str, cents: i64) -> pb::RecordOrderRequest {
+    pb::RecordOrderRequest {
+        order_id: id.into(),
+        member_id: format!("m-{id}"),
+        amount_cents: cents,
+        paid_channel: pb::Channel::MiniProgram as i32,
+        fulfilling_store_id: Some("S0".into()),
+        sharing_guide_id: Some(guide.into()),
+        occurred_at: Some(now_ts()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_call_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let server = TestServer::start_options(
+        dir.path(),
+        tiny(&[5, 5, 5]),
+        EngineConfig::default(),
+        keyed(&k.file),
+    )
+    .await;
+    let mut a = server.attribution().await;
+    let e = a
+        .record_order(with_key(
+            order("O-1", "G0", 100_000_000),
+            &k.by_role[&Role::Analyst],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("router_client"), "{}", e.message());
+    let e = a.record_order(order("O-1", "G0", 100)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let e = a
+        .get_ownership(with_key(
+            pb::GetOwnershipRequest {
+                order_id: "O-1".into(),
+            },
+            &k.by_role[&Role::Admin],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    // The right key records it.
+    a.record_order(with_key(
+        order("O-1", "G0", 100),
+        &k.by_role[&Role::RouterClient],
+    ))
+    .await
+    .unwrap();
+    let mut c = server.catalog().await;
+    let e = c
+        .set_guide_status(with_key(
+            pb::SetGuideStatusRequest {
+                guide_id: "G0".into(),
+                status: pb::GuideStatus::Left as i32,
+                operator_id: String::new(),
+                reason: "bye".into(),
+            },
+            &k.by_role[&Role::RouterClient],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let load = c
+        .get_guide_load(with_key(
+            pb::GetGuideLoadRequest {
+                guide_id: "G0".into(),
+            },
+            &k.by_role[&Role::Operator],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(load.status, pb::GuideStatus::Active as i32);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_scoped_keys_act_on_their_own_stores_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = KeysFile::default();
+    let op = file
+        .add("s0-ops", Role::Operator, vec!["S0".into()], NOW.into())
+        .unwrap();
+    let app = file
+        .add("s0-app", Role::GuideApp, vec!["S0".into()], NOW.into())
+        .unwrap();
+    let server = TestServer::start_options(
+        dir.path(),
+        tiny(&[5, 5, 5]),
+        EngineConfig::default(),
+        keyed(&file),
+    )
+    .await;
+    let mut c = server.catalog().await;
+    let status = |guide: &str| pb::SetGuideStatusRequest {
+        guide_id: guide.into(),
+        status: pb::GuideStatus::Away as i32,
+        operator_id: String::new(),
+        reason: "shift".into(),
+    };
+    // G1 works in S1.
+    let e = c
+        .set_guide_status(with_key(status("G1"), &op))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(
+        e.message().contains("limited to stores S0"),
+        "{}",
+        e.message()
+    );
+    let done = c
+        .set_guide_status(with_key(status("G0"), &op))
+        .await
+        .unwrap()
+        .into_inner();
+    // The actor is the key's name.
+    assert_eq!(done.entry.unwrap().operator_id, "s0-ops");
+    let e = c
+        .list_audit(with_key(pb::ListAuditRequest::default(), &op))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let mut store = c
+        .list_stores(with_key(pb::ListStoresRequest::default(), &op))
+        .await
+        .unwrap()
+        .into_inner()
+        .stores
+        .into_iter()
+        .find(|s| s.store_id == "S1")
+        .unwrap();
+    store.guides.clear();
+    store.open = false;
+    let e = c
+        .upsert_store(with_key(
+            pb::UpsertStoreRequest {
+                store: Some(store),
+                operator_id: String::new(),
+                reason: "close".into(),
+            },
+            &op,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = c
+        .get_guide_load(with_key(
+            pb::GetGuideLoadRequest {
+                guide_id: "G1".into(),
+            },
+            &app,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let mut r = server.router().await;
+    let e = r
+        .respond_to_offer(with_key(
+            pb::RespondToOfferRequest {
+                lead_id: "L-1".into(),
+                guide_id: "G1".into(),
+                answer: pb::OfferAnswer::Accept as i32,
+                reason: String::new(),
+            },
+            &app,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // Nothing changed for S1's guide.
+    let g1 = c
+        .get_guide_load(with_key(
+            pb::GetGuideLoadRequest {
+                guide_id: "G1".into(),
+            },
+            &op,
+        ))
+        .await;
+    assert_eq!(g1.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        server.engine.guide_load("G1").unwrap().status,
+        leadrouter::catalog::GuideStatus::Active
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reviewer_is_the_key_and_not_the_one_who_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = KeysFile::default();
+    let client = file
+        .add("backend", Role::RouterClient, vec![], NOW.into())
+        .unwrap();
+    let opener = file
+        .add("rev-open", Role::Reviewer, vec![], NOW.into())
+        .unwrap();
+    let judge = file
+        .add("rev-7", Role::Reviewer, vec![], NOW.into())
+        .unwrap();
+    let other_store = file
+        .add("s2-rev", Role::Reviewer, vec!["S2".into()], NOW.into())
+        .unwrap();
+    let server = TestServer::start_options(
+        dir.path(),
+        tiny(&[5, 5, 5]),
+        EngineConfig::default(),
+        keyed(&file),
+    )
+    .await;
+    let mut a = server.attribution().await;
+    a.record_order(with_key(order("O-9", "G0", 10_000), &client))
+        .await
+        .unwrap();
+    let mut d = server.disputes().await;
+    let open = d
+        .open_dispute(with_key(
+            pb::OpenDisputeRequest {
+                order_id: "O-9".into(),
+                claimant: "store:S1".into(),
+                claimed_owner: "store:S1".into(),
+                reason: "served in S1".into(),
+                opened_by: String::new(),
+                reopens: String::new(),
+            },
+            &opener,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(open.opened_by, "rev-open");
+    let resolve = |reviewer: &str| pb::ResolveDisputeRequest {
+        dispute_id: open.dispute_id.clone(),
+        outcome: pb::resolve_dispute_request::Outcome::Reassign as i32,
+        new_owner: "store:S1".into(),
+        reviewer_id: reviewer.into(),
+        reason: "chat log".into(),
+        correct_binding: false,
+    };
+    let e = d
+        .resolve_dispute(with_key(resolve(""), &opener))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+    let e = d
+        .resolve_dispute(with_key(resolve("the-boss"), &judge))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().starts_with("reviewer_id:"), "{}", e.message());
+    let e = d
+        .resolve_dispute(with_key(resolve(""), &other_store))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+    let e = d
+        .get_dispute(with_key(
+            pb::GetDisputeRequest {
+                dispute_id: open.dispute_id.clone(),
+            },
+            &other_store,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // Still open: none of the refused calls resolved it.
+    let still = d
+        .get_dispute(with_key(
+            pb::GetDisputeRequest {
+                dispute_id: open.dispute_id.clone(),
+            },
+            &judge,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        still.dispute.unwrap().status,
+        pb::DisputeStatus::DisputeOpen as i32
+    );
+    let done = d
+        .resolve_dispute(with_key(resolve(""), &judge))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.reviewer_id, "rev-7");
+    assert_eq!(done.status, pb::DisputeStatus::DisputeReassigned as i32);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_rate_is_told_when_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = KeysFile::default();
+    let key = file.add("slow", Role::Analyst, vec![], NOW.into()).unwrap();
+    file.keys[0].rate_per_sec = Some(1.0);
+    let fast = file.add("fast", Role::Analyst, vec![], NOW.into()).unwrap();
+    let server = TestServer::start_options(
+        dir.path(),
+        tiny(&[5, 5, 5]),
+        EngineConfig::default(),
+        keyed(&file),
+    )
+    .await;
+    let mut c = server.catalog().await;
+    let mut refused = None;
+    for _ in 0..5 {
+        match c
+            .get_network(with_key(pb::GetNetworkRequest {}, &key))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("five calls at once passed a rate of 1/s with burst 2");
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    assert!(e.message().contains("retry after"), "{}", e.message());
+    let wait: u64 = e
+        .metadata()
+        .get("retry-after-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1000).contains(&wait), "{wait}");
+    // Another key is not slowed down.
+    for _ in 0..5 {
+        c.get_network(with_key(pb::GetNetworkRequest {}, &fast))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(wait + 50)).await;
+    c.get_network(with_key(pb::GetNetworkRequest {}, &key))
+        .await
+        .unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_and_malformed_bodies_are_the_callers_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let mut options = keyed(&k.file);
+    options.transport.limits.max_message_bytes = 64 * 1024;
+    let server = TestServer::start_options(
+        dir.path(),
+        tiny(&[5, 5, 5]),
+        EngineConfig::default(),
+        options,
+    )
+    .await;
+    let url = server.url();
+    let key = &k.by_role[&Role::RouterClient];
+    let mut big = request("L-big", "440106");
+    big.lead_id = "x".repeat(100 * 1024);
+    let e = raw_call(
+        &url,
+        "/leadrouter.v1.LeadRouter/Route",
+        Some(key),
+        big.encode_to_vec(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    assert!(e.message().contains("max_message_bytes"), "{}", e.message());
+    for garbage in [
+        vec![0xff; 40],
+        vec![0x0a, 0x7f, 0x01],
+        b"hello world".to_vec(),
+    ] {
+        let e = raw_call(&url, "/leadrouter.v1.LeadRouter/Route", Some(key), garbage)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+        assert!(!e.message().contains("RouteRequest."), "{}", e.message());
+    }
+    // A long field is quoted short in the error.
+    let mut long = request("L-long", "440106");
+    long.region_code = "9".repeat(60 * 1024);
+    let e = raw_call(
+        &url,
+        "/leadrouter.v1.LeadRouter/Route",
+        Some(key),
+        long.encode_to_vec(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().len() < 1024, "{} bytes", e.message().len());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_are_404_and_metrics_need_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let server = TestServer::start_options(
+        dir.path(),
+        tiny(&[5, 5, 5]),
+        EngineConfig::default(),
+        keyed(&k.file),
+    )
+    .await;
+    let (status, _) = http_get(server.addr, "/v1/route").await;
+    assert!(status.contains(" 404 "), "{status}");
+    let (status, _) = http_get(server.addr, "/healthz").await;
+    assert!(status.contains(" 200 "), "{status}");
+    let (status, body) = http_get(server.addr, "/metrics").await;
+    assert!(status.contains(" 401 "), "{status}");
+    assert!(body.contains("unauthenticated"), "{body}");
+    let e = raw_call(
+        &server.url(),
+        "/leadrouter.v1.LeadRouter/Nope",
+        Some(&k.by_role[&Role::Admin]),
+        vec![],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
+    // POST to a GET page.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(
+        b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 405"));
+    // With the monitoring key, the metrics; no key or member id in them.
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /metrics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            k.by_role[&Role::Monitoring]
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("leadrouter_requests_refused_total"), "{text}");
+    assert!(!text.contains("lrk_") && !text.contains("k-admin"));
+    server.stop().await;
+}
