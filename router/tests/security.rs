@@ -11,7 +11,7 @@ use leadrouter::server::{Gate, Options, Transport};
 use leadrouter_proto::v1 as pb;
 use prost::Message;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
@@ -676,4 +676,140 @@ async fn unknown_paths_are_404_and_metrics_need_a_key() {
     assert!(text.contains("leadrouter_requests_refused_total"), "{text}");
     assert!(!text.contains("lrk_") && !text.contains("k-admin"));
     server.stop().await;
+}
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+}
+
+/// `leadrouter keys add` prints the key on stdout, and only there.
+fn add_key(file: &std::path::Path, name: &str, role: &str) -> String {
+    let out = bin()
+        .args(["keys", "add", "--name", name, "--role", role, "--keys-file"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("lrk_"), "{key}");
+    key
+}
+
+#[test]
+fn off_loopback_without_keys_the_server_refuses_to_start_and_says_how() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("leadrouter keys add"), "{err}");
+    assert!(err.contains("mode = \"open\""), "{err}");
+    // Nothing was created on disk.
+    assert!(!dir.path().join("data").exists());
+    // Said plainly, it serves open.
+    let config = dir.path().join("open.toml");
+    std::fs::write(&config, "[auth]\nmode = \"open\"\n").unwrap();
+    let mut b = Binary::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(b.addr.ip().is_loopback());
+    let _ = b.child.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_reload_on_sighup_while_calls_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let old = add_key(&keys, "old-backend", "router_client");
+    let config = dir.path().join("leadrouter.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nkeys_file = {:?}\n", keys.to_str().unwrap()),
+    )
+    .unwrap();
+    let b = Binary::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let url = b.url();
+    let ping = |key: String| {
+        let url = url.clone();
+        async move {
+            let mut c = pb::lead_router_client::LeadRouterClient::connect(url)
+                .await
+                .unwrap();
+            c.ping(with_key(pb::PingRequest {}, &key)).await.map(|_| ())
+        }
+    };
+    ping(old.clone()).await.unwrap();
+    // Calls keep going while the file changes and the server reloads it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, u2, k2) = (stop.clone(), url.clone(), old.clone());
+    let load = tokio::spawn(async move {
+        let mut c = pb::lead_router_client::LeadRouterClient::connect(u2)
+            .await
+            .unwrap();
+        let mut refused_other = 0;
+        let mut n = 0;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) && n < 20_000 {
+            n += 1;
+            match c.ping(with_key(pb::PingRequest {}, &k2)).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Code::Unauthenticated => {}
+                Err(_) => refused_other += 1,
+            }
+        }
+        refused_other
+    });
+    let new = add_key(&keys, "new-backend", "router_client");
+    let out = bin()
+        .args(["keys", "revoke", "--name", "old-backend", "--keys-file"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed = bin()
+        .args(["keys", "list", "--keys-file"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains("old-backend") && listed.contains("new-backend"));
+    assert!(!listed.contains(&old[4..]) && !listed.contains(&new[4..]));
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &b.child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ping(new.clone()).await.is_err() {
+        assert!(Instant::now() < deadline, "the new key never worked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ping(old.clone()).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    // A broken file keeps the keys in service.
+    std::fs::write(&keys, "[[key]]\nname = \"broken\n").unwrap();
+    hup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ping(new.clone()).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        load.await.unwrap(),
+        0,
+        "calls failed other than by the revoked key"
+    );
+    b.terminate();
 }

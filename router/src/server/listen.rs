@@ -43,7 +43,6 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-
 /// Requests in flight on one connection, and when the last one began or ended.
 struct Activity {
     started: Instant,
