@@ -94,7 +94,14 @@ async fn export_and_verify_live_offline_and_tampered() {
     .await
     .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(&live).unwrap().lines().count(), 6);
+    // Six events and the member's head line.
+    let live_lines: Vec<String> = std::fs::read_to_string(&live)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(live_lines.len(), 7);
+    assert!(live_lines[6].starts_with("{\"member_head\":{\"member_id\":\"m0\",\"events\":6,"));
     let o = cli(&["trail", "verify", path(&live)]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
@@ -187,7 +194,15 @@ async fn export_and_verify_live_offline_and_tampered() {
         .lines()
         .map(String::from)
         .collect();
-    assert_eq!(lines.len(), 16);
+    // 16 events and a head line for each of the 3 members.
+    assert_eq!(lines.len(), 19);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("\"member_head\""))
+            .count(),
+        3
+    );
     let o = cli(&["trail", "verify", "--data-dir", path(&data)]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
@@ -240,6 +255,24 @@ async fn export_and_verify_live_offline_and_tampered() {
     let o = cli(&["trail", "verify", path(&tampered)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("missing or out of order"), "{}", text(&o));
+    // An export whose last events were cut off is reported, not passed as a shorter trail:
+    // the member's last event gone (its head line stays) …
+    let head = lines
+        .iter()
+        .position(|l| l.contains("\"member_head\""))
+        .unwrap();
+    let mut short = lines.clone();
+    short.remove(head - 1);
+    std::fs::write(&tampered, short.join("\n")).unwrap();
+    let o = cli(&["trail", "verify", path(&tampered)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("cut short"), "{}", text(&o));
+    // … or the file cut in the middle of the last member's events (no head line after them).
+    let last_head = lines.len() - 1;
+    std::fs::write(&tampered, lines[..last_head - 1].join("\n")).unwrap();
+    let o = cli(&["trail", "verify", path(&tampered)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no head line"), "{}", text(&o));
     // A line that is not an event.
     std::fs::write(&tampered, format!("{}\nnot json\n", lines[0])).unwrap();
     let o = cli(&["trail", "verify", path(&tampered)]);

@@ -95,7 +95,9 @@ pub fn read_decisions(path: &Path) -> anyhow::Result<Vec<DecisionLine>> {
 pub fn read_orders(path: &Path) -> anyhow::Result<Vec<OrderSeen>> {
     let mut out = Vec::new();
     each_line(path, |line| {
-        let e = TrailEvent::from_line(line)?;
+        let Some(e) = TrailEvent::from_export_line(line)? else {
+            return Ok(());
+        };
         if let EventBody::Order(o) = &e.body {
             out.push(OrderSeen {
                 member_id: e.member_id.clone(),

@@ -158,8 +158,11 @@ pub fn orders_from_trail(
     let (mut out, mut skipped) = (Vec::new(), 0);
     for item in jsonl_lines(trail)? {
         let (i, line) = item?;
-        let e = TrailEvent::from_line(&line)
-            .map_err(|err| anyhow::anyhow!("{}:{}: {err}", trail.display(), i + 1))?;
+        let Some(e) = TrailEvent::from_export_line(&line)
+            .map_err(|err| anyhow::anyhow!("{}:{}: {err}", trail.display(), i + 1))?
+        else {
+            continue;
+        };
         let EventBody::Order(o) = &e.body else {
             continue;
         };
@@ -361,8 +364,11 @@ fn trail_orders(path: &Path) -> anyhow::Result<std::collections::HashMap<String,
     let mut out: std::collections::HashMap<String, Vec<i64>> = Default::default();
     for item in jsonl_lines(path)? {
         let (i, line) = item?;
-        let e = TrailEvent::from_line(&line)
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        let Some(e) = TrailEvent::from_export_line(&line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?
+        else {
+            continue;
+        };
         if matches!(e.body, EventBody::Order(_)) {
             out.entry(e.member_id).or_default().push(e.occurred_at_ms);
         }

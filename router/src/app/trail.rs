@@ -4,7 +4,7 @@
 
 use crate::attribution::recompute::{Mismatch, TrailChecker};
 use crate::attribution::{RuleBook, TrailCheck};
-use crate::domain::trail::{ChainBreak, TrailEvent};
+use crate::domain::trail::{ChainBreak, MemberHead, TrailEvent};
 use crate::store::{SledConfig, SledStore, Store, StoreError, for_each_in_trail};
 use anyhow::Context;
 use leadrouter_proto::v1 as pb;
@@ -93,22 +93,31 @@ pub fn export_dir(dir: &Path, member: Option<&str>, out: &mut dyn Write) -> anyh
     let store = open_offline(dir)?;
     let mut n = 0;
     let mut failed = None;
-    for_each_event(
-        &store,
-        member,
-        &mut |e| match writeln!(out, "{}", e.to_line()) {
+    let mut last: Option<TrailEvent> = None;
+    for_each_event(&store, member, &mut |e| {
+        let mut write = || -> std::io::Result<()> {
+            if let Some(prev) = last.as_ref().filter(|p| p.member_id != e.member_id) {
+                writeln!(out, "{}", MemberHead::of(prev).to_line())?;
+            }
+            writeln!(out, "{}", e.to_line())
+        };
+        match write() {
             Ok(()) => {
                 n += 1;
+                last = Some(e);
                 true
             }
             Err(err) => {
                 failed = Some(err);
                 false
             }
-        },
-    )?;
+        }
+    })?;
     if let Some(e) = failed {
         return Err(e).context("writing the export");
+    }
+    if let Some(prev) = &last {
+        writeln!(out, "{}", MemberHead::of(prev).to_line()).context("writing the export")?;
     }
     Ok(n)
 }
@@ -154,6 +163,7 @@ pub async fn export_live(url: &str, member: &str, out: &mut dyn Write) -> anyhow
         pb::attribution_client::AttributionClient::new(super::client::connect(url).await?);
     let mut token = String::new();
     let mut n = 0;
+    let mut last: Option<(u64, String)> = None;
     loop {
         let page = client
             .get_trail(pb::GetTrailRequest {
@@ -168,12 +178,30 @@ pub async fn export_live(url: &str, member: &str, out: &mut dyn Write) -> anyhow
         for e in &page.events {
             writeln!(out, "{}", e.canonical_json)?;
             n += 1;
+            last = Some((e.seq, e.hash.clone()));
         }
         if page.next_page_token.is_empty() {
+            if let Some((events, head_hash)) = last {
+                let head = MemberHead {
+                    member_id: member.to_string(),
+                    events,
+                    head_hash,
+                };
+                writeln!(out, "{}", head.to_line())?;
+            }
             return Ok(n);
         }
         token = page.next_page_token;
     }
+}
+
+/// A member's last event seen in a file, and whether its head line came.
+#[derive(Debug, Default)]
+struct Tail {
+    seq: u64,
+    hash: String,
+    line: usize,
+    headed: bool,
 }
 
 /// Checks an exported file: every line parses, chains, and recomputes. A line that is not an
@@ -181,13 +209,73 @@ pub async fn export_live(url: &str, member: &str, out: &mut dyn Write) -> anyhow
 pub fn verify_file(path: &Path, book: &RuleBook) -> anyhow::Result<Report> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut c = TrailChecker::new(book);
+    let mut tails: std::collections::HashMap<String, Tail> = std::collections::HashMap::new();
+    let mut lines_read = 0;
+    let cut = |member: &str, seq: u64, line: usize, why: String| ChainBreak {
+        member_id: member.to_string(),
+        seq,
+        position: line,
+        why,
+    };
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
+        lines_read = i + 1;
         if line.trim().is_empty() {
             continue;
         }
+        if MemberHead::is_head(&line) {
+            let h = match MemberHead::from_line(&line) {
+                Ok(h) => h,
+                Err(why) => {
+                    let mut r = Report::from(c.finish());
+                    r.broken = Some(cut("", 0, i + 1, format!("line {}: {why}", i + 1)));
+                    return Ok(r);
+                }
+            };
+            let seen = tails.get_mut(&h.member_id);
+            let (seq, hash) = seen
+                .as_ref()
+                .map_or((0, String::new()), |t| (t.seq, t.hash.clone()));
+            if seq != h.events || hash != h.head_hash {
+                let mut r = Report::from(c.finish());
+                r.broken = Some(cut(
+                    &h.member_id,
+                    seq,
+                    i + 1,
+                    format!(
+                        "the export was cut short: its head line says {} events ending in {}, the file holds {seq}",
+                        h.events,
+                        &h.head_hash.get(..12).unwrap_or(&h.head_hash)
+                    ),
+                ));
+                return Ok(r);
+            }
+            if let Some(t) = seen {
+                t.headed = true;
+            }
+            continue;
+        }
         match TrailEvent::from_line(&line) {
-            Ok(e) => c.push(e, Some(i + 1)),
+            Ok(e) => {
+                let t = tails.entry(e.member_id.clone()).or_default();
+                if t.headed {
+                    let mut r = Report::from(c.finish());
+                    r.broken = Some(cut(
+                        &e.member_id,
+                        e.seq,
+                        i + 1,
+                        "an event follows the member's head line".into(),
+                    ));
+                    return Ok(r);
+                }
+                *t = Tail {
+                    seq: e.seq,
+                    hash: e.hash.clone(),
+                    line: i + 1,
+                    headed: false,
+                };
+                c.push(e, Some(i + 1));
+            }
             Err(why) => {
                 let mut r = Report::from(c.finish());
                 r.broken = Some(ChainBreak {
@@ -200,7 +288,25 @@ pub fn verify_file(path: &Path, book: &RuleBook) -> anyhow::Result<Report> {
             }
         }
     }
-    Ok(c.finish().into())
+    let mut r = Report::from(c.finish());
+    if r.broken.is_none() {
+        let mut headless: Vec<(&String, &Tail)> = tails.iter().filter(|(_, t)| !t.headed).collect();
+        headless.sort_by_key(|(_, t)| t.line);
+        if let Some((m, t)) = headless.first() {
+            r.broken = Some(cut(
+                m,
+                t.seq,
+                lines_read,
+                format!(
+                    "the export was cut short: no head line after the member's events (last seen: seq {}, line {}); {} member(s) lack one",
+                    t.seq,
+                    t.line,
+                    headless.len()
+                ),
+            ));
+        }
+    }
+    Ok(r)
 }
 
 /// Checks a stopped server's data directory (all members, or one).
@@ -278,10 +384,12 @@ pub fn read_journeys(
                 if line.trim().is_empty() {
                     continue;
                 }
-                let e = TrailEvent::from_line(&line).map_err(|why| {
+                let e = TrailEvent::from_export_line(&line).map_err(|why| {
                     anyhow::anyhow!("{}:{}: not a trail event: {why}", p.display(), i + 1)
                 })?;
-                b.push(&e);
+                if let Some(e) = e {
+                    b.push(&e);
+                }
             }
             Ok(b.finish())
         }

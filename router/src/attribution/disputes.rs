@@ -478,6 +478,7 @@ impl Attribution {
                 order.order.occurred_at_ms,
                 &history,
                 binding,
+                &|g: &str| o.departed_guide_ids.iter().any(|d| d == g),
             )
         };
         let recomputed = match self.book.ownership_version(&o.ownership.rule_version) {

@@ -134,6 +134,7 @@ mod tests {
                 referrer_guide_ids: vec![],
             },
             sharing_guide_store_id: None,
+            departed_guide_ids: vec![],
             ownership: Ownership {
                 guide_id: None,
                 store_id: None,

@@ -650,12 +650,40 @@ impl Attribution {
                     at,
                     key,
                     |earlier, binding| {
-                        let ownership =
-                            rules.decide(&facts, sharing_store.as_deref(), at, earlier, binding);
-                        let (entries, rounding) = policy.split(&facts, &ownership);
+                        // Guides asked about who had left: recorded with the order, so that
+                        // recomputation gets the same answers without the network.
+                        let snap = self.engine.snapshot();
+                        let left = |g: &str| {
+                            snap.network.guide_index(g).is_some_and(|i| {
+                                snap.network.guide(i).status == crate::catalog::GuideStatus::Left
+                            })
+                        };
+                        let asked = std::cell::RefCell::new(Vec::<String>::new());
+                        let departed = |g: &str| {
+                            let d = left(g);
+                            if d && !asked.borrow().iter().any(|x| x == g) {
+                                asked.borrow_mut().push(g.to_string());
+                            }
+                            d
+                        };
+                        let ownership = rules.decide(
+                            &facts,
+                            sharing_store.as_deref(),
+                            at,
+                            earlier,
+                            binding,
+                            &departed,
+                        );
+                        for g in &facts.referrer_guide_ids {
+                            departed(g);
+                        }
+                        let departed_guide_ids = asked.into_inner();
+                        let (entries, rounding) =
+                            policy.split_excluding(&facts, &ownership, &departed_guide_ids);
                         Ok(EventBody::Order(Box::new(OrderRecord {
                             facts,
                             sharing_guide_store_id: sharing_store.clone(),
+                            departed_guide_ids,
                             ownership,
                             split_version: policy.version.clone(),
                             rounding_role: rounding,

@@ -92,12 +92,14 @@ impl<'a> Recomputer<'a> {
                     self.book.history_limit,
                 );
                 let binding = trail.iter().rev().find(|x| x.binding().is_some());
+                let departed = |g: &str| o.departed_guide_ids.iter().any(|d| d == g);
                 let owner = rules.decide(
                     &o.facts,
                     o.sharing_guide_store_id.as_deref(),
                     e.occurred_at_ms,
                     &history,
                     binding,
+                    &departed,
                 );
                 if owner != o.ownership {
                     self.summary.mismatches.push(mismatch(format!(
@@ -117,7 +119,8 @@ impl<'a> Recomputer<'a> {
                         o.facts.order_id, o.split_version
                     ))),
                     Some(p) => {
-                        let (entries, rounding) = p.split(&o.facts, &owner);
+                        let (entries, rounding) =
+                            p.split_excluding(&o.facts, &owner, &o.departed_guide_ids);
                         if entries != o.entries || rounding != o.rounding_role {
                             self.summary.mismatches.push(mismatch(format!(
                                 "order {:?}: stored entries {:?}, recomputed {:?}",

@@ -27,6 +27,20 @@ pub struct OwnershipRuleSet {
     pub lookback_days: u32,
     /// Touch kinds that can earn an order through the last-touch rule.
     pub qualifying: Vec<TouchKind>,
+    /// A guide who has left the brand is never credited for an order placed after leaving.
+    /// `store` (default): a rule that finds a departed guide credits that guide's store
+    /// instead; `next_rule`: the rule finds nothing and the next rule decides (the paid channel
+    /// last).
+    pub departed: Departed,
+}
+
+/// What a rule does when the guide it finds has left.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Departed {
+    #[default]
+    Store,
+    NextRule,
 }
 
 impl Default for OwnershipRuleSet {
@@ -45,6 +59,7 @@ impl Default for OwnershipRuleSet {
                 TouchKind::CouponClaim,
                 TouchKind::Binding,
             ],
+            departed: Departed::Store,
         }
     }
 }
@@ -99,6 +114,8 @@ impl OwnershipRuleSet {
     /// Decides who owns `facts`, paid at `at_ms`, from `history`: the member's earlier events,
     /// newest first. `sharing_guide_store` is the sharing guide's store when the order was
     /// recorded. `binding` is the member's latest binding event before the order, however old.
+    /// `departed` says whether a guide had left the brand when the order was recorded (the
+    /// network then; the order record's `departed_guide_ids` when recomputing).
     pub fn decide(
         &self,
         facts: &OrderFacts,
@@ -106,6 +123,7 @@ impl OwnershipRuleSet {
         at_ms: i64,
         history: &[TrailEvent],
         binding: Option<&TrailEvent>,
+        departed: &dyn Fn(&str) -> bool,
     ) -> Ownership {
         let order = [
             OwnershipRule::BoundGuide,
@@ -132,7 +150,7 @@ impl OwnershipRuleSet {
                 OwnershipRule::LastTouch => self.last_touch(at_ms, history),
                 OwnershipRule::PaidChannel => None,
             };
-            if let Some(o) = found {
+            if let Some(o) = found.and_then(|o| self.unless_departed(o, departed)) {
                 return o;
             }
         }
@@ -148,6 +166,24 @@ impl OwnershipRuleSet {
                 self.lookback_days,
                 facts.paid_channel.as_str()
             ),
+        }
+    }
+
+    /// A departed guide's ownership goes to their store, or to nobody (the next rule decides).
+    fn unless_departed(&self, o: Ownership, departed: &dyn Fn(&str) -> bool) -> Option<Ownership> {
+        let Some(g) = o.guide_id.as_deref().filter(|g| departed(g)) else {
+            return Some(o);
+        };
+        match (self.departed, &o.store_id) {
+            (Departed::Store, Some(store)) => Some(Ownership {
+                explanation: format!(
+                    "{}; {g} had left the brand when the order was recorded, so it counts for their store {store} (departed = store)",
+                    o.explanation
+                ),
+                guide_id: None,
+                ..o
+            }),
+            _ => None,
         }
     }
 
@@ -319,24 +355,38 @@ mod tests {
             (TouchKind::Binding, Some("G1"), Some("S1"), 100),
             (TouchKind::ShareLinkClick, Some("G2"), Some("S2"), 125),
         ]);
-        let o = r.decide(&facts(Some("G3")), Some("S3"), 125 * DAY_MS, &h, None);
+        let o = r.decide(
+            &facts(Some("G3")),
+            Some("S3"),
+            125 * DAY_MS,
+            &h,
+            None,
+            &|_| false,
+        );
         assert_eq!(o.rule, OwnershipRule::BoundGuide);
         assert_eq!(o.guide_id.as_deref(), Some("G1"));
         assert_eq!(o.deciding_events, vec![1]);
         // Day 131 is past 30 days of protection: the sharing guide wins.
-        let o = r.decide(&facts(Some("G3")), Some("S3"), 131 * DAY_MS, &h, None);
+        let o = r.decide(
+            &facts(Some("G3")),
+            Some("S3"),
+            131 * DAY_MS,
+            &h,
+            None,
+            &|_| false,
+        );
         assert_eq!(o.rule, OwnershipRule::ServiceGuide);
         assert_eq!(
             (o.guide_id.as_deref(), o.store_id.as_deref()),
             (Some("G3"), Some("S3"))
         );
         // No sharing guide: the last qualifying touch within 7 days (day 125 from day 131).
-        let o = r.decide(&facts(None), None, 131 * DAY_MS, &h, None);
+        let o = r.decide(&facts(None), None, 131 * DAY_MS, &h, None, &|_| false);
         assert_eq!(o.rule, OwnershipRule::LastTouch);
         assert_eq!(o.guide_id.as_deref(), Some("G2"));
         assert_eq!(o.deciding_events, vec![2]);
         // Nothing within 7 days: the paid channel.
-        let o = r.decide(&facts(None), None, 140 * DAY_MS, &h, None);
+        let o = r.decide(&facts(None), None, 140 * DAY_MS, &h, None, &|_| false);
         assert_eq!(o.rule, OwnershipRule::PaidChannel);
         assert_eq!(o.channel, Some(Channel::Ecommerce));
         assert!(o.guide_id.is_none() && o.store_id.is_none());
@@ -349,9 +399,16 @@ mod tests {
             ..Default::default()
         };
         let h = history(&[(TouchKind::Binding, Some("G1"), Some("S1"), 100)]);
-        let o = r.decide(&facts(Some("G3")), Some("S3"), 101 * DAY_MS, &h, None);
+        let o = r.decide(
+            &facts(Some("G3")),
+            Some("S3"),
+            101 * DAY_MS,
+            &h,
+            None,
+            &|_| false,
+        );
         assert_eq!(o.rule, OwnershipRule::ServiceGuide);
-        let o = r.decide(&facts(None), None, 101 * DAY_MS, &h, None);
+        let o = r.decide(&facts(None), None, 101 * DAY_MS, &h, None, &|_| false);
         assert_eq!(o.rule, OwnershipRule::BoundGuide);
     }
 
@@ -364,11 +421,11 @@ mod tests {
             // Happened after the order, though recorded before it.
             (TouchKind::GuideChat, Some("G2"), Some("S2"), 110),
         ]);
-        let o = r.decide(&facts(None), None, 105 * DAY_MS, &h, None);
+        let o = r.decide(&facts(None), None, 105 * DAY_MS, &h, None, &|_| false);
         assert_eq!(o.guide_id.as_deref(), Some("G1"));
         // A store visit earns it for the store.
         let h = history(&[(TouchKind::StoreVisit, None, Some("S7"), 100)]);
-        let o = r.decide(&facts(None), None, 100 * DAY_MS + 5, &h, None);
+        let o = r.decide(&facts(None), None, 100 * DAY_MS + 5, &h, None, &|_| false);
         assert_eq!((o.guide_id, o.store_id.as_deref()), (None, Some("S7")));
     }
 
@@ -387,8 +444,11 @@ mod tests {
         assert_eq!(cut[0].seq, 3);
         assert_eq!(r.history(100 * DAY_MS, &h, 0).len(), 0);
         // What was cut could not have decided: same owner either way.
-        let full = r.decide(&facts(None), None, 100 * DAY_MS, &h, None);
-        assert_eq!(r.decide(&facts(None), None, 100 * DAY_MS, &cut, None), full);
+        let full = r.decide(&facts(None), None, 100 * DAY_MS, &h, None, &|_| false);
+        assert_eq!(
+            r.decide(&facts(None), None, 100 * DAY_MS, &cut, None, &|_| false),
+            full
+        );
         assert_eq!(full.guide_id.as_deref(), Some("G3"));
     }
 

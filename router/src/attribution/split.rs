@@ -103,8 +103,25 @@ impl SplitPolicy {
     /// The entries of an order, in role order, zero amounts left out; and the role that took
     /// the leftovers (refunds reverse through the same role).
     pub fn split(&self, facts: &OrderFacts, owner: &Ownership) -> (Vec<LedgerEntry>, Role) {
+        self.split_excluding(facts, owner, &[])
+    }
+
+    /// As [`SplitPolicy::split`], crediting no referrer in `departed` (guides who had left when
+    /// the order was recorded): their level's share goes to the rounding role.
+    pub fn split_excluding(
+        &self,
+        facts: &OrderFacts,
+        owner: &Ownership,
+        departed: &[String],
+    ) -> (Vec<LedgerEntry>, Role) {
         let amount = facts.amount_cents;
-        let rounding = if Self::party(self.rounding, facts, owner).is_some() {
+        let party = |role| {
+            Self::party(role, facts, owner).filter(|p| {
+                !matches!(role, Role::Referrer1 | Role::Referrer2)
+                    || !departed.iter().any(|g| p.strip_prefix("guide:") == Some(g))
+            })
+        };
+        let rounding = if party(self.rounding).is_some() {
             self.rounding
         } else {
             Role::Owner
@@ -115,7 +132,7 @@ impl SplitPolicy {
             if role == rounding {
                 continue;
             }
-            if let Some(party) = Self::party(role, facts, owner) {
+            if let Some(party) = party(role) {
                 let cents = share_of(amount, i64::from(self.share(role)), 100);
                 given += cents;
                 entries.push(LedgerEntry {
@@ -125,7 +142,7 @@ impl SplitPolicy {
                 });
             }
         }
-        let party = Self::party(rounding, facts, owner).unwrap_or_else(|| owner_party(owner));
+        let party = party(rounding).unwrap_or_else(|| owner_party(owner));
         entries.push(LedgerEntry {
             party,
             role: rounding,

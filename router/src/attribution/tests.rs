@@ -1296,3 +1296,112 @@ mod disputes {
         assert_eq!(a.list_disputes(&all, 0, 10).unwrap().0.len(), 2);
     }
 }
+
+/// A member stays bound to a guide who left (no transfer: the budget is spent or transfers on
+/// leave are off). Orders placed after that credit the guide's store, never the guide; a
+/// departed referrer is not credited either; and the export recomputes the same.
+#[test]
+fn a_departed_guide_is_never_credited_for_a_later_order() {
+    use crate::catalog::{CatalogChange, GuideStatus};
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Arc::new(
+        Engine::new(
+            small_network(),
+            Arc::new(MemoryStore::new()),
+            clock.clone(),
+            EngineConfig {
+                transfers: crate::engine::TransferConfig {
+                    on_leave: false,
+                    ..Default::default()
+                },
+                ..EngineConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let cfg = AttributionConfig {
+        splits: vec![split::SplitPolicy {
+            owner: 30,
+            fulfilling_store: 50,
+            o2o_centre: 10,
+            referrer_1: 10,
+            ..split::SplitPolicy::default()
+        }],
+        ..AttributionConfig::default()
+    };
+    let a = Attribution::new(engine.clone(), cfg).unwrap();
+    a.record_touch(touch("B", "M1", TouchKind::Binding, Some("G1"), T0 - DAY))
+        .unwrap();
+    // Before leaving, G1 owns the member's order.
+    let before = a.record_order(order("O0", "M1", 10_000, T0 - 1)).unwrap();
+    assert_eq!(
+        before.event.order().unwrap().ownership.guide_id.as_deref(),
+        Some("G1")
+    );
+    engine
+        .apply_change(
+            &CatalogChange::SetGuideStatus {
+                guide_id: "G1".into(),
+                status: GuideStatus::Left,
+            },
+            "ops",
+            "resigned",
+        )
+        .unwrap();
+    assert_eq!(
+        engine
+            .store()
+            .latest_binding("M1")
+            .unwrap()
+            .unwrap()
+            .binding()
+            .unwrap()
+            .state
+            .guide_id,
+        "G1",
+        "the member is still bound to the guide who left"
+    );
+    let mut o = order("O1", "M1", 10_001, T0);
+    o.facts.referrer_guide_ids = vec!["G1".into()];
+    let rec = a.record_order(o).unwrap();
+    let r = rec.event.order().unwrap();
+    assert_eq!(r.ownership.rule, OwnershipRule::BoundGuide);
+    assert_eq!(r.ownership.guide_id, None);
+    assert_eq!(r.ownership.store_id.as_deref(), Some("S1"));
+    assert!(
+        r.ownership.explanation.contains("G1 had left"),
+        "{}",
+        r.ownership.explanation
+    );
+    assert_eq!(r.departed_guide_ids, vec!["G1".to_string()]);
+    assert!(
+        r.entries.iter().all(|e| e.party != "guide:G1"),
+        "{:?}",
+        r.entries
+    );
+    assert_eq!(
+        r.entries.iter().map(|e| e.amount_cents).sum::<i64>(),
+        10_001
+    );
+    assert!(
+        r.entries
+            .iter()
+            .any(|e| e.party == "store:S1" && e.role == Role::Owner)
+    );
+    // The trail, exported, recomputes the same owner and split.
+    let check = a.verify_trail("M1").unwrap();
+    assert!(check.ok(), "{:?}", check.recomputed.mismatches);
+
+    // With departed = next_rule the sharing guide, then the paid channel, decide instead.
+    let mut rules = rules::OwnershipRuleSet {
+        departed: rules::Departed::NextRule,
+        ..Default::default()
+    };
+    rules.version = "ownership-v2".into();
+    let events = all_events(engine.store().as_ref());
+    let binding = events.iter().rev().find(|e| e.binding().is_some());
+    let facts = &r.facts;
+    let own = rules.decide(facts, None, T0, &[], binding, &|g: &str| g == "G1");
+    assert_eq!(own.rule, OwnershipRule::PaidChannel);
+    assert_eq!(own.channel, Some(Channel::Ecommerce));
+}

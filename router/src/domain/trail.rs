@@ -235,6 +235,11 @@ pub struct OrderRecord {
     /// credits), so that ownership can be recomputed without the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharing_guide_store_id: Option<String>,
+    /// Guides the rules would have credited who had left the brand when the order was
+    /// recorded: never credited (see `OwnershipRuleSet::departed`), kept so that ownership and
+    /// split can be recomputed without the network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub departed_guide_ids: Vec<String>,
     pub ownership: Ownership,
     /// Version of the split policy applied.
     pub split_version: String,
@@ -276,6 +281,55 @@ pub struct AdjustmentRecord {
     /// The owner role's net credit moved: `-x` for `from_party`, `+x` for `to_party`; they sum
     /// to zero. Empty when the owner had no credit left.
     pub entries: Vec<LedgerEntry>,
+}
+
+/// The line an export writes after a member's events: how many the member had and the hash of
+/// the last, so that a file cut short (events missing at the end of a trail, or whole members
+/// after the cut) is reported by `trail verify` rather than passing as a shorter trail.
+/// `{"member_head":{"member_id":"m-42","events":17,"head_hash":"…"}}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberHead {
+    pub member_id: String,
+    /// The member's events (the last one's `seq`).
+    pub events: u64,
+    pub head_hash: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadLine {
+    member_head: MemberHead,
+}
+
+impl MemberHead {
+    const PREFIX: &'static str = "{\"member_head\":";
+
+    /// The head of a trail whose last event is `last`.
+    pub fn of(last: &TrailEvent) -> Self {
+        Self {
+            member_id: last.member_id.clone(),
+            events: last.seq,
+            head_hash: last.hash.clone(),
+        }
+    }
+
+    pub fn is_head(line: &str) -> bool {
+        line.trim_start().starts_with(Self::PREFIX)
+    }
+
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(&HeadLine {
+            member_head: self.clone(),
+        })
+        .unwrap_or_default()
+    }
+
+    pub fn from_line(line: &str) -> Result<Self, String> {
+        serde_json::from_str::<HeadLine>(line)
+            .map(|h| h.member_head)
+            .map_err(|e| format!("not a member head line: {e}"))
+    }
 }
 
 /// What happened.
@@ -409,6 +463,15 @@ impl TrailEvent {
     /// The canonical JSON line (no trailing newline): how the event is stored and exported.
     pub fn to_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A line of an export: an event, or `None` for a member's head line ([`MemberHead`]).
+    pub fn from_export_line(line: &str) -> Result<Option<Self>, String> {
+        if MemberHead::is_head(line) {
+            MemberHead::from_line(line).map(|_| None)
+        } else {
+            Self::from_line(line).map(Some)
+        }
     }
 
     /// Parses one line; unknown fields are refused (they would not be covered by the hash).
