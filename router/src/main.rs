@@ -403,11 +403,10 @@ fn generate_spec(
         );
         let provinces = provinces
             .iter()
-            .map(|p| {
-                let n: u64 = p
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--provinces: {p:?} is not a code"))?;
-                Ok(if p.len() == 6 { n * 1_000_000 } else { n })
+            .enumerate()
+            .map(|(i, p)| {
+                leadrouter::catalog::parse_province(p)
+                    .map_err(|e| anyhow::anyhow!("--provinces[{i}]: {e}"))
             })
             .collect::<anyhow::Result<Vec<u64>>>()?;
         GenerateSpec {

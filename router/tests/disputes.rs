@@ -16,6 +16,7 @@ fn open(order: &str, claimed: &str) -> pb::OpenDisputeRequest {
         reason: "served in store".into(),
         opened_by: "mgr-1".into(),
         reopens: String::new(),
+        request_id: String::new(),
     }
 }
 
@@ -181,7 +182,7 @@ async fn open_show_resolve_concurrently_and_the_books_follow() {
                 reopens: "X1".into(),
                 ..open("o1", "channel:ECOMMERCE")
             },
-            "dispute_id",
+            "reopens",
         ),
     ] {
         let e = disputes.open_dispute(req.clone()).await.unwrap_err();
@@ -453,5 +454,86 @@ async fn reviewers_cli_lists_shows_and_resolves() {
     ]))
     .await;
     assert!(!o.status.success(), "neither --uphold nor --reassign");
+    server.stop().await;
+}
+
+/// Retries of one OpenDispute open one dispute, and a final dispute cannot be resolved again
+/// through a duplicate: the credit moves once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_opens_open_one_dispute_and_credit_moves_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), tiny(&[5, 5, 5])).await;
+    let mut a = server.attribution().await;
+    let mut disputes = server.disputes().await;
+    a.record_order(pb::RecordOrderRequest {
+        order_id: "o7".into(),
+        member_id: "m7".into(),
+        amount_cents: 10_000,
+        paid_channel: pb::Channel::MiniProgram as i32,
+        fulfilling_store_id: Some("S2".into()),
+        sharing_guide_id: Some("G0".into()),
+        referrer_guide_ids: vec![],
+        occurred_at: Some(now_ts()),
+    })
+    .await
+    .unwrap();
+    let req = pb::OpenDisputeRequest {
+        request_id: "req-1".into(),
+        ..open("o7", "guide:G1")
+    };
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let d = disputes
+            .open_dispute(req.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(d.replayed, i > 0);
+        assert_eq!(d.request_id, "req-1");
+        ids.push(d.dispute_id);
+    }
+    assert!(ids.iter().all(|d| d == "D1"), "{ids:?}");
+    // The same key with other content is a conflict; no key while one is open is refused.
+    let e = disputes
+        .open_dispute(pb::OpenDisputeRequest {
+            reason: "another story".into(),
+            ..req.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    assert!(e.message().contains("reason: stored"), "{}", e.message());
+    let e = disputes
+        .open_dispute(open("o7", "guide:G1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("D1 open"), "{}", e.message());
+    disputes
+        .resolve_dispute(resolve("D1", Outcome::Reassign, "guide:G1", "rev-1"))
+        .await
+        .unwrap();
+    // A new dispute on a final one must say it reopens it; so a retry cannot move credit again.
+    let e = disputes
+        .open_dispute(open("o7", "guide:G2"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("set reopens = D1"), "{}", e.message());
+    let again = disputes
+        .open_dispute(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.replayed);
+    assert_eq!(again.status, pb::DisputeStatus::DisputeReassigned as i32);
+    let own = a
+        .get_ownership(pb::GetOwnershipRequest {
+            order_id: "o7".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.adjustments.len(), 1);
     server.stop().await;
 }

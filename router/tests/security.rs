@@ -447,6 +447,7 @@ async fn the_reviewer_is_the_key_and_not_the_one_who_opened() {
                 reason: "served in S1".into(),
                 opened_by: String::new(),
                 reopens: String::new(),
+                request_id: String::new(),
             },
             &opener,
         ))
@@ -812,4 +813,115 @@ async fn keys_reload_on_sighup_while_calls_continue() {
         "calls failed other than by the revoked key"
     );
     b.terminate();
+}
+
+/// Inputs a hostile client sent in review: each was accepted or crashed before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_are_refused_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), tiny(&[5, 5, 5])).await;
+    let mut c = server.catalog().await;
+    let mut store = c
+        .list_stores(pb::ListStoresRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .stores
+        .remove(0);
+    store.guides.clear();
+    store.categories = vec!["shoes".to_string(); 50_000];
+    let e = c
+        .upsert_store(pb::UpsertStoreRequest {
+            store: Some(store),
+            operator_id: "ops".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("repeats"), "{}", e.message());
+    assert!(e.message().len() < 600);
+    assert!(
+        c.list_audit(pb::ListAuditRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+            .is_empty()
+    );
+    let mut a = server.attribution().await;
+    for party in ["planet:mars", ":", "guide:", "channel:MOON", "o2o:moon"] {
+        let e = a
+            .list_ledger(pb::ListLedgerRequest {
+                from: Some(prost_types::Timestamp {
+                    seconds: 946_684_800,
+                    nanos: 0,
+                }),
+                to: Some(now_ts()),
+                party: party.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{party}");
+        assert!(e.message().starts_with("party:"), "{}", e.message());
+    }
+    // The business day 2000-01-01 begins before 2000-01-01T00:00Z east of UTC: a window from
+    // there is a fair question.
+    a.list_ledger(pb::ListLedgerRequest {
+        from: Some(prost_types::Timestamp {
+            seconds: 946_684_800 - 8 * 3600,
+            nanos: 0,
+        }),
+        to: Some(now_ts()),
+        party: "o2o:centre".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+
+    // The README's own network command, and provinces that are not codes.
+    let out_dir = dir.path().join("net");
+    let o = bin()
+        .args([
+            "network",
+            "generate",
+            "--stores",
+            "200",
+            "--guides-per-store",
+            "3-9",
+        ])
+        .args(["--provinces", "44,33", "--seed", "7", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--provinces[0]: must be a 6-digit province code")
+    );
+    for (p, said) in [("990000", "not a province"), ("440000,330000", "")] {
+        let o = bin()
+            .args([
+                "network",
+                "generate",
+                "--stores",
+                "200",
+                "--guides-per-store",
+                "3-9",
+            ])
+            .args(["--provinces", p, "--seed", "7", "--out"])
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.success(), said.is_empty(), "{p}: {err}");
+        assert!(err.contains(said), "{err}");
+    }
 }

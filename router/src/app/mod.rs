@@ -262,6 +262,7 @@ fn spawn_model_reloader(engine: Arc<Engine>, cfg: crate::config::ModelsConfig) {
 /// Writes a generated network's files.
 pub fn generate_network(spec: &GenerateSpec, out: &Path) -> anyhow::Result<Network> {
     let regions = Arc::new(RegionTree::embedded());
+    spec.check(&regions).map_err(anyhow::Error::msg)?;
     let net_spec = generate(&regions, spec);
     let files = NetworkFiles::from_spec(&net_spec);
     files.write_dir(out)?;

@@ -71,6 +71,9 @@ pub struct Dispute {
     pub fulfilling_store_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reopens: Option<String>,
+    /// The opener's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub status: DisputeStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Resolution>,
@@ -96,6 +99,9 @@ pub struct OpenInput {
     pub reason: String,
     pub opened_by: String,
     pub reopens: Option<String>,
+    /// The caller's idempotency key: the same key with the same content returns the dispute
+    /// opened first.
+    pub request_id: Option<String>,
 }
 
 /// `ListDisputes` filters; every set filter must match.
@@ -207,9 +213,18 @@ impl Attribution {
             })
     }
 
-    /// Opens a dispute about an order's owner. Durable before it returns.
-    pub fn open_dispute(&self, input: OpenInput) -> Result<Dispute, AttributionError> {
+    /// Opens a dispute about an order's owner. Durable before it returns. An order has at most
+    /// one open dispute, and a resolved one is final unless a new dispute names it in
+    /// `reopens`; so a retried request never opens a second dispute. With `request_id`, the
+    /// same request again returns the dispute it opened (`.1` is true).
+    pub fn open_dispute(&self, input: OpenInput) -> Result<(Dispute, bool), AttributionError> {
         check_id("order_id", &input.order_id)?;
+        if let Some(r) = &input.request_id {
+            check_id("request_id", r)?;
+        }
+        if let Some(old) = &input.reopens {
+            parse_id(old).map_err(|f| FieldError::new("reopens", f.rule))?;
+        }
         check_id("opened_by", &input.opened_by)?;
         check_text("reason", &input.reason)?;
         if input.claimant != "o2o:centre" {
@@ -217,14 +232,67 @@ impl Attribution {
         }
         self.check_party("claimed_owner", &input.claimed_owner)?;
         let view = self.order(&input.order_id)?;
+        // One dispute is opened at a time, so seqs are unique.
+        let _one = self.stripe(&self.id_locks, (b'd', "open")).lock();
+        let (same_request, of_order) = self.disputes_like(&input)?;
+        if let Some(d) = same_request {
+            let stored = [
+                ("order_id", d.order_id.as_str()),
+                ("claimant", &d.claimant),
+                ("claimed_owner", &d.claimed_owner),
+                ("reason", &d.reason),
+                ("opened_by", &d.opened_by),
+                ("reopens", d.reopens.as_deref().unwrap_or("")),
+            ];
+            let got = [
+                input.order_id.as_str(),
+                &input.claimant,
+                &input.claimed_owner,
+                &input.reason,
+                &input.opened_by,
+                input.reopens.as_deref().unwrap_or(""),
+            ];
+            let differences: Vec<String> = stored
+                .iter()
+                .zip(got)
+                .filter(|((_, a), b)| a != b)
+                .map(|((k, a), b)| {
+                    format!(
+                        "{k}: stored {}, got {}",
+                        crate::domain::short(a),
+                        crate::domain::short(b)
+                    )
+                })
+                .collect();
+            if differences.is_empty() {
+                return Ok((d, true));
+            }
+            return Err(AttributionError::Conflict {
+                what: "dispute request",
+                id: input.request_id.clone().unwrap_or_default(),
+                differences,
+            });
+        }
         if view.owner_party == input.claimed_owner {
             return Err(AttributionError::Precondition(format!(
                 "order {:?} is already owned by {}",
                 input.order_id, input.claimed_owner
             )));
         }
-        // One dispute is opened at a time, so seqs are unique.
-        let _one = self.stripe(&self.id_locks, (b'd', "open")).lock();
+        if let Some(open) = of_order.iter().find(|d| d.status == DisputeStatus::Open) {
+            return Err(AttributionError::Precondition(format!(
+                "order {:?} already has dispute {} open (opened by {}): resolve it first",
+                input.order_id, open.dispute_id, open.opened_by
+            )));
+        }
+        if let Some(last) = of_order.last()
+            && input.reopens.as_deref() != Some(last.dispute_id.as_str())
+        {
+            return Err(AttributionError::Precondition(format!(
+                "order {:?}: dispute {} resolved it and is final; to reopen, set reopens = {}",
+                input.order_id, last.dispute_id, last.dispute_id
+            )));
+        }
         if let Some(old) = &input.reopens {
             let prev = self.dispute(old)?;
             if prev.status == DisputeStatus::Open {
@@ -255,12 +323,42 @@ impl Attribution {
             owner_at_open: view.owner_party,
             fulfilling_store_id: facts.as_ref().and_then(|f| f.fulfilling_store_id.clone()),
             reopens: input.reopens,
+            request_id: input.request_id,
             status: DisputeStatus::Open,
             resolution: None,
         };
         self.save_dispute(&d)?;
         self.engine.store().flush()?;
-        Ok(d)
+        Ok((d, false))
+    }
+
+    /// The dispute opened with `input`'s request id, if any, and every dispute of its order,
+    /// oldest first. A scan: disputes are few (one per contested order).
+    fn disputes_like(
+        &self,
+        input: &OpenInput,
+    ) -> Result<(Option<Dispute>, Vec<Dispute>), AttributionError> {
+        let (mut same, mut of_order) = (None, Vec::new());
+        let mut from = 1;
+        loop {
+            let chunk = self.engine.store().disputes_from(from, 256)?;
+            let Some(&(last, _)) = chunk.last() else {
+                return Ok((same, of_order));
+            };
+            for (seq, line) in chunk {
+                let d: Dispute = serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
+                    key: format!("dispute/{seq}"),
+                    why: e.to_string(),
+                })?;
+                if input.request_id.is_some() && d.request_id == input.request_id {
+                    same = Some(d.clone());
+                }
+                if d.order_id == input.order_id {
+                    of_order.push(d);
+                }
+            }
+            from = last + 1;
+        }
     }
 
     /// Disputes matching `filter` with `seq > after_seq`, at most `limit`, and the seq to go on

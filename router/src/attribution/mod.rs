@@ -1082,14 +1082,23 @@ impl Attribution {
             )
             .into());
         }
-        if let Some(p) = party
-            && (p.is_empty() || p.len() > 200 || !p.contains(':'))
-        {
-            return Err(FieldError::new(
-                "party",
-                format!("must look like guide:ID, store:ID, channel:NAME or o2o:centre, got {p:?}"),
-            )
-            .into());
+        if let Some(p) = party {
+            let ok = match p.split_once(':') {
+                Some(("guide" | "store", id)) => check_id("party", id).is_ok(),
+                Some(("channel", c)) => crate::domain::Channel::ALL.iter().any(|k| k.as_str() == c),
+                Some(("o2o", "centre")) => true,
+                _ => false,
+            };
+            if !ok {
+                return Err(FieldError::new(
+                    "party",
+                    format!(
+                        "must be guide:ID, store:ID, channel:NAME (a channel such as ECOMMERCE) or o2o:centre, got {}",
+                        crate::domain::short(p)
+                    ),
+                )
+                .into());
+            }
         }
         let events = self
             .engine

@@ -1006,6 +1006,7 @@ mod disputes {
             reason: "the member was served in store by G3".into(),
             opened_by: "store-manager-1".into(),
             reopens: None,
+            request_id: None,
         }
     }
 
@@ -1035,7 +1036,7 @@ mod disputes {
     #[test]
     fn open_show_resolve_and_the_books_follow() {
         let a = setup();
-        let d = a.open_dispute(open("O1", "guide:G3")).unwrap();
+        let d = a.open_dispute(open("O1", "guide:G3")).unwrap().0;
         assert_eq!(
             (d.dispute_id.as_str(), d.status),
             ("D1", DisputeStatus::Open)
@@ -1092,10 +1093,12 @@ mod disputes {
         let again = a
             .open_dispute(OpenInput {
                 reopens: Some("D1".into()),
+                request_id: None,
                 claimant: "guide:G1".into(),
                 ..open("O1", "guide:G1")
             })
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(
             (again.dispute_id.as_str(), again.reopens.as_deref()),
             ("D2", Some("D1"))
@@ -1265,6 +1268,7 @@ mod disputes {
         assert!(matches!(
             a.open_dispute(OpenInput {
                 reopens: Some("D1".into()),
+                request_id: None,
                 ..open("O1", "guide:G3")
             }),
             Err(AttributionError::Precondition(_))

@@ -72,6 +72,64 @@ fn round3(v: f64) -> f32 {
     ((v.clamp(0.0, 1.0) * 1000.0).round() / 1000.0) as f32
 }
 
+/// A province as the command line and scenarios name it: a 6-digit GB/T 2260 code ending in
+/// `0000` (e.g. `440000`), or its 12-digit form; returns the 12-digit code.
+pub fn parse_province(p: &str) -> Result<u64, String> {
+    let ok = p.bytes().all(|b| b.is_ascii_digit())
+        && ((p.len() == 6 && p.ends_with("0000")) || (p.len() == 12 && p.ends_with("0000000000")));
+    if !ok {
+        return Err(format!(
+            "must be a 6-digit province code like 440000, got {}",
+            crate::domain::short(p)
+        ));
+    }
+    let n: u64 = p.parse().map_err(|_| format!("not a number: {p:?}"))?;
+    Ok(if p.len() == 6 { n * 1_000_000 } else { n })
+}
+
+impl GenerateSpec {
+    /// Checks the spec against the region table; the message names the option.
+    pub fn check(&self, regions: &RegionTree) -> Result<(), String> {
+        if !(1..=1_000_000).contains(&self.stores) {
+            return Err(format!(
+                "stores: must be in 1..=1000000, got {}",
+                self.stores
+            ));
+        }
+        let (lo, hi) = self.guides_per_store;
+        if lo > hi || hi > 100 {
+            return Err(format!(
+                "guides_per_store: need MIN <= MAX <= 100, got {lo}-{hi}"
+            ));
+        }
+        for (i, &code) in self.provinces.iter().enumerate() {
+            let province = regions
+                .by_code(code)
+                .filter(|&id| regions.get(id).level == RegionLevel::Province);
+            let Some(id) = province else {
+                return Err(format!(
+                    "provinces[{i}]: {} is not a province in the region table",
+                    code / 1_000_000
+                ));
+            };
+            let has_district = regions.ids().any(|d| {
+                let r = regions.get(d);
+                r.level == RegionLevel::District
+                    && r.location.is_some()
+                    && r.code / 10_000_000_000 * 10_000_000_000 == code
+            });
+            if !has_district {
+                return Err(format!(
+                    "provinces[{i}]: {} ({}) has no district with coordinates to place stores in",
+                    code / 1_000_000,
+                    regions.get(id).name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Generates a network over `regions`.
 pub fn generate(regions: &RegionTree, spec: &GenerateSpec) -> NetworkSpec {
     let mut rng = SplitMix64::new(spec.seed);

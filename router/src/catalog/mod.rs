@@ -9,7 +9,7 @@ mod region;
 
 pub use change::{CatalogChange, ChangeError, Changed};
 pub use files::{GUIDES_FILE, LoadError, NetworkFiles, PREFERENCE_FILE, STORES_FILE};
-pub use generate::{CATEGORIES, DEMO_PROVINCES, GenerateSpec, generate};
+pub use generate::{CATEGORIES, DEMO_PROVINCES, GenerateSpec, generate, parse_province};
 pub use network::{
     Entry, Guide, GuideKey, GuideSpec, GuideStatus, LearnedModels, MAX_CATEGORIES,
     MAX_DAILY_CAPACITY, Network, NetworkError, NetworkSpec, Ownership, PreferenceRow, Pricing,

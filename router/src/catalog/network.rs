@@ -426,6 +426,16 @@ impl Network {
             let mut mask = 0u64;
             for c in &s.categories {
                 match cat_index.get(c.as_str()) {
+                    Some(&k) if mask & (1 << k) != 0 => {
+                        return Err(bad(
+                            e,
+                            "categories",
+                            format!(
+                                "repeats {}: name each category once",
+                                crate::domain::short(c)
+                            ),
+                        ));
+                    }
                     Some(&k) => mask |= 1 << k,
                     None => {
                         return Err(bad(

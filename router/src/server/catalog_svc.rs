@@ -14,6 +14,8 @@ use tonic::{Request, Response, Status};
 /// Default and largest page of `ListStores`.
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 500;
+/// Largest reply page, encoded (a quarter of a default client's 4 MiB limit).
+const MAX_PAGE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct CatalogSvc {
@@ -177,12 +179,20 @@ impl Catalog for CatalogSvc {
                 "is past the end of the list",
             )));
         }
-        let end = (start + page).min(matching.len());
+        let mut end = (start + page).min(matching.len());
+        let mut stores = Vec::with_capacity(end - start);
+        let mut bytes = 0;
+        for (i, &s) in matching[start..end].iter().enumerate() {
+            let store = store_to_pb(net, s);
+            bytes += prost::Message::encoded_len(&store);
+            if bytes > MAX_PAGE_BYTES && i > 0 {
+                end = start + i;
+                break;
+            }
+            stores.push(store);
+        }
         Ok(Response::new(pb::ListStoresResponse {
-            stores: matching[start..end]
-                .iter()
-                .map(|&s| store_to_pb(net, s))
-                .collect(),
+            stores,
             next_page_token: if end < matching.len() {
                 end.to_string()
             } else {
@@ -286,6 +296,17 @@ impl Catalog for CatalogSvc {
             .map_err(|e| status::store(&e))?;
         let more = entries.len() > page;
         entries.truncate(page);
+        // A page also stops at MAX_PAGE_BYTES, so that a default client can always read it.
+        let mut bytes = 0;
+        let fits = entries
+            .iter()
+            .position(|e| {
+                bytes += prost::Message::encoded_len(&audit_to_pb(e));
+                bytes > MAX_PAGE_BYTES
+            })
+            .map_or(entries.len(), |i| i.max(1));
+        let more = more || fits < entries.len();
+        entries.truncate(fits);
         Ok(Response::new(pb::ListAuditResponse {
             next_after_seq: if more {
                 entries.last().map_or(0, |e| e.seq)

@@ -69,6 +69,8 @@ pub fn dispute_to_pb(d: &Dispute) -> pb::Dispute {
         new_owner: r.and_then(|r| r.new_owner.clone()).unwrap_or_default(),
         adjustment_seq: r.and_then(|r| r.adjustment_seq).unwrap_or(0),
         binding_seq: r.and_then(|r| r.binding_seq).unwrap_or(0),
+        request_id: d.request_id.clone().unwrap_or_default(),
+        replayed: false,
     }
 }
 
@@ -130,6 +132,7 @@ impl disputes_server::Disputes for DisputesSvc {
             reason: r.reason,
             opened_by,
             reopens: optional(r.reopens),
+            request_id: optional(r.request_id),
         };
         let a = self.attribution.clone();
         let d = tokio::task::spawn_blocking(move || {
@@ -160,7 +163,10 @@ impl disputes_server::Disputes for DisputesSvc {
         })
         .await
         .map_err(|e| Status::internal(format!("the call did not finish: {e}")))??;
-        Ok(Response::new(dispute_to_pb(&d)))
+        let (d, replayed) = d;
+        let mut reply = dispute_to_pb(&d);
+        reply.replayed = replayed;
+        Ok(Response::new(reply))
     }
 
     async fn list_disputes(

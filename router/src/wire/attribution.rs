@@ -303,8 +303,8 @@ pub fn ledger_line_to_pb(l: &crate::attribution::LedgerLine) -> pb::LedgerLine {
 /// `(from_ms, to_ms)` of a ledger request: both required.
 pub fn ledger_window(r: &pb::ListLedgerRequest) -> Result<(i64, i64), FieldError> {
     Ok((
-        required_time("from", r.from.as_ref())?,
-        required_time("to", r.to.as_ref())?,
+        super::window_time("from", r.from.as_ref())?,
+        super::window_time("to", r.to.as_ref())?,
     ))
 }
 
