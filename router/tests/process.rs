@@ -274,3 +274,165 @@ async fn sigkill_mid_burst_loses_no_acknowledged_order() {
     assert_eq!(again.event, first.event);
     bin.kill();
 }
+
+/// SIGKILL while 48 reviewers reassign at once: after the restart every dispute is either
+/// open with no credit moved, or reassigned with its adjustment, binding correction and audit
+/// entry; the trails verify (every adjustment belongs to a resolved dispute), and an UPHOLD
+/// cannot contradict a move that reached the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_reassignments_leaves_each_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Binary::start(dir.path(), &[]);
+    let url = bin.url();
+    let mut a = pb::attribution_client::AttributionClient::connect(url.clone())
+        .await
+        .unwrap();
+    let mut d = pb::disputes_client::DisputesClient::connect(url.clone())
+        .await
+        .unwrap();
+    let n = 48;
+    for i in 0..n {
+        a.record_order(pb::RecordOrderRequest {
+            order_id: format!("o{i}"),
+            member_id: format!("m{i}"),
+            amount_cents: 10_000 + i as i64,
+            paid_channel: pb::Channel::MiniProgram as i32,
+            fulfilling_store_id: Some("S00001".into()),
+            sharing_guide_id: Some("G000001".into()),
+            referrer_guide_ids: vec![],
+            occurred_at: Some(now_ts()),
+        })
+        .await
+        .unwrap();
+        d.open_dispute(pb::OpenDisputeRequest {
+            order_id: format!("o{i}"),
+            claimant: "store:S00001".into(),
+            claimed_owner: "guide:G000002".into(),
+            reason: "served in store".into(),
+            opened_by: "mgr-1".into(),
+            reopens: String::new(),
+            request_id: format!("open-{i}"),
+        })
+        .await
+        .unwrap();
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let mut d = d.clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = d
+                .resolve_dispute(pb::ResolveDisputeRequest {
+                    dispute_id: format!("D{}", i + 1),
+                    outcome: pb::resolve_dispute_request::Outcome::Reassign as i32,
+                    new_owner: "guide:G000002".into(),
+                    reviewer_id: format!("rev-{i}"),
+                    reason: "chat log".into(),
+                    correct_binding: true,
+                })
+                .await;
+            if r.is_ok() {
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            r.is_ok()
+        }));
+    }
+    // Kill once a few have been acknowledged, with the rest in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 3 && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    bin.kill();
+    let mut acked = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if t.await.unwrap() {
+            acked.push(i);
+        }
+    }
+    eprintln!(
+        "{} of {n} resolutions acknowledged before the kill",
+        acked.len()
+    );
+
+    let bin = Binary::start(dir.path(), &[]);
+    let url = bin.url();
+    let mut a = pb::attribution_client::AttributionClient::connect(url.clone())
+        .await
+        .unwrap();
+    let mut d = pb::disputes_client::DisputesClient::connect(url.clone())
+        .await
+        .unwrap();
+    let mut reassigned = 0;
+    for i in 0..n {
+        let got = d
+            .get_dispute(pb::GetDisputeRequest {
+                dispute_id: format!("D{}", i + 1),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let dispute = got.dispute.unwrap();
+        let order = got.order.unwrap();
+        if dispute.status == pb::DisputeStatus::DisputeReassigned as i32 {
+            reassigned += 1;
+            assert_eq!(order.adjustments.len(), 1, "D{}", i + 1);
+            assert_eq!(dispute.adjustment_seq, order.adjustments[0].seq);
+            assert!(dispute.binding_seq > 0, "D{}: no binding correction", i + 1);
+            assert_eq!(dispute.reviewer_id, format!("rev-{i}"));
+            let e = d
+                .resolve_dispute(pb::ResolveDisputeRequest {
+                    dispute_id: format!("D{}", i + 1),
+                    outcome: pb::resolve_dispute_request::Outcome::Uphold as i32,
+                    new_owner: String::new(),
+                    reviewer_id: "rev-late".into(),
+                    reason: "owner stands".into(),
+                    correct_binding: false,
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        } else {
+            assert_eq!(dispute.status, pb::DisputeStatus::DisputeOpen as i32);
+            assert!(
+                !acked.contains(&i),
+                "D{} was acknowledged but is open",
+                i + 1
+            );
+            assert!(
+                order.adjustments.is_empty(),
+                "D{}: credit moved while open",
+                i + 1
+            );
+        }
+    }
+    let v = a
+        .verify_trail(pb::VerifyTrailRequest {
+            member_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.ok, "{v:?}");
+    // One audit entry per reassignment.
+    let mut c = pb::catalog_client::CatalogClient::connect(url)
+        .await
+        .unwrap();
+    let audit = c
+        .list_audit(pb::ListAuditRequest {
+            after_seq: 0,
+            page_size: 500,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let resolutions = audit
+        .entries
+        .iter()
+        .filter(|e| e.action == "resolve_dispute")
+        .count();
+    assert_eq!(resolutions, reassigned);
+    assert!(reassigned >= acked.len());
+    bin.kill();
+}

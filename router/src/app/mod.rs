@@ -97,6 +97,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, data_dir = %config.data_dir.display(), policy = engine.snapshot().policy.name(), "serving gRPC and HTTP");
     let services = crate::server::Services::new(engine, config.attribution.clone())
         .map_err(anyhow::Error::msg)?;
+    let attribution = services.attribution.clone();
+    let completed = tokio::task::spawn_blocking(move || attribution.recover_disputes()).await??;
+    if completed > 0 {
+        tracing::warn!(
+            completed,
+            "dispute resolutions interrupted by a stop were completed"
+        );
+    }
     crate::server::run_with(
         listener,
         services,

@@ -427,6 +427,11 @@ impl Attribution {
                 what: "dispute",
                 id: id.to_string(),
             })?;
+        // An earlier resolution that stopped after moving the credit is completed first, as
+        // it was decided: the adjustment is the resolution's commit point.
+        if d.status == DisputeStatus::Open && self.complete_interrupted(&mut d)? {
+            self.engine.store().flush()?;
+        }
         if d.status != DisputeStatus::Open {
             return Err(AttributionError::Precondition(format!(
                 "dispute {id} is already {} by {}; open a new dispute that reopens it",
@@ -447,6 +452,7 @@ impl Attribution {
                     actor: reviewer.to_string(),
                     reason: reason.to_string(),
                     occurred_at_ms: at,
+                    rebind,
                 })?;
                 let binding_seq = if rebind {
                     let guide = to.trim_start_matches("guide:");
@@ -481,6 +487,80 @@ impl Attribution {
         )?;
         self.engine.store().flush()?;
         Ok(d)
+    }
+
+    /// Completes a resolution interrupted after its adjustment was written (a crash between
+    /// the adjustment and the dispute's own record): the binding correction, the dispute's
+    /// resolution and its audit entry, from what the adjustment recorded. Returns whether
+    /// there was one. The caller holds the dispute's lock and flushes.
+    fn complete_interrupted(&self, d: &mut Dispute) -> Result<bool, AttributionError> {
+        let adjustment_id = format!("dispute:{}", d.dispute_id);
+        let key = crate::store::TrailKey::Adjustment(&adjustment_id);
+        let Some(e) = self.engine.store().trail_event(key)? else {
+            return Ok(false);
+        };
+        let Some(a) = e.adjustment().cloned() else {
+            return Ok(false);
+        };
+        let binding_seq = if a.rebind {
+            let guide = a.to_party.trim_start_matches("guide:");
+            Some(self.rebind(d, guide, &a.actor, &a.reason, e.recorded_at_ms)?)
+        } else {
+            None
+        };
+        d.status = DisputeStatus::Reassigned;
+        d.resolution = Some(Resolution {
+            reviewer: a.actor.clone(),
+            reason: a.reason.clone(),
+            decided_at_ms: e.recorded_at_ms,
+            new_owner: Some(a.to_party.clone()),
+            adjustment_seq: Some(e.seq),
+            binding_seq,
+        });
+        self.save_dispute(d)?;
+        self.engine.record_audit(
+            "resolve_dispute",
+            &format!("dispute:{}", d.dispute_id),
+            &a.actor,
+            &format!("{} (completed after an interruption)", a.reason),
+            serde_json::to_value(&*d).unwrap_or_default(),
+        )?;
+        tracing::warn!(dispute = %d.dispute_id, "an interrupted resolution was completed");
+        Ok(true)
+    }
+
+    /// Completes every resolution interrupted by a crash (see `complete_interrupted`); run
+    /// at start. Returns how many.
+    pub fn recover_disputes(&self) -> Result<usize, AttributionError> {
+        let mut open = Vec::new();
+        let mut from = 1;
+        loop {
+            let chunk = self.engine.store().disputes_from(from, 256)?;
+            let Some(&(last, _)) = chunk.last() else {
+                break;
+            };
+            for (seq, line) in chunk {
+                if line.contains("\"status\":\"open\"") {
+                    open.push(seq);
+                }
+            }
+            from = last + 1;
+        }
+        let mut n = 0;
+        for seq in open {
+            let id = dispute_id(seq);
+            let _held = self.stripe(&self.id_locks, (b'd', &id)).lock();
+            if let Some(mut d) = self.load_dispute(seq)?
+                && d.status == DisputeStatus::Open
+                && self.complete_interrupted(&mut d)?
+            {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.engine.store().flush()?;
+        }
+        Ok(n)
     }
 
     /// Binds the dispute's member to `guide` (a transfer by the reviewer, a fresh binding by

@@ -210,6 +210,8 @@ pub struct ReassignInput {
     /// Required: why the owner changes.
     pub reason: String,
     pub occurred_at_ms: i64,
+    /// The member is also bound to the new owner (recorded in the adjustment).
+    pub rebind: bool,
 }
 
 /// A recorded event and whether it was recorded before this call.
@@ -763,6 +765,7 @@ impl Attribution {
                                 to_party: input.to_party.clone(),
                                 actor: input.actor.clone(),
                                 reason: input.reason.clone(),
+                                rebind: input.rebind,
                             },
                         ))
                     },
@@ -1164,22 +1167,70 @@ impl Attribution {
     pub fn verify_trail(&self, member_id: &str) -> Result<TrailCheck, AttributionError> {
         check_id("member_id", member_id)?;
         let mut c = recompute::TrailChecker::new(&self.book);
+        let mut adjustments = Vec::new();
         for_each_in_trail(self.engine.store().as_ref(), member_id, 1, 1024, &mut |e| {
+            if let Some(a) = e.adjustment() {
+                adjustments.push((e.member_id.clone(), e.seq, a.adjustment_id.clone()));
+            }
             c.push(e, None);
             true
         })?;
-        Ok(c.finish())
+        let mut check = c.finish();
+        self.check_adjustments(&adjustments, &mut check)?;
+        Ok(check)
+    }
+
+    /// Every adjustment must be a resolved dispute's: `dispute:D<n>`, with D<n> reassigned and
+    /// naming that event. Anything else moved credit without a decision on record.
+    fn check_adjustments(
+        &self,
+        adjustments: &[(String, u64, String)],
+        check: &mut TrailCheck,
+    ) -> Result<(), AttributionError> {
+        for (member, seq, id) in adjustments {
+            let dispute = id
+                .strip_prefix("dispute:")
+                .and_then(|d| self.dispute(d).ok());
+            let belongs = dispute.as_ref().is_some_and(|d| {
+                d.status == disputes::DisputeStatus::Reassigned
+                    && d.resolution.as_ref().and_then(|r| r.adjustment_seq) == Some(*seq)
+            });
+            if !belongs {
+                check.recomputed.mismatches.push(recompute::Mismatch {
+                    member_id: member.clone(),
+                    seq: *seq,
+                    what: format!(
+                        "adjustment {id:?} moved credit, but {}",
+                        match &dispute {
+                            None => "no dispute of that id exists".to_string(),
+                            Some(d) => format!(
+                                "dispute {} is {} and does not name this event",
+                                d.dispute_id,
+                                d.status.as_str()
+                            ),
+                        }
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks every member's trail (a full scan: for operators, off the hot path). Reports the
     /// first chain break and every recomputation difference; memory holds one member at a time.
     pub fn verify_all(&self) -> Result<TrailCheck, AttributionError> {
         let mut c = recompute::TrailChecker::grouped(&self.book);
+        let mut adjustments = Vec::new();
         self.engine.store().scan_trails(&mut |e| {
+            if let Some(a) = e.adjustment() {
+                adjustments.push((e.member_id.clone(), e.seq, a.adjustment_id.clone()));
+            }
             c.push(e, None);
             true
         })?;
-        Ok(c.finish())
+        let mut check = c.finish();
+        self.check_adjustments(&adjustments, &mut check)?;
+        Ok(check)
     }
 }
 

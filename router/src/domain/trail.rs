@@ -278,6 +278,10 @@ pub struct AdjustmentRecord {
     /// Who decided it (a reviewer id) and why.
     pub actor: String,
     pub reason: String,
+    /// The reviewer also bound the member to the new owner (a dispute's `correct_binding`):
+    /// kept here so that an interrupted resolution is completed as it was decided.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rebind: bool,
     /// The owner role's net credit moved: `-x` for `from_party`, `+x` for `to_party`; they sum
     /// to zero. Empty when the owner had no credit left.
     pub entries: Vec<LedgerEntry>,
