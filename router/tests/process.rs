@@ -436,3 +436,112 @@ async fn sigkill_during_reassignments_leaves_each_whole_or_not_at_all() {
     assert!(reassigned >= acked.len());
     bin.kill();
 }
+
+/// A damaged record is data loss, not a reason to retry: DATA_LOSS, counted in /metrics, shown
+/// by /healthz; the other members are served; an export keeps what it can read and names what it
+/// skipped. A data directory missing its database file is said to be so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_records_are_data_loss_and_an_export_skips_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bin = Binary::start(&data, &[]);
+    let mut a = pb::attribution_client::AttributionClient::connect(bin.url())
+        .await
+        .unwrap();
+    for m in ["m1", "m2"] {
+        for i in 0..3 {
+            a.record_order(pb::RecordOrderRequest {
+                order_id: format!("{m}-o{i}"),
+                member_id: m.into(),
+                amount_cents: 1_000,
+                paid_channel: pb::Channel::MiniProgram as i32,
+                fulfilling_store_id: Some("S00001".into()),
+                sharing_guide_id: None,
+                referrer_guide_ids: vec![],
+                occurred_at: Some(now_ts()),
+            })
+            .await
+            .unwrap();
+        }
+    }
+    assert!(bin.terminate().success());
+    {
+        let db = sled::open(&data).unwrap();
+        let trails = db.open_tree("trails").unwrap();
+        let (k, _) = trails
+            .scan_prefix(b"e")
+            .map(|kv| kv.unwrap())
+            .find(|(_, v)| {
+                let v = String::from_utf8_lossy(v);
+                v.contains("\"member_id\":\"m1\"") && v.contains("m1-o1")
+            })
+            .unwrap();
+        trails
+            .insert(k, &b"{\"member_id\":\"m1\",\"seq\":"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let bin = Binary::start(&data, &[]);
+    let mut a = pb::attribution_client::AttributionClient::connect(bin.url())
+        .await
+        .unwrap();
+    let trail = |m: &str| pb::GetTrailRequest {
+        member_id: m.into(),
+        page_size: 100,
+        ..Default::default()
+    };
+    let e = a.get_trail(trail("m1")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::DataLoss, "{}", e.message());
+    assert_eq!(
+        a.get_trail(trail("m2"))
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+            .len(),
+        3
+    );
+    let (_, health) = http_get(bin.addr, "/healthz").await;
+    assert!(health.contains("\"status\":\"degraded\""), "{health}");
+    let (_, metrics) = http_get(bin.addr, "/metrics").await;
+    assert!(
+        metrics.contains("leadrouter_storage_damaged_reads_total 1"),
+        "{metrics}"
+    );
+    assert!(bin.terminate().success());
+
+    let out = dir.path().join("all.jsonl");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["trail", "export", "--data-dir"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("skipped 1 damaged record"), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("\"member_id\":\"m2\""))
+            .count(),
+        4
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("\"member_id\":\"m1\""))
+            .count(),
+        3
+    );
+
+    std::fs::remove_file(data.join("db")).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("database file db is missing"), "{err}");
+}

@@ -94,7 +94,8 @@ pub fn export_dir(dir: &Path, member: Option<&str>, out: &mut dyn Write) -> anyh
     let mut n = 0;
     let mut failed = None;
     let mut last: Option<TrailEvent> = None;
-    for_each_event(&store, member, &mut |e| {
+    let mut damaged: Vec<String> = Vec::new();
+    let mut visit = |e: TrailEvent| {
         let mut write = || -> std::io::Result<()> {
             if let Some(prev) = last.as_ref().filter(|p| p.member_id != e.member_id) {
                 writeln!(out, "{}", MemberHead::of(prev).to_line())?;
@@ -112,12 +113,25 @@ pub fn export_dir(dir: &Path, member: Option<&str>, out: &mut dyn Write) -> anyh
                 false
             }
         }
-    })?;
+    };
+    match member {
+        None => store.scan_trails_lossy(&mut visit, &mut |e| damaged.push(e.to_string()))?,
+        Some(_) => for_each_event(&store, member, &mut visit)?,
+    }
     if let Some(e) = failed {
         return Err(e).context("writing the export");
     }
     if let Some(prev) = &last {
         writeln!(out, "{}", MemberHead::of(prev).to_line()).context("writing the export")?;
+    }
+    if !damaged.is_empty() {
+        for d in &damaged {
+            eprintln!("skipped: {d}");
+        }
+        anyhow::bail!(
+            "exported {n} events; skipped {} damaged record(s) listed above (their members' chains will not verify)",
+            damaged.len()
+        );
     }
     Ok(n)
 }

@@ -477,7 +477,9 @@ impl Attribution {
             adjustment_seq,
             binding_seq,
         });
-        self.save_dispute(&d)?;
+        // The audit entry, holding the resolved dispute, goes before the dispute's own record:
+        // other calls' flushes may make any prefix of these writes durable, and recovery
+        // completes a dispute from its audit entry (see `recover_disputes`).
         self.engine.record_audit(
             "resolve_dispute",
             &format!("dispute:{id}"),
@@ -485,6 +487,7 @@ impl Attribution {
             reason,
             serde_json::to_value(&d).unwrap_or_default(),
         )?;
+        self.save_dispute(&d)?;
         self.engine.store().flush()?;
         Ok(d)
     }
@@ -517,7 +520,6 @@ impl Attribution {
             adjustment_seq: Some(e.seq),
             binding_seq,
         });
-        self.save_dispute(d)?;
         self.engine.record_audit(
             "resolve_dispute",
             &format!("dispute:{}", d.dispute_id),
@@ -525,13 +527,34 @@ impl Attribution {
             &format!("{} (completed after an interruption)", a.reason),
             serde_json::to_value(&*d).unwrap_or_default(),
         )?;
+        self.save_dispute(d)?;
         tracing::warn!(dispute = %d.dispute_id, "an interrupted resolution was completed");
         Ok(true)
     }
 
-    /// Completes every resolution interrupted by a crash (see `complete_interrupted`); run
-    /// at start. Returns how many.
+    /// Completes every resolution interrupted by a crash; run at start, before calls. A
+    /// resolution's writes are, in order: the adjustment and binding correction (a
+    /// reassignment), the audit entry holding the resolved dispute, the dispute's record. An
+    /// open dispute with an audit entry is restored from it; an open dispute with only an
+    /// adjustment is completed from the adjustment (see `complete_interrupted`). Reads the
+    /// whole audit log once. Returns how many were completed.
     pub fn recover_disputes(&self) -> Result<usize, AttributionError> {
+        let mut audited: std::collections::HashMap<String, Dispute> = Default::default();
+        let mut from = 1;
+        loop {
+            let chunk = self.engine.audit(from, 512)?;
+            let Some(last) = chunk.last().map(|e| e.seq) else {
+                break;
+            };
+            for e in chunk {
+                if e.action == "resolve_dispute"
+                    && let Ok(d) = serde_json::from_value::<Dispute>(e.after)
+                {
+                    audited.insert(d.dispute_id.clone(), d);
+                }
+            }
+            from = last + 1;
+        }
         let mut open = Vec::new();
         let mut from = 1;
         loop {
@@ -550,10 +573,17 @@ impl Attribution {
         for seq in open {
             let id = dispute_id(seq);
             let _held = self.stripe(&self.id_locks, (b'd', &id)).lock();
-            if let Some(mut d) = self.load_dispute(seq)?
-                && d.status == DisputeStatus::Open
-                && self.complete_interrupted(&mut d)?
-            {
+            let Some(mut d) = self.load_dispute(seq)? else {
+                continue;
+            };
+            if d.status != DisputeStatus::Open {
+                continue;
+            }
+            if let Some(resolved) = audited.remove(&id) {
+                self.save_dispute(&resolved)?;
+                tracing::warn!(dispute = %id, "an interrupted resolution was completed from its audit entry");
+                n += 1;
+            } else if self.complete_interrupted(&mut d)? {
                 n += 1;
             }
         }

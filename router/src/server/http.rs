@@ -52,8 +52,10 @@ async fn render_metrics(State(s): State<HttpState>) -> impl IntoResponse {
 
 async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
     let snap = s.engine.snapshot();
+    let damaged = super::status::DAMAGED_READS.load(std::sync::atomic::Ordering::Relaxed);
     let body = serde_json::json!({
-        "status": "serving",
+        "status": if damaged == 0 { "serving" } else { "degraded" },
+        "damaged_reads": damaged,
         "network_version": snap.network.version(),
         "stores": snap.network.stores().len(),
         "guides": snap.network.guides().len(),

@@ -23,10 +23,20 @@ pub fn invalid(e: &FieldError) -> Status {
     Status::invalid_argument(capped(e.to_string()))
 }
 
+/// Damaged records read since the start (shown by `/healthz`).
+pub static DAMAGED_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn store(e: &StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
     match e {
-        StoreError::Corrupt { .. } => Status::data_loss(e.to_string()),
+        StoreError::Corrupt { .. } => {
+            metrics::counter!("leadrouter_storage_damaged_reads_total").increment(1);
+            DAMAGED_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Status::data_loss(format!(
+                "a stored record cannot be read (the data is damaged; retrying will not help): {}",
+                capped(e.to_string())
+            ))
+        }
         _ => Status::unavailable(e.to_string()),
     }
 }

@@ -201,6 +201,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every trail event, by member then `seq`, until `f` returns false.
     fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StoreError>;
 
+    /// As [`Store::scan_trails`], passing each record that cannot be read to `damaged` and going
+    /// on (an export of a damaged directory keeps what it can and says what it could not).
+    fn scan_trails_lossy(
+        &self,
+        f: &mut dyn FnMut(TrailEvent) -> bool,
+        damaged: &mut dyn FnMut(StoreError),
+    ) -> Result<(), StoreError> {
+        let _ = damaged;
+        self.scan_trails(f)
+    }
+
     /// Appends the audit entry `seq` (one JSON line; the caller serialises appends). Durable
     /// after the next [`Store::flush`].
     fn append_audit(&self, seq: u64, line: &str) -> Result<(), StoreError>;

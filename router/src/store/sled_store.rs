@@ -151,8 +151,19 @@ pub struct SledStore {
     group_commit: bool,
 }
 
+/// sled's errors as the contract's: damage found in the files is `Corrupt` (data loss, not a
+/// reason to retry), the rest a backend failure.
 fn backend(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    match e {
+        sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+            key: match at {
+                Some(at) => format!("sled log at {at:?}"),
+                None => "sled log".to_string(),
+            },
+            why: "sled found damaged data in its files".into(),
+        },
+        other => StoreError::Backend(other.to_string()),
+    }
 }
 
 fn decision_key(lead_id: &[u8]) -> Vec<u8> {
@@ -354,6 +365,14 @@ impl SledStore {
     }
 
     pub fn open(dir: &Path, config: &SledConfig) -> Result<Self, StoreError> {
+        // sled starts over on a directory whose configuration is there but whose log is not;
+        // say so instead of serving an empty store (or reporting "corruption at None").
+        if dir.join("conf").exists() && !dir.join("db").exists() {
+            return Err(StoreError::Backend(format!(
+                "the data directory {} has sled's conf but its database file db is missing: restore the directory from a backup",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Backend(format!(
                 "cannot create data directory {}: {e}",
@@ -1009,6 +1028,25 @@ impl Store for SledStore {
             let (k, v) = kv.map_err(backend)?;
             if !f(decode_event(&k, &v)?) {
                 break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_trails_lossy(
+        &self,
+        f: &mut dyn FnMut(TrailEvent) -> bool,
+        damaged: &mut dyn FnMut(StoreError),
+    ) -> Result<(), StoreError> {
+        for kv in self.trails.scan_prefix(b"e") {
+            let (k, v) = kv.map_err(backend)?;
+            match decode_event(&k, &v) {
+                Ok(e) => {
+                    if !f(e) {
+                        break;
+                    }
+                }
+                Err(e) => damaged(e),
             }
         }
         Ok(())
