@@ -160,6 +160,7 @@ fn new_member_order(n: u64) -> OrderInput {
             referrer_guide_ids: vec![],
         },
         occurred_at_ms: now_ms(),
+        recorded_by: None,
     }
 }
 
@@ -173,6 +174,7 @@ fn touch(n: u64, member: &str) -> TouchInput {
             guide_id: Some("G000001".into()),
             store_id: None,
             lead_id: None,
+            recorded_by: None,
         },
         occurred_at_ms: now_ms(),
     }

@@ -925,3 +925,90 @@ async fn hostile_inputs_are_refused_plainly() {
         assert!(err.contains(said), "{err}");
     }
 }
+
+/// Every write records the key that made it: the decision, the touch, the order, the refund.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_record_the_calling_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = KeysFile::default();
+    let key = file
+        .add("miniprogram", Role::RouterClient, vec![], NOW.into())
+        .unwrap();
+    let server = TestServer::start_options(
+        dir.path(),
+        tiny(&[5, 5, 5]),
+        EngineConfig::default(),
+        keyed(&file),
+    )
+    .await;
+    let mut r = server.router().await;
+    r.route(with_key(request("L-k", "440106"), &key))
+        .await
+        .unwrap();
+    let stored = server.engine.store().decision("L-k").unwrap().unwrap();
+    assert_eq!(stored.recorded_by.as_deref(), Some("miniprogram"));
+    let mut a = server.attribution().await;
+    a.record_touch(with_key(
+        pb::RecordTouchRequest {
+            touch_id: "T-k".into(),
+            member_id: "m-k".into(),
+            kind: pb::TouchKind::GuideChat as i32,
+            channel: pb::Channel::MiniProgram as i32,
+            guide_id: Some("G0".into()),
+            occurred_at: Some(now_ts()),
+            ..Default::default()
+        },
+        &key,
+    ))
+    .await
+    .unwrap();
+    a.record_order(with_key(order("O-k", "G0", 500), &key))
+        .await
+        .unwrap();
+    let mut refund = pb::RecordRefundRequest {
+        refund_id: "R-k".into(),
+        order_id: "O-k".into(),
+        amount_cents: Some(100),
+        occurred_at: Some(now_ts()),
+    };
+    a.record_refund(with_key(refund.clone(), &key))
+        .await
+        .unwrap();
+    for member in ["m-k", "m-O-k"] {
+        let t = a
+            .get_trail(with_key(
+                pb::GetTrailRequest {
+                    member_id: member.into(),
+                    page_size: 100,
+                    ..Default::default()
+                },
+                &key,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let written: Vec<_> = t
+            .events
+            .iter()
+            .filter(|e| !e.canonical_json.contains("\"type\":\"binding\""))
+            .collect();
+        assert!(!written.is_empty());
+        for e in written {
+            assert!(
+                e.canonical_json.contains("\"recorded_by\":\"miniprogram\""),
+                "{}",
+                e.canonical_json
+            );
+        }
+    }
+    // A retry replays whoever sends it.
+    refund.amount_cents = Some(100);
+    assert!(
+        a.record_refund(with_key(refund, &key))
+            .await
+            .unwrap()
+            .into_inner()
+            .replayed
+    );
+    server.stop().await;
+}

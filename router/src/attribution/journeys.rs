@@ -120,6 +120,7 @@ mod tests {
             guide_id: None,
             store_id: None,
             lead_id: None,
+            recorded_by: None,
         })
     }
 
@@ -147,6 +148,7 @@ mod tests {
             split_version: "s".into(),
             rounding_role: Role::Owner,
             entries: vec![],
+            recorded_by: None,
         }))
     }
 

@@ -186,6 +186,8 @@ pub struct OrderInput {
     pub member_id: String,
     pub facts: OrderFacts,
     pub occurred_at_ms: i64,
+    /// The caller's key (recorded with the order; not compared on a retry).
+    pub recorded_by: Option<String>,
 }
 
 /// A refund as received; `amount_cents` of `None` refunds what is left.
@@ -195,6 +197,8 @@ pub struct RefundInput {
     pub order_id: String,
     pub amount_cents: Option<i64>,
     pub occurred_at_ms: i64,
+    /// The caller's key (recorded with the refund; not compared on a retry).
+    pub recorded_by: Option<String>,
 }
 
 /// A reassignment of an order's owner credit (a dispute's outcome).
@@ -533,8 +537,20 @@ impl Attribution {
             .lock();
         let store = self.engine.store();
         if let Some(e) = store.trail_event(key)? {
-            let stored = (e.member_id.clone(), e.touch().cloned(), e.occurred_at_ms);
-            let got = (&input.member_id, Some(&input.touch), input.occurred_at_ms);
+            // Who recorded it is not the touch's content: a retry through another key replays.
+            let stored = (
+                e.member_id.clone(),
+                e.touch().cloned().map(|t| Touch {
+                    recorded_by: None,
+                    ..t
+                }),
+                e.occurred_at_ms,
+            );
+            let unsigned = Touch {
+                recorded_by: None,
+                ..input.touch.clone()
+            };
+            let got = (&input.member_id, Some(&unsigned), input.occurred_at_ms);
             return replay(
                 "touch",
                 &input.touch.touch_id,
@@ -690,6 +706,7 @@ impl Attribution {
                             split_version: policy.version.clone(),
                             rounding_role: rounding,
                             entries,
+                            recorded_by: input.recorded_by.clone(),
                         })))
                     },
                     Some(rules),
@@ -921,6 +938,7 @@ impl Attribution {
                             amount_cents: cents,
                             order_seq: order.seq,
                             entries,
+                            recorded_by: input.recorded_by.clone(),
                         }))
                     },
                     None,

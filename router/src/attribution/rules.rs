@@ -341,6 +341,7 @@ mod tests {
                     guide_id: g.map(Into::into),
                     store_id: s.map(Into::into),
                     lead_id: None,
+                    recorded_by: None,
                 }),
             ));
         }

@@ -37,6 +37,7 @@ fn touch(id: &str, member: &str, kind: TouchKind, guide: Option<&str>, at: i64) 
             guide_id: guide.map(Into::into),
             store_id: None,
             lead_id: None,
+            recorded_by: None,
         },
         occurred_at_ms: at,
     }
@@ -54,6 +55,7 @@ fn order(id: &str, member: &str, cents: i64, at: i64) -> OrderInput {
             referrer_guide_ids: vec![],
         },
         occurred_at_ms: at,
+        recorded_by: None,
     }
 }
 
@@ -63,6 +65,7 @@ fn refund(id: &str, order: &str, cents: Option<i64>, at: i64) -> RefundInput {
         order_id: order.into(),
         amount_cents: cents,
         occurred_at_ms: at,
+        recorded_by: None,
     }
 }
 
@@ -665,6 +668,7 @@ fn verify_all_checks_every_member_and_names_a_forged_event() {
             guide_id: Some("G9".into()),
             store_id: None,
             lead_id: None,
+            recorded_by: None,
         }),
     );
     store

@@ -229,6 +229,8 @@ pub struct Decision {
     pub offer: Option<offer::Offer>,
     /// Versions of the learned models used (empty with the shipped matrix only).
     pub model_versions: Vec<String>,
+    /// The caller's key that routed the lead (`None` without keys).
+    pub recorded_by: Option<String>,
 }
 
 impl Decision {

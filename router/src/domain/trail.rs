@@ -111,6 +111,9 @@ pub struct Touch {
     /// The routed lead this touch followed, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead_id: Option<String>,
+    /// The caller's key that recorded it (absent when the service runs without keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
 }
 
 /// An order's facts, as sent by the caller: what idempotency compares.
@@ -247,6 +250,9 @@ pub struct OrderRecord {
     pub rounding_role: Role,
     /// Sums exactly to `facts.amount_cents`.
     pub entries: Vec<LedgerEntry>,
+    /// The caller's key that recorded it (absent when the service runs without keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
 }
 
 /// A refund and its reversing entries.
@@ -260,6 +266,9 @@ pub struct RefundRecord {
     pub order_seq: u64,
     /// Negative amounts summing exactly to `-amount_cents`.
     pub entries: Vec<LedgerEntry>,
+    /// The caller's key that recorded it (absent when the service runs without keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
 }
 
 /// A compensating entry set: an order's owner credit moves from one party to another (a
@@ -649,6 +658,7 @@ mod tests {
             guide_id: Some("G1".into()),
             store_id: Some("S1".into()),
             lead_id: None,
+            recorded_by: None,
         })
     }
 

@@ -282,6 +282,15 @@ impl Engine {
     /// Routes one lead. Bad input is an error naming the field; a lead that cannot be placed is
     /// a decision without a guide, with the reason.
     pub fn route(&self, lead: &Lead) -> Result<Arc<Decision>, RouteError> {
+        self.route_by(lead, None)
+    }
+
+    /// As [`Engine::route`], recording the caller's key in the decision.
+    pub fn route_by(
+        &self,
+        lead: &Lead,
+        recorded_by: Option<&str>,
+    ) -> Result<Arc<Decision>, RouteError> {
         // Held for the whole route, so a network change waits for takes in flight and carries
         // their counts over (see [`Engine::apply_change`]).
         let snap = self.state.read();
@@ -340,7 +349,7 @@ impl Engine {
                 level: Some(p.level),
                 binding,
                 offer: offer.clone(),
-                ..self.blank_decision(&snap, lead, now, day)
+                ..self.blank_decision(&snap, lead, now, day, recorded_by)
             });
             if let (Some(m), Some(_)) = (&member, &offer) {
                 let (s, g) = d.assigned.clone().unwrap_or_default();
@@ -375,7 +384,7 @@ impl Engine {
                     unrouted: Some(why),
                     reasons: Reasons::unrouted(why),
                     binding,
-                    ..self.blank_decision(&snap, lead, now, day)
+                    ..self.blank_decision(&snap, lead, now, day, recorded_by)
                 });
                 self.store.put_decision(&d, None)?;
                 d
@@ -512,7 +521,14 @@ impl Engine {
     }
 
     /// A new decision for `lead` by the policy in service, not yet routed or explained.
-    fn blank_decision(&self, snap: &Snapshot, lead: &Lead, now: i64, day: Day) -> Decision {
+    fn blank_decision(
+        &self,
+        snap: &Snapshot,
+        lead: &Lead,
+        now: i64,
+        day: Day,
+        recorded_by: Option<&str>,
+    ) -> Decision {
         Decision {
             decision_id: self.next_id(),
             lead: lead.clone(),
@@ -531,6 +547,7 @@ impl Engine {
             binding: None,
             offer: None,
             model_versions: snap.network.learned_models().versions(),
+            recorded_by: recorded_by.map(str::to_string),
         }
     }
 

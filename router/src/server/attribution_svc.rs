@@ -145,7 +145,9 @@ impl attribution_server::Attribution for AttributionSvc {
         &self,
         request: Request<pb::RecordTouchRequest>,
     ) -> Result<Response<pb::RecordTouchResponse>, Status> {
-        let input = w::touch_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
+        let who = status::principal(&request)?;
+        let mut input = w::touch_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
+        input.touch.recorded_by = (!who.open).then(|| who.name.clone());
         let r = self
             .call(RECORD_TOUCH, Mode::Inline, move |a| a.record_touch(input))
             .await?;
@@ -159,7 +161,9 @@ impl attribution_server::Attribution for AttributionSvc {
         &self,
         request: Request<pb::RecordOrderRequest>,
     ) -> Result<Response<pb::RecordOrderResponse>, Status> {
-        let input = w::order_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
+        let who = status::principal(&request)?;
+        let mut input = w::order_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
+        input.recorded_by = (!who.open).then(|| who.name.clone());
         let r = self
             .call(RECORD_ORDER, Mode::Durable, move |a| {
                 a.record_order_unflushed(input)
@@ -184,7 +188,9 @@ impl attribution_server::Attribution for AttributionSvc {
         &self,
         request: Request<pb::RecordRefundRequest>,
     ) -> Result<Response<pb::RecordRefundResponse>, Status> {
-        let input = w::refund_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
+        let who = status::principal(&request)?;
+        let mut input = w::refund_from_pb(request.into_inner()).map_err(|e| status::invalid(&e))?;
+        input.recorded_by = (!who.open).then(|| who.name.clone());
         let r = self
             .call(RECORD_REFUND, Mode::Durable, move |a| {
                 a.record_refund_unflushed(input)

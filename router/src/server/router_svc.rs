@@ -97,6 +97,7 @@ impl LeadRouter for RouterSvc {
         &self,
         request: Request<RouteRequest>,
     ) -> Result<Response<RouteResponse>, Status> {
+        let who = status::principal(&request)?;
         let request = request.into_inner();
         let max_alternatives = request.max_alternatives;
         let lead = wire::lead_from_pb(request).map_err(|e| {
@@ -104,13 +105,14 @@ impl LeadRouter for RouterSvc {
             status::invalid(&e)
         })?;
         let started = Instant::now();
+        let by = (!who.open).then(|| who.name.clone());
         let result = if self.engine.config().sync_decisions {
             let engine = self.engine.clone();
-            tokio::task::spawn_blocking(move || engine.route(&lead))
+            tokio::task::spawn_blocking(move || engine.route_by(&lead, by.as_deref()))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
         } else {
-            self.engine.route(&lead)
+            self.engine.route_by(&lead, by.as_deref())
         };
         let decision = match result {
             Ok(d) => d,

@@ -13,6 +13,7 @@ pub fn encode_decision(d: &Decision) -> Vec<u8> {
         response: Some(response),
         day: d.day.0,
         request: Some(wire::lead_to_pb(&d.lead)),
+        recorded_by: d.recorded_by.clone().unwrap_or_default(),
     }
     .encode_to_vec()
 }
@@ -22,7 +23,9 @@ pub fn decode_decision(bytes: &[u8]) -> Result<Decision, String> {
     let request = rec.request.ok_or("record has no request")?;
     let lead = wire::lead_from_pb(request).map_err(|e| format!("stored request: {e}"))?;
     let response = rec.response.ok_or("record has no response")?;
-    Ok(wire::decision_from_pb(response, lead, Day(rec.day)))
+    let mut d = wire::decision_from_pb(response, lead, Day(rec.day));
+    d.recorded_by = (!rec.recorded_by.is_empty()).then_some(rec.recorded_by);
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -69,6 +72,7 @@ pub(crate) mod tests {
             binding: None,
             offer: None,
             model_versions: vec!["pref-0123456789abcdef".into()],
+            recorded_by: Some("backend".into()),
         }
     }
 

@@ -1316,6 +1316,7 @@ mod tests {
                 guide_id: None,
                 store_id: None,
                 lead_id: None,
+                recorded_by: None,
             }),
         );
         let k = event_key("M1", e.seq);
@@ -1388,6 +1389,7 @@ mod tests {
                 amount_cents: 5,
                 order_seq: 1,
                 entries: vec![],
+                recorded_by: None,
             })
         };
         let (e, line) = TrailEvent::next_with_line("M1", None, 1, 1, refund("R1"));

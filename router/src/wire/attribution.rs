@@ -53,6 +53,7 @@ pub fn touch_from_pb(r: pb::RecordTouchRequest) -> Result<TouchInput, FieldError
             guide_id: r.guide_id,
             store_id: r.store_id,
             lead_id: r.lead_id,
+            recorded_by: None,
         },
         member_id: r.member_id,
         occurred_at_ms: required_time("occurred_at", r.occurred_at.as_ref())?,
@@ -71,6 +72,7 @@ pub fn order_from_pb(r: pb::RecordOrderRequest) -> Result<OrderInput, FieldError
         },
         member_id: r.member_id,
         occurred_at_ms: required_time("occurred_at", r.occurred_at.as_ref())?,
+        recorded_by: None,
     })
 }
 
@@ -80,6 +82,7 @@ pub fn refund_from_pb(r: pb::RecordRefundRequest) -> Result<RefundInput, FieldEr
         order_id: r.order_id,
         amount_cents: r.amount_cents,
         occurred_at_ms: required_time("occurred_at", r.occurred_at.as_ref())?,
+        recorded_by: None,
     })
 }
 

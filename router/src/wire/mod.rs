@@ -348,6 +348,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
         binding: r.binding.map(route_binding_from_pb),
         offer,
         model_versions: r.model_versions,
+        recorded_by: None,
     }
 }
 
