@@ -7,14 +7,19 @@
 //! (`LEADROUTER_BENCH_CONCURRENCY` sets the in-flight calls, default 32;
 //! `LEADROUTER_BENCH_STORES=sled,memory` also runs the ratio over the in-memory store, which
 //! separates the storage's share of Route's cost from the rest;
-//! `LEADROUTER_BENCH_ALTERNATIVES=N` sends `max_alternatives = N`, default: all alternatives.)
+//! `LEADROUTER_BENCH_ALTERNATIVES=N` sends `max_alternatives = N`, default: all alternatives;
+//! `LEADROUTER_BENCH_AUTH=open` serves without keys; default `keys`: every call carries a key
+//! the server checks, as production runs off loopback.)
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use leadrouter::clock::SystemClock;
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
 use leadrouter::wire;
-use leadrouter_benches::{Served, concurrently, lead_templates, median, reference_network, serve};
+use leadrouter_benches::{
+    Served, concurrently, keyed_options, lead_templates, median, reference_network, serve,
+    serve_with,
+};
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::lead_router_client::LeadRouterClient;
 use std::sync::Arc;
@@ -30,7 +35,26 @@ struct Rig {
     next: Arc<AtomicU64>,
     concurrency: usize,
     max_alternatives: Option<u32>,
+    /// `authorization` metadata, when the server checks keys.
+    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     _dir: tempfile::TempDir,
+}
+
+/// `msg` with the key, when there is one.
+fn keyed<T>(
+    msg: T,
+    auth: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(v) = auth {
+        r.metadata_mut().insert("authorization", v.clone());
+    }
+    r
+}
+
+/// `keys` (default) or `open`.
+fn auth_mode() -> String {
+    std::env::var("LEADROUTER_BENCH_AUTH").unwrap_or_else(|_| "keys".into())
 }
 
 fn now_ts() -> prost_types::Timestamp {
@@ -59,11 +83,18 @@ impl Rig {
             Engine::new(net, store, Arc::new(SystemClock), EngineConfig::default()).unwrap(),
         );
         let services = leadrouter::server::Services::new(engine, Default::default()).unwrap();
+        let (served, auth) = if auth_mode() == "open" {
+            (serve(services), None)
+        } else {
+            let (options, key) = keyed_options();
+            let value = format!("Bearer {key}").parse().expect("a header value");
+            (serve_with(services, options), Some(value))
+        };
         let Served {
             client_rt,
             server_rt,
             channel,
-        } = serve(services);
+        } = served;
         let concurrency = std::env::var("LEADROUTER_BENCH_CONCURRENCY")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -78,6 +109,7 @@ impl Rig {
             max_alternatives: std::env::var("LEADROUTER_BENCH_ALTERNATIVES")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            auth,
             _dir: dir,
         }
     }
@@ -88,6 +120,7 @@ impl Rig {
             let mut client = LeadRouterClient::new(self.channel.clone());
             let (templates, next) = (self.templates.clone(), self.next.clone());
             let max_alternatives = self.max_alternatives;
+            let auth = self.auth.clone();
             async move {
                 for _ in 0..count {
                     if route {
@@ -96,9 +129,12 @@ impl Rig {
                         req.lead_id = format!("g{n}");
                         req.occurred_at = Some(now_ts());
                         req.max_alternatives = max_alternatives;
-                        client.route(req).await.expect("route");
+                        client.route(keyed(req, &auth)).await.expect("route");
                     } else {
-                        client.ping(pb::PingRequest {}).await.expect("ping");
+                        client
+                            .ping(keyed(pb::PingRequest {}, &auth))
+                            .await
+                            .expect("ping");
                     }
                 }
             }
@@ -120,10 +156,11 @@ fn ratio(kind: &str) {
     }
     let (p, r) = (median(ping), median(route));
     println!(
-        "grpc/throughput/{kind} (concurrency {}, alternatives {}): Ping {:.0} calls/s, Route {:.0} calls/s, Route/Ping = {:.2}",
+        "grpc/throughput/{kind} (concurrency {}, alternatives {}, auth {}): Ping {:.0} calls/s, Route {:.0} calls/s, Route/Ping = {:.2}",
         rig.concurrency,
         rig.max_alternatives
             .map_or("all".to_string(), |n| n.to_string()),
+        auth_mode(),
         p,
         r,
         r / p

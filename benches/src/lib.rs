@@ -78,6 +78,38 @@ pub struct Served {
 
 /// Serves `services` on 127.0.0.1:0 (2 worker threads) and connects a client (2 worker threads).
 pub fn serve(services: leadrouter::server::Services) -> Served {
+    serve_with(services, leadrouter::server::Options::default())
+}
+
+/// A server that admits only `key` (role admin), as production runs off loopback; the key to
+/// send as `authorization: Bearer <key>`.
+pub fn keyed_options() -> (leadrouter::server::Options, String) {
+    let mut file = leadrouter::auth::KeysFile::default();
+    let key = file
+        .add(
+            "bench",
+            leadrouter::auth::Role::Admin,
+            vec![],
+            "2026-01-01T00:00:00Z".into(),
+        )
+        .expect("a key");
+    let options = leadrouter::server::Options {
+        gate: std::sync::Arc::new(leadrouter::server::Gate::with_keys(
+            leadrouter::auth::Keyring::from_file(&file),
+            1e9,
+            1e9,
+            Duration::from_secs(30),
+        )),
+        ..leadrouter::server::Options::default()
+    };
+    (options, key)
+}
+
+/// As [`serve`], with keys, TLS or limits.
+pub fn serve_with(
+    services: leadrouter::server::Services,
+    options: leadrouter::server::Options,
+) -> Served {
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -91,9 +123,10 @@ pub fn serve(services: leadrouter::server::Services) -> Served {
             .await
             .expect("a free port");
         let addr = listener.local_addr().expect("the bound address");
-        tokio::spawn(leadrouter::server::run(
+        tokio::spawn(leadrouter::server::run_with(
             listener,
             services,
+            options,
             std::future::pending::<()>(),
         ));
         addr

@@ -178,6 +178,9 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Connections open at once from one IP address.
     pub max_connections_per_peer: usize,
+    /// Requests being served at once, in all (each may hold up to `max_message_bytes` of body
+    /// while it is read); more are refused with RESOURCE_EXHAUSTED until some finish.
+    pub max_requests_in_flight: usize,
     /// A request (its body included) must be answered within this, or it is cancelled.
     pub request_timeout_ms: u64,
     /// A connection with no request for this long is closed.
@@ -194,6 +197,7 @@ impl Default for LimitsConfig {
             max_concurrent_streams: 100,
             max_connections: 4096,
             max_connections_per_peer: 256,
+            max_requests_in_flight: 2048,
             request_timeout_ms: 30_000,
             idle_timeout_secs: 120,
             header_timeout_ms: 10_000,
@@ -228,6 +232,12 @@ impl LimitsConfig {
         range(
             "max_connections_per_peer",
             self.max_connections_per_peer as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "max_requests_in_flight",
+            self.max_requests_in_flight as u64,
             1,
             1_000_000,
         )?;

@@ -1012,3 +1012,58 @@ async fn writes_record_the_calling_key() {
     );
     server.stop().await;
 }
+
+/// A router_client key reads what it recorded; another router_client key does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_client_reads_its_own_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = KeysFile::default();
+    let mine = file
+        .add("brand", Role::RouterClient, vec![], NOW.into())
+        .unwrap();
+    let partner = file
+        .add("partner", Role::RouterClient, vec![], NOW.into())
+        .unwrap();
+    let analyst = file.add("bi", Role::Analyst, vec![], NOW.into()).unwrap();
+    let server = TestServer::start_options(
+        dir.path(),
+        tiny(&[5, 5, 5]),
+        EngineConfig::default(),
+        keyed(&file),
+    )
+    .await;
+    let mut a = server.attribution().await;
+    a.record_order(with_key(order("O-a", "G0", 500), &mine))
+        .await
+        .unwrap();
+    let own = |k: &str| {
+        with_key(
+            pb::GetOwnershipRequest {
+                order_id: "O-a".into(),
+            },
+            k,
+        )
+    };
+    let trail = |k: &str| {
+        with_key(
+            pb::GetTrailRequest {
+                member_id: "m-O-a".into(),
+                page_size: 10,
+                ..Default::default()
+            },
+            k,
+        )
+    };
+    a.get_ownership(own(&mine)).await.unwrap();
+    a.get_trail(trail(&mine)).await.unwrap();
+    a.get_ownership(own(&analyst)).await.unwrap();
+    a.get_trail(trail(&analyst)).await.unwrap();
+    for e in [
+        a.get_ownership(own(&partner)).await.unwrap_err(),
+        a.get_trail(trail(&partner)).await.unwrap_err(),
+    ] {
+        assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+        assert!(!e.message().contains("\"brand\""), "{}", e.message());
+    }
+    server.stop().await;
+}

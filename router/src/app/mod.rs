@@ -177,7 +177,7 @@ pub async fn serve_options(
         None => None,
     };
     Ok(crate::server::Options {
-        gate: std::sync::Arc::new(gate),
+        gate: std::sync::Arc::new(gate.with_in_flight(config.limits.max_requests_in_flight)),
         transport: crate::server::Transport {
             tls,
             limits: config.limits.clone(),

@@ -1234,6 +1234,22 @@ impl Attribution {
         Ok(())
     }
 
+    /// Whether a `router_client` key may read `member_id`'s trail: the key recorded one of
+    /// the member's events, or no event says which key recorded it (recorded without keys).
+    pub fn recorded_for(&self, member_id: &str, key: &str) -> Result<bool, AttributionError> {
+        check_id("member_id", member_id)?;
+        let (mut mine, mut others) = (false, false);
+        for_each_in_trail(self.engine.store().as_ref(), member_id, 1, 1024, &mut |e| {
+            match e.recorded_by() {
+                Some(k) if k == key => mine = true,
+                Some(_) => others = true,
+                None => {}
+            }
+            !mine
+        })?;
+        Ok(mine || !others)
+    }
+
     /// Checks every member's trail (a full scan: for operators, off the hot path). Reports the
     /// first chain break and every recomputation difference; memory holds one member at a time.
     pub fn verify_all(&self) -> Result<TrailCheck, AttributionError> {

@@ -492,6 +492,16 @@ impl TrailEvent {
         serde_json::from_str(line).map_err(|e| e.to_string())
     }
 
+    /// The caller's key that recorded the event (touches, orders, refunds recorded with keys).
+    pub fn recorded_by(&self) -> Option<&str> {
+        match &self.body {
+            EventBody::Touch(t) => t.recorded_by.as_deref(),
+            EventBody::Order(o) => o.recorded_by.as_deref(),
+            EventBody::Refund(r) => r.recorded_by.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The order this event records, when it is an order.
     pub fn order(&self) -> Option<&OrderRecord> {
         match &self.body {

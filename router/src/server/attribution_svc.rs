@@ -139,6 +139,33 @@ async fn durable(store: &Arc<dyn Store>) -> Result<(), AttributionError> {
     }
 }
 
+impl AttributionSvc {
+    /// A `router_client` key reads the trails of members it recorded events for (or whose
+    /// events name no key); other roles the table admits read every member.
+    async fn own_member(&self, who: &crate::auth::Principal, member: &str) -> Result<(), Status> {
+        if who.role != crate::auth::Role::RouterClient || who.open || member.is_empty() {
+            return Ok(());
+        }
+        let (a, m, k) = (
+            self.attribution.clone(),
+            member.to_string(),
+            who.name.clone(),
+        );
+        let mine = tokio::task::spawn_blocking(move || a.recorded_for(&m, &k))
+            .await
+            .map_err(|e| Status::internal(format!("the call failed: {e}")))?
+            .map_err(|e| status::attribution(&e))?;
+        if mine {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "key {:?} (router_client) reads the trails of members it recorded events for; another key recorded this member's (an analyst or admin key reads every trail)",
+                who.name
+            )))
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl attribution_server::Attribution for AttributionSvc {
     async fn record_touch(
@@ -214,7 +241,9 @@ impl attribution_server::Attribution for AttributionSvc {
         &self,
         request: Request<pb::GetTrailRequest>,
     ) -> Result<Response<pb::GetTrailResponse>, Status> {
+        let who = status::principal(&request)?;
         let q = w::trail_query_from_pb(request.get_ref()).map_err(|e| status::invalid(&e))?;
+        self.own_member(&who, &q.member_id).await?;
         let page = self
             .call(GET_TRAIL, Mode::Blocking, move |a| {
                 a.trail(&q.member_id, q.from_seq, q.window, q.limit)
@@ -230,10 +259,20 @@ impl attribution_server::Attribution for AttributionSvc {
         &self,
         request: Request<pb::GetOwnershipRequest>,
     ) -> Result<Response<pb::GetOwnershipResponse>, Status> {
+        let who = status::principal(&request)?;
         let order_id = request.into_inner().order_id;
         let v = self
             .call(GET_OWNERSHIP, Mode::Blocking, move |a| a.order(&order_id))
             .await?;
+        if who.role == crate::auth::Role::RouterClient
+            && !who.open
+            && v.order.recorded_by().is_some_and(|k| k != who.name)
+        {
+            return Err(Status::permission_denied(format!(
+                "key {:?} (router_client) reads the orders it recorded; this one was recorded by another key (an analyst or admin key reads every order)",
+                who.name
+            )));
+        }
         Ok(Response::new(w::order_view_to_pb(&v)))
     }
 
@@ -300,7 +339,9 @@ impl attribution_server::Attribution for AttributionSvc {
         &self,
         request: Request<pb::GetBindingHistoryRequest>,
     ) -> Result<Response<pb::GetBindingHistoryResponse>, Status> {
+        let who = status::principal(&request)?;
         let member = request.into_inner().member_id;
+        self.own_member(&who, &member).await?;
         let intervals = self
             .call(GET_BINDING_HISTORY, Mode::Blocking, move |a| {
                 a.binding_history(&member)

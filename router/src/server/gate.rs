@@ -23,7 +23,13 @@ pub struct Gate {
     rate_per_sec: f64,
     burst: f64,
     request_timeout: Duration,
+    /// Requests being served (`limits.max_requests_in_flight`).
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
 }
+
+/// Requests served at once unless [`Gate::with_in_flight`] says otherwise.
+const DEFAULT_IN_FLIGHT: usize = 2048;
 
 /// The metric counting refused calls, by reason.
 pub const REFUSED: &str = "leadrouter_requests_refused_total";
@@ -37,7 +43,16 @@ impl Gate {
             rate_per_sec: f64::INFINITY,
             burst: f64::INFINITY,
             request_timeout,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_IN_FLIGHT)),
+            max_in_flight: DEFAULT_IN_FLIGHT,
         }
+    }
+
+    /// At most `n` requests served at once.
+    pub fn with_in_flight(mut self, n: usize) -> Self {
+        self.in_flight = Arc::new(tokio::sync::Semaphore::new(n));
+        self.max_in_flight = n;
+        self
     }
 
     /// Calls need a key from `keys`.
@@ -48,6 +63,8 @@ impl Gate {
             rate_per_sec,
             burst,
             request_timeout: timeout,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_IN_FLIGHT)),
+            max_in_flight: DEFAULT_IN_FLIGHT,
         }
     }
 
@@ -234,6 +251,27 @@ pub async fn admit(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         }
         req.extensions_mut().insert(principal);
     }
+    // Health stays answerable when the service is saturated.
+    let _slot = if entry.access == Access::Open {
+        None
+    } else {
+        match gate.in_flight.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return Refusal {
+                    code: Code::ResourceExhausted,
+                    http: StatusCode::SERVICE_UNAVAILABLE,
+                    reason: "max_requests_in_flight",
+                    message: format!(
+                        "the server is serving limits.max_requests_in_flight = {} requests; retry shortly",
+                        gate.max_in_flight
+                    ),
+                    retry_after: Some(Duration::from_millis(100)),
+                }
+                .into_response(grpc);
+            }
+        }
+    };
     match tokio::time::timeout(gate.request_timeout, next.run(req)).await {
         Ok(response) if grpc => plain_grpc_errors(response),
         Ok(response) => response,

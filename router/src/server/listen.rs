@@ -255,7 +255,8 @@ async fn serve_io<I>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
-        let deadline = draining.unwrap_or_else(|| tokio::time::Instant::now() + idle * 1000);
+        let deadline =
+            draining.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = stop.changed(), if draining.is_none() => {
