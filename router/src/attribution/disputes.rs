@@ -183,6 +183,31 @@ fn check_text(field: &str, text: &str) -> Result<(), FieldError> {
 }
 
 impl Attribution {
+    /// Every dispute from `from_seq` on, in order, until `f` returns false.
+    fn for_each_dispute(
+        &self,
+        from_seq: u64,
+        f: &mut dyn FnMut(Dispute) -> bool,
+    ) -> Result<(), AttributionError> {
+        let mut from = from_seq;
+        loop {
+            let chunk = self.engine.store().disputes_from(from, 256)?;
+            let Some(&(last, _)) = chunk.last() else {
+                return Ok(());
+            };
+            for (seq, line) in chunk {
+                let d: Dispute = serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
+                    key: format!("dispute/{seq}"),
+                    why: e.to_string(),
+                })?;
+                if !f(d) {
+                    return Ok(());
+                }
+            }
+            from = last + 1;
+        }
+    }
+
     fn load_dispute(&self, seq: u64) -> Result<Option<Dispute>, AttributionError> {
         let store = self.engine.store();
         match store.disputes_from(seq, 1)?.into_iter().next() {
@@ -339,26 +364,16 @@ impl Attribution {
         input: &OpenInput,
     ) -> Result<(Option<Dispute>, Vec<Dispute>), AttributionError> {
         let (mut same, mut of_order) = (None, Vec::new());
-        let mut from = 1;
-        loop {
-            let chunk = self.engine.store().disputes_from(from, 256)?;
-            let Some(&(last, _)) = chunk.last() else {
-                return Ok((same, of_order));
-            };
-            for (seq, line) in chunk {
-                let d: Dispute = serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
-                    key: format!("dispute/{seq}"),
-                    why: e.to_string(),
-                })?;
-                if input.request_id.is_some() && d.request_id == input.request_id {
-                    same = Some(d.clone());
-                }
-                if d.order_id == input.order_id {
-                    of_order.push(d);
-                }
+        self.for_each_dispute(1, &mut |d| {
+            if input.request_id.is_some() && d.request_id == input.request_id {
+                same = Some(d.clone());
             }
-            from = last + 1;
-        }
+            if d.order_id == input.order_id {
+                of_order.push(d);
+            }
+            true
+        })?;
+        Ok((same, of_order))
     }
 
     /// Disputes matching `filter` with `seq > after_seq`, at most `limit`, and the seq to go on
@@ -375,26 +390,19 @@ impl Attribution {
             );
         }
         let mut out = Vec::new();
-        let mut from = after_seq + 1;
-        loop {
-            let chunk = self.engine.store().disputes_from(from, 256)?;
-            let Some(&(last, _)) = chunk.last() else {
-                return Ok((out, None));
-            };
-            for (seq, line) in chunk {
-                let d: Dispute = serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
-                    key: format!("dispute/{seq}"),
-                    why: e.to_string(),
-                })?;
-                if filter.matches(&d) {
-                    out.push(d);
-                    if out.len() == limit {
-                        return Ok((out, Some(seq)));
-                    }
+        let mut next = None;
+        self.for_each_dispute(after_seq + 1, &mut |d| {
+            if filter.matches(&d) {
+                let seq = d.seq;
+                out.push(d);
+                if out.len() == limit {
+                    next = Some(seq);
+                    return false;
                 }
             }
-            from = last + 1;
-        }
+            true
+        })?;
+        Ok((out, next))
     }
 
     /// Resolves an open dispute. A reassignment adds compensating entries to the order (never
@@ -537,8 +545,18 @@ impl Attribution {
     /// reassignment), the audit entry holding the resolved dispute, the dispute's record. An
     /// open dispute with an audit entry is restored from it; an open dispute with only an
     /// adjustment is completed from the adjustment (see `complete_interrupted`). Reads the
-    /// whole audit log once. Returns how many were completed.
+    /// whole audit log once, and only when a dispute is open. Returns how many were completed.
     pub fn recover_disputes(&self) -> Result<usize, AttributionError> {
+        let mut open = Vec::new();
+        self.for_each_dispute(1, &mut |d| {
+            if d.status == DisputeStatus::Open {
+                open.push(d.seq);
+            }
+            true
+        })?;
+        if open.is_empty() {
+            return Ok(0);
+        }
         let mut audited: std::collections::HashMap<String, Dispute> = Default::default();
         let mut from = 1;
         loop {
@@ -551,20 +569,6 @@ impl Attribution {
                     && let Ok(d) = serde_json::from_value::<Dispute>(e.after)
                 {
                     audited.insert(d.dispute_id.clone(), d);
-                }
-            }
-            from = last + 1;
-        }
-        let mut open = Vec::new();
-        let mut from = 1;
-        loop {
-            let chunk = self.engine.store().disputes_from(from, 256)?;
-            let Some(&(last, _)) = chunk.last() else {
-                break;
-            };
-            for (seq, line) in chunk {
-                if line.contains("\"status\":\"open\"") {
-                    open.push(seq);
                 }
             }
             from = last + 1;

@@ -34,13 +34,21 @@ impl RateLimiter {
     /// until one is there.
     pub fn take(&self, name: &str, rate: f64, burst: f64, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock();
-        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(name) {
-            buckets.clear();
+        if !buckets.contains_key(name) {
+            if buckets.len() >= MAX_BUCKETS {
+                buckets.clear();
+            }
+            buckets.insert(
+                name.to_string(),
+                Bucket {
+                    tokens: burst,
+                    at: now,
+                },
+            );
         }
-        let b = buckets.entry(name.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
+        let Some(b) = buckets.get_mut(name) else {
+            return Ok(());
+        };
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * rate).min(burst);
         b.at = now;

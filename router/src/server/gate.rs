@@ -19,6 +19,8 @@ use tonic::Code;
 pub struct Gate {
     /// `None`: no keys; every call runs as [`Principal::open`].
     keyring: Option<RwLock<Arc<Keyring>>>,
+    /// The principal of every call without keys, made once.
+    open: Arc<Principal>,
     limiter: RateLimiter,
     rate_per_sec: f64,
     burst: f64,
@@ -39,6 +41,7 @@ impl Gate {
     pub fn open(request_timeout: Duration) -> Self {
         Self {
             keyring: None,
+            open: Principal::open(),
             limiter: RateLimiter::default(),
             rate_per_sec: f64::INFINITY,
             burst: f64::INFINITY,
@@ -59,6 +62,7 @@ impl Gate {
     pub fn with_keys(keys: Keyring, rate_per_sec: f64, burst: f64, timeout: Duration) -> Self {
         Self {
             keyring: Some(RwLock::new(Arc::new(keys))),
+            open: Principal::open(),
             limiter: RateLimiter::default(),
             rate_per_sec,
             burst,
@@ -85,7 +89,7 @@ impl Gate {
 
     fn authenticate(&self, req: &Request) -> Result<(Arc<Principal>, Option<f64>), Refusal> {
         let Some(ring) = &self.keyring else {
-            return Ok((Principal::open(), None));
+            return Ok((self.open.clone(), None));
         };
         let Some(value) = req.headers().get(header::AUTHORIZATION) else {
             return Err(Refusal::unauthenticated(

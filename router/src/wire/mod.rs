@@ -61,37 +61,26 @@ pub fn required_time(field: &str, t: Option<&Timestamp>) -> Result<i64, FieldErr
 /// first accepted day (2000-01-01 in any time zone) can be asked for.
 pub fn window_time(field: &str, t: Option<&Timestamp>) -> Result<i64, FieldError> {
     let t = t.ok_or_else(|| FieldError::new(field, "must be set"))?;
-    if !(0..1_000_000_000).contains(&t.nanos) {
-        return Err(FieldError::new(
-            format!("{field}.nanos"),
-            format!("must be in 0..1000000000, got {}", t.nanos),
-        ));
-    }
-    if !(0..=MAX_SECONDS).contains(&t.seconds) {
-        return Err(FieldError::new(
-            format!("{field}.seconds"),
-            format!(
-                "must lie between 1970-01-01 and 9999-12-31, got {}",
-                t.seconds
-            ),
-        ));
-    }
-    Ok(unchecked_ms(t))
+    checked_ms(field, t, 0, "1970-01-01")
 }
 
 /// Checks a timestamp's own ranges and converts it to Unix milliseconds.
 pub fn timestamp_to_ms(field: &str, t: &Timestamp) -> Result<i64, FieldError> {
+    checked_ms(field, t, MIN_SECONDS, "2000-01-01")
+}
+
+fn checked_ms(field: &str, t: &Timestamp, min: i64, min_day: &str) -> Result<i64, FieldError> {
     if !(0..1_000_000_000).contains(&t.nanos) {
         return Err(FieldError::new(
             format!("{field}.nanos"),
             format!("must be in 0..1000000000, got {}", t.nanos),
         ));
     }
-    if !(MIN_SECONDS..=MAX_SECONDS).contains(&t.seconds) {
+    if !(min..=MAX_SECONDS).contains(&t.seconds) {
         return Err(FieldError::new(
             format!("{field}.seconds"),
             format!(
-                "must lie between 2000-01-01 and 9999-12-31, got {}",
+                "must lie between {min_day} and 9999-12-31, got {}",
                 t.seconds
             ),
         ));
