@@ -482,6 +482,20 @@ async fn damaged_records_are_data_loss_and_an_export_skips_them() {
         db.flush().unwrap();
     }
     let bin = Binary::start(&data, &[]);
+    // The check at start reports the damage before anyone reads it.
+    let mut health = String::new();
+    for _ in 0..100 {
+        health = http_get(bin.addr, "/healthz").await.1;
+        if health.contains("\"damaged_records_at_start\":1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(health.contains("\"status\":\"degraded\""), "{health}");
+    assert!(
+        health.contains("\"damaged_records_at_start\":1"),
+        "{health}"
+    );
     let mut a = pb::attribution_client::AttributionClient::connect(bin.url())
         .await
         .unwrap();
@@ -544,4 +558,119 @@ async fn damaged_records_are_data_loss_and_an_export_skips_them() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("database file db is missing"), "{err}");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Fuzzed requests (random bytes to every method, invalid fields, oversize repeated fields) are
+/// refused without keeping anything: after a warm-up, three times as many again leave the
+/// server's resident memory where it was (within a margin for the allocator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_flat_under_fuzzed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Binary::start(&dir.path().join("data"), &[]);
+    let pid = bin.child.id();
+    let methods = std::sync::Arc::new(contract_methods());
+    let channel = tonic::transport::Endpoint::from_shared(bin.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let burst = |from: u64, n: u64| {
+        let tasks: Vec<_> = (0..16u64)
+            .map(|t| {
+                let (channel, methods) = (channel.clone(), methods.clone());
+                tokio::spawn(async move {
+                    let mut refused = 0u64;
+                    let mut x = (from + t + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let mut next = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
+                    for i in (from + t..from + n).step_by(16) {
+                        if started.elapsed() > Duration::from_secs(240) {
+                            break;
+                        }
+                        let (path, body) = match i % 4 {
+                            0 | 1 => {
+                                let len = (next() % 3000) as usize;
+                                let body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                                (methods[next() as usize % methods.len()].clone(), body)
+                            }
+                            2 => {
+                                let junk: String = (0..(next() % 4000)).map(|_| 'ä').collect();
+                                let r = pb::RouteRequest {
+                                    lead_id: junk.clone(),
+                                    member_id: Some(junk.clone()),
+                                    region_code: junk,
+                                    ..request("x", "440106")
+                                };
+                                (
+                                    "/leadrouter.v1.LeadRouter/Route".to_string(),
+                                    prost::Message::encode_to_vec(&r),
+                                )
+                            }
+                            _ => {
+                                let n = if i % 64 == 3 { 200_000 } else { 500 };
+                                let store = pb::Store {
+                                    store_id: format!("S-fuzz-{i}"),
+                                    name: "fuzz".into(),
+                                    region_code: "440106".into(),
+                                    categories: (0..n).map(|c| format!("c{c}")).collect(),
+                                    ..Default::default()
+                                };
+                                let r = pb::UpsertStoreRequest {
+                                    store: Some(store),
+                                    operator_id: String::new(),
+                                    reason: "fuzz".into(),
+                                };
+                                (
+                                    "/leadrouter.v1.Catalog/UpsertStore".to_string(),
+                                    prost::Message::encode_to_vec(&r),
+                                )
+                            }
+                        };
+                        if raw_on(channel.clone(), &path, None, body).await.is_err() {
+                            refused += 1;
+                        }
+                    }
+                    refused
+                })
+            })
+            .collect();
+        async move {
+            let mut refused = 0;
+            for t in tasks {
+                refused += t.await.unwrap();
+            }
+            refused
+        }
+    };
+    let warm = burst(0, 4_000).await;
+    assert!(warm > 3_000, "most fuzzed requests are refused ({warm})");
+    let before = rss_kib(pid);
+    let refused = burst(4_000, 16_000).await;
+    assert!(refused > 9_000, "{refused}");
+    let after = rss_kib(pid);
+    eprintln!(
+        "rss after warm-up {before} KiB, after 12,000 more fuzzed requests {after} KiB ({:?})",
+        started.elapsed()
+    );
+    assert!(
+        after <= before + 48 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB over 12,000 refused requests"
+    );
+    // Still serving.
+    let mut r = pb::lead_router_client::LeadRouterClient::new(channel);
+    r.route(request("L-after", "440106")).await.unwrap();
 }

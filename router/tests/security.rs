@@ -12,47 +12,8 @@ use leadrouter_proto::v1 as pb;
 use prost::Message;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
-
-/// Sends bytes as they are and returns the reply's bytes: any method, any body.
-#[derive(Debug, Clone, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        use bytes::BufMut;
-        buf.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        use bytes::Buf;
-        let mut v = vec![0; buf.remaining()];
-        buf.copy_to_slice(&mut v);
-        Ok(Some(v))
-    }
-}
 
 async fn raw_call(
     url: &str,
@@ -65,33 +26,7 @@ async fn raw_call(
         .connect()
         .await
         .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel)
-        .max_encoding_message_size(64 << 20)
-        .max_decoding_message_size(64 << 20);
-    grpc.ready().await.unwrap();
-    let mut req = tonic::Request::new(body);
-    if let Some(k) = key {
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {k}").parse().unwrap());
-    }
-    grpc.unary(req, http::uri::PathAndQuery::from_static(path), RawCodec)
-        .await
-        .map(|r| r.into_inner())
-}
-
-/// Every method of the contract's services, as `/package.Service/Method`.
-fn contract_methods() -> Vec<String> {
-    let fds =
-        prost_types::FileDescriptorSet::decode(leadrouter_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let mut out = Vec::new();
-    for f in &fds.file {
-        for s in &f.service {
-            for m in &s.method {
-                out.push(format!("/{}.{}/{}", f.package(), s.name(), m.name()));
-            }
-        }
-    }
-    out
+    raw_on(channel, path, key, body).await
 }
 
 struct Keys {
@@ -1010,6 +945,83 @@ async fn writes_record_the_calling_key() {
             .into_inner()
             .replayed
     );
+    server.stop().await;
+}
+
+/// A guide app's answer to an offer names the key that sent it in the trail event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_answer_records_the_guide_apps_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = KeysFile::default();
+    let client = file
+        .add("miniprogram", Role::RouterClient, vec![], NOW.into())
+        .unwrap();
+    let app = file
+        .add("guide-app-7", Role::GuideApp, vec![], NOW.into())
+        .unwrap();
+    let cfg = EngineConfig {
+        offers: leadrouter::domain::offer::OfferConfig {
+            channels: vec!["LIVESTREAM".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = TestServer::start_options(dir.path(), tiny(&[5, 5, 5]), cfg, keyed(&file)).await;
+    let mut r = server.router().await;
+    for (lead, accept) in [("L-a", true), ("L-d", false)] {
+        let d = r
+            .route(with_key(
+                pb::RouteRequest {
+                    channel: pb::Channel::Livestream as i32,
+                    ..request(lead, "440106")
+                },
+                &client,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(d.offer_status, pb::OfferStatus::OfferOpen as i32);
+        r.respond_to_offer(with_key(
+            pb::RespondToOfferRequest {
+                lead_id: lead.into(),
+                guide_id: d.guide_id.clone(),
+                answer: if accept {
+                    pb::OfferAnswer::Accept
+                } else {
+                    pb::OfferAnswer::Decline
+                } as i32,
+                reason: String::new(),
+            },
+            &app,
+        ))
+        .await
+        .unwrap();
+        let trail = server
+            .engine
+            .store()
+            .trail_from(&format!("m-{lead}"), 0, usize::MAX)
+            .unwrap();
+        let offers: Vec<_> = trail
+            .iter()
+            .filter_map(|e| match &e.body {
+                leadrouter::domain::trail::EventBody::Offer(o) => Some(o),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            offers[0].recorded_by.as_deref(),
+            Some("miniprogram"),
+            "{offers:?}"
+        );
+        let answered = if accept {
+            leadrouter::domain::offer::OfferAction::Accepted
+        } else {
+            leadrouter::domain::offer::OfferAction::Declined
+        };
+        let answer = offers.iter().find(|o| o.action == answered).unwrap();
+        assert_eq!(answer.actor, d.guide_id);
+        assert_eq!(answer.recorded_by.as_deref(), Some("guide-app-7"));
+    }
     server.stop().await;
 }
 

@@ -559,6 +559,7 @@ fn route_day(
                             &guide,
                             answer == Answer::Accept,
                             "simulated guide",
+                            None,
                         )
                         .map_err(|e| anyhow::anyhow!("lead {lead_id}: {e}"))?
                         .decision

@@ -95,6 +95,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // One line on stdout that scripts and tests wait for.
     println!("leadrouter listening on {addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), policy = engine.snapshot().policy.name(), "serving gRPC and HTTP");
+    let store = engine.store().clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = crate::server::check_at_start(store.as_ref()) {
+            tracing::error!(error = %e, "the check at start could not read the trails");
+        }
+    });
     let services = crate::server::Services::new(engine, config.attribution.clone())
         .map_err(anyhow::Error::msg)?;
     let attribution = services.attribution.clone();

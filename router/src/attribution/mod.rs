@@ -262,6 +262,20 @@ pub struct LedgerLine {
     pub entry: LedgerEntry,
 }
 
+impl LedgerLine {
+    /// About the bytes the line takes on the wire (its strings and a few numbers).
+    pub fn size_hint(&self) -> usize {
+        32 + self.member_id.len()
+            + self.order_id.len()
+            + self.refund_id.as_ref().map_or(0, String::len)
+            + self.adjustment_id.as_ref().map_or(0, String::len)
+            + self.entry.party.len()
+    }
+}
+
+/// A ledger page stops after about this many bytes of lines (as well as at its count).
+pub const LEDGER_PAGE_BYTES: usize = 1 << 20;
+
 /// A page of the ledger.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerPage {
@@ -1125,13 +1139,20 @@ impl Attribution {
             .engine
             .store()
             .ledger_events(from_ms, to_ms, after, limit)?;
-        let next = if events.len() == limit {
+        let mut next = if events.len() == limit {
             events.last().and_then(crate::store::LedgerCursor::of)
         } else {
             None
         };
         let mut lines = Vec::new();
-        for e in &events {
+        let mut bytes = 0;
+        for (i, e) in events.iter().enumerate() {
+            // A page ends after the event that takes it past LEDGER_PAGE_BYTES (whole events
+            // only: the cursor names an event), so that a default client can always read it.
+            if bytes > LEDGER_PAGE_BYTES {
+                next = crate::store::LedgerCursor::of(&events[i - 1]);
+                break;
+            }
             let (order_id, refund_id, adjustment_id, entries) = match &e.body {
                 EventBody::Order(o) => (o.facts.order_id.clone(), None, None, &o.entries),
                 EventBody::Refund(r) => (
@@ -1158,6 +1179,7 @@ impl Attribution {
                         adjustment_id: adjustment_id.clone(),
                         entry: entry.clone(),
                     });
+                    bytes += lines.last().map_or(0, LedgerLine::size_hint);
                 }
             }
         }

@@ -83,6 +83,9 @@ pub struct OfferRecord {
     pub expires_at_ms: Option<i64>,
     /// `route`, `expiry`, or the guide who answered.
     pub actor: String,
+    /// The key that sent the route or the answer (absent on an open server and for expiries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
     pub reason: String,
     /// The offer rules in force, e.g. `expire 300 s; 3 re-offers; then store_queue`.
     pub rule: String,

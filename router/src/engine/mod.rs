@@ -359,7 +359,7 @@ impl Engine {
                     &d,
                     OfferAction::Offered,
                     (&s, &g),
-                    "route",
+                    ("route", recorded_by),
                     "routed as an offer",
                 )?;
             }

@@ -42,7 +42,7 @@ impl Engine {
         d: &Decision,
         action: OfferAction,
         guide: (&str, &str),
-        actor: &str,
+        actor: (&str, Option<&str>),
         reason: &str,
     ) -> Result<(), StoreError> {
         let Some(offer) = &d.offer else {
@@ -56,7 +56,8 @@ impl Engine {
             store_id: guide.0.to_string(),
             hop: offer.hop,
             expires_at_ms: (action == OfferAction::Offered).then_some(offer.expires_at_ms),
-            actor: actor.to_string(),
+            actor: actor.0.to_string(),
+            recorded_by: actor.1.map(str::to_string),
             reason: reason.to_string(),
             rule: self.cfg.offers.describe(),
         };
@@ -66,13 +67,15 @@ impl Engine {
         Ok(())
     }
 
-    /// A guide's answer to the offer they hold for `lead_id`.
+    /// A guide's answer to the offer they hold for `lead_id`; `recorded_by` names the key that
+    /// sent it (kept in the trail event).
     pub fn respond_to_offer(
         &self,
         lead_id: &str,
         guide_id: &str,
         accept: bool,
         reason: &str,
+        recorded_by: Option<&str>,
     ) -> Result<OfferReply, OfferError> {
         check_id("lead_id", lead_id).map_err(OfferError::Invalid)?;
         check_id("guide_id", guide_id).map_err(OfferError::Invalid)?;
@@ -126,7 +129,7 @@ impl Engine {
                 &snap,
                 &d,
                 OfferAction::Expired,
-                "expiry",
+                ("expiry", None),
                 "not answered in time",
                 now,
             )?;
@@ -136,7 +139,14 @@ impl Engine {
             )));
         }
         if !accept {
-            let next = self.move_on(&snap, &d, OfferAction::Declined, guide_id, reason, now)?;
+            let next = self.move_on(
+                &snap,
+                &d,
+                OfferAction::Declined,
+                (guide_id, recorded_by),
+                reason,
+                now,
+            )?;
             return Ok(OfferReply {
                 decision: next,
                 replayed: false,
@@ -174,7 +184,7 @@ impl Engine {
                 &next,
                 OfferAction::Accepted,
                 (&store_id, guide_id),
-                guide_id,
+                (guide_id, recorded_by),
                 reason,
             )?;
         }
@@ -214,7 +224,7 @@ impl Engine {
                     &snap,
                     &d,
                     OfferAction::Expired,
-                    "expiry",
+                    ("expiry", None),
                     "not answered in time",
                     now,
                 ) {
@@ -263,7 +273,7 @@ impl Engine {
         snap: &Snapshot,
         d: &Arc<Decision>,
         action: OfferAction,
-        actor: &str,
+        actor: (&str, Option<&str>),
         reason: &str,
         now: i64,
     ) -> Result<Arc<Decision>, RouteError> {
@@ -333,7 +343,7 @@ impl Engine {
                         &next,
                         OfferAction::Offered,
                         (&s, &g),
-                        "route",
+                        ("route", None),
                         &format!("re-offered after {} {}", guide_id, action.as_str()),
                     )?;
                 }

@@ -1107,7 +1107,9 @@ mod offers {
         assert!(d.binding.is_none(), "an offer binds when accepted");
 
         // The holder declines: the next candidate gets it, the holder's count is released.
-        let r = e.respond_to_offer("L1", &first, false, "busy").unwrap();
+        let r = e
+            .respond_to_offer("L1", &first, false, "busy", None)
+            .unwrap();
         let second = r.decision.guide_id().unwrap().to_string();
         assert_ne!(second, first);
         assert_eq!(used(&e, &first), 0);
@@ -1116,12 +1118,14 @@ mod offers {
         assert_eq!((o.hop, o.declined.len()), (1, 1));
         assert!(r.decision.reasons.contains(Reasons::REOFFERED));
         // The same decline again changes nothing.
-        let again = e.respond_to_offer("L1", &first, false, "busy").unwrap();
+        let again = e
+            .respond_to_offer("L1", &first, false, "busy", None)
+            .unwrap();
         assert!(again.replayed);
         assert_eq!(again.decision.guide_id(), Some(second.as_str()));
         // The first guide can no longer accept it.
         assert!(matches!(
-            e.respond_to_offer("L1", &first, true, ""),
+            e.respond_to_offer("L1", &first, true, "", None),
             Err(OfferError::Precondition(_))
         ));
 
@@ -1181,17 +1185,17 @@ mod offers {
         let d = e.route(&live("L1", Some("M1"), &clock)).unwrap();
         let g = d.guide_id().unwrap().to_string();
         let other = if g == "G1" { "G2" } else { "G1" };
-        let e404 = e.respond_to_offer("L404", &g, true, "").unwrap_err();
+        let e404 = e.respond_to_offer("L404", &g, true, "", None).unwrap_err();
         assert!(matches!(e404, OfferError::NotFound(_)), "{e404}");
         assert!(matches!(
-            e.respond_to_offer("L1", other, true, ""),
+            e.respond_to_offer("L1", other, true, "", None),
             Err(OfferError::Precondition(_))
         ));
         assert!(matches!(
-            e.respond_to_offer("L1", "", true, ""),
+            e.respond_to_offer("L1", "", true, "", None),
             Err(OfferError::Invalid(_))
         ));
-        let r = e.respond_to_offer("L1", &g, true, "on it").unwrap();
+        let r = e.respond_to_offer("L1", &g, true, "on it", None).unwrap();
         assert_eq!(
             r.decision.offer.as_ref().unwrap().status,
             OfferStatus::Accepted
@@ -1199,7 +1203,7 @@ mod offers {
         let b = r.decision.binding.clone().unwrap();
         assert_eq!(b.state.unwrap().guide_id, g);
         assert!(
-            e.respond_to_offer("L1", &g, true, "on it")
+            e.respond_to_offer("L1", &g, true, "on it", None)
                 .unwrap()
                 .replayed
         );
@@ -1216,14 +1220,14 @@ mod offers {
         );
         // Declining an accepted offer is refused.
         assert!(matches!(
-            e.respond_to_offer("L1", &g, false, ""),
+            e.respond_to_offer("L1", &g, false, "", None),
             Err(OfferError::Precondition(_))
         ));
         // Answering after expiry moves it on and says so.
         let d = e.route(&live("L2", None, &clock)).unwrap();
         let h = d.guide_id().unwrap().to_string();
         clock.advance_ms(61_000);
-        let late = e.respond_to_offer("L2", &h, true, "").unwrap_err();
+        let late = e.respond_to_offer("L2", &h, true, "", None).unwrap_err();
         assert!(late.to_string().contains("expired"), "{late}");
         assert_ne!(
             e.store().decision("L2").unwrap().unwrap().guide_id(),
@@ -1242,7 +1246,7 @@ mod offers {
             let d = e.route(&live("L1", Some("M1"), &clock)).unwrap();
             let g = d.guide_id().unwrap().to_string();
             // One decline before the restart: the count moved from g to the next guide.
-            let r = e.respond_to_offer("L1", &g, false, "").unwrap();
+            let r = e.respond_to_offer("L1", &g, false, "", None).unwrap();
             e.flush().unwrap();
             (r.decision, total_used(&e))
         };
@@ -1383,7 +1387,7 @@ mod relationship_sequences {
                             && d.offer.as_ref().is_some_and(|o| o.status == OfferStatus::Open)
                         {
                             let g = g.to_string();
-                            let _ = e.respond_to_offer(&leads[l as usize], &g, accept, "");
+                            let _ = e.respond_to_offer(&leads[l as usize], &g, accept, "", None);
                         }
                     }
                     Op::Advance { secs } => {

@@ -249,9 +249,13 @@ impl attribution_server::Attribution for AttributionSvc {
                 a.trail(&q.member_id, q.from_seq, q.window, q.limit)
             })
             .await?;
+        let mut events: Vec<_> = page.events.iter().map(w::event_to_pb).collect();
+        let fits = status::fitting(&events);
+        let next_seq = events.get(fits).map(|e| e.seq).or(page.next_seq);
+        events.truncate(fits);
         Ok(Response::new(pb::GetTrailResponse {
-            events: page.events.iter().map(w::event_to_pb).collect(),
-            next_page_token: page.next_seq.map(|s| s.to_string()).unwrap_or_default(),
+            events,
+            next_page_token: next_seq.map(|s| s.to_string()).unwrap_or_default(),
         }))
     }
 

@@ -15,7 +15,6 @@ use tonic::{Request, Response, Status};
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 500;
 /// Largest reply page, encoded (a quarter of a default client's 4 MiB limit).
-const MAX_PAGE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct CatalogSvc {
@@ -185,7 +184,7 @@ impl Catalog for CatalogSvc {
         for (i, &s) in matching[start..end].iter().enumerate() {
             let store = store_to_pb(net, s);
             bytes += prost::Message::encoded_len(&store);
-            if bytes > MAX_PAGE_BYTES && i > 0 {
+            if bytes > status::MAX_PAGE_BYTES && i > 0 {
                 end = start + i;
                 break;
             }
@@ -296,15 +295,8 @@ impl Catalog for CatalogSvc {
             .map_err(|e| status::store(&e))?;
         let more = entries.len() > page;
         entries.truncate(page);
-        // A page also stops at MAX_PAGE_BYTES, so that a default client can always read it.
-        let mut bytes = 0;
-        let fits = entries
-            .iter()
-            .position(|e| {
-                bytes += prost::Message::encoded_len(&audit_to_pb(e));
-                bytes > MAX_PAGE_BYTES
-            })
-            .map_or(entries.len(), |i| i.max(1));
+        let mut entries: Vec<_> = entries.iter().map(audit_to_pb).collect();
+        let fits = status::fitting(&entries);
         let more = more || fits < entries.len();
         entries.truncate(fits);
         Ok(Response::new(pb::ListAuditResponse {
@@ -313,7 +305,7 @@ impl Catalog for CatalogSvc {
             } else {
                 0
             },
-            entries: entries.iter().map(audit_to_pb).collect(),
+            entries,
         }))
     }
 

@@ -231,8 +231,16 @@ impl disputes_server::Disputes for DisputesSvc {
         let (disputes, next) = self
             .run(move |a| a.list_disputes(&filter, after, limit))
             .await?;
+        let mut page: Vec<_> = disputes.iter().map(dispute_to_pb).collect();
+        let fits = status::fitting(&page);
+        let next = if fits < page.len() {
+            Some(disputes[fits - 1].seq)
+        } else {
+            next
+        };
+        page.truncate(fits);
         Ok(Response::new(pb::ListDisputesResponse {
-            disputes: disputes.iter().map(dispute_to_pb).collect(),
+            disputes: page,
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }

@@ -53,9 +53,11 @@ async fn render_metrics(State(s): State<HttpState>) -> impl IntoResponse {
 async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
     let snap = s.engine.snapshot();
     let damaged = super::status::DAMAGED_READS.load(std::sync::atomic::Ordering::Relaxed);
+    let at_start = super::status::DAMAGED_AT_START.load(std::sync::atomic::Ordering::Relaxed);
     let body = serde_json::json!({
-        "status": if damaged == 0 { "serving" } else { "degraded" },
+        "status": if damaged == 0 && at_start == 0 { "serving" } else { "degraded" },
         "damaged_reads": damaged,
+        "damaged_records_at_start": at_start,
         "network_version": snap.network.version(),
         "stores": snap.network.stores().len(),
         "guides": snap.network.guides().len(),

@@ -12,6 +12,7 @@ pub mod listen;
 pub mod metrics;
 mod router_svc;
 mod status;
+pub use status::check_at_start;
 pub mod tls;
 
 pub use gate::Gate;

@@ -141,6 +141,7 @@ impl LeadRouter for RouterSvc {
     ) -> Result<Response<RouteResponse>, Status> {
         let who = status::principal(&request)?;
         let r = request.into_inner();
+        let recorded_by = (!who.open).then(|| who.name.clone());
         if who.scoped()
             && let Some(store) = status::guide_store(&self.engine, &r.guide_id)
         {
@@ -159,7 +160,13 @@ impl LeadRouter for RouterSvc {
         };
         let engine = self.engine.clone();
         let reply = tokio::task::spawn_blocking(move || {
-            engine.respond_to_offer(&r.lead_id, &r.guide_id, accept, &r.reason)
+            engine.respond_to_offer(
+                &r.lead_id,
+                &r.guide_id,
+                accept,
+                &r.reason,
+                recorded_by.as_deref(),
+            )
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?

@@ -19,12 +19,69 @@ fn capped(m: String) -> String {
     format!("{}…", &m[..cut])
 }
 
+/// A reply page stops at this many encoded bytes as well as at its count, so that a client with
+/// the default 4 MiB receive limit can always read it.
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+
+/// How many of `items`, from the front, fit in one page of [`MAX_PAGE_BYTES`]; at least one, so
+/// that a page always moves on.
+pub fn fitting<T: prost::Message>(items: &[T]) -> usize {
+    let mut bytes = 0;
+    items
+        .iter()
+        .position(|m| {
+            bytes += m.encoded_len();
+            bytes > MAX_PAGE_BYTES
+        })
+        .map_or(items.len(), |i| i.max(1))
+}
+
 pub fn invalid(e: &FieldError) -> Status {
     Status::invalid_argument(capped(e.to_string()))
 }
 
 /// Damaged records read since the start (shown by `/healthz`).
 pub static DAMAGED_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Damaged trail records the check at start found (see [`check_at_start`]).
+pub static DAMAGED_AT_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Reads every trail record once, in the background after start, so that damage is reported
+/// (log, `/healthz`, `leadrouter_storage_damaged_records_at_start`) before a caller meets it.
+/// Returns `(events read, damaged)`.
+pub fn check_at_start(store: &dyn crate::store::Store) -> Result<(u64, u64), StoreError> {
+    let started = std::time::Instant::now();
+    let (mut events, mut damaged) = (0u64, 0u64);
+    store.scan_trails_lossy(
+        &mut |_| {
+            events += 1;
+            true
+        },
+        &mut |e| {
+            damaged += 1;
+            if damaged <= 10 {
+                tracing::error!(error = %e, "a stored trail record cannot be read");
+            }
+        },
+    )?;
+    DAMAGED_AT_START.store(damaged, std::sync::atomic::Ordering::Relaxed);
+    ::metrics::gauge!("leadrouter_storage_damaged_records_at_start").set(damaged as f64);
+    if damaged > 0 {
+        tracing::error!(
+            damaged,
+            events,
+            "the check at start found damaged trail records: restore them from a backup; \
+             `leadrouter trail export` keeps the rest"
+        );
+    } else {
+        tracing::info!(
+            events,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "every trail record reads"
+        );
+    }
+    Ok((events, damaged))
+}
 
 pub fn store(e: &StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
@@ -91,4 +148,29 @@ pub fn guide_store(engine: &crate::engine::Engine, guide_id: &str) -> Option<Str
     let idx = snap.network.guide_index(guide_id)?;
     let g = snap.network.guide(idx);
     Some(snap.network.store(g.store).id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadrouter_proto::v1 as pb;
+
+    fn event(bytes: usize) -> pb::TrailEvent {
+        pb::TrailEvent {
+            canonical_json: "x".repeat(bytes),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_page_stops_at_its_byte_budget_and_always_moves_on() {
+        let small: Vec<_> = (0..10).map(|_| event(100)).collect();
+        assert_eq!(fitting(&small), 10);
+        // 300 KiB each: three fit in 1 MiB, the fourth does not.
+        let big: Vec<_> = (0..10).map(|_| event(300 << 10)).collect();
+        assert_eq!(fitting(&big), 3);
+        // One item larger than the budget is still a page of one.
+        assert_eq!(fitting(&[event(2 << 20), event(1)]), 1);
+        assert_eq!(fitting::<pb::TrailEvent>(&[]), 0);
+    }
 }

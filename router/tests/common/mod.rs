@@ -298,3 +298,89 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
+
+/// Sends bytes as they are and returns the reply's bytes: any method, any body.
+#[derive(Debug, Clone, Default)]
+pub struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        let mut v = vec![0; buf.remaining()];
+        buf.copy_to_slice(&mut v);
+        Ok(Some(v))
+    }
+}
+
+/// One call of `path` with `body` as it is, on `channel`.
+pub async fn raw_on(
+    channel: tonic::transport::Channel,
+    path: &str,
+    key: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_encoding_message_size(64 << 20)
+        .max_decoding_message_size(64 << 20);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut req = tonic::Request::new(body);
+    if let Some(k) = key {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {k}").parse().unwrap());
+    }
+    let path = http::uri::PathAndQuery::try_from(path.to_string()).unwrap();
+    grpc.unary(req, path, RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Every method of the contract's services, as `/package.Service/Method`.
+pub fn contract_methods() -> Vec<String> {
+    let fds = <prost_types::FileDescriptorSet as prost::Message>::decode(
+        leadrouter_proto::FILE_DESCRIPTOR_SET,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    for f in &fds.file {
+        for s in &f.service {
+            for m in &s.method {
+                out.push(format!("/{}.{}/{}", f.package(), s.name(), m.name()));
+            }
+        }
+    }
+    out
+}
