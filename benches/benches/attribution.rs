@@ -16,7 +16,7 @@ use leadrouter::domain::Channel;
 use leadrouter::domain::trail::{OrderFacts, Touch, TouchKind};
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::server::Services;
-use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
+use leadrouter::storage::{MemoryStore, SledConfig, SledStore, Storage};
 use leadrouter_benches::{Served, concurrently, median, serve};
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::attribution_client::AttributionClient;
@@ -32,7 +32,7 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn engine(store: Arc<dyn Store>) -> Arc<Engine> {
+fn engine(store: Arc<dyn Storage>) -> Arc<Engine> {
     let net = demo_files()
         .load(Arc::new(RegionTree::embedded()))
         .expect("demo network");
@@ -56,7 +56,7 @@ impl Rig {
             group_commit,
             ..SledConfig::default()
         };
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), &config).unwrap());
+        let store: Arc<dyn Storage> = Arc::new(SledStore::open(dir.path(), &config).unwrap());
         let services = Services::new(engine(store), AttributionConfig::default()).unwrap();
         let Served {
             client_rt,
@@ -184,7 +184,7 @@ fn bench_attribution(c: &mut Criterion) {
     group_commit_ratio();
 
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
+    let store: Arc<dyn Storage> =
         Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
     let a = Attribution::new(engine(store), AttributionConfig::default()).unwrap();
     // One member with 1,000 events to read pages from.

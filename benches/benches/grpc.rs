@@ -14,7 +14,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use leadrouter::clock::SystemClock;
 use leadrouter::engine::{Engine, EngineConfig};
-use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
+use leadrouter::storage::{MemoryStore, SledConfig, SledStore, Storage};
 use leadrouter::wire;
 use leadrouter_benches::{
     Served, concurrently, keyed_options, lead_templates, median, reference_network, serve,
@@ -75,7 +75,7 @@ impl Rig {
             .map(wire::lead_to_pb)
             .collect();
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = match kind {
+        let store: Arc<dyn Storage> = match kind {
             "memory" => Arc::new(MemoryStore::new()),
             _ => Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap()),
         };

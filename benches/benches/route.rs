@@ -13,7 +13,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use leadrouter::clock::{Clock, ManualClock};
 use leadrouter::domain::Lead;
 use leadrouter::engine::{Engine, EngineConfig};
-use leadrouter::store::{MemoryStore, SledConfig, SledStore, Store};
+use leadrouter::storage::{MemoryStore, SledConfig, SledStore, Storage};
 use leadrouter_benches::{T0, lead_templates, micros, percentile, reference_network};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ impl Rig {
         let net = reference_network();
         let templates = lead_templates(&net, 20_000, 7);
         let clock = Arc::new(ManualClock::new(T0));
-        let (store, dir): (Arc<dyn Store>, _) = match kind {
+        let (store, dir): (Arc<dyn Storage>, _) = match kind {
             "sled" => {
                 let dir = tempfile::tempdir().unwrap();
                 (

@@ -10,7 +10,7 @@ use leadrouter::clock::ManualClock;
 use leadrouter::domain::{Channel, Day, Interest, Lead, Location, SplitMix64};
 use leadrouter::engine::{CandidateConfig, Engine, EngineConfig};
 use leadrouter::policy::{Candidate, Policy, RouteContext, Scored, ScoredWeights};
-use leadrouter::store::MemoryStore;
+use leadrouter::storage::MemoryStore;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;

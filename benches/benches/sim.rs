@@ -17,7 +17,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use leadrouter::clock::ManualClock;
 use leadrouter::engine::{Engine, EngineConfig};
-use leadrouter::store::MemoryStore;
+use leadrouter::storage::MemoryStore;
 use leadrouter_sim::dual::{self, DualOptions};
 use leadrouter_sim::flow;
 use leadrouter_sim::instance::Instance;

@@ -60,7 +60,7 @@ use crate::domain::offer::OfferConfig;
 use crate::engine::TransferConfig;
 use crate::engine::{CandidateConfig, EngineConfig};
 use crate::policy::PolicyConfig;
-use crate::store::SledConfig;
+use crate::storage::SledConfig;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -22,5 +22,5 @@ pub mod domain;
 pub mod engine;
 pub mod policy;
 pub mod server;
-pub mod store;
+pub mod storage;
 pub mod wire;

@@ -240,7 +240,7 @@ fn routed_history(dir: &Path, n: usize) -> (std::path::PathBuf, std::path::PathB
     use leadrouter::domain::export::DecisionLine;
     use leadrouter::domain::{Channel, Interest, Lead, Location, SplitMix64};
     use leadrouter::engine::{Engine, EngineConfig};
-    use leadrouter::store::{MemoryStore, Store};
+    use leadrouter::storage::{Decisions, MemoryStore};
     let net = demo();
     let stores: Vec<(String, Location)> = net
         .stores()

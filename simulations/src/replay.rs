@@ -24,7 +24,7 @@ use leadrouter::domain::export::DecisionLine;
 use leadrouter::domain::trail::{EventBody, TrailEvent};
 use leadrouter::engine::{CandidateConfig, Engine, EngineConfig};
 use leadrouter::policy::{DualPrice, DualPriceConfig, PolicyConfig};
-use leadrouter::store::MemoryStore;
+use leadrouter::storage::MemoryStore;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::BufRead;

@@ -23,7 +23,7 @@ use leadrouter::domain::Day;
 use leadrouter::domain::offer::OfferStatus;
 use leadrouter::domain::trail::{OrderFacts, Ownership, OwnershipRule};
 use leadrouter::engine::{Engine, EngineConfig};
-use leadrouter::store::MemoryStore;
+use leadrouter::storage::MemoryStore;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;

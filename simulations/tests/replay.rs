@@ -5,7 +5,7 @@ use leadrouter::clock::ManualClock;
 use leadrouter::domain::export::DecisionLine;
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::policy::PolicyConfig;
-use leadrouter::store::{MemoryStore, Store};
+use leadrouter::storage::{Decisions, MemoryStore};
 use leadrouter_sim::replay::{self, OrderSeen, ReplayConfig};
 use leadrouter_sim::scenario::Scenario;
 use leadrouter_sim::world::World;

@@ -12,7 +12,7 @@ use crate::catalog::{GenerateSpec, Network, NetworkFiles, RegionTree, demo_files
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::store::{SledStore, Store};
+use crate::storage::{SledStore, Storage};
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// else the demo shipped in the binary (and saved).
 pub fn choose_network(
     config: &Config,
-    store: &dyn Store,
+    store: &dyn Storage,
     regions: Arc<RegionTree>,
 ) -> anyhow::Result<(Network, String)> {
     if let Some(path) = &config.network {

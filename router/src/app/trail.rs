@@ -5,7 +5,9 @@
 use crate::attribution::recompute::{Mismatch, TrailChecker};
 use crate::attribution::{RuleBook, TrailCheck};
 use crate::domain::trail::{ChainBreak, MemberHead, TrailEvent};
-use crate::store::{SledConfig, SledStore, Store, StoreError, for_each_in_trail};
+use crate::storage::{
+    Decisions, SledConfig, SledStore, Storage, StorageError, Trails, for_each_in_trail,
+};
 use anyhow::Context;
 use leadrouter_proto::v1 as pb;
 use std::io::{BufRead, Write};
@@ -69,7 +71,7 @@ impl std::fmt::Display for Report {
 
 fn open_offline(dir: &Path) -> anyhow::Result<SledStore> {
     SledStore::open(dir, &SledConfig::default()).map_err(|e| match e {
-        StoreError::Locked { path } => anyhow::anyhow!(
+        StorageError::Locked { path } => anyhow::anyhow!(
             "{path} is in use by a running server: stop it, or check one member live with --server URL --member ID"
         ),
         other => anyhow::Error::new(other).context(format!("opening {}", dir.display())),
@@ -78,10 +80,10 @@ fn open_offline(dir: &Path) -> anyhow::Result<SledStore> {
 
 /// Visits a store's trail events (all, or one member's), in order, until `f` returns false.
 fn for_each_event(
-    store: &dyn Store,
+    store: &dyn Storage,
     member: Option<&str>,
     f: &mut dyn FnMut(TrailEvent) -> bool,
-) -> Result<(), StoreError> {
+) -> Result<(), StorageError> {
     match member {
         None => store.scan_trails(f),
         Some(m) => for_each_in_trail(store, m, 1, 1024, f),

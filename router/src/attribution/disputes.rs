@@ -6,7 +6,7 @@ use super::{Attribution, AttributionError, OrderView, ReassignInput, TrailCheck}
 use crate::domain::audit::MAX_REASON_LEN;
 use crate::domain::trail::{EventBody, Ownership, TrailEvent};
 use crate::domain::{Decision, FieldError, check_id};
-use crate::store::StoreError;
+use crate::storage::StorageError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -196,10 +196,11 @@ impl Attribution {
                 return Ok(());
             };
             for (seq, line) in chunk {
-                let d: Dispute = serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
-                    key: format!("dispute/{seq}"),
-                    why: e.to_string(),
-                })?;
+                let d: Dispute =
+                    serde_json::from_str(&line).map_err(|e| StorageError::Corrupt {
+                        key: format!("dispute/{seq}"),
+                        why: e.to_string(),
+                    })?;
                 if !f(d) {
                     return Ok(());
                 }
@@ -212,7 +213,7 @@ impl Attribution {
         let store = self.engine.store();
         match store.disputes_from(seq, 1)?.into_iter().next() {
             Some((s, line)) if s == seq => serde_json::from_str(&line).map(Some).map_err(|e| {
-                StoreError::Corrupt {
+                StorageError::Corrupt {
                     key: format!("dispute/{seq}"),
                     why: e.to_string(),
                 }
@@ -223,7 +224,7 @@ impl Attribution {
     }
 
     fn save_dispute(&self, d: &Dispute) -> Result<(), AttributionError> {
-        let line = serde_json::to_string(d).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let line = serde_json::to_string(d).map_err(|e| StorageError::Backend(e.to_string()))?;
         self.engine.store().put_dispute(d.seq, &line)?;
         Ok(())
     }
@@ -506,7 +507,7 @@ impl Attribution {
     /// there was one. The caller holds the dispute's lock and flushes.
     fn complete_interrupted(&self, d: &mut Dispute) -> Result<bool, AttributionError> {
         let adjustment_id = format!("dispute:{}", d.dispute_id);
-        let key = crate::store::TrailKey::Adjustment(&adjustment_id);
+        let key = crate::storage::TrailKey::Adjustment(&adjustment_id);
         let Some(e) = self.engine.store().trail_event(key)? else {
             return Ok(false);
         };
@@ -668,7 +669,7 @@ impl Attribution {
         // The rules again, on the trail as it stood before the order.
         let before: Vec<TrailEvent> = {
             let mut all = Vec::new();
-            crate::store::for_each_in_trail(store.as_ref(), &d.member_id, 1, 1024, &mut |e| {
+            crate::storage::for_each_in_trail(store.as_ref(), &d.member_id, 1, 1024, &mut |e| {
                 if e.seq >= seq {
                     return false;
                 }

@@ -25,7 +25,7 @@ use crate::domain::trail::{
 };
 use crate::domain::{Day, FieldError, check_id, check_optional_id};
 use crate::engine::{Engine, business_day};
-use crate::store::{StoreError, TrailKey, for_each_in_trail};
+use crate::storage::{StorageError, TrailKey, for_each_in_trail};
 use parking_lot::Mutex;
 use rules::OwnershipRuleSet;
 use serde::{Deserialize, Serialize};
@@ -169,7 +169,7 @@ pub enum AttributionError {
     #[error("{0}")]
     Precondition(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
 }
 
 /// A touch as received.
@@ -281,7 +281,7 @@ pub const LEDGER_PAGE_BYTES: usize = 1 << 20;
 pub struct LedgerPage {
     pub lines: Vec<LedgerLine>,
     /// Where the next page starts, when there may be more.
-    pub next: Option<crate::store::LedgerCursor>,
+    pub next: Option<crate::storage::LedgerCursor>,
 }
 
 /// A page of a trail.
@@ -640,7 +640,7 @@ impl Attribution {
     }
 
     /// As [`Attribution::record_order`] without the flush: the result is visible at once but not
-    /// yet durable. The caller must see [`crate::store::Store::flush_then`] succeed before
+    /// yet durable. The caller must see [`crate::storage::Storage::flush_then`] succeed before
     /// acknowledging it (a replay too: the first call may have failed before its flush).
     pub fn record_order_unflushed(&self, input: OrderInput) -> Result<Recorded, AttributionError> {
         let sharing_store = self.check_order(&input)?;
@@ -1102,7 +1102,7 @@ impl Attribution {
         from_ms: i64,
         to_ms: i64,
         party: Option<&str>,
-        after: Option<&crate::store::LedgerCursor>,
+        after: Option<&crate::storage::LedgerCursor>,
         limit: usize,
     ) -> Result<LedgerPage, AttributionError> {
         if !(1..=1000).contains(&limit) {
@@ -1140,7 +1140,7 @@ impl Attribution {
             .store()
             .ledger_events(from_ms, to_ms, after, limit)?;
         let mut next = if events.len() == limit {
-            events.last().and_then(crate::store::LedgerCursor::of)
+            events.last().and_then(crate::storage::LedgerCursor::of)
         } else {
             None
         };
@@ -1150,7 +1150,7 @@ impl Attribution {
             // A page ends after the event that takes it past LEDGER_PAGE_BYTES (whole events
             // only: the cursor names an event), so that a default client can always read it.
             if bytes > LEDGER_PAGE_BYTES {
-                next = crate::store::LedgerCursor::of(&events[i - 1]);
+                next = crate::storage::LedgerCursor::of(&events[i - 1]);
                 break;
             }
             let (order_id, refund_id, adjustment_id, entries) = match &e.body {

@@ -4,12 +4,12 @@ use crate::domain::Channel;
 use crate::domain::trail::{OwnershipRule, Role, TouchKind, verify_chain};
 use crate::engine::EngineConfig;
 use crate::engine::tests::{T0, small_network};
-use crate::store::{MemoryStore, SledConfig, SledStore, Store};
+use crate::storage::{MemoryStore, SledConfig, SledStore, Storage};
 use recompute::Recomputer;
 
 const DAY: i64 = 86_400_000;
 
-fn service_on(store: Arc<dyn Store>, cfg: AttributionConfig) -> (Attribution, Arc<ManualClock>) {
+fn service_on(store: Arc<dyn Storage>, cfg: AttributionConfig) -> (Attribution, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
     let engine = Arc::new(
         Engine::new(
@@ -69,7 +69,7 @@ fn refund(id: &str, order: &str, cents: Option<i64>, at: i64) -> RefundInput {
     }
 }
 
-fn all_events(store: &dyn Store) -> Vec<TrailEvent> {
+fn all_events(store: &dyn Storage) -> Vec<TrailEvent> {
     let mut out = Vec::new();
     store
         .scan_trails(&mut |e| {
@@ -432,7 +432,7 @@ fn stage_changes_by_effective_date_and_recomputation_agrees() {
 #[test]
 fn concurrent_orders_on_one_member_chain_without_forks_on_sled() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
+    let store: Arc<dyn Storage> =
         Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
     let (a, _) = service_on(store.clone(), AttributionConfig::default());
     let a = Arc::new(a);
@@ -603,7 +603,7 @@ fn a_binding_touch_binds_and_decides_however_much_history_follows() {
 #[test]
 fn concurrent_refunds_never_exceed_the_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
+    let store: Arc<dyn Storage> =
         Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
     let (a, _) = service_on(store, AttributionConfig::default());
     a.record_order(order("O1", "M1", 1000, T0)).unwrap();
@@ -672,7 +672,7 @@ fn verify_all_checks_every_member_and_names_a_forged_event() {
         }),
     );
     store
-        .append_trail(&forged, &line, Some(crate::store::TrailKey::Touch("X")))
+        .append_trail(&forged, &line, Some(crate::storage::TrailKey::Touch("X")))
         .unwrap();
     let all = a.verify_all().unwrap();
     let b = all.chain.unwrap_err();
@@ -682,7 +682,7 @@ fn verify_all_checks_every_member_and_names_a_forged_event() {
     assert!(a.verify_trail("M2").unwrap().ok());
 }
 
-fn ledger_on(store: Arc<dyn Store>) {
+fn ledger_on(store: Arc<dyn Storage>) {
     let (a, _) = service_on(store, AttributionConfig::default());
     // Ten orders an hour apart (guide G1 owns the even ones through a share link), a refund.
     a.record_touch(touch(
@@ -857,7 +857,7 @@ fn reassign_to(id: &str, order: &str, to: &str, at: i64) -> ReassignInput {
     }
 }
 
-fn reassignment_on(store: Arc<dyn Store>) {
+fn reassignment_on(store: Arc<dyn Storage>) {
     let (a, _) = service_on(store, AttributionConfig::default());
     a.record_touch(touch(
         "t1",

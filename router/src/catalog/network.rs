@@ -229,7 +229,7 @@ pub struct Store {
 }
 
 /// What route() reads of every store it scans, packed together for the cache: scanning a
-/// region touches these, not the full [`Store`] records.
+/// region touches these, not the full [`Storage`] records.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoreKey {
     /// Bit `c` set when the store carries category `c`.
@@ -269,7 +269,7 @@ pub struct Network {
     spec: NetworkSpec,
     stores: Vec<Store>,
     keys: Vec<StoreKey>,
-    /// Per store, one value per category (row-major): [`Store::preference`], flat.
+    /// Per store, one value per category (row-major): [`Storage::preference`], flat.
     preferences: Vec<f32>,
     guides: Vec<Guide>,
     guide_keys: Vec<GuideKey>,

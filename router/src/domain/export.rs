@@ -115,7 +115,7 @@ impl DecisionLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::codec::tests::sample_decision;
+    use crate::storage::codec::tests::sample_decision;
 
     #[test]
     fn a_decision_round_trips_through_its_line() {

@@ -6,7 +6,7 @@ use super::{Engine, Snapshot};
 use crate::catalog::{CatalogChange, ChangeError, GuideStatus};
 use crate::domain::audit::{AuditEntry, MAX_REASON_LEN};
 use crate::domain::{FieldError, check_id};
-use crate::store::StoreError;
+use crate::storage::StorageError;
 use std::sync::Arc;
 
 /// Why an operator's change (or a guide's answer to an offer) was refused or not saved.
@@ -20,7 +20,7 @@ pub enum CatalogError {
     #[error("{0}")]
     Precondition(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
 }
 
 impl From<ChangeError> for CatalogError {
@@ -164,7 +164,7 @@ impl Engine {
                 )
                 .map_err(|e| {
                     // The change itself is saved and in service; say so, and how to finish.
-                    CatalogError::Store(StoreError::Backend(format!(
+                    CatalogError::Storage(StorageError::Backend(format!(
                         "the change is applied (audit entry {}), but moving {guide}'s members \
                          failed: {e}; finish with TransferMembers(transfer_id = {transfer_id:?})",
                         entry.seq
@@ -190,7 +190,7 @@ impl Engine {
         actor: &str,
         reason: &str,
         after: serde_json::Value,
-    ) -> Result<AuditEntry, StoreError> {
+    ) -> Result<AuditEntry, StorageError> {
         let _one_at_a_time = self.admin.lock();
         let entry = AuditEntry {
             seq: self.store.audit_head()?.unwrap_or(0) + 1,
@@ -208,12 +208,12 @@ impl Engine {
     }
 
     /// Audit entries from `from_seq` on, at most `limit`.
-    pub fn audit(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    pub fn audit(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
         self.store
             .audit_from(from_seq, limit)?
             .into_iter()
             .map(|(seq, line)| {
-                AuditEntry::from_line(&line).map_err(|why| StoreError::Corrupt {
+                AuditEntry::from_line(&line).map_err(|why| StorageError::Corrupt {
                     key: format!("audit/{seq}"),
                     why,
                 })

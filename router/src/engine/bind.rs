@@ -9,7 +9,7 @@ use crate::domain::binding::{
 };
 use crate::domain::trail::{EventBody, TrailEvent};
 use crate::domain::{Lead, Reasons};
-use crate::store::{MemberGuard, StoreError, TrailLog};
+use crate::storage::{MemberGuard, StorageError, TrailLog};
 
 /// Where to look for a guide, in order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,13 +45,13 @@ impl<'a> Member<'a> {
     /// Locks the member's trail and reads their binding.
     pub fn read(
         trails: &'a TrailLog,
-        store: &dyn crate::store::Store,
+        store: &dyn crate::storage::Storage,
         member_id: &'a str,
         rules: &'a BindingRuleSet,
         net: &Network,
         lead: &Lead,
         now: i64,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, StorageError> {
         let held = trails.lock(member_id);
         let current = store
             .latest_binding(member_id)?
@@ -147,7 +147,7 @@ pub fn commit(
     lead: &Lead,
     assigned: Option<u32>,
     now: i64,
-) -> Result<RouteBinding, StoreError> {
+) -> Result<RouteBinding, StorageError> {
     let ruling = match (&member.referral, assigned) {
         (Some(r), _) if r.change.is_some() => r.clone(),
         (r, Some(g)) => {

@@ -29,7 +29,7 @@ use crate::domain::{
     Alternative, Day, Decision, FieldError, Lead, Level, Reasons, SplitMix64, Unrouted,
 };
 use crate::policy::{Candidate, Policy, PolicyConfig, RouteContext};
-use crate::store::{Store, StoreError, TrailLog};
+use crate::storage::{Storage, StorageError, TrailLog};
 use candidates::Scratch;
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
@@ -98,7 +98,7 @@ pub enum RouteError {
     #[error("{0}")]
     Invalid(#[from] FieldError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
 }
 
 /// Why an engine could not start.
@@ -107,7 +107,7 @@ pub enum EngineError {
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
 }
 
 /// The network in service with its capacity book and policy.
@@ -133,7 +133,7 @@ pub struct GuideLoad {
 #[derive(Debug)]
 pub struct Engine {
     state: RwLock<Arc<Snapshot>>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
     cfg: EngineConfig,
     max_level: Level,
@@ -157,7 +157,7 @@ impl Engine {
     /// Starts an engine on a network; today's counts are read back from the store.
     pub fn new(
         network: Network,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
         cfg: EngineConfig,
     ) -> Result<Self, EngineError> {
@@ -210,7 +210,7 @@ impl Engine {
         self.state.read().clone()
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn Storage> {
         &self.store
     }
 
@@ -275,7 +275,7 @@ impl Engine {
     }
 
     /// Makes every write so far durable.
-    pub fn flush(&self) -> Result<usize, StoreError> {
+    pub fn flush(&self) -> Result<usize, StorageError> {
         self.store.flush()
     }
 
@@ -551,7 +551,7 @@ impl Engine {
         }
     }
 
-    fn sync(&self) -> Result<(), StoreError> {
+    fn sync(&self) -> Result<(), StorageError> {
         if self.cfg.sync_decisions {
             self.store.flush()?;
         }

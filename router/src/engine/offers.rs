@@ -9,7 +9,7 @@ use crate::domain::offer::{Offer, OfferAction, OfferRecord, OfferStatus, OnExhau
 use crate::domain::trail::EventBody;
 use crate::domain::{Decision, FieldError, Reasons, Unrouted, check_id};
 use crate::engine::RouteError;
-use crate::store::{MemberGuard, StoreError};
+use crate::storage::{MemberGuard, StorageError};
 use std::sync::Arc;
 
 /// Why an answer to an offer was refused: the same kinds as a catalog request's. Nothing
@@ -20,7 +20,7 @@ impl From<RouteError> for OfferError {
     fn from(e: RouteError) -> Self {
         match e {
             RouteError::Invalid(f) => Self::Invalid(f),
-            RouteError::Store(s) => Self::Store(s),
+            RouteError::Storage(s) => Self::Storage(s),
         }
     }
 }
@@ -44,7 +44,7 @@ impl Engine {
         guide: (&str, &str),
         actor: (&str, Option<&str>),
         reason: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StorageError> {
         let Some(offer) = &d.offer else {
             return Ok(());
         };
@@ -201,7 +201,7 @@ impl Engine {
     }
 
     /// Moves on every open offer whose time is up; returns how many.
-    pub fn expire_due(&self) -> Result<usize, StoreError> {
+    pub fn expire_due(&self) -> Result<usize, StorageError> {
         let now = self.clock.now_ms();
         let due: Vec<(i64, String)> = {
             let mut open = self.offers.lock();
@@ -229,7 +229,7 @@ impl Engine {
                     now,
                 ) {
                     Ok(_) => moved += 1,
-                    Err(RouteError::Store(e)) => return Err(e),
+                    Err(RouteError::Storage(e)) => return Err(e),
                     // The stored lead no longer validates (the network changed): it was
                     // exhausted instead; nothing else can fail here.
                     Err(RouteError::Invalid(_)) => {}
@@ -251,7 +251,7 @@ impl Engine {
         d: &'a Decision,
         now: i64,
         day: crate::domain::Day,
-    ) -> Result<Option<bind::Member<'a>>, StoreError> {
+    ) -> Result<Option<bind::Member<'a>>, StorageError> {
         match (d.lead.member_id.as_deref(), self.binding_rules(day)) {
             (Some(m), Some(rules)) => Ok(Some(bind::Member::read(
                 &self.trails,

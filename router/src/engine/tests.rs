@@ -5,7 +5,7 @@ use crate::catalog::{
 };
 use crate::clock::ManualClock;
 use crate::domain::{Channel, Interest, Lead, Location};
-use crate::store::{MemoryStore, SledConfig, SledStore};
+use crate::storage::{MemoryStore, SledConfig, SledStore};
 use proptest::prelude::*;
 
 /// 2026-11-23 10:00 Asia/Shanghai.
@@ -107,7 +107,7 @@ pub(crate) fn lead(id: &str, region: &str, cats: &[&str]) -> Lead {
     }
 }
 
-fn engine_with(store: Arc<dyn Store>, clock: Arc<ManualClock>, cfg: EngineConfig) -> Engine {
+fn engine_with(store: Arc<dyn Storage>, clock: Arc<ManualClock>, cfg: EngineConfig) -> Engine {
     Engine::new(small_network(), store, clock, cfg).unwrap()
 }
 
@@ -1027,14 +1027,14 @@ mod bindings {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(T0));
         let first = {
-            let store: Arc<dyn Store> =
+            let store: Arc<dyn Storage> =
                 Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
             let e = engine_with(store, clock.clone(), EngineConfig::default());
             let d = e.route(&member_lead("L1", "M1", None, &clock)).unwrap();
             e.flush().unwrap();
             d
         };
-        let store: Arc<dyn Store> =
+        let store: Arc<dyn Storage> =
             Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
         let e = engine_with(store, clock.clone(), EngineConfig::default());
         let d = e.route(&member_lead("L2", "M1", None, &clock)).unwrap();
@@ -1051,7 +1051,7 @@ mod offers {
     use crate::engine::OfferError;
 
     fn offering(
-        store: Arc<dyn Store>,
+        store: Arc<dyn Storage>,
         clock: Arc<ManualClock>,
         max_hops: u32,
         on_exhausted: OnExhausted,
@@ -1240,7 +1240,7 @@ mod offers {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(T0));
         let (first, counts) = {
-            let store: Arc<dyn Store> =
+            let store: Arc<dyn Storage> =
                 Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
             let e = offering(store, clock.clone(), 3, OnExhausted::Unrouted);
             let d = e.route(&live("L1", Some("M1"), &clock)).unwrap();
@@ -1250,7 +1250,7 @@ mod offers {
             e.flush().unwrap();
             (r.decision, total_used(&e))
         };
-        let store: Arc<dyn Store> =
+        let store: Arc<dyn Storage> =
             Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
         let e = offering(store, clock.clone(), 3, OnExhausted::Unrouted);
         assert_eq!(total_used(&e), counts, "counts after restart agree");
@@ -1266,7 +1266,7 @@ mod offers {
         e.flush().unwrap();
         drop(e);
         // And once more: the re-offer is the open one now.
-        let store: Arc<dyn Store> =
+        let store: Arc<dyn Storage> =
             Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
         let e = offering(store, clock.clone(), 3, OnExhausted::Unrouted);
         assert_eq!(e.open_offer_count(), 1);

@@ -1,7 +1,7 @@
 use super::metrics::{ATTRIBUTION_DURATION, ATTRIBUTION_REJECTED, field_label};
 use super::status;
 use crate::attribution::{Attribution, AttributionError};
-use crate::store::{Store, StoreError};
+use crate::storage::{Storage, StorageError};
 use crate::wire::attribution as w;
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::attribution_server;
@@ -18,7 +18,7 @@ pub struct AttributionSvc {
     /// Built once, indexed `method * OUTCOMES.len() + outcome`: no label work per call.
     durations: Arc<Vec<metrics::Histogram>>,
     /// Held by each durable request from its first write to its flush when the store does not
-    /// share flushes ([`Store::shares_flushes`]): one request and one flush at a time.
+    /// share flushes ([`Storage::shares_flushes`]): one request and one flush at a time.
     alone: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
@@ -118,7 +118,7 @@ impl AttributionSvc {
             Err(AttributionError::Conflict { .. }) => 2,
             Err(AttributionError::NotFound { .. }) => 3,
             Err(AttributionError::Precondition(_)) => 4,
-            Err(AttributionError::Store(_)) => 5,
+            Err(AttributionError::Storage(_)) => 5,
         };
         self.durations[method * OUTCOMES.len() + outcome].record(started.elapsed().as_secs_f64());
         result.map_err(|e| status::attribution(&e))
@@ -126,14 +126,14 @@ impl AttributionSvc {
 }
 
 /// Completes once every write made so far is on disk; concurrent callers share one flush.
-async fn durable(store: &Arc<dyn Store>) -> Result<(), AttributionError> {
+async fn durable(store: &Arc<dyn Storage>) -> Result<(), AttributionError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     store.flush_then(Box::new(move |r| {
         let _ = tx.send(r);
     }));
     match rx.await {
-        Ok(r) => r.map_err(AttributionError::Store),
-        Err(_) => Err(AttributionError::Store(StoreError::Backend(
+        Ok(r) => r.map_err(AttributionError::Storage),
+        Err(_) => Err(AttributionError::Storage(StorageError::Backend(
             "the writer stopped before flushing".into(),
         ))),
     }

@@ -35,7 +35,7 @@ pub enum ServerError {
     #[error("reflection: {0}")]
     Reflection(String),
     #[error("flushing the store on shutdown: {0}")]
-    Flush(#[from] crate::store::StoreError),
+    Flush(#[from] crate::storage::StorageError),
 }
 
 /// What the server serves: the routing engine and attribution over the same store.

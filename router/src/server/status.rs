@@ -3,7 +3,7 @@
 use crate::attribution::AttributionError;
 use crate::domain::FieldError;
 use crate::engine::{CatalogError, RouteError};
-use crate::store::StoreError;
+use crate::storage::StorageError;
 use tonic::Status;
 
 /// At most 512 bytes of a message (a rule may quote the caller's input).
@@ -49,7 +49,7 @@ pub static DAMAGED_AT_START: std::sync::atomic::AtomicU64 = std::sync::atomic::A
 /// Reads every trail record once, in the background after start, so that damage is reported
 /// (log, `/healthz`, `leadrouter_storage_damaged_records_at_start`) before a caller meets it.
 /// Returns `(events read, damaged)`.
-pub fn check_at_start(store: &dyn crate::store::Store) -> Result<(u64, u64), StoreError> {
+pub fn check_at_start(store: &dyn crate::storage::Storage) -> Result<(u64, u64), StorageError> {
     let started = std::time::Instant::now();
     let (mut events, mut damaged) = (0u64, 0u64);
     store.scan_trails_lossy(
@@ -83,10 +83,10 @@ pub fn check_at_start(store: &dyn crate::store::Store) -> Result<(u64, u64), Sto
     Ok((events, damaged))
 }
 
-pub fn store(e: &StoreError) -> Status {
+pub fn store(e: &StorageError) -> Status {
     tracing::error!(error = %e, "storage failure");
     match e {
-        StoreError::Corrupt { .. } => {
+        StorageError::Corrupt { .. } => {
             metrics::counter!("leadrouter_storage_damaged_reads_total").increment(1);
             DAMAGED_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Status::data_loss(format!(
@@ -101,7 +101,7 @@ pub fn store(e: &StoreError) -> Status {
 pub fn route(e: &RouteError) -> Status {
     match e {
         RouteError::Invalid(f) => invalid(f),
-        RouteError::Store(s) => store(s),
+        RouteError::Storage(s) => store(s),
     }
 }
 
@@ -111,7 +111,7 @@ pub fn attribution(e: &AttributionError) -> Status {
         AttributionError::Conflict { .. } => Status::already_exists(e.to_string()),
         AttributionError::NotFound { .. } => Status::not_found(e.to_string()),
         AttributionError::Precondition(_) => Status::failed_precondition(e.to_string()),
-        AttributionError::Store(s) => store(s),
+        AttributionError::Storage(s) => store(s),
     }
 }
 
@@ -121,7 +121,7 @@ pub fn catalog(e: &CatalogError) -> Status {
         CatalogError::Invalid(f) => invalid(f),
         CatalogError::NotFound(m) => Status::not_found(m.clone()),
         CatalogError::Precondition(m) => Status::failed_precondition(m.clone()),
-        CatalogError::Store(s) => store(s),
+        CatalogError::Storage(s) => store(s),
     }
 }
 

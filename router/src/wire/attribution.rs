@@ -257,11 +257,11 @@ pub fn order_view_to_pb(v: &OrderView) -> pb::GetOwnershipResponse {
 }
 
 /// The ledger page token: `<occurred_at ms>.<o|r>.<id>` of the last order or refund read.
-pub fn ledger_token(c: &crate::store::LedgerCursor) -> String {
+pub fn ledger_token(c: &crate::storage::LedgerCursor) -> String {
     format!("{}.{}.{}", c.occurred_at_ms, c.tag as char, c.id)
 }
 
-pub fn ledger_cursor(token: &str) -> Result<Option<crate::store::LedgerCursor>, FieldError> {
+pub fn ledger_cursor(token: &str) -> Result<Option<crate::storage::LedgerCursor>, FieldError> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -283,7 +283,7 @@ pub fn ledger_cursor(token: &str) -> Result<Option<crate::store::LedgerCursor>, 
         _ => return Err(bad()),
     };
     let id = parts.next().filter(|i| !i.is_empty()).ok_or_else(bad)?;
-    Ok(Some(crate::store::LedgerCursor {
+    Ok(Some(crate::storage::LedgerCursor {
         occurred_at_ms: ms,
         tag,
         id: id.to_string(),
@@ -360,7 +360,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(trail_query_from_pb(&q).unwrap().limit, 100);
-        let c = crate::store::LedgerCursor {
+        let c = crate::storage::LedgerCursor {
             occurred_at_ms: -5,
             tag: b'r',
             id: "R.1".into(),

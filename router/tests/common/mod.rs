@@ -7,7 +7,7 @@ use leadrouter::catalog::{
 };
 use leadrouter::clock::SystemClock;
 use leadrouter::engine::{Engine, EngineConfig};
-use leadrouter::store::{SledConfig, SledStore};
+use leadrouter::storage::{SledConfig, SledStore};
 use leadrouter_proto::v1 as pb;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ impl TestServer {
     /// As [`TestServer::start`], but serves the network saved in `dir` when there is one
     /// (as `leadrouter serve` does), else `fallback` (saved).
     pub async fn start_saved(dir: &Path, fallback: Network) -> Self {
-        use leadrouter::store::Store;
+        use leadrouter::storage::Networks;
         let store = Arc::new(SledStore::open(dir, &SledConfig::default()).unwrap());
         let network = match store.network().unwrap() {
             Some(spec) => Network::build(Arc::new(RegionTree::embedded()), spec).unwrap(),

@@ -2,7 +2,7 @@
 //! routes) and attribution (touches, orders, refunds, extensions) share these locks, so every
 //! event chains onto the one before it.
 
-use super::{Store, StoreError, TrailKey};
+use super::{Storage, StorageError, TrailKey};
 use crate::domain::trail::{EventBody, TrailEvent};
 use parking_lot::{Mutex, MutexGuard};
 use std::hash::BuildHasher;
@@ -13,7 +13,7 @@ const STRIPES: usize = 1024;
 
 #[derive(Debug)]
 pub struct TrailLog {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Storage>,
     locks: Box<[Mutex<()>]>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -24,7 +24,7 @@ pub struct MemberGuard<'a> {
 }
 
 impl TrailLog {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Storage>) -> Self {
         Self {
             store,
             locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
@@ -52,7 +52,7 @@ impl TrailLog {
         recorded_at_ms: i64,
         body: EventBody,
         key: Option<TrailKey<'_>>,
-    ) -> Result<TrailEvent, StoreError> {
+    ) -> Result<TrailEvent, StorageError> {
         let (event, line) = TrailEvent::next_with_line(
             member_id,
             head.map(|(s, h)| (*s, h.as_str())),
@@ -72,7 +72,7 @@ impl TrailLog {
         member_id: &str,
         at_ms: i64,
         body: EventBody,
-    ) -> Result<TrailEvent, StoreError> {
+    ) -> Result<TrailEvent, StorageError> {
         let head = self.store.trail_head(member_id)?;
         self.append(held, member_id, head.as_ref(), at_ms, at_ms, body, None)
     }

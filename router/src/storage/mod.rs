@@ -1,0 +1,153 @@
+//! Storage behind the [`Storage`] contract (in this domain a "store" is a 门店, so the contract is
+//! not called one), in parts: [`Decisions`], [`Trails`], [`Logs`], [`Networks`]. Each backend has
+//! its own folder with a file per part: [`SledStore`] is the embedded default, [`MemoryStore`]
+//! serves tests and the simulator.
+//!
+//! Guarantees (DESIGN §6): a stored decision is visible to [`Storage::decision`] as soon as
+//! [`Storage::put_decision`] returns; it becomes durable within the configured flush interval
+//! (`flush_every_ms`, default 100 ms), or before the reply when the engine flushes synchronously.
+//! After any crash, [`Storage::day_counts`] agrees with the decisions that survived (sled derives the
+//! counts from an index written with each decision; see [`SledStore`]).
+
+pub(crate) mod codec;
+mod decisions;
+mod logs;
+mod memory;
+mod network;
+mod sled;
+mod trail_log;
+mod trails;
+
+pub use decisions::Decisions;
+pub use logs::Logs;
+pub use memory::MemoryStore;
+pub use network::Networks;
+pub use sled::{SledConfig, SledStore};
+pub use trail_log::{MemberGuard, TrailLog};
+pub use trails::Trails;
+
+use crate::domain::trail::{EventBody, TrailEvent};
+
+/// The idempotency key under which a trail event is found again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailKey<'a> {
+    Touch(&'a str),
+    Order(&'a str),
+    Refund(&'a str),
+    Adjustment(&'a str),
+}
+
+impl TrailKey<'_> {
+    /// Whether `e` is the event this key names (a pointer left by a crash may name another).
+    pub fn matches(&self, e: &TrailEvent) -> bool {
+        match self {
+            TrailKey::Touch(id) => e.touch().is_some_and(|t| t.touch_id == *id),
+            TrailKey::Order(id) => e.order().is_some_and(|o| o.facts.order_id == *id),
+            TrailKey::Refund(id) => e.refund().is_some_and(|r| r.refund_id == *id),
+            TrailKey::Adjustment(id) => e.adjustment().is_some_and(|a| a.adjustment_id == *id),
+        }
+    }
+
+    fn tag(&self) -> (u8, &str) {
+        match self {
+            TrailKey::Touch(id) => (b't', id),
+            TrailKey::Order(id) => (b'o', id),
+            TrailKey::Refund(id) => (b'r', id),
+            TrailKey::Adjustment(id) => (b'a', id),
+        }
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage: {0}")]
+    Backend(String),
+    #[error("stored record {key:?} is corrupt: {why}")]
+    Corrupt { key: String, why: String },
+    #[error("the data directory {path} is in use by another process (sled holds a lock on it)")]
+    Locked { path: String },
+}
+
+/// Where a ledger read stopped: the last event's `occurred_at`, kind (`b'o'` order, `b'a'`
+/// adjustment, `b'r'`
+/// refund) and id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LedgerCursor {
+    pub occurred_at_ms: i64,
+    pub tag: u8,
+    pub id: String,
+}
+
+impl LedgerCursor {
+    /// Sorts before every event at `occurred_at_ms`: where a window starts or ends.
+    pub fn first_at(occurred_at_ms: i64) -> Self {
+        Self {
+            occurred_at_ms,
+            tag: 0,
+            id: String::new(),
+        }
+    }
+
+    /// The cursor of an order or refund event.
+    pub fn of(e: &TrailEvent) -> Option<Self> {
+        let (tag, id) = match &e.body {
+            EventBody::Order(o) => (b'o', o.facts.order_id.clone()),
+            EventBody::Refund(r) => (b'r', r.refund_id.clone()),
+            EventBody::Adjustment(a) => (b'a', a.adjustment_id.clone()),
+            _ => return None,
+        };
+        Some(Self {
+            occurred_at_ms: e.occurred_at_ms,
+            tag,
+            id,
+        })
+    }
+}
+
+/// Called once with the outcome of a flush.
+pub type FlushDone = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
+
+/// Everything the engine, attribution and disputes need from storage (DESIGN §6), in parts a
+/// reader looks for: [`Decisions`], [`Trails`], [`Logs`], [`Networks`]; and when writes are
+/// durable.
+pub trait Storage: Decisions + Trails + Logs + Networks + std::fmt::Debug + 'static {
+    /// Makes every write so far durable; returns the bytes flushed where known.
+    fn flush(&self) -> Result<usize, StorageError>;
+
+    /// Calls `done` once every write made before this call is durable, or the flush failed.
+    /// Does not block: concurrent callers share one disk sync (group commit).
+    fn flush_then(&self, done: FlushDone);
+
+    /// Whether concurrent durable requests share flushes (group commit, the default). False
+    /// only where a store is configured to measure what group commit buys: then callers run
+    /// each durable request's writes and its flush alone, one request at a time, so that every
+    /// request pays for a flush of its own.
+    fn shares_flushes(&self) -> bool {
+        true
+    }
+}
+
+/// Visits a member's events with `seq >= from_seq` in order, reading `chunk` at a time, until
+/// `f` returns false.
+pub fn for_each_in_trail(
+    store: &dyn Storage,
+    member_id: &str,
+    from_seq: u64,
+    chunk: usize,
+    f: &mut dyn FnMut(TrailEvent) -> bool,
+) -> Result<(), StorageError> {
+    let mut from = from_seq.max(1);
+    loop {
+        let events = store.trail_from(member_id, from, chunk.max(1))?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        for e in events {
+            if !f(e) {
+                return Ok(());
+            }
+        }
+        from = last + 1;
+    }
+}

@@ -1,0 +1,242 @@
+use super::*;
+use crate::storage::codec::tests::sample_decision;
+
+#[test]
+fn decisions_counts_and_network_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Arc::new(sample_decision());
+    {
+        let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+        assert!(s.decision("L1").unwrap().is_none());
+        s.put_decision(&d, Some(3)).unwrap();
+        // Visible at once, before the writer has run.
+        assert_eq!(s.decision("L1").unwrap().unwrap(), d);
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+    assert_eq!(s.decision("L1").unwrap().unwrap(), d);
+    assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 1)]);
+    assert!(s.day_counts(Day(d.day.0 + 1)).unwrap().is_empty());
+    assert_eq!(s.decision_count().unwrap(), 1);
+}
+
+#[test]
+fn counts_follow_stored_decisions_and_entries_without_one_count_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+    let mut d = sample_decision();
+    for n in 1..=2500u32 {
+        d.lead.lead_id = format!("L{n}");
+        s.put_decision(&Arc::new(d.clone()), Some(n)).unwrap();
+    }
+    // Unrouted decisions take nothing.
+    let mut u = sample_decision();
+    u.lead.lead_id = "U1".into();
+    u.assigned = None;
+    s.put_decision(&Arc::new(u), None).unwrap();
+    assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 2500)]);
+    assert_eq!(s.decision_count().unwrap(), 2501);
+    // 2500 decisions took capacity in a capacity record per writer chunk, not an index key
+    // each (the writer wakes at least every 50 ms, so a slow machine makes more chunks).
+    let records = s.routes.scan_prefix(count_prefix(d.day)).count();
+    assert!((1..=250).contains(&records), "{records} capacity records");
+    assert_eq!(s.routes.scan_prefix(index_prefix(d.day)).count(), 0);
+    // A crash between a capacity record and its decisions leaves entries whose decision is
+    // missing; legacy index keys likewise. Neither is counted; a legacy key whose decision
+    // is there is.
+    let mut record = Vec::new();
+    for id in ["G1", "lost", "G2", "lost-too"] {
+        record.push(id.len() as u8);
+        record.extend_from_slice(id.as_bytes());
+    }
+    let mut k = count_prefix(d.day);
+    k.extend_from_slice(&u64::MAX.to_be_bytes());
+    s.routes.insert(k, record).unwrap();
+    s.routes
+        .insert(index_key(d.day, "G1", "lost-three"), &[])
+        .unwrap();
+    d.lead.lead_id = "legacy".into();
+    d.assigned = Some(("S3".into(), "G3".into()));
+    s.routes
+        .insert(decision_key(b"legacy"), codec::encode_decision(&d))
+        .unwrap();
+    s.routes
+        .insert(index_key(d.day, "G3", "legacy"), &[])
+        .unwrap();
+    assert_eq!(
+        s.day_counts(d.day).unwrap(),
+        vec![("G1".to_string(), 2500), ("G3".to_string(), 1)]
+    );
+    // A truncated record is reported, naming its key.
+    let mut k = count_prefix(d.day);
+    k.extend_from_slice(&(u64::MAX - 1).to_be_bytes());
+    s.routes.insert(k, vec![9, b'G']).unwrap();
+    let e = s.day_counts(d.day).unwrap_err();
+    assert!(e.to_string().contains("truncated"), "{e}");
+}
+
+#[test]
+fn a_replaced_decision_counts_once_for_the_guide_and_day_it_names_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Arc::new(sample_decision());
+    let day = first.day;
+    {
+        let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+        s.put_decision(&first, Some(1)).unwrap();
+        s.flush().unwrap();
+        // The offer moves on to G2, then back to G1, then to G2 on the next day.
+        let mut to_g2 = Decision::clone(&first);
+        to_g2.assigned = Some(("S2".into(), "G2".into()));
+        let to_g2 = Arc::new(to_g2);
+        s.replace_decision(&first, &to_g2, Some(1)).unwrap();
+        assert_eq!(s.day_counts(day).unwrap(), vec![("G2".to_string(), 1)]);
+        let back = Arc::new(Decision::clone(&first));
+        s.replace_decision(&to_g2, &back, Some(1)).unwrap();
+        assert_eq!(s.day_counts(day).unwrap(), vec![("G1".to_string(), 1)]);
+        let mut next_day = Decision::clone(&to_g2);
+        next_day.day = Day(day.0 + 1);
+        s.replace_decision(&back, &Arc::new(next_day), Some(1))
+            .unwrap();
+    }
+    let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+    assert!(s.day_counts(day).unwrap().is_empty());
+    assert_eq!(
+        s.day_counts(Day(day.0 + 1)).unwrap(),
+        vec![("G2".to_string(), 1)]
+    );
+}
+
+#[test]
+fn dropping_the_store_makes_queued_writes_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Arc::new(sample_decision());
+    {
+        let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+        s.put_decision(&d, Some(1)).unwrap();
+    }
+    let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+    assert!(s.decision("L1").unwrap().is_some());
+}
+
+#[test]
+fn the_head_is_read_from_the_key_and_the_line_tail() {
+    use crate::domain::Channel;
+    use crate::domain::trail::{EventBody, Touch, TouchKind};
+    let (e, line) = TrailEvent::next_with_line(
+        "M1",
+        Some((41, crate::domain::trail::GENESIS)),
+        1,
+        2,
+        EventBody::Touch(Touch {
+            touch_id: "T".into(),
+            kind: TouchKind::EcommerceVisit,
+            channel: Channel::Ecommerce,
+            guide_id: None,
+            store_id: None,
+            lead_id: None,
+            recorded_by: None,
+        }),
+    );
+    let k = event_key("M1", e.seq);
+    assert_eq!(head_of(&k, line.as_bytes()), Some((42, e.hash.clone())));
+    // Anything else falls back to decoding.
+    assert_eq!(head_of(&k, b"{}"), None);
+    assert_eq!(head_of(&k, &line.as_bytes()[..line.len() - 1]), None);
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+    s.append_trail(&e, &line, Some(TrailKey::Touch("T")))
+        .unwrap();
+    assert_eq!(s.trail_head("M1").unwrap(), Some((42, e.hash.clone())));
+    assert_eq!(s.trail_event(TrailKey::Touch("T")).unwrap(), Some(e));
+    assert_eq!(s.trail_event(TrailKey::Order("T")).unwrap(), None);
+}
+
+#[test]
+fn concurrent_flushes_share_disk_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+    let before = s.flushes();
+    std::thread::scope(|scope| {
+        for t in 0..16 {
+            let s = &s;
+            scope.spawn(move || {
+                let mut d = sample_decision();
+                for i in 0..20 {
+                    d.lead.lead_id = format!("L{t}-{i}");
+                    s.put_decision(&Arc::new(d.clone()), None).unwrap();
+                    s.flush().unwrap();
+                }
+            });
+        }
+    });
+    let flushes = s.flushes() - before;
+    // 320 flush calls; each returned only after a disk flush covering its decision.
+    assert!(flushes < 320, "{flushes} flushes for 320 calls");
+    assert_eq!(s.decision_count().unwrap(), 320);
+
+    // Without group commit every call has its own flush.
+    let dir = tempfile::tempdir().unwrap();
+    let config = SledConfig {
+        group_commit: false,
+        ..SledConfig::default()
+    };
+    let s = SledStore::open(dir.path(), &config).unwrap();
+    let before = s.flushes();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            let s = &s;
+            scope.spawn(move || {
+                for _ in 0..10 {
+                    s.flush().unwrap();
+                }
+            });
+        }
+    });
+    assert!(s.flushes() - before >= 40);
+}
+
+#[test]
+fn refund_keys_are_trusted_only_when_their_event_is_there() {
+    use crate::domain::trail::{EventBody, RefundRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+    let refund = |id: &str| {
+        EventBody::Refund(RefundRecord {
+            refund_id: id.into(),
+            order_id: "O1".into(),
+            amount_cents: 5,
+            order_seq: 1,
+            entries: vec![],
+            recorded_by: None,
+        })
+    };
+    let (e, line) = TrailEvent::next_with_line("M1", None, 1, 1, refund("R1"));
+    s.append_trail(&e, &line, Some(TrailKey::Refund("R1")))
+        .unwrap();
+    // A crash after a refund's keys but before its event: keys naming seq 2, no event.
+    let mut fk = refund_prefix("O1");
+    fk.extend_from_slice(b"R2");
+    let at = &event_key("M1", 2)[1..];
+    s.trails.insert(fk, at).unwrap();
+    s.trails
+        .insert(trail_key(TrailKey::Refund("R2")), at)
+        .unwrap();
+    let got = s.follow_ups_of("O1").unwrap();
+    assert_eq!(got, vec![e.clone()]);
+    assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
+    // The next append at seq 2 is another refund: R2's keys still do not match it.
+    let (e3, line3) = TrailEvent::next_with_line("M1", Some((1, &e.hash)), 2, 2, refund("R3"));
+    s.append_trail(&e3, &line3, Some(TrailKey::Refund("R3")))
+        .unwrap();
+    assert_eq!(s.follow_ups_of("O1").unwrap(), vec![e, e3]);
+    assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
+    assert!(s.follow_ups_of("O2").unwrap().is_empty());
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+    let e = SledStore::open(dir.path(), &SledConfig::default()).unwrap_err();
+    assert!(matches!(e, StorageError::Locked { .. }), "{e}");
+}

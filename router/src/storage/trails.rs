@@ -1,0 +1,81 @@
+//! Members' trails (hash-chained events), their id keys and the ledger they index: one part of
+//! the storage contract.
+
+use super::{LedgerCursor, StorageError, TrailKey};
+use crate::domain::trail::TrailEvent;
+
+/// Members' trails.
+pub trait Trails: Send + Sync {
+    /// `(seq, hash)` of a member's last trail event.
+    fn trail_head(&self, member_id: &str) -> Result<Option<(u64, String)>, StorageError>;
+
+    /// A member's events with `seq >= from_seq`, ascending, at most `limit`.
+    fn trail_from(
+        &self,
+        member_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StorageError>;
+
+    /// A member's events with `seq < before_seq`, descending (newest first), at most `limit`.
+    fn trail_before(
+        &self,
+        member_id: &str,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StorageError>;
+
+    /// The event recorded under an idempotency key.
+    fn trail_event(&self, key: TrailKey<'_>) -> Result<Option<TrailEvent>, StorageError>;
+
+    /// Appends `event` (the member's next `seq`; the caller serialises appends per member) and
+    /// indexes it under `key` when given (binding and offer events have none: they are found
+    /// through the member's binding pointer, the decision, or a scan). Visible at once; durable after the next [`Storage::flush`], or within
+    /// the flush interval.
+    /// `line` is `event.to_line()`, passed in because the caller has it already.
+    fn append_trail(
+        &self,
+        event: &TrailEvent,
+        line: &str,
+        key: Option<TrailKey<'_>>,
+    ) -> Result<(), StorageError>;
+
+    /// Order and refund events whose `occurred_at` lies in `[from_ms, to_ms)`, by `occurred_at`
+    /// then kind (`o` before `r`) then id, starting after `after` when given, at most `limit`.
+    fn ledger_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<&LedgerCursor>,
+        limit: usize,
+    ) -> Result<Vec<TrailEvent>, StorageError>;
+
+    /// The refund and adjustment events of an order, by `seq` (indexed when appended).
+    fn follow_ups_of(&self, order_id: &str) -> Result<Vec<TrailEvent>, StorageError>;
+
+    /// The member's latest binding event (indexed when appended).
+    fn latest_binding(&self, member_id: &str) -> Result<Option<TrailEvent>, StorageError>;
+
+    /// Members who have been bound to `guide_id` at some time, by member id, after `after`,
+    /// at most `limit`. A superset: the caller checks each member's latest binding.
+    fn members_of(
+        &self,
+        guide_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError>;
+
+    /// Every trail event, by member then `seq`, until `f` returns false.
+    fn scan_trails(&self, f: &mut dyn FnMut(TrailEvent) -> bool) -> Result<(), StorageError>;
+
+    /// As [`Storage::scan_trails`], passing each record that cannot be read to `damaged` and going
+    /// on (an export of a damaged directory keeps what it can and says what it could not).
+    fn scan_trails_lossy(
+        &self,
+        f: &mut dyn FnMut(TrailEvent) -> bool,
+        damaged: &mut dyn FnMut(StorageError),
+    ) -> Result<(), StorageError> {
+        let _ = damaged;
+        self.scan_trails(f)
+    }
+}
