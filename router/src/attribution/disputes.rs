@@ -6,7 +6,7 @@ use super::{Attribution, AttributionError, OrderView, ReassignInput, TrailCheck}
 use crate::domain::audit::MAX_REASON_LEN;
 use crate::domain::trail::{EventBody, Ownership, TrailEvent};
 use crate::domain::{Decision, FieldError, check_id};
-use crate::storage::StorageError;
+use crate::storage::{Chain, StorageError, Written, append_retrying};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -611,41 +611,53 @@ impl Attribution {
     ) -> Result<u64, AttributionError> {
         let cause = format!("dispute:{}", d.dispute_id);
         let store = self.engine.store();
-        let trails = self.engine.trails();
-        let held = trails.lock(&d.member_id);
-        let latest = store.latest_binding(&d.member_id)?;
-        if let Some(e) = &latest
-            && e.binding().is_some_and(|b| b.cause_id == cause)
-        {
-            return Ok(e.seq);
-        }
-        let day = crate::engine::business_day(now, self.engine.config().time_zone);
-        let rules = self.engine.binding_rules(day).ok_or_else(|| {
-            AttributionError::Precondition(format!("no binding rule set is in force on {day}"))
+        let mut earlier = None;
+        let written = append_retrying(store.as_ref(), || {
+            // The head before the binding: a binding appended in between is caught.
+            let head = store.trail_head(&d.member_id)?;
+            let latest = store.latest_binding(&d.member_id)?;
+            if let Some(e) = &latest
+                && e.binding().is_some_and(|b| b.cause_id == cause)
+            {
+                earlier = Some(e.seq);
+                return Ok(None);
+            }
+            let day = crate::engine::business_day(now, self.engine.config().time_zone);
+            let rules = self.engine.binding_rules(day).ok_or_else(|| {
+                AttributionError::Precondition(format!("no binding rule set is in force on {day}"))
+            })?;
+            let store_id = self.check_guide("new_owner", guide)?;
+            let state = rules.state(
+                crate::domain::binding::GuideRef {
+                    guide_id: guide,
+                    store_id: &store_id,
+                },
+                now,
+                now,
+            );
+            let record = crate::domain::binding::BindingRecord {
+                change: crate::domain::binding::BindingChange::Transfer,
+                actor: reviewer.to_string(),
+                reason: format!("dispute {}: {reason}", d.dispute_id),
+                cause_id: cause.clone(),
+                previous_guide_id: latest
+                    .as_ref()
+                    .and_then(|e| e.binding())
+                    .filter(|b| b.state.live_at(now))
+                    .map(|b| b.state.guide_id.clone()),
+                state,
+            };
+            let mut chain = Chain::new(&d.member_id, head);
+            chain.push(now, now, EventBody::Binding(record), None);
+            Ok::<_, AttributionError>(Some(chain))
         })?;
-        let store_id = self.check_guide("new_owner", guide)?;
-        let state = rules.state(
-            crate::domain::binding::GuideRef {
-                guide_id: guide,
-                store_id: &store_id,
-            },
-            now,
-            now,
-        );
-        let record = crate::domain::binding::BindingRecord {
-            change: crate::domain::binding::BindingChange::Transfer,
-            actor: reviewer.to_string(),
-            reason: format!("dispute {}: {reason}", d.dispute_id),
-            cause_id: cause,
-            previous_guide_id: latest
-                .as_ref()
-                .and_then(|e| e.binding())
-                .filter(|b| b.state.live_at(now))
-                .map(|b| b.state.guide_id.clone()),
-            state,
-        };
-        let e = trails.append_now(&held, &d.member_id, now, EventBody::Binding(record))?;
-        Ok(e.seq)
+        match written {
+            Written::Stored(events) => Ok(events[0].seq),
+            Written::Replayed(e) => Ok(e.seq),
+            Written::Nothing => earlier.ok_or_else(|| {
+                AttributionError::Precondition("the member's binding could not be read".into())
+            }),
+        }
     }
 
     /// The evidence for dispute `id`.

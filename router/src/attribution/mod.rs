@@ -25,7 +25,7 @@ use crate::domain::trail::{
 };
 use crate::domain::{Day, FieldError, check_id, check_optional_id};
 use crate::engine::{Engine, business_day};
-use crate::storage::{StorageError, TrailKey, for_each_in_trail};
+use crate::storage::{Chain, StorageError, TrailKey, Written, append_retrying, for_each_in_trail};
 use parking_lot::Mutex;
 use rules::OwnershipRuleSet;
 use serde::{Deserialize, Serialize};
@@ -360,20 +360,39 @@ impl Attribution {
         Ok(())
     }
 
-    /// Appends `body` to `member_id`'s trail under `key`; the caller holds the id's stripe.
-    /// With `history` (orders), `body` is also given the member's latest binding event, and an
-    /// order by a bound member may extend the binding (a binding event after the order).
+    /// Appends `body` to `member_id`'s trail under `key`, at the head it reads: when another
+    /// writer appends first, reads and builds again ([`append_retrying`]). With `history`
+    /// (orders), `body` is also given the member's latest binding event, and an order by a bound
+    /// member may extend the binding (a binding event after the order, in the same append).
+    /// `None` when `key` was taken meanwhile: the caller looks it up again.
     fn append(
         &self,
         member_id: &str,
         occurred_at_ms: i64,
         key: TrailKey<'_>,
-        body: impl FnOnce(&[TrailEvent], Option<&TrailEvent>) -> Result<EventBody, AttributionError>,
+        mut body: impl FnMut(&[TrailEvent], Option<&TrailEvent>) -> Result<EventBody, AttributionError>,
         history: Option<&OwnershipRuleSet>,
-    ) -> Result<TrailEvent, AttributionError> {
+    ) -> Result<Option<TrailEvent>, AttributionError> {
         let store = self.engine.store();
-        let trails = self.engine.trails();
-        let held = trails.lock(member_id);
+        let written = append_retrying(store.as_ref(), || {
+            self.build_append(member_id, occurred_at_ms, key, &mut body, history)
+        })?;
+        Ok(match written {
+            Written::Stored(events) => events.into_iter().next(),
+            Written::Replayed(_) | Written::Nothing => None,
+        })
+    }
+
+    /// One attempt of [`Attribution::append`]: the chain from the head read now.
+    fn build_append<'k>(
+        &self,
+        member_id: &str,
+        occurred_at_ms: i64,
+        key: TrailKey<'k>,
+        body: &mut impl FnMut(&[TrailEvent], Option<&TrailEvent>) -> Result<EventBody, AttributionError>,
+        history: Option<&OwnershipRuleSet>,
+    ) -> Result<Option<Chain<'k>>, AttributionError> {
+        let store = self.engine.store();
         let (head, earlier, binding) = match history {
             None => (store.trail_head(member_id)?, Vec::new(), None),
             Some(rules) => {
@@ -383,15 +402,8 @@ impl Attribution {
         };
         let body = body(&earlier, binding.as_ref())?;
         let now = self.engine.clock().now_ms();
-        let event = trails.append(
-            &held,
-            member_id,
-            head.as_ref(),
-            occurred_at_ms,
-            now,
-            body,
-            Some(key),
-        )?;
+        let mut chain = Chain::new(member_id, head);
+        let event = chain.push(occurred_at_ms, now, body, Some(key)).clone();
         // What the event does to the member's binding: an order extends it; a BINDING touch
         // binds the touch's guide as a share link would (bind, extend, snatch or keep).
         let day = business_day(occurred_at_ms, self.engine.config().time_zone);
@@ -462,17 +474,9 @@ impl Attribution {
                 previous_guide_id: previous,
                 state,
             };
-            trails.append(
-                &held,
-                member_id,
-                Some(&(event.seq, event.hash.clone())),
-                occurred_at_ms,
-                now,
-                EventBody::Binding(record),
-                None,
-            )?;
+            chain.push(occurred_at_ms, now, EventBody::Binding(record), None);
         }
-        Ok(event)
+        Ok(Some(chain))
     }
 
     /// The member's head and, newest first, the events `rules` may look at (back to their
@@ -550,42 +554,48 @@ impl Attribution {
             .stripe(&self.id_locks, (b't', &input.touch.touch_id))
             .lock();
         let store = self.engine.store();
-        if let Some(e) = store.trail_event(key)? {
-            // Who recorded it is not the touch's content: a retry through another key replays.
-            let stored = (
-                e.member_id.clone(),
-                e.touch().cloned().map(|t| Touch {
+        loop {
+            if let Some(e) = store.trail_event(key)? {
+                // Who recorded it is not the touch's content: a retry through another key replays.
+                let stored = (
+                    e.member_id.clone(),
+                    e.touch().cloned().map(|t| Touch {
+                        recorded_by: None,
+                        ..t
+                    }),
+                    e.occurred_at_ms,
+                );
+                let unsigned = Touch {
                     recorded_by: None,
-                    ..t
-                }),
-                e.occurred_at_ms,
-            );
-            let unsigned = Touch {
-                recorded_by: None,
-                ..input.touch.clone()
+                    ..input.touch.clone()
+                };
+                let got = (&input.member_id, Some(&unsigned), input.occurred_at_ms);
+                return replay(
+                    "touch",
+                    &input.touch.touch_id,
+                    e,
+                    &stored,
+                    &got,
+                    &["member_id", "", "occurred_at_ms"],
+                );
+            }
+            let touch = &input.touch;
+            let Some(event) = self.append(
+                &input.member_id,
+                input.occurred_at_ms,
+                key,
+                |_, _| Ok(EventBody::Touch(touch.clone())),
+                None,
+            )?
+            else {
+                // Recorded meanwhile by another request: replayed as such.
+                continue;
             };
-            let got = (&input.member_id, Some(&unsigned), input.occurred_at_ms);
-            return replay(
-                "touch",
-                &input.touch.touch_id,
-                e,
-                &stored,
-                &got,
-                &["member_id", "", "occurred_at_ms"],
-            );
+            return Ok(Recorded {
+                event,
+                replayed: false,
+            });
         }
-        let touch = input.touch.clone();
-        let event = self.append(
-            &input.member_id,
-            input.occurred_at_ms,
-            key,
-            |_, _| Ok(EventBody::Touch(touch)),
-            None,
-        )?;
-        Ok(Recorded {
-            event,
-            replayed: false,
-        })
     }
 
     fn check_order(&self, input: &OrderInput) -> Result<Option<String>, AttributionError> {
@@ -644,7 +654,7 @@ impl Attribution {
     /// acknowledging it (a replay too: the first call may have failed before its flush).
     pub fn record_order_unflushed(&self, input: OrderInput) -> Result<Recorded, AttributionError> {
         let sharing_store = self.check_order(&input)?;
-        let recorded = {
+        let recorded = loop {
             let _id = self
                 .stripe(&self.id_locks, (b'o', &input.facts.order_id))
                 .lock();
@@ -657,14 +667,14 @@ impl Attribution {
                     e.occurred_at_ms,
                 );
                 let got = (&input.member_id, Some(&input.facts), input.occurred_at_ms);
-                replay(
+                break replay(
                     "order",
                     &input.facts.order_id,
                     e,
                     &stored,
                     &got,
                     &["member_id", "", "occurred_at_ms"],
-                )?
+                )?;
             } else {
                 let day = business_day(input.occurred_at_ms, self.engine.config().time_zone);
                 let rules = rules::rule_set_for(&self.book.ownership, day).ok_or_else(|| {
@@ -675,9 +685,9 @@ impl Attribution {
                 let policy = split::policy_for(&self.book.splits, day).ok_or_else(|| {
                     AttributionError::Precondition(format!("no split policy is in force on {day}"))
                 })?;
-                let facts = input.facts.clone();
+                let facts = &input.facts;
                 let at = input.occurred_at_ms;
-                let event = self.append(
+                let Some(event) = self.append(
                     &input.member_id,
                     at,
                     key,
@@ -698,6 +708,7 @@ impl Attribution {
                             }
                             d
                         };
+                        let facts = facts.clone();
                         let ownership = rules.decide(
                             &facts,
                             sharing_store.as_deref(),
@@ -724,11 +735,15 @@ impl Attribution {
                         })))
                     },
                     Some(rules),
-                )?;
-                Recorded {
+                )?
+                else {
+                    // Recorded meanwhile by another request: replayed as such.
+                    continue;
+                };
+                break Recorded {
                     event,
                     replayed: false,
-                }
+                };
             }
         };
         Ok(recorded)
@@ -746,7 +761,7 @@ impl Attribution {
         }
         self.check_party("to_party", &input.to_party)?;
         self.check_time("occurred_at", input.occurred_at_ms)?;
-        let recorded = {
+        let recorded = loop {
             let _id = self
                 .stripe(&self.id_locks, (b'a', &input.adjustment_id))
                 .lock();
@@ -756,19 +771,19 @@ impl Attribution {
                 let a = e.adjustment();
                 let stored = (a.map(|a| a.order_id.clone()), a.map(|a| a.to_party.clone()));
                 let got = (Some(&input.order_id), Some(&input.to_party));
-                replay(
+                break replay(
                     "adjustment",
                     &input.adjustment_id,
                     e,
                     &stored,
                     &got,
                     &["order_id", "to_party"],
-                )?
+                )?;
             } else {
                 let (order, record) =
                     self.order_for_follow_up(&input.order_id, input.occurred_at_ms)?;
                 let member = order.member_id.clone();
-                let event = self.append(
+                let Some(event) = self.append(
                     &member,
                     input.occurred_at_ms,
                     key,
@@ -801,11 +816,15 @@ impl Attribution {
                         ))
                     },
                     None,
-                )?;
-                Recorded {
+                )?
+                else {
+                    // Recorded meanwhile by another request: replayed as such.
+                    continue;
+                };
+                break Recorded {
                     event,
                     replayed: false,
-                }
+                };
             }
         };
         self.engine.store().flush()?;
@@ -886,7 +905,7 @@ impl Attribution {
             .into());
         }
         self.check_time("occurred_at", input.occurred_at_ms)?;
-        let recorded = {
+        let recorded = loop {
             let _id = self.stripe(&self.id_locks, (b'r', &input.refund_id)).lock();
             let key = TrailKey::Refund(&input.refund_id);
             let store = self.engine.store();
@@ -900,20 +919,20 @@ impl Attribution {
                 // No amount asks for "the rest", which the stored refund was.
                 let got_amount = input.amount_cents.or(stored.1);
                 let got = (Some(&input.order_id), got_amount, input.occurred_at_ms);
-                replay(
+                break replay(
                     "refund",
                     &input.refund_id,
                     e,
                     &stored,
                     &got,
                     &["order_id", "amount_cents", "occurred_at_ms"],
-                )?
+                )?;
             } else {
                 let (order, record) =
                     self.order_for_follow_up(&input.order_id, input.occurred_at_ms)?;
                 let member = order.member_id.clone();
-                let refund_id = input.refund_id.clone();
-                let event = self.append(
+                let refund_id = &input.refund_id;
+                let Some(event) = self.append(
                     &member,
                     input.occurred_at_ms,
                     key,
@@ -947,7 +966,7 @@ impl Attribution {
                         }
                         let entries = split::reverse_to(&record, already, cents, &owner);
                         Ok(EventBody::Refund(RefundRecord {
-                            refund_id,
+                            refund_id: refund_id.clone(),
                             order_id: input.order_id.clone(),
                             amount_cents: cents,
                             order_seq: order.seq,
@@ -956,11 +975,15 @@ impl Attribution {
                         }))
                     },
                     None,
-                )?;
-                Recorded {
+                )?
+                else {
+                    // Recorded meanwhile by another request: replayed as such.
+                    continue;
+                };
+                break Recorded {
                     event,
                     replayed: false,
-                }
+                };
             }
         };
         Ok(recorded)

@@ -671,9 +671,15 @@ fn verify_all_checks_every_member_and_names_a_forged_event() {
             recorded_by: None,
         }),
     );
-    store
-        .append_trail(&forged, &line, Some(crate::storage::TrailKey::Touch("X")))
+    // The store checks where an event goes (seq 3 after 2), not its hashes: verify does.
+    let appended = store
+        .append_events(&[crate::storage::Append {
+            event: forged,
+            line,
+            key: Some(crate::storage::TrailKey::Touch("X")),
+        }])
         .unwrap();
+    assert_eq!(appended, crate::storage::Appended::Stored);
     let all = a.verify_all().unwrap();
     let b = all.chain.unwrap_err();
     assert_eq!((b.member_id.as_str(), b.seq), ("M3", 3));

@@ -10,7 +10,7 @@ pub mod trail;
 mod validation;
 
 pub use reasons::Reasons;
-pub use rng::SplitMix64;
+pub use rng::{SplitMix64, os_random_u64};
 pub use validation::{FieldError, MAX_ID_LEN, check_id, check_optional_id, short};
 
 use std::fmt;
@@ -231,6 +231,8 @@ pub struct Decision {
     pub model_versions: Vec<String>,
     /// The caller's key that routed the lead (`None` without keys).
     pub recorded_by: Option<String>,
+    /// 1 when first stored, +1 per replacement: what a conditional replace compares.
+    pub version: u32,
 }
 
 impl Decision {

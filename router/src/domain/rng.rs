@@ -40,6 +40,12 @@ impl SplitMix64 {
     }
 }
 
+/// 64 random bits from the operating system (not for keys: see `auth::keys`).
+pub fn os_random_u64() -> u64 {
+    use rand::RngCore;
+    rand::rngs::OsRng.next_u64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

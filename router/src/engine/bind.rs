@@ -9,7 +9,7 @@ use crate::domain::binding::{
 };
 use crate::domain::trail::{EventBody, TrailEvent};
 use crate::domain::{Lead, Reasons};
-use crate::storage::{MemberGuard, StorageError, TrailLog};
+use crate::storage::{Chain, StorageError};
 
 /// Where to look for a guide, in order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,10 +22,12 @@ pub enum Stage {
     Network,
 }
 
-/// What route() knows of the lead's member.
+/// What route() knows of the lead's member, as read: the commit appends onto `head` only if
+/// no one else has appended since (else it reads again).
 pub struct Member<'a> {
     pub member_id: &'a str,
-    pub held: MemberGuard<'a>,
+    /// The member's last `(seq, hash)` when read.
+    pub head: Option<(u64, String)>,
     pub rules: &'a BindingRuleSet,
     /// The binding before this route (live or not).
     pub current: Option<BindingState>,
@@ -42,9 +44,9 @@ fn guide_ref<'n>(net: &'n Network, g: u32) -> GuideRef<'n> {
 }
 
 impl<'a> Member<'a> {
-    /// Locks the member's trail and reads their binding.
+    /// Reads the member's head, then their binding: a binding appended in between moves the
+    /// head past the one read, so the commit is refused and the route reads again.
     pub fn read(
-        trails: &'a TrailLog,
         store: &dyn crate::storage::Storage,
         member_id: &'a str,
         rules: &'a BindingRuleSet,
@@ -52,7 +54,7 @@ impl<'a> Member<'a> {
         lead: &Lead,
         now: i64,
     ) -> Result<Self, StorageError> {
-        let held = trails.lock(member_id);
+        let head = store.trail_head(member_id)?;
         let current = store
             .latest_binding(member_id)?
             .and_then(|e| e.binding().map(|b| b.state.clone()));
@@ -69,7 +71,7 @@ impl<'a> Member<'a> {
         });
         Ok(Self {
             member_id,
-            held,
+            head,
             rules,
             current,
             referral,
@@ -137,17 +139,16 @@ pub fn plan(net: &Network, lead: &Lead, member: Option<&Member<'_>>, now: i64) -
 }
 
 /// Records what the route did to the binding: the referral's change, else a bind to the
-/// routed guide when the rules bind on route. Appends the event (before the decision is
-/// written) and returns what the decision carries.
-#[allow(clippy::too_many_arguments)]
+/// routed guide when the rules bind on route. Adds the event to `chain` (committed with the
+/// decision) and returns what the decision carries.
 pub fn commit(
-    trails: &TrailLog,
+    chain: &mut Chain<'_>,
     member: &Member<'_>,
     net: &Network,
     lead: &Lead,
     assigned: Option<u32>,
     now: i64,
-) -> Result<RouteBinding, StorageError> {
+) -> RouteBinding {
     let ruling = match (&member.referral, assigned) {
         (Some(r), _) if r.change.is_some() => r.clone(),
         (r, Some(g)) => {
@@ -171,14 +172,14 @@ pub fn commit(
     };
     let referral = member.referral.as_ref().and_then(|r| r.outcome);
     let Some((change, state)) = ruling.change else {
-        return Ok(RouteBinding {
+        return RouteBinding {
             referral,
             change: None,
             state: member.current.clone().filter(|b| b.live_at(now)),
             event_seq: None,
             why: ruling.why,
             decided_by: member.rules.version.clone(),
-        });
+        };
     };
     let cause = format!("lead:{}", lead.lead_id);
     let previous = member
@@ -194,18 +195,13 @@ pub fn commit(
         previous_guide_id: previous,
         state: state.clone(),
     };
-    let event: TrailEvent = trails.append_now(
-        &member.held,
-        member.member_id,
-        now,
-        EventBody::Binding(record),
-    )?;
-    Ok(RouteBinding {
+    let event: &TrailEvent = chain.push(now, now, EventBody::Binding(record), None);
+    RouteBinding {
         referral,
         change: Some(change),
         state: Some(state),
         event_seq: Some(event.seq),
         why: ruling.why,
         decided_by: member.rules.version.clone(),
-    })
+    }
 }

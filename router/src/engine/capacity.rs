@@ -1,11 +1,12 @@
-//! Step 6 of route(): each guide's count for the business day. Reads are lock-free (one atomic
-//! word per guide holding day and count); a take happens under that guide's lock, held while the
-//! decision is written, so a count never passes capacity and stored counts are written in the
-//! order they were taken.
+//! Step 6 of route(): each guide's count for the business day, as this engine last saw it. The
+//! count that matters is the storage's: a commit takes capacity only while the stored count is
+//! below it (DESIGN §6), so several engines on one storage never pass a guide's capacity. This
+//! book is the engine's cache of those counts, for ranking: one atomic word per guide holding
+//! day and count, raised to what commits report, lowered by this engine's releases, and set
+//! from storage when refreshed.
 
 use crate::catalog::Network;
 use crate::domain::Day;
-use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 fn pack(day: Day, used: u32) -> u64 {
@@ -22,25 +23,14 @@ fn unpack(word: u64, day: Day) -> u32 {
 
 #[derive(Debug, Default)]
 struct GuideSlot {
-    lock: Mutex<()>,
     state: AtomicU64,
 }
 
-/// One guide's slot, locked for a take.
-#[derive(Debug)]
-pub struct Held<'a> {
-    _guard: MutexGuard<'a, ()>,
-    state: &'a AtomicU64,
-}
-
-impl Held<'_> {
-    /// Leads taken on `day` (0 when the slot still holds an earlier day).
-    pub fn used_on(&self, day: Day) -> u32 {
-        unpack(self.state.load(Ordering::Acquire), day)
-    }
-
-    pub fn set(&mut self, day: Day, used: u32) {
-        self.state.store(pack(day, used), Ordering::Release);
+impl GuideSlot {
+    fn update(&self, f: impl Fn(u64) -> u64) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some(f(w)));
     }
 }
 
@@ -57,16 +47,25 @@ impl CapacityBook {
         }
     }
 
-    /// Locks one guide's slot.
-    pub fn lock(&self, guide: u32) -> Held<'_> {
-        let slot = &self.slots[guide as usize];
-        Held {
-            _guard: slot.lock.lock(),
-            state: &slot.state,
-        }
+    /// Sets a guide's count on `day` (what storage said).
+    pub fn set(&self, guide: u32, day: Day, used: u32) {
+        self.slots[guide as usize]
+            .state
+            .store(pack(day, used), Ordering::Release);
     }
 
-    /// A guide's count on `day`, without locking (a snapshot: a take may land right after).
+    /// Raises a guide's count on `day` to at least `used` (what a commit reported; a later
+    /// commit may have reported more already).
+    pub fn observe(&self, guide: u32, day: Day, used: u32) {
+        self.slots[guide as usize].update(|w| pack(day, unpack(w, day).max(used)));
+    }
+
+    /// Lowers a guide's count on `day` by one (a release this engine committed).
+    pub fn release(&self, guide: u32, day: Day) {
+        self.slots[guide as usize].update(|w| pack(day, unpack(w, day).saturating_sub(1)));
+    }
+
+    /// A guide's count on `day` as last seen (a take may land right after).
     pub fn used(&self, guide: u32, day: Day) -> u32 {
         unpack(
             self.slots[guide as usize].state.load(Ordering::Acquire),
@@ -103,13 +102,23 @@ mod tests {
     #[test]
     fn counts_are_per_day() {
         let b = CapacityBook::new(2);
-        b.lock(1).set(Day(20_000), 7);
+        b.set(1, Day(20_000), 7);
         assert_eq!(b.used(1, Day(20_000)), 7);
         assert_eq!(b.used(1, Day(20_001)), 0);
         assert_eq!(b.used(0, Day(20_000)), 0);
         assert_eq!(b.total_used(Day(20_000)), 7);
         // Days before 1970 pack too.
-        b.lock(0).set(Day(-3), 2);
+        b.set(0, Day(-3), 2);
         assert_eq!(b.used(0, Day(-3)), 2);
+        // A commit's report only raises; a release lowers by one.
+        b.observe(0, Day(-3), 1);
+        assert_eq!(b.used(0, Day(-3)), 2);
+        b.observe(0, Day(-3), 5);
+        assert_eq!(b.used(0, Day(-3)), 5);
+        b.release(0, Day(-3));
+        assert_eq!(b.used(0, Day(-3)), 4);
+        // A new day starts from nothing.
+        b.observe(0, Day(-2), 1);
+        assert_eq!(b.used(0, Day(-2)), 1);
     }
 }

@@ -1,10 +1,12 @@
 //! route(), step by step (DESIGN §4): validate → idempotency → candidates → policy → capacity →
 //! commit. The same code serves production (over sled) and the simulator (over memory).
 //!
-//! Concurrency: a lead id takes one of [`STRIPES`] locks for its whole route, so a repeated id
-//! waits for the first and then replays it. A guide's count is taken under that guide's lock,
-//! held while the decision and the new count are written in one batch; so a count never passes
-//! capacity, and after a crash stored counts agree with stored decisions.
+//! Concurrency lives in the storage contract (DESIGN §6), not here: a route reads, decides, and
+//! commits the decision, the guide's capacity and the member's events in one conditional
+//! storage operation. A lead routed first elsewhere is replayed; a guide that filled up first is
+//! skipped for the next; a member whose trail moved is read again. So several engines on one
+//! storage (replicas) never pass a guide's capacity or store two decisions for one lead. The
+//! engine holds no lock while it calls storage.
 
 mod admin;
 mod bind;
@@ -29,7 +31,7 @@ use crate::domain::{
     Alternative, Day, Decision, FieldError, Lead, Level, Reasons, SplitMix64, Unrouted,
 };
 use crate::policy::{Candidate, Policy, PolicyConfig, RouteContext};
-use crate::storage::{Storage, StorageError, TrailLog};
+use crate::storage::{Chain, Committed, RouteCommit, Storage, StorageError, Take};
 use candidates::Scratch;
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
@@ -45,12 +47,27 @@ pub(crate) struct Picked {
     pub alternatives: Vec<Alternative>,
     pub propensity: f64,
     pub level: Level,
-    /// The guide's count before this decision.
-    pub used: u32,
+    /// The guide's capacity on the day.
+    pub capacity: u32,
 }
 
-/// Number of lead-id locks.
-pub const STRIPES: usize = 1024;
+/// What one commit of a picked guide came to.
+pub(crate) enum Attempt {
+    /// Stored, or replayed: the route is done.
+    Done(Arc<Decision>),
+    /// The guide filled up first: try the next.
+    Full,
+    /// The lead's decision or member's trail moved since they were read: start over.
+    Again,
+}
+
+/// What [`Engine::pick`] came to.
+pub(crate) enum Placed {
+    Done(Arc<Decision>),
+    Again,
+    /// No guide could take it, and why.
+    Nowhere(Unrouted),
+}
 /// Rounds of gather → rank → take when concurrent routes fill the ranked guides first.
 const ROUNDS: usize = 3;
 
@@ -137,16 +154,13 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     cfg: EngineConfig,
     max_level: Level,
-    stripes: Box<[Mutex<()>]>,
+    /// Decision ids: a random start per process, so that replicas do not repeat each other's.
     seq: AtomicU64,
     /// Serialises operator changes to the network.
     admin: Mutex<()>,
-    trails: TrailLog,
     /// Binding rule sets by first day.
     bindings: Vec<(Day, BindingRuleSet)>,
     offer_channels: Vec<crate::domain::Channel>,
-    /// Open offers by expiry: `(expires_at_ms, lead_id)`.
-    offers: Mutex<std::collections::BTreeSet<(i64, String)>>,
 }
 
 thread_local! {
@@ -172,17 +186,12 @@ impl Engine {
         let bindings = check_bindings(&cfg.bindings).map_err(EngineError::Config)?;
         let offer_channels = cfg.offers.check().map_err(EngineError::Config)?;
         cfg.transfers.check().map_err(EngineError::Config)?;
-        let offers = store
-            .open_offers()?
-            .into_iter()
-            .filter_map(|d| Some((d.offer.as_ref()?.expires_at_ms, d.lead.lead_id.clone())))
-            .collect();
         let book = CapacityBook::new(network.guides().len());
         let now = clock.now_ms();
         let today = business_day(now, cfg.time_zone);
         for (guide, used) in store.day_counts(today)? {
             if let Some(g) = network.guide_index(&guide) {
-                book.lock(g).set(today, used);
+                book.set(g, today, used);
             }
         }
         Ok(Self {
@@ -194,13 +203,10 @@ impl Engine {
             store: store.clone(),
             clock,
             max_level,
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            seq: AtomicU64::new((now.max(0) as u64) << 20),
+            seq: AtomicU64::new(crate::domain::os_random_u64() >> 1),
             admin: Mutex::new(()),
-            trails: TrailLog::new(store.clone()),
             bindings,
             offer_channels,
-            offers: Mutex::new(offers),
             cfg,
         })
     }
@@ -212,11 +218,6 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Storage> {
         &self.store
-    }
-
-    /// Members' trails, with the per-member locks every append takes.
-    pub fn trails(&self) -> &TrailLog {
-        &self.trails
     }
 
     /// The binding rule set in force on `day`.
@@ -291,35 +292,11 @@ impl Engine {
         lead: &Lead,
         recorded_by: Option<&str>,
     ) -> Result<Arc<Decision>, RouteError> {
-        // Held for the whole route, so a network change waits for takes in flight and carries
-        // their counts over (see [`Engine::apply_change`]).
-        let snap = self.state.read();
+        let snap = self.snapshot();
         let now = self.clock.now_ms();
         let valid = validate(&snap.network, lead, now)?;
-
-        let stripe = &self.stripes[stripe_of(&lead.lead_id)];
-        let _held = stripe.lock();
-        if let Some(stored) = self.store.decision(&lead.lead_id)? {
-            let mut d = Decision::clone(&stored);
-            d.replayed = true;
-            return Ok(Arc::new(d));
-        }
         let day = business_day(now, self.cfg.time_zone);
         let net = &snap.network;
-        // Step 3: the member's binding, read under the member's trail lock (held to the end).
-        let member = match (lead.member_id.as_deref(), self.binding_rules(day)) {
-            (Some(m), Some(rules)) => Some(bind::Member::read(
-                &self.trails,
-                self.store.as_ref(),
-                m,
-                rules,
-                net,
-                lead,
-                now,
-            )?),
-            _ => None,
-        };
-        let stages = bind::plan(net, lead, member.as_ref(), now);
         let offer = self.offer_channels.contains(&lead.channel).then(|| Offer {
             status: OfferStatus::Open,
             expires_at_ms: now + i64::from(self.cfg.offers.expire_secs) * 1000,
@@ -327,76 +304,155 @@ impl Engine {
             declined: vec![],
             queued_store_id: None,
         });
-        let placed = self.pick(&snap, lead, &valid, &stages, &[], day, |p| {
-            // An offer binds when it is accepted, not when it is made.
-            let binding = match (&member, &offer) {
-                (Some(m), None) => Some(bind::commit(
-                    &self.trails,
+        for attempt in 0..crate::storage::MAX_ATTEMPTS {
+            if let Some(stored) = self.store.decision(&lead.lead_id)? {
+                return Ok(replayed(&stored));
+            }
+            // Step 3: the member's binding and trail head, as read now.
+            let member = match (lead.member_id.as_deref(), self.binding_rules(day)) {
+                (Some(m), Some(rules)) => Some(bind::Member::read(
+                    self.store.as_ref(),
                     m,
+                    rules,
                     net,
                     lead,
-                    Some(p.guide),
                     now,
                 )?),
                 _ => None,
             };
-            let d = Arc::new(Decision {
-                assigned: Some((net.store(p.store).id.clone(), net.guide(p.guide).id.clone())),
-                score: p.score,
-                reasons: p.reasons,
-                alternatives: p.alternatives,
-                propensity: p.propensity,
-                level: Some(p.level),
-                binding,
-                offer: offer.clone(),
-                ..self.blank_decision(&snap, lead, now, day, recorded_by)
-            });
-            if let (Some(m), Some(_)) = (&member, &offer) {
-                let (s, g) = d.assigned.clone().unwrap_or_default();
-                self.offer_event(
-                    &m.held,
-                    m.member_id,
-                    &d,
-                    OfferAction::Offered,
-                    (&s, &g),
-                    ("route", recorded_by),
-                    "routed as an offer",
-                )?;
-            }
-            self.store.put_decision(&d, Some(p.used + 1))?;
-            Ok(d)
-        })?;
-        let d = match placed {
-            Ok(d) => {
-                if let Some(o) = &d.offer {
-                    self.offers
-                        .lock()
-                        .insert((o.expires_at_ms, lead.lead_id.clone()));
-                }
-                d
-            }
-            Err(why) => {
-                let binding = match &member {
-                    Some(m) => Some(bind::commit(&self.trails, m, net, lead, None, now)?),
-                    None => None,
+            let chain_of = || {
+                member
+                    .as_ref()
+                    .map(|m| Chain::new(m.member_id, m.head.clone()))
+            };
+            let stages = bind::plan(net, lead, member.as_ref(), now);
+            let placed = self.pick(&snap, lead, &valid, &stages, &[], day, |p| {
+                let mut chain = chain_of();
+                // An offer binds when it is accepted, not when it is made.
+                let binding = match (&member, &offer, chain.as_mut()) {
+                    (Some(m), None, Some(c)) => {
+                        Some(bind::commit(c, m, net, lead, Some(p.guide), now))
+                    }
+                    _ => None,
                 };
                 let d = Arc::new(Decision {
-                    unrouted: Some(why),
-                    reasons: Reasons::unrouted(why),
+                    assigned: Some((net.store(p.store).id.clone(), net.guide(p.guide).id.clone())),
+                    score: p.score,
+                    reasons: p.reasons,
+                    alternatives: p.alternatives,
+                    propensity: p.propensity,
+                    level: Some(p.level),
                     binding,
+                    offer: offer.clone(),
                     ..self.blank_decision(&snap, lead, now, day, recorded_by)
                 });
-                self.store.put_decision(&d, None)?;
-                d
+                if let (Some(_), Some(c)) = (&offer, chain.as_mut()) {
+                    let (s, g) = d.assigned.clone().unwrap_or_default();
+                    self.offer_event(
+                        c,
+                        &d,
+                        OfferAction::Offered,
+                        (&s, &g),
+                        ("route", recorded_by),
+                        "routed as an offer",
+                    );
+                }
+                Ok(self.commit(
+                    &snap,
+                    &d,
+                    None,
+                    Some((p.guide, p.capacity)),
+                    None,
+                    chain.as_ref(),
+                )?)
+            })?;
+            let why = match placed {
+                Placed::Done(d) => {
+                    self.sync()?;
+                    return Ok(d);
+                }
+                Placed::Again => {
+                    crate::storage::backoff(attempt);
+                    continue;
+                }
+                Placed::Nowhere(why) => why,
+            };
+            let mut chain = chain_of();
+            let binding = match (&member, chain.as_mut()) {
+                (Some(m), Some(c)) => Some(bind::commit(c, m, net, lead, None, now)),
+                _ => None,
+            };
+            let d = Arc::new(Decision {
+                unrouted: Some(why),
+                reasons: Reasons::unrouted(why),
+                binding,
+                ..self.blank_decision(&snap, lead, now, day, recorded_by)
+            });
+            match self.commit(&snap, &d, None, None, None, chain.as_ref())? {
+                Attempt::Done(d) => {
+                    self.sync()?;
+                    return Ok(d);
+                }
+                Attempt::Full | Attempt::Again => crate::storage::backoff(attempt),
             }
-        };
-        self.sync()?;
-        Ok(d)
+        }
+        Err(StorageError::Contended(format!(
+            "lead {}: other writers kept moving its member's trail",
+            crate::domain::short(&lead.lead_id)
+        ))
+        .into())
     }
 
-    /// Tries `stages` in order, skipping guides in `exclude`: the first guide with capacity left
-    /// is taken, and `commit` writes the decision while that guide's count is held. Returns why
-    /// nothing was placed otherwise.
+    /// Commits `d` (new when `replaces` is `None`, else replacing that version), taking
+    /// `(guide, capacity)`, giving back `release`, with `chain`'s events; keeps this engine's
+    /// book in step with what storage reports.
+    pub(crate) fn commit(
+        &self,
+        snap: &Snapshot,
+        d: &Arc<Decision>,
+        replaces: Option<u32>,
+        take: Option<(u32, u32)>,
+        release: Option<(&str, Day)>,
+        chain: Option<&Chain<'_>>,
+    ) -> Result<Attempt, StorageError> {
+        let net = &snap.network;
+        let commit = RouteCommit {
+            decision: d,
+            replaces,
+            take: take.map(|(g, capacity)| Take {
+                guide_id: &net.guide(g).id,
+                day: d.day,
+                capacity,
+            }),
+            release,
+            events: chain.map_or(&[], |c| c.appends()),
+        };
+        Ok(match self.store.commit_route(&commit)? {
+            Committed::Stored { used } => {
+                if let (Some((g, _)), Some(used)) = (take, used) {
+                    snap.book.observe(g, d.day, used);
+                }
+                if let Some((guide, day)) = release
+                    && let Some(g) = net.guide_index(guide)
+                {
+                    snap.book.release(g, day);
+                }
+                Attempt::Done(d.clone())
+            }
+            Committed::Replayed(stored) => Attempt::Done(replayed(&stored)),
+            Committed::Full { used } => {
+                if let Some((g, _)) = take {
+                    snap.book.observe(g, d.day, used);
+                }
+                Attempt::Full
+            }
+            Committed::HeadMoved | Committed::Moved(_) => Attempt::Again,
+        })
+    }
+
+    /// Tries `stages` in order, skipping guides in `exclude`: `commit` is offered each ranked
+    /// guide with capacity left (as this engine last saw it) until one commits; one that filled
+    /// up first is passed over. Returns why nothing was placed otherwise.
     #[allow(clippy::too_many_arguments)]
     fn pick(
         &self,
@@ -406,8 +462,8 @@ impl Engine {
         stages: &[bind::Stage],
         exclude: &[Arc<str>],
         day: Day,
-        mut commit: impl FnMut(Picked) -> Result<Arc<Decision>, RouteError>,
-    ) -> Result<Result<Arc<Decision>, Unrouted>, RouteError> {
+        mut commit: impl FnMut(Picked) -> Result<Attempt, RouteError>,
+    ) -> Result<Placed, RouteError> {
         let net = &snap.network;
         let keep = self.cfg.alternatives + 1;
         let scan = candidates::Scan {
@@ -471,9 +527,7 @@ impl Engine {
                     let ranking = snap.policy.rank(&mut ctx, cands, keep);
                     for (k, ranked) in ranking.order.iter().enumerate() {
                         let c = cands[ranked.idx];
-                        let mut slot = snap.book.lock(c.guide);
-                        let used = slot.used_on(day);
-                        if used >= c.capacity {
+                        if snap.book.used(c.guide, day) >= c.capacity {
                             continue;
                         }
                         let raced = round > 0 || k > 0;
@@ -497,7 +551,7 @@ impl Engine {
                                 }
                             })
                             .collect();
-                        let d = commit(Picked {
+                        match commit(Picked {
                             store: c.store,
                             guide: c.guide,
                             score: ranked.score,
@@ -505,14 +559,16 @@ impl Engine {
                             alternatives,
                             propensity: if raced { 1.0 } else { ranking.propensity },
                             level,
-                            used,
-                        })?;
-                        slot.set(day, used + 1);
-                        return Ok(Ok(d));
+                            capacity: c.capacity,
+                        })? {
+                            Attempt::Done(d) => return Ok(Placed::Done(d)),
+                            Attempt::Again => return Ok(Placed::Again),
+                            Attempt::Full => {}
+                        }
                     }
                 }
             }
-            Ok(Err(match gathered {
+            Ok(Placed::Nowhere(match gathered {
                 Gathered::None(why) => why,
                 // Every ranked guide filled up under us for all rounds.
                 Gathered::Found(_) => Unrouted::AllAtCapacity,
@@ -548,6 +604,7 @@ impl Engine {
             offer: None,
             model_versions: snap.network.learned_models().versions(),
             recorded_by: recorded_by.map(str::to_string),
+            version: 1,
         }
     }
 
@@ -587,8 +644,11 @@ pub fn check_bindings(sets: &[BindingRuleSet]) -> Result<Vec<(Day, BindingRuleSe
     Ok(out)
 }
 
-fn stripe_of(lead_id: &str) -> usize {
-    (SplitMix64::keyed(0, lead_id.as_bytes()).next_u64() % STRIPES as u64) as usize
+/// A stored decision as returned to a repeated request.
+pub(crate) fn replayed(stored: &Decision) -> Arc<Decision> {
+    let mut d = stored.clone();
+    d.replayed = true;
+    Arc::new(d)
 }
 
 /// The local hour (0..=23) of a Unix-millisecond instant in a time zone.

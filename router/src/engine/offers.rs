@@ -1,15 +1,18 @@
 //! Offers (DESIGN §4 step 7): a route on an offer channel holds the guide's capacity until the
 //! guide accepts, declines, or the offer expires. Declines and expiries move the offer on to the
 //! next candidate — never back to a guide who had it — up to `max_hops` times, then to the last
-//! store's queue or unrouted. Each step is an event in the member's trail.
+//! store's queue or unrouted. Each step is an event in the member's trail, committed with the
+//! decision it changes, and each change replaces the decision only at the version read: of a
+//! guide's answer and a sweeper's expiry (on any replica) exactly one wins. Due offers are
+//! claimed under a lease, so that of several replicas' sweepers one moves each.
 
-use super::{Engine, Snapshot, bind, business_day, validate};
+use super::{Attempt, Engine, Placed, Snapshot, bind, business_day, validate};
 use crate::domain::audit::MAX_REASON_LEN;
 use crate::domain::offer::{Offer, OfferAction, OfferRecord, OfferStatus, OnExhausted};
 use crate::domain::trail::EventBody;
 use crate::domain::{Decision, FieldError, Reasons, Unrouted, check_id};
 use crate::engine::RouteError;
-use crate::storage::{MemberGuard, StorageError};
+use crate::storage::{Chain, MAX_ATTEMPTS, StorageError, backoff};
 use std::sync::Arc;
 
 /// Why an answer to an offer was refused: the same kinds as a catalog request's. Nothing
@@ -33,20 +36,18 @@ pub struct OfferReply {
 }
 
 impl Engine {
-    /// Appends an offer event to the member's trail (the caller holds the member's lock).
-    #[allow(clippy::too_many_arguments)]
+    /// Adds an offer event to `chain` (committed with the decision it belongs to).
     pub(super) fn offer_event(
         &self,
-        held: &MemberGuard<'_>,
-        member_id: &str,
+        chain: &mut Chain<'_>,
         d: &Decision,
         action: OfferAction,
         guide: (&str, &str),
         actor: (&str, Option<&str>),
         reason: &str,
-    ) -> Result<(), StorageError> {
+    ) {
         let Some(offer) = &d.offer else {
-            return Ok(());
+            return;
         };
         let record = OfferRecord {
             action,
@@ -62,9 +63,7 @@ impl Engine {
             rule: self.cfg.offers.describe(),
         };
         let now = self.clock.now_ms();
-        self.trails
-            .append_now(held, member_id, now, EventBody::Offer(record))?;
-        Ok(())
+        chain.push(now, now, EventBody::Offer(record), None);
     }
 
     /// A guide's answer to the offer they hold for `lead_id`; `recorded_by` names the key that
@@ -88,163 +87,177 @@ impl Engine {
                 ),
             )));
         }
-        let snap = self.state.read();
-        let now = self.clock.now_ms();
-        let _lead = self.stripes[super::stripe_of(lead_id)].lock();
-        let d = self
-            .store
-            .decision(lead_id)?
-            .ok_or_else(|| OfferError::NotFound(format!("lead_id: no decision for {lead_id:?}")))?;
-        let Some(offer) = d.offer.clone() else {
-            return Err(OfferError::Precondition(format!(
-                "lead {lead_id:?} was not routed as an offer"
-            )));
-        };
-        let holder = d.guide_id().unwrap_or_default().to_string();
-        let replay = |d: Arc<Decision>| {
-            Ok(OfferReply {
-                decision: d,
-                replayed: true,
-            })
-        };
-        match (accept, offer.status) {
-            (true, OfferStatus::Accepted) if holder == guide_id => return replay(d),
-            (false, _) if offer.declined.iter().any(|g| &**g == guide_id) => return replay(d),
-            (_, OfferStatus::Open) if holder == guide_id => {}
-            (_, OfferStatus::Open) => {
-                return Err(OfferError::Precondition(format!(
-                    "the offer for lead {lead_id:?} is with {holder}, not {guide_id}"
-                )));
-            }
-            (_, status) => {
-                return Err(OfferError::Precondition(format!(
-                    "the offer for lead {lead_id:?} is {} (with {}), not open",
-                    status.as_str(),
-                    if holder.is_empty() { "nobody" } else { &holder }
-                )));
-            }
-        }
-        if now >= offer.expires_at_ms {
-            self.move_on(
-                &snap,
-                &d,
-                OfferAction::Expired,
-                ("expiry", None),
-                "not answered in time",
-                now,
-            )?;
-            return Err(OfferError::Precondition(format!(
-                "the offer for lead {lead_id:?} expired at {} ms; it has moved on",
-                offer.expires_at_ms
-            )));
-        }
-        if !accept {
-            let next = self.move_on(
-                &snap,
-                &d,
-                OfferAction::Declined,
-                (guide_id, recorded_by),
-                reason,
-                now,
-            )?;
-            return Ok(OfferReply {
-                decision: next,
-                replayed: false,
-            });
-        }
-        let net = &snap.network;
-        let g = net
-            .guide_index(guide_id)
-            .filter(|&g| net.guide(g).status == crate::catalog::GuideStatus::Active)
-            .ok_or_else(|| {
-                OfferError::Precondition(format!(
-                    "guide {guide_id} is not active: an offer is accepted by an active guide"
-                ))
+        let snap = self.snapshot();
+        for attempt in 0..MAX_ATTEMPTS {
+            let now = self.clock.now_ms();
+            let d = self.store.decision(lead_id)?.ok_or_else(|| {
+                OfferError::NotFound(format!("lead_id: no decision for {lead_id:?}"))
             })?;
-        let day = business_day(now, self.cfg.time_zone);
-        let member = self.member_for(&snap, &d, now, day)?;
-        let binding = match &member {
-            Some(m) => Some(bind::commit(&self.trails, m, net, &d.lead, Some(g), now)?),
-            None => None,
-        };
-        let next = Arc::new(Decision {
-            offer: Some(Offer {
-                status: OfferStatus::Accepted,
-                ..offer.clone()
-            }),
-            binding,
-            replayed: false,
-            ..Decision::clone(&d)
-        });
-        if let Some(m) = &member {
-            let store_id = net.store(net.guide(g).store).id.clone();
-            self.offer_event(
-                &m.held,
-                m.member_id,
-                &next,
-                OfferAction::Accepted,
-                (&store_id, guide_id),
-                (guide_id, recorded_by),
-                reason,
-            )?;
-        }
-        self.store
-            .replace_decision(&d, &next, Some(snap.book.used(g, d.day)))?;
-        self.offers
-            .lock()
-            .remove(&(offer.expires_at_ms, lead_id.to_string()));
-        self.sync()?;
-        Ok(OfferReply {
-            decision: next,
-            replayed: false,
-        })
-    }
-
-    /// Moves on every open offer whose time is up; returns how many.
-    pub fn expire_due(&self) -> Result<usize, StorageError> {
-        let now = self.clock.now_ms();
-        let due: Vec<(i64, String)> = {
-            let mut open = self.offers.lock();
-            let later = open.split_off(&(now + 1, String::new()));
-            std::mem::replace(&mut *open, later).into_iter().collect()
-        };
-        let mut moved = 0;
-        for (expires, lead_id) in due {
-            let snap = self.state.read();
-            let _lead = self.stripes[super::stripe_of(&lead_id)].lock();
-            let Some(d) = self.store.decision(&lead_id)? else {
-                continue;
+            let Some(offer) = d.offer.clone() else {
+                return Err(OfferError::Precondition(format!(
+                    "lead {lead_id:?} was not routed as an offer"
+                )));
             };
-            let still_open = d
-                .offer
-                .as_ref()
-                .is_some_and(|o| o.status == OfferStatus::Open && o.expires_at_ms == expires);
-            if still_open {
-                match self.move_on(
+            let holder = d.guide_id().unwrap_or_default().to_string();
+            let replay = |d: Arc<Decision>| {
+                Ok(OfferReply {
+                    decision: d,
+                    replayed: true,
+                })
+            };
+            match (accept, offer.status) {
+                (true, OfferStatus::Accepted) if holder == guide_id => return replay(d),
+                (false, _) if offer.declined.iter().any(|g| &**g == guide_id) => return replay(d),
+                (_, OfferStatus::Open) if holder == guide_id => {}
+                (_, OfferStatus::Open) => {
+                    return Err(OfferError::Precondition(format!(
+                        "the offer for lead {lead_id:?} is with {holder}, not {guide_id}"
+                    )));
+                }
+                (_, status) => {
+                    return Err(OfferError::Precondition(format!(
+                        "the offer for lead {lead_id:?} is {} (with {}), not open",
+                        status.as_str(),
+                        if holder.is_empty() { "nobody" } else { &holder }
+                    )));
+                }
+            }
+            if now >= offer.expires_at_ms {
+                // Moved on here as the sweeper would (or by it, first): either way, too late.
+                self.move_on(
                     &snap,
                     &d,
                     OfferAction::Expired,
                     ("expiry", None),
                     "not answered in time",
                     now,
-                ) {
-                    Ok(_) => moved += 1,
-                    Err(RouteError::Storage(e)) => return Err(e),
-                    // The stored lead no longer validates (the network changed): it was
-                    // exhausted instead; nothing else can fail here.
-                    Err(RouteError::Invalid(_)) => {}
+                )?;
+                return Err(OfferError::Precondition(format!(
+                    "the offer for lead {lead_id:?} expired at {} ms; it has moved on",
+                    offer.expires_at_ms
+                )));
+            }
+            if !accept {
+                match self.move_on(
+                    &snap,
+                    &d,
+                    OfferAction::Declined,
+                    (guide_id, recorded_by),
+                    reason,
+                    now,
+                )? {
+                    Some(next) => {
+                        return Ok(OfferReply {
+                            decision: next,
+                            replayed: false,
+                        });
+                    }
+                    None => {
+                        backoff(attempt);
+                        continue;
+                    }
                 }
+            }
+            let net = &snap.network;
+            let g = net
+                .guide_index(guide_id)
+                .filter(|&g| net.guide(g).status == crate::catalog::GuideStatus::Active)
+                .ok_or_else(|| {
+                    OfferError::Precondition(format!(
+                        "guide {guide_id} is not active: an offer is accepted by an active guide"
+                    ))
+                })?;
+            let day = business_day(now, self.cfg.time_zone);
+            let member = self.member_for(&snap, &d, now, day)?;
+            let mut chain = member
+                .as_ref()
+                .map(|m| Chain::new(m.member_id, m.head.clone()));
+            let binding = match (&member, chain.as_mut()) {
+                (Some(m), Some(c)) => Some(bind::commit(c, m, net, &d.lead, Some(g), now)),
+                _ => None,
+            };
+            let next = Arc::new(Decision {
+                offer: Some(Offer {
+                    status: OfferStatus::Accepted,
+                    ..offer.clone()
+                }),
+                binding,
+                replayed: false,
+                version: d.version + 1,
+                ..Decision::clone(&d)
+            });
+            if let Some(c) = chain.as_mut() {
+                let store_id = net.store(net.guide(g).store).id.clone();
+                self.offer_event(
+                    c,
+                    &next,
+                    OfferAction::Accepted,
+                    (&store_id, guide_id),
+                    (guide_id, recorded_by),
+                    reason,
+                );
+            }
+            match self.commit(&snap, &next, Some(d.version), None, None, chain.as_ref())? {
+                Attempt::Done(next) => {
+                    self.sync()?;
+                    return Ok(OfferReply {
+                        decision: next,
+                        replayed: false,
+                    });
+                }
+                Attempt::Full | Attempt::Again => backoff(attempt),
+            }
+        }
+        Err(StorageError::Contended(format!(
+            "lead {}: its offer kept changing while it was answered",
+            crate::domain::short(lead_id)
+        ))
+        .into())
+    }
+
+    /// Moves on every open offer whose time is up and that no other sweeper holds; returns
+    /// how many this call moved.
+    pub fn expire_due(&self) -> Result<usize, StorageError> {
+        let now = self.clock.now_ms();
+        let due = self
+            .store
+            .claim_due_offers(now, now + OFFER_LEASE_MS, 1024)?;
+        let snap = self.snapshot();
+        let mut moved = 0;
+        for d in due {
+            let still_open = d
+                .offer
+                .as_ref()
+                .is_some_and(|o| o.status == OfferStatus::Open && o.expires_at_ms <= now);
+            if !still_open {
+                continue;
+            }
+            match self.move_on(
+                &snap,
+                &d,
+                OfferAction::Expired,
+                ("expiry", None),
+                "not answered in time",
+                now,
+            ) {
+                Ok(Some(_)) => moved += 1,
+                // Answered or moved by someone else first.
+                Ok(None) => {}
+                Err(RouteError::Storage(e)) => return Err(e),
+                // The stored lead no longer validates (the network changed): it was
+                // exhausted instead; nothing else can fail here.
+                Err(RouteError::Invalid(_)) => {}
             }
         }
         Ok(moved)
     }
 
-    /// Open offers, by expiry.
-    pub fn open_offer_count(&self) -> usize {
-        self.offers.lock().len()
+    /// Decisions holding an open offer.
+    pub fn open_offer_count(&self) -> Result<usize, StorageError> {
+        self.store.open_offer_count()
     }
 
-    /// The member context of a stored decision's lead, locked.
+    /// The member context of a stored decision's lead, as read now.
     fn member_for<'a>(
         &'a self,
         snap: &Snapshot,
@@ -254,7 +267,6 @@ impl Engine {
     ) -> Result<Option<bind::Member<'a>>, StorageError> {
         match (d.lead.member_id.as_deref(), self.binding_rules(day)) {
             (Some(m), Some(rules)) => Ok(Some(bind::Member::read(
-                &self.trails,
                 self.store.as_ref(),
                 m,
                 rules,
@@ -266,8 +278,9 @@ impl Engine {
         }
     }
 
-    /// Releases the holder's capacity and offers the lead to the next candidate, or exhausts
-    /// it. The caller holds the lead's lock.
+    /// Gives back the holder's capacity and offers the lead to the next candidate, or exhausts
+    /// it: one commit that replaces `d` at its version. `None` when `d` changed first (someone
+    /// answered or moved it): nothing was written.
     fn move_on(
         &self,
         snap: &Snapshot,
@@ -276,37 +289,25 @@ impl Engine {
         actor: (&str, Option<&str>),
         reason: &str,
         now: i64,
-    ) -> Result<Arc<Decision>, RouteError> {
+    ) -> Result<Option<Arc<Decision>>, RouteError> {
         let Some(offer) = d.offer.clone() else {
-            return Ok(d.clone());
+            return Ok(Some(d.clone()));
         };
         let Some((store_id, guide_id)) = d.assigned.clone() else {
-            return Ok(d.clone());
+            return Ok(Some(d.clone()));
         };
         let net = &snap.network;
-        if let Some(g) = net.guide_index(&guide_id) {
-            let mut slot = snap.book.lock(g);
-            let used = slot.used_on(d.day);
-            if used > 0 {
-                slot.set(d.day, used - 1);
-            }
-        }
-        self.offers
-            .lock()
-            .remove(&(offer.expires_at_ms, d.lead.lead_id.clone()));
         let day = business_day(now, self.cfg.time_zone);
         let member = self.member_for(snap, d, now, day)?;
-        if let Some(m) = &member {
-            self.offer_event(
-                &m.held,
-                m.member_id,
-                d,
-                action,
-                (&store_id, &guide_id),
-                actor,
-                reason,
-            )?;
-        }
+        let release = Some((&*guide_id, d.day));
+        // The holder's event opens every version of the commit.
+        let chain_of = || {
+            member.as_ref().map(|m| {
+                let mut c = Chain::new(m.member_id, m.head.clone());
+                self.offer_event(&mut c, d, action, (&store_id, &guide_id), actor, reason);
+                c
+            })
+        };
         let mut declined = offer.declined.clone();
         declined.push(guide_id.clone());
         let hop = offer.hop + 1;
@@ -333,36 +334,37 @@ impl Engine {
                         declined: declined.clone(),
                         queued_store_id: None,
                     }),
+                    version: d.version + 1,
                     ..Decision::clone(d)
                 });
-                if let Some(m) = &member {
+                let mut chain = chain_of();
+                if let Some(c) = chain.as_mut() {
                     let (s, g) = next.assigned.clone().unwrap_or_default();
                     self.offer_event(
-                        &m.held,
-                        m.member_id,
+                        c,
                         &next,
                         OfferAction::Offered,
                         (&s, &g),
                         ("route", None),
                         &format!("re-offered after {} {}", guide_id, action.as_str()),
-                    )?;
+                    );
                 }
-                self.store.replace_decision(d, &next, Some(p.used + 1))?;
-                Ok(next)
+                Ok(self.commit(
+                    snap,
+                    &next,
+                    Some(d.version),
+                    Some((p.guide, p.capacity)),
+                    release,
+                    chain.as_ref(),
+                )?)
             })?
         } else {
-            Err(Unrouted::OffersExhausted)
+            Placed::Nowhere(Unrouted::OffersExhausted)
         };
         let next = match placed {
-            Ok(next) => {
-                if let Some(o) = &next.offer {
-                    self.offers
-                        .lock()
-                        .insert((o.expires_at_ms, d.lead.lead_id.clone()));
-                }
-                next
-            }
-            Err(_) => {
+            Placed::Done(next) => next,
+            Placed::Again => return Ok(None),
+            Placed::Nowhere(_) => {
                 let queued = (self.cfg.offers.on_exhausted == OnExhausted::StoreQueue)
                     .then(|| store_id.clone());
                 let next = Arc::new(Decision {
@@ -379,28 +381,34 @@ impl Engine {
                         queued_store_id: queued.clone(),
                         ..offer
                     }),
+                    version: d.version + 1,
                     ..Decision::clone(d)
                 });
-                if let Some(m) = &member {
+                let mut chain = chain_of();
+                if let Some(c) = chain.as_mut() {
                     let why = match &queued {
                         Some(s) => format!("no guide accepted: queued at store {s}"),
                         None => "no guide accepted: unrouted".to_string(),
                     };
                     self.offer_event(
-                        &m.held,
-                        m.member_id,
+                        c,
                         &next,
                         OfferAction::Exhausted,
                         (queued.as_deref().unwrap_or_default(), ""),
                         actor,
                         &why,
-                    )?;
+                    );
                 }
-                self.store.replace_decision(d, &next, None)?;
-                next
+                match self.commit(snap, &next, Some(d.version), None, release, chain.as_ref())? {
+                    Attempt::Done(next) => next,
+                    Attempt::Full | Attempt::Again => return Ok(None),
+                }
             }
         };
         self.sync()?;
-        Ok(next)
+        Ok(Some(next))
     }
 }
+
+/// How long a sweeper holds the offers it claimed before another may take them over.
+pub const OFFER_LEASE_MS: i64 = 30_000;

@@ -1148,7 +1148,7 @@ mod offers {
         assert_eq!(o.declined.len(), 3);
         assert!(o.queued_store_id.is_some(), "queued at the last store");
         assert_eq!(used(&e, &third), 0);
-        assert_eq!(e.open_offer_count(), 0);
+        assert_eq!(e.open_offer_count().unwrap(), 0);
         // The trail tells the whole story.
         let actions: Vec<OfferAction> = e
             .store()
@@ -1254,7 +1254,7 @@ mod offers {
             Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
         let e = offering(store, clock.clone(), 3, OnExhausted::Unrouted);
         assert_eq!(total_used(&e), counts, "counts after restart agree");
-        assert_eq!(e.open_offer_count(), 1);
+        assert_eq!(e.open_offer_count().unwrap(), 1);
         let holder = first.guide_id().unwrap().to_string();
         assert_eq!(e.guide_load(&holder).unwrap().used, 1);
         clock.set(first.offer.as_ref().unwrap().expires_at_ms);
@@ -1269,7 +1269,7 @@ mod offers {
         let store: Arc<dyn Storage> =
             Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap());
         let e = offering(store, clock.clone(), 3, OnExhausted::Unrouted);
-        assert_eq!(e.open_offer_count(), 1);
+        assert_eq!(e.open_offer_count().unwrap(), 1);
         assert_eq!(total_used(&e), counts);
         let trail = e.store().trail_from("M1", 1, 100).unwrap();
         crate::domain::trail::verify_chain(&trail).unwrap();

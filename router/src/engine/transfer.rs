@@ -10,6 +10,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::binding::{BindingChange, BindingRecord, BindingState};
 use crate::domain::trail::EventBody;
 use crate::domain::{FieldError, check_id};
+use crate::storage::{Chain, Written, append_retrying};
 use serde::{Deserialize, Serialize};
 
 const DAY_MS: i64 = 86_400_000;
@@ -152,77 +153,90 @@ impl Engine {
                 break;
             };
             for member in page {
-                let held = self.trails.lock(&member);
-                let Some(latest) = self.store.latest_binding(&member)? else {
-                    continue;
-                };
-                let Some(b) = latest.binding() else { continue };
-                if b.cause_id == cause {
-                    out.push(Moved {
-                        member_id: member.clone(),
-                        to_guide_id: Some(b.state.guide_id.clone()),
-                        why: "moved by this transfer before".into(),
-                        event_seq: Some(latest.seq),
-                    });
-                    continue;
-                }
-                if b.state.guide_id != from_guide_id || !b.state.live_at(now) {
-                    continue;
-                }
-                let recent = self.transfers_since(&member, now - window)?;
-                if recent >= self.cfg.transfers.max_per_member {
-                    out.push(Moved {
-                        member_id: member.clone(),
-                        to_guide_id: None,
-                        why: format!(
-                            "already transferred {recent} times in {} days (at most {})",
-                            self.cfg.transfers.window_days, self.cfg.transfers.max_per_member
+                // What happened to a member left alone, and whom a moved one went to.
+                let mut skipped: Option<Moved> = None;
+                let mut target: Option<String> = None;
+                let written = append_retrying(self.store.as_ref(), || {
+                    skipped = None;
+                    // The head before the binding: a binding appended in between is caught.
+                    let head = self.store.trail_head(&member)?;
+                    let Some(latest) = self.store.latest_binding(&member)? else {
+                        return Ok(None);
+                    };
+                    let Some(b) = latest.binding() else {
+                        return Ok(None);
+                    };
+                    if b.cause_id == cause {
+                        skipped = Some(Moved {
+                            member_id: member.clone(),
+                            to_guide_id: Some(b.state.guide_id.clone()),
+                            why: "moved by this transfer before".into(),
+                            event_seq: Some(latest.seq),
+                        });
+                        return Ok(None);
+                    }
+                    if b.state.guide_id != from_guide_id || !b.state.live_at(now) {
+                        return Ok(None);
+                    }
+                    let recent = self.transfers_since(&member, now - window)?;
+                    if recent >= self.cfg.transfers.max_per_member {
+                        skipped = Some(Moved {
+                            member_id: member.clone(),
+                            to_guide_id: None,
+                            why: format!(
+                                "already transferred {recent} times in {} days (at most {})",
+                                self.cfg.transfers.window_days, self.cfg.transfers.max_per_member
+                            ),
+                            event_seq: None,
+                        });
+                        return Ok(None);
+                    }
+                    let Some((to, to_store)) =
+                        successor(&snap, today, from_guide_id, &from_store, rule)
+                    else {
+                        skipped = Some(Moved {
+                            member_id: member.clone(),
+                            to_guide_id: None,
+                            why: "no active successor".into(),
+                            event_seq: None,
+                        });
+                        return Ok(None);
+                    };
+                    let record = BindingRecord {
+                        change: BindingChange::Transfer,
+                        actor: actor.to_string(),
+                        reason: format!(
+                            "{} (successor rule {})",
+                            if reason.is_empty() {
+                                format!("{from_guide_id}'s members move to {to}")
+                            } else {
+                                reason.to_string()
+                            },
+                            rule.as_str()
                         ),
-                        event_seq: None,
-                    });
-                    continue;
-                }
-                let Some((to, to_store)) =
-                    successor(&snap, today, from_guide_id, &from_store, rule)
-                else {
-                    out.push(Moved {
-                        member_id: member.clone(),
-                        to_guide_id: None,
-                        why: "no active successor".into(),
-                        event_seq: None,
-                    });
-                    continue;
-                };
-                let record = BindingRecord {
-                    change: BindingChange::Transfer,
-                    actor: actor.to_string(),
-                    reason: format!(
-                        "{} (successor rule {})",
-                        if reason.is_empty() {
-                            format!("{from_guide_id}'s members move to {to}")
-                        } else {
-                            reason.to_string()
+                        cause_id: cause.clone(),
+                        previous_guide_id: Some(from_guide_id.to_string()),
+                        state: BindingState {
+                            guide_id: to.clone(),
+                            store_id: to_store,
+                            since_ms: now,
+                            ..b.state.clone()
                         },
-                        rule.as_str()
-                    ),
-                    cause_id: cause.clone(),
-                    previous_guide_id: Some(from_guide_id.to_string()),
-                    state: BindingState {
-                        guide_id: to.clone(),
-                        store_id: to_store,
-                        since_ms: now,
-                        ..b.state.clone()
-                    },
-                };
-                let e = self
-                    .trails
-                    .append_now(&held, &member, now, EventBody::Binding(record))?;
-                out.push(Moved {
-                    member_id: member.clone(),
-                    to_guide_id: Some(to),
-                    why: "transferred".into(),
-                    event_seq: Some(e.seq),
-                });
+                    };
+                    let mut chain = Chain::new(&member, head);
+                    chain.push(now, now, EventBody::Binding(record), None);
+                    target = Some(to);
+                    Ok::<_, CatalogError>(Some(chain))
+                })?;
+                match written {
+                    Written::Stored(events) => out.push(Moved {
+                        member_id: member.clone(),
+                        to_guide_id: target,
+                        why: "transferred".into(),
+                        event_seq: events.first().map(|e| e.seq),
+                    }),
+                    Written::Replayed(_) | Written::Nothing => out.extend(skipped),
+                }
             }
             after = Some(last);
         }

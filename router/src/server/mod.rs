@@ -186,7 +186,7 @@ pub async fn run_with(
 
 /// Moves on expired offers every `offers.sweep_every_ms`, off the async workers, until aborted.
 async fn sweep_offers(engine: Arc<Engine>) {
-    if engine.config().offers.channels.is_empty() && engine.open_offer_count() == 0 {
+    if engine.config().offers.channels.is_empty() && engine.open_offer_count().unwrap_or(1) == 0 {
         return;
     }
     let every = std::time::Duration::from_millis(engine.config().offers.sweep_every_ms);

@@ -94,6 +94,10 @@ pub fn store(e: &StorageError) -> Status {
                 capped(e.to_string())
             ))
         }
+        StorageError::Contended(why) => Status::aborted(format!(
+            "concurrent writers kept winning ({}); retry the request",
+            capped(why.clone())
+        )),
         _ => Status::unavailable(e.to_string()),
     }
 }

@@ -14,6 +14,7 @@ pub fn encode_decision(d: &Decision) -> Vec<u8> {
         day: d.day.0,
         request: Some(wire::lead_to_pb(&d.lead)),
         recorded_by: d.recorded_by.clone().unwrap_or_default(),
+        version: d.version,
     }
     .encode_to_vec()
 }
@@ -25,6 +26,7 @@ pub fn decode_decision(bytes: &[u8]) -> Result<Decision, String> {
     let response = rec.response.ok_or("record has no response")?;
     let mut d = wire::decision_from_pb(response, lead, Day(rec.day));
     d.recorded_by = (!rec.recorded_by.is_empty()).then_some(rec.recorded_by);
+    d.version = rec.version.max(1);
     Ok(d)
 }
 
@@ -73,6 +75,7 @@ pub(crate) mod tests {
             offer: None,
             model_versions: vec!["pref-0123456789abcdef".into()],
             recorded_by: Some("backend".into()),
+            version: 1,
         }
     }
 

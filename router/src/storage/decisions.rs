@@ -1,38 +1,78 @@
 //! Routing decisions and the capacity they hold: one part of the storage contract.
 
-use super::StorageError;
+use super::{Append, StorageError};
 use crate::domain::{Day, Decision};
 use std::sync::Arc;
 
-/// Decisions by lead id, with the counts they derive.
+/// The capacity a decision takes: one of `guide_id`'s leads on `day`, taken only while the
+/// guide's count is below `capacity`.
+#[derive(Debug, Clone, Copy)]
+pub struct Take<'a> {
+    pub guide_id: &'a str,
+    pub day: Day,
+    pub capacity: u32,
+}
+
+/// One conditional write of a routing decision ([`Decisions::commit_route`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RouteCommit<'a> {
+    pub decision: &'a Arc<Decision>,
+    /// `None`: a new lead (stored only if the lead has no decision yet). `Some(v)`: replaces the
+    /// stored decision only while it is still at version `v` (an offer that moved on, was
+    /// accepted or exhausted); the new decision's `version` is `v + 1`.
+    pub replaces: Option<u32>,
+    /// The capacity the decision takes.
+    pub take: Option<Take<'a>>,
+    /// The capacity the replaced version held and gives back: `(guide_id, day)`.
+    pub release: Option<(&'a str, Day)>,
+    /// The member's events the route appends (a binding, an offer event), chained onto the head
+    /// read: written with the decision or not at all.
+    pub events: &'a [Append<'a>],
+}
+
+/// What [`Decisions::commit_route`] did. Anything but `Stored` wrote nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Committed {
+    /// Written. `used`: the taken guide's count on the day, this decision included.
+    Stored { used: Option<u32> },
+    /// The lead had a decision already (a retry, or another replica routed it first).
+    Replayed(Arc<Decision>),
+    /// The decision to replace is no longer at the version read (or is gone).
+    Moved(Option<Arc<Decision>>),
+    /// The guide is at capacity: `used` is its count.
+    Full { used: u32 },
+    /// The member's head moved since it was read: read the binding again.
+    HeadMoved,
+}
+
+/// Decisions by lead id, the capacity they hold, and the open offers among them.
 pub trait Decisions: Send + Sync {
     /// The decision stored for `lead_id`, if any.
     fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StorageError>;
 
-    /// Stores a decision. `guide_count` is set when the decision took a guide's capacity: that
-    /// guide's count for the decision's day including this decision (a store may keep it, or
-    /// derive counts from its decisions as sled does).
-    fn put_decision(
-        &self,
-        decision: &Arc<Decision>,
-        guide_count: Option<u32>,
-    ) -> Result<(), StorageError>;
+    /// Inserts or replaces a decision, takes and gives back capacity and appends the member's
+    /// events, all in one step or not at all (see [`RouteCommit`], [`Committed`]). Visible at
+    /// once; durable within the flush interval, or after [`super::Storage::flush`].
+    fn commit_route(&self, commit: &RouteCommit<'_>) -> Result<Committed, StorageError>;
 
-    /// Replaces a stored decision (an offer that moved on, was accepted or exhausted).
-    /// `guide_count` as for [`Storage::put_decision`], for the decision's new guide; the old
-    /// guide's count no longer includes it.
-    fn replace_decision(
-        &self,
-        previous: &Decision,
-        decision: &Arc<Decision>,
-        guide_count: Option<u32>,
-    ) -> Result<(), StorageError>;
-
-    /// Decisions whose offer is open (read at start, to expire them on time).
-    fn open_offers(&self) -> Result<Vec<Arc<Decision>>, StorageError>;
+    /// One guide's count on `day`.
+    fn guide_count(&self, guide_id: &str, day: Day) -> Result<u32, StorageError>;
 
     /// Every guide's count for one business day.
     fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StorageError>;
+
+    /// Open offers due at `now_ms` (expired) that no one holds, leased to the caller until
+    /// `lease_until_ms`, at most `limit`, by expiry: so that of several replicas' sweepers one
+    /// moves each offer. A lease lapses by itself; the replacing commit ends it.
+    fn claim_due_offers(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Arc<Decision>>, StorageError>;
+
+    /// How many decisions hold an open offer.
+    fn open_offer_count(&self) -> Result<usize, StorageError>;
 
     /// Number of stored decisions.
     fn decision_count(&self) -> Result<u64, StorageError>;

@@ -9,22 +9,22 @@
 //! After any crash, [`Storage::day_counts`] agrees with the decisions that survived (sled derives the
 //! counts from an index written with each decision; see [`SledStore`]).
 
+mod chain;
 pub(crate) mod codec;
 mod decisions;
 mod logs;
 mod memory;
 mod network;
 mod sled;
-mod trail_log;
 mod trails;
 
-pub use decisions::Decisions;
+pub use chain::{Chain, MAX_ATTEMPTS, Written, append_retrying, backoff};
+pub use decisions::{Committed, Decisions, RouteCommit, Take};
 pub use logs::Logs;
 pub use memory::MemoryStore;
 pub use network::Networks;
 pub use sled::{SledConfig, SledStore};
-pub use trail_log::{MemberGuard, TrailLog};
-pub use trails::Trails;
+pub use trails::{Append, Appended, Trails};
 
 use crate::domain::trail::{EventBody, TrailEvent};
 
@@ -67,6 +67,9 @@ pub enum StorageError {
     Corrupt { key: String, why: String },
     #[error("the data directory {path} is in use by another process (sled holds a lock on it)")]
     Locked { path: String },
+    /// Other writers kept winning a conditional write; the caller may retry.
+    #[error("contended: {0}")]
+    Contended(String),
 }
 
 /// Where a ledger read stopped: the last event's `occurred_at`, kind (`b'o'` order, `b'a'`
@@ -126,6 +129,46 @@ pub trait Storage: Decisions + Trails + Logs + Networks + std::fmt::Debug + 'sta
     fn shares_flushes(&self) -> bool {
         true
     }
+}
+
+/// Striped locks by key: inside a backend that one process opens (sled), the lock that makes a
+/// check and its write one step.
+#[derive(Debug)]
+pub(crate) struct Stripes {
+    locks: Box<[parking_lot::Mutex<()>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Stripes {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            locks: (0..n.max(1)).map(|_| parking_lot::Mutex::new(())).collect(),
+            hasher: Default::default(),
+        }
+    }
+
+    pub(crate) fn lock(&self, key: &str) -> parking_lot::MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        let i = (self.hasher.hash_one(key) as usize) % self.locks.len();
+        self.locks[i].lock()
+    }
+}
+
+/// Checks that `events` are one member's, with consecutive `seq`s: what [`Chain`] builds. A
+/// backend refuses anything else before writing.
+pub fn check_chain(events: &[Append<'_>]) -> Result<(), StorageError> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    for (i, a) in events.iter().enumerate() {
+        if a.event.member_id != first.event.member_id || a.event.seq != first.event.seq + i as u64 {
+            return Err(StorageError::Backend(format!(
+                "an append holds events of one member with consecutive seqs; event {i} is ({:?}, {})",
+                a.event.member_id, a.event.seq
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Visits a member's events with `seq >= from_seq` in order, reading `chunk` at a time, until

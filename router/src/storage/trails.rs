@@ -4,6 +4,26 @@
 use super::{LedgerCursor, StorageError, TrailKey};
 use crate::domain::trail::TrailEvent;
 
+/// One event to append: the event, its canonical line (`event.to_line()`, which the caller has
+/// already) and the idempotency key it is found by.
+#[derive(Debug, Clone)]
+pub struct Append<'k> {
+    pub event: TrailEvent,
+    pub line: String,
+    pub key: Option<TrailKey<'k>>,
+}
+
+/// What [`Trails::append_events`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// Written: the last event is the member's head.
+    Stored,
+    /// A key was taken already, by this stored event: nothing was written.
+    Replayed(Box<TrailEvent>),
+    /// The member's head moved since it was read: nothing was written.
+    HeadMoved,
+}
+
 /// Members' trails.
 pub trait Trails: Send + Sync {
     /// `(seq, hash)` of a member's last trail event.
@@ -28,17 +48,17 @@ pub trait Trails: Send + Sync {
     /// The event recorded under an idempotency key.
     fn trail_event(&self, key: TrailKey<'_>) -> Result<Option<TrailEvent>, StorageError>;
 
-    /// Appends `event` (the member's next `seq`; the caller serialises appends per member) and
-    /// indexes it under `key` when given (binding and offer events have none: they are found
-    /// through the member's binding pointer, the decision, or a scan). Visible at once; durable after the next [`Storage::flush`], or within
-    /// the flush interval.
-    /// `line` is `event.to_line()`, passed in because the caller has it already.
-    fn append_trail(
-        &self,
-        event: &TrailEvent,
-        line: &str,
-        key: Option<TrailKey<'_>>,
-    ) -> Result<(), StorageError>;
+    /// Appends one member's `events` (consecutive `seq`s, built by [`super::Chain`] on the head
+    /// the caller read) and indexes each under its key, all or none:
+    /// - [`Appended::HeadMoved`] when the member's head is no longer the one the first event
+    ///   chains onto (another writer appended first): nothing is written; read again, rebuild;
+    /// - [`Appended::Replayed`] when an event's key is already taken: nothing is written; the
+    ///   stored event is returned.
+    ///
+    /// Binding and offer events have no key: they are found through the member's binding
+    /// pointer, the decision, or a scan. Visible at once; durable after the next
+    /// [`super::Storage::flush`], or within the flush interval.
+    fn append_events(&self, events: &[Append<'_>]) -> Result<Appended, StorageError>;
 
     /// Order and refund events whose `occurred_at` lies in `[from_ms, to_ms)`, by `occurred_at`
     /// then kind (`o` before `r`) then id, starting after `after` when given, at most `limit`.

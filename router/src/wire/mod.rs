@@ -338,6 +338,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
         offer,
         model_versions: r.model_versions,
         recorded_by: None,
+        version: 1,
     }
 }
 

@@ -1,57 +1,124 @@
 use super::*;
+use crate::domain::offer::OfferStatus;
+use crate::storage::{Committed, RouteCommit};
+
+/// `(expires_at_ms, lead_id)` when the decision holds an open offer.
+fn open_offer(d: &Decision) -> Option<(i64, String)> {
+    let o = d.offer.as_ref()?;
+    (o.status == OfferStatus::Open).then(|| (o.expires_at_ms, d.lead.lead_id.clone()))
+}
 
 impl Decisions for MemoryStore {
     fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StorageError> {
         Ok(self.inner.lock().decisions.get(lead_id).cloned())
     }
 
-    /// Counts are derived from the decisions (see [`Storage::day_counts`]), so `guide_count` is
-    /// not kept.
-    fn put_decision(
-        &self,
-        d: &Arc<Decision>,
-        _guide_count: Option<u32>,
-    ) -> Result<(), StorageError> {
-        self.inner
-            .lock()
+    /// Everything under the one lock: the check and the writes are one step.
+    fn commit_route(&self, c: &RouteCommit<'_>) -> Result<Committed, StorageError> {
+        let mut inner = self.inner.lock();
+        let d = c.decision;
+        let stored = inner.decisions.get(&d.lead.lead_id);
+        match (c.replaces, stored) {
+            (None, Some(s)) => return Ok(Committed::Replayed(s.clone())),
+            (Some(v), Some(s)) if s.version != v => return Ok(Committed::Moved(Some(s.clone()))),
+            (Some(_), None) => return Ok(Committed::Moved(None)),
+            _ => {}
+        }
+        let used = match c.take {
+            Some(t) => {
+                let used = inner
+                    .counts
+                    .get(&(t.day, t.guide_id.to_string()))
+                    .copied()
+                    .unwrap_or(0);
+                if used >= t.capacity {
+                    return Ok(Committed::Full { used });
+                }
+                Some(used + 1)
+            }
+            None => None,
+        };
+        match inner.check_append(c.events)? {
+            None => {}
+            Some(Appended::HeadMoved) => return Ok(Committed::HeadMoved),
+            Some(Appended::Replayed(_) | Appended::Stored) => {
+                return Err(StorageError::Backend(
+                    "a route's events carry no id key".into(),
+                ));
+            }
+        }
+        inner.apply_append(c.events);
+        if let (Some(t), Some(used)) = (c.take, used) {
+            inner.counts.insert((t.day, t.guide_id.to_string()), used);
+        }
+        if let Some((g, day)) = c.release
+            && let Some(n) = inner.counts.get_mut(&(day, g.to_string()))
+        {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(prev) = inner
             .decisions
-            .insert(d.lead.lead_id.clone(), d.clone());
-        Ok(())
+            .insert(d.lead.lead_id.clone(), d.clone())
+            .and_then(|p| open_offer(&p))
+        {
+            inner.offers.remove(&prev);
+            inner.leases.remove(&prev.1);
+        }
+        if let Some(open) = open_offer(d) {
+            inner.offers.insert(open);
+        }
+        Ok(Committed::Stored { used })
     }
 
-    fn replace_decision(
-        &self,
-        _previous: &Decision,
-        d: &Arc<Decision>,
-        guide_count: Option<u32>,
-    ) -> Result<(), StorageError> {
-        self.put_decision(d, guide_count)
-    }
-
-    fn open_offers(&self) -> Result<Vec<Arc<Decision>>, StorageError> {
+    fn guide_count(&self, guide_id: &str, day: Day) -> Result<u32, StorageError> {
         Ok(self
             .inner
             .lock()
-            .decisions
-            .values()
-            .filter(|d| {
-                d.offer
-                    .as_ref()
-                    .is_some_and(|o| o.status == crate::domain::offer::OfferStatus::Open)
-            })
-            .cloned()
-            .collect())
+            .counts
+            .get(&(day, guide_id.to_string()))
+            .copied()
+            .unwrap_or(0))
     }
 
-    /// Decisions of `day` that hold a guide (a routed lead, or an open or accepted offer).
     fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StorageError> {
-        let mut counts: HashMap<String, u32> = HashMap::new();
-        for d in self.inner.lock().decisions.values() {
-            if let (true, Some(g)) = (d.day == day, d.guide_id()) {
-                *counts.entry(g.to_string()).or_default() += 1;
+        let mut out: Vec<(String, u32)> = self
+            .inner
+            .lock()
+            .counts
+            .iter()
+            .filter(|((d, _), n)| *d == day && **n > 0)
+            .map(|((_, g), n)| (g.clone(), *n))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn claim_due_offers(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Arc<Decision>>, StorageError> {
+        let mut inner = self.inner.lock();
+        let due: Vec<String> = inner
+            .offers
+            .range(..(now_ms + 1, String::new()))
+            .filter(|(_, lead)| inner.leases.get(lead).is_none_or(|&until| until <= now_ms))
+            .take(limit)
+            .map(|(_, lead)| lead.clone())
+            .collect();
+        let mut out = Vec::with_capacity(due.len());
+        for lead in due {
+            inner.leases.insert(lead.clone(), lease_until_ms);
+            if let Some(d) = inner.decisions.get(&lead) {
+                out.push(d.clone());
             }
         }
-        Ok(counts.into_iter().collect())
+        Ok(out)
+    }
+
+    fn open_offer_count(&self) -> Result<usize, StorageError> {
+        Ok(self.inner.lock().offers.len())
     }
 
     fn decision_count(&self) -> Result<u64, StorageError> {

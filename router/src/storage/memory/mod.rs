@@ -3,7 +3,10 @@ mod logs;
 mod network;
 mod trails;
 
-use super::{Decisions, LedgerCursor, Logs, Networks, Storage, StorageError, TrailKey, Trails};
+use super::{
+    Append, Appended, Decisions, LedgerCursor, Logs, Networks, Storage, StorageError, TrailKey,
+    Trails, check_chain,
+};
 use crate::catalog::NetworkSpec;
 use crate::domain::trail::TrailEvent;
 use crate::domain::{Day, Decision};
@@ -28,6 +31,12 @@ struct Inner {
     audit: BTreeMap<u64, String>,
     disputes: BTreeMap<u64, String>,
     bindings: HashMap<String, u64>,
+    /// Each guide's count per business day.
+    counts: HashMap<(Day, String), u32>,
+    /// Open offers: `(expires_at_ms, lead_id)`.
+    offers: std::collections::BTreeSet<(i64, String)>,
+    /// Claimed offers: lead id → lease end (ms).
+    leases: HashMap<String, i64>,
 }
 
 impl MemoryStore {
@@ -43,6 +52,66 @@ impl MemoryStore {
         let before = inner.decisions.len();
         inner.decisions.retain(|_, d| d.day >= day);
         before - inner.decisions.len()
+    }
+}
+
+impl Inner {
+    /// Why `events` cannot be appended as they are, if they cannot.
+    fn check_append(&self, events: &[Append<'_>]) -> Result<Option<Appended>, StorageError> {
+        let Some(first) = events.first() else {
+            return Ok(None);
+        };
+        let member = &first.event.member_id;
+        check_chain(events)?;
+        let head = self
+            .trails
+            .range((member.clone(), 0)..=(member.clone(), u64::MAX))
+            .next_back()
+            .map_or(0, |(_, e)| e.seq);
+        if first.event.seq != head + 1 {
+            return Ok(Some(Appended::HeadMoved));
+        }
+        for a in events {
+            if let Some(key) = a.key {
+                let (tag, id) = key.tag();
+                if let Some(e) = self
+                    .trail_keys
+                    .get(&(tag, id.to_string()))
+                    .and_then(|at| self.trails.get(at))
+                    .filter(|e| key.matches(e))
+                {
+                    return Ok(Some(Appended::Replayed(Box::new(e.clone()))));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes checked `events` and their keys.
+    fn apply_append(&mut self, events: &[Append<'_>]) {
+        for Append { event, key, .. } in events {
+            let key = *key;
+            let at = (event.member_id.clone(), event.seq);
+            if let Some(key) = key {
+                let (tag, id) = key.tag();
+                self.trail_keys.insert((tag, id.to_string()), at.clone());
+            }
+            if let Some(c) = LedgerCursor::of(event) {
+                self.ledger.insert(c, at.clone());
+            }
+            let order_id = match &event.body {
+                crate::domain::trail::EventBody::Refund(r) => Some(&r.order_id),
+                crate::domain::trail::EventBody::Adjustment(a) => Some(&a.order_id),
+                _ => None,
+            };
+            if let Some(o) = order_id {
+                self.refunds.entry(o.clone()).or_default().push(at.clone());
+            }
+            if event.binding().is_some() {
+                self.bindings.insert(event.member_id.clone(), event.seq);
+            }
+            self.trails.insert(at, event.clone());
+        }
     }
 }
 

@@ -52,34 +52,13 @@ impl Trails for MemoryStore {
             .cloned())
     }
 
-    fn append_trail(
-        &self,
-        event: &TrailEvent,
-        _line: &str,
-        key: Option<TrailKey<'_>>,
-    ) -> Result<(), StorageError> {
+    fn append_events(&self, events: &[Append<'_>]) -> Result<Appended, StorageError> {
         let mut inner = self.inner.lock();
-        let at = (event.member_id.clone(), event.seq);
-        if let Some(key) = key {
-            let (tag, id) = key.tag();
-            inner.trail_keys.insert((tag, id.to_string()), at.clone());
+        if let Some(refused) = inner.check_append(events)? {
+            return Ok(refused);
         }
-        if let Some(c) = LedgerCursor::of(event) {
-            inner.ledger.insert(c, at.clone());
-        }
-        let order_id = match &event.body {
-            crate::domain::trail::EventBody::Refund(r) => Some(&r.order_id),
-            crate::domain::trail::EventBody::Adjustment(a) => Some(&a.order_id),
-            _ => None,
-        };
-        if let Some(o) = order_id {
-            inner.refunds.entry(o.clone()).or_default().push(at.clone());
-        }
-        if event.binding().is_some() {
-            inner.bindings.insert(event.member_id.clone(), event.seq);
-        }
-        inner.trails.insert(at, event.clone());
-        Ok(())
+        inner.apply_append(events);
+        Ok(Appended::Stored)
     }
 
     fn ledger_events(

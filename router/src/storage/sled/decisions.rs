@@ -1,4 +1,12 @@
 use super::*;
+use crate::domain::offer::OfferStatus;
+use crate::storage::{Committed, RouteCommit};
+
+/// `(expires_at_ms, lead_id)` when the decision holds an open offer.
+pub(super) fn open_offer(d: &Decision) -> Option<(i64, String)> {
+    let o = d.offer.as_ref()?;
+    (o.status == OfferStatus::Open).then(|| (o.expires_at_ms, d.lead.lead_id.clone()))
+}
 
 impl Decisions for SledStore {
     fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StorageError> {
@@ -17,26 +25,143 @@ impl Decisions for SledStore {
         }
     }
 
-    fn put_decision(
-        &self,
-        d: &Arc<Decision>,
-        guide_count: Option<u32>,
-    ) -> Result<(), StorageError> {
-        self.put(d, guide_count, Vec::new())
+    /// Under the lead's lock, then the guide's count shard, then the member's lock (always in
+    /// that order): sled is opened by one process, so these locks make the checks and the
+    /// writes one step.
+    fn commit_route(&self, c: &RouteCommit<'_>) -> Result<Committed, StorageError> {
+        self.check_failed()?;
+        let d = c.decision;
+        let _lead = self.leads.lock(&d.lead.lead_id);
+        let stored = self.decision(&d.lead.lead_id)?;
+        match (c.replaces, &stored) {
+            (None, Some(s)) => return Ok(Committed::Replayed(s.clone())),
+            (Some(v), Some(s)) if s.version != v => return Ok(Committed::Moved(Some(s.clone()))),
+            (Some(_), None) => return Ok(Committed::Moved(None)),
+            _ => {}
+        }
+        for day in c
+            .take
+            .map(|t| t.day)
+            .into_iter()
+            .chain(c.release.map(|r| r.1))
+        {
+            self.counts.seed(day.0, || self.counts_on_disk(day))?;
+        }
+        let mut shard = c.take.map(|t| self.counts.shard(t.guide_id).lock());
+        let used = match (c.take, shard.as_ref()) {
+            (Some(t), Some(s)) => {
+                let n = s.get(&(t.day.0, t.guide_id.into())).copied().unwrap_or(0);
+                if n >= t.capacity {
+                    return Ok(Committed::Full { used: n });
+                }
+                Some(n + 1)
+            }
+            _ => None,
+        };
+        if let Some(first) = c.events.first() {
+            check_chain(c.events)?;
+            let _member = self.members.lock(&first.event.member_id);
+            match self.refuse_append(c.events)? {
+                None => {}
+                Some(Appended::HeadMoved) => return Ok(Committed::HeadMoved),
+                Some(_) => {
+                    return Err(StorageError::Backend(
+                        "a route's events carry no id key".into(),
+                    ));
+                }
+            }
+            for a in c.events {
+                self.write_event(&a.event, &a.line, a.key)?;
+            }
+            self.mark_dirty();
+        }
+        let stale = stored.as_deref().and_then(offer_key).into_iter().collect();
+        self.put(d, c.take.is_some(), stale)?;
+        if let (Some(t), Some(s), Some(n)) = (c.take, shard.as_mut(), used) {
+            s.insert((t.day.0, t.guide_id.into()), n);
+        }
+        drop(shard);
+        if let Some((g, day)) = c.release {
+            self.counts.release(g, day.0);
+        }
+        let mut offers = self.offers.lock();
+        if let Some(prev) = stored.as_deref().and_then(open_offer) {
+            offers.remove(&prev);
+            self.leases.lock().remove(&prev.1);
+        }
+        if let Some(open) = open_offer(d) {
+            offers.insert(open);
+        }
+        Ok(Committed::Stored { used })
     }
 
-    fn replace_decision(
-        &self,
-        previous: &Decision,
-        d: &Arc<Decision>,
-        guide_count: Option<u32>,
-    ) -> Result<(), StorageError> {
-        // The previous version's capacity entry stays: day_counts() counts a lead only for the
-        // guide and day its decision names now.
-        self.put(d, guide_count, offer_key(previous).into_iter().collect())
+    fn guide_count(&self, guide_id: &str, day: Day) -> Result<u32, StorageError> {
+        self.counts.seed(day.0, || self.counts_on_disk(day))?;
+        Ok(self.counts.get(guide_id, day.0))
     }
 
-    fn open_offers(&self) -> Result<Vec<Arc<Decision>>, StorageError> {
+    fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StorageError> {
+        self.counts.seed(day.0, || self.counts_on_disk(day))?;
+        Ok(self.counts.day(day.0))
+    }
+
+    fn claim_due_offers(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Arc<Decision>>, StorageError> {
+        let due: Vec<String> = {
+            let offers = self.offers.lock();
+            let mut leases = self.leases.lock();
+            let due: Vec<String> = offers
+                .range(..(now_ms + 1, String::new()))
+                .filter(|(_, lead)| leases.get(lead).is_none_or(|&until| until <= now_ms))
+                .take(limit)
+                .map(|(_, lead)| lead.clone())
+                .collect();
+            for lead in &due {
+                leases.insert(lead.clone(), lease_until_ms);
+            }
+            due
+        };
+        let mut out = Vec::with_capacity(due.len());
+        for lead in due {
+            if let Some(d) = self.decision(&lead)? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_offer_count(&self) -> Result<usize, StorageError> {
+        Ok(self.offers.lock().len())
+    }
+
+    fn decision_count(&self) -> Result<u64, StorageError> {
+        self.flush()?;
+        Ok(self.routes.scan_prefix(b"d/").count() as u64)
+    }
+
+    fn scan_decisions(&self, f: &mut dyn FnMut(Arc<Decision>) -> bool) -> Result<(), StorageError> {
+        self.flush()?;
+        for kv in self.routes.scan_prefix(b"d/") {
+            let (k, v) = kv.map_err(backend)?;
+            let d = codec::decode_decision(&v).map_err(|why| StorageError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                why,
+            })?;
+            if !f(Arc::new(d)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SledStore {
+    /// Decisions whose offer is open, from the `o/` keys (read at open).
+    pub(super) fn open_offers_on_disk(&self) -> Result<Vec<Arc<Decision>>, StorageError> {
         let mut out = Vec::new();
         for kv in self.routes.scan_prefix(b"o/") {
             let (k, _) = kv.map_err(backend)?;
@@ -52,8 +177,9 @@ impl Decisions for SledStore {
         Ok(out)
     }
 
-    fn day_counts(&self, day: Day) -> Result<Vec<(String, u32)>, StorageError> {
-        self.flush()?;
+    /// Every guide's count on `day` as the stored decisions have it: read once per day and
+    /// process, before the day's first take (see [`counts::Counts`]).
+    pub(super) fn counts_on_disk(&self, day: Day) -> Result<Vec<(String, u32)>, StorageError> {
         // Every (guide, lead) that took capacity on `day`: from capacity records, and from the
         // per-decision index keys that stores before capacity records wrote.
         let mut claims: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
@@ -107,25 +233,5 @@ impl Decisions for SledStore {
         let mut out: Vec<(String, u32)> = counts.into_iter().collect();
         out.sort();
         Ok(out)
-    }
-
-    fn decision_count(&self) -> Result<u64, StorageError> {
-        self.flush()?;
-        Ok(self.routes.scan_prefix(b"d/").count() as u64)
-    }
-
-    fn scan_decisions(&self, f: &mut dyn FnMut(Arc<Decision>) -> bool) -> Result<(), StorageError> {
-        self.flush()?;
-        for kv in self.routes.scan_prefix(b"d/") {
-            let (k, v) = kv.map_err(backend)?;
-            let d = codec::decode_decision(&v).map_err(|why| StorageError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                why,
-            })?;
-            if !f(Arc::new(d)) {
-                break;
-            }
-        }
-        Ok(())
     }
 }

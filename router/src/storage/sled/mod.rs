@@ -1,4 +1,5 @@
 mod binding_cache;
+mod counts;
 mod decisions;
 mod keys;
 mod logs;
@@ -7,7 +8,8 @@ mod trails;
 mod writer;
 
 use super::{
-    Decisions, LedgerCursor, Logs, Networks, Storage, StorageError, TrailKey, Trails, codec,
+    Append, Appended, Decisions, LedgerCursor, Logs, Networks, Storage, StorageError, Stripes,
+    TrailKey, Trails, check_chain, codec,
 };
 use crate::catalog::NetworkSpec;
 use crate::domain::trail::{EventBody, TrailEvent};
@@ -123,6 +125,16 @@ pub struct SledStore {
     /// Members' latest binding events (filled on reads, replaced on appends).
     bindings: BindingCache,
     group_commit: bool,
+    /// Members' locks: a conditional append checks the head and writes under one.
+    members: Stripes,
+    /// Leads' locks: a route commit checks for a stored decision and writes under one.
+    leads: Stripes,
+    /// Guides' counts per day.
+    counts: counts::Counts,
+    /// Open offers, `(expires_at_ms, lead_id)`: read from disk at open, kept by commits.
+    offers: Mutex<std::collections::BTreeSet<(i64, String)>>,
+    /// Claimed offers: lead id → lease end (ms).
+    leases: Mutex<HashMap<String, i64>>,
 }
 
 /// sled's errors as the contract's: damage found in the files is `Corrupt` (data loss, not a
@@ -273,7 +285,7 @@ impl SledStore {
                 })
                 .map_err(|e| StorageError::Backend(format!("cannot start the writer: {e}")))?
         };
-        Ok(Self {
+        let store = Self {
             routes,
             trails,
             meta,
@@ -283,7 +295,18 @@ impl SledStore {
             failed,
             bindings: BindingCache::new(config.binding_cache),
             group_commit: config.group_commit,
-        })
+            members: Stripes::new(1024),
+            leads: Stripes::new(1024),
+            counts: counts::Counts::new(),
+            offers: Mutex::new(Default::default()),
+            leases: Mutex::new(HashMap::new()),
+        };
+        let open = store.open_offers_on_disk()?;
+        store
+            .offers
+            .lock()
+            .extend(open.iter().filter_map(|d| decisions::open_offer(d)));
+        Ok(store)
     }
 
     /// Tells the writer that something written outside its queue needs flushing on time.
@@ -300,19 +323,14 @@ impl SledStore {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn put(
-        &self,
-        d: &Arc<Decision>,
-        guide_count: Option<u32>,
-        stale: Vec<Vec<u8>>,
-    ) -> Result<(), StorageError> {
+    fn put(&self, d: &Arc<Decision>, takes: bool, stale: Vec<Vec<u8>>) -> Result<(), StorageError> {
         self.check_failed()?;
         let lead_key = decision_key(d.lead.lead_id.as_bytes());
         let previous = self.pending.lock().insert(lead_key.clone(), d.clone());
         self.enqueue(Put {
             lead_key: lead_key.clone(),
             decision: d.clone(),
-            takes: guide_count.is_some() && d.guide_id().is_some(),
+            takes: takes && d.guide_id().is_some(),
             offer_key: offer_key(d),
             stale,
         })

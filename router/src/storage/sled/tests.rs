@@ -1,5 +1,56 @@
 use super::*;
 use crate::storage::codec::tests::sample_decision;
+use crate::storage::{Committed, RouteCommit, Take};
+
+/// Stores a new decision, taking its guide's capacity when `takes`.
+fn put(s: &SledStore, d: &Arc<Decision>, takes: bool) {
+    let c = RouteCommit {
+        decision: d,
+        replaces: None,
+        take: takes.then(|| Take {
+            guide_id: d.guide_id().unwrap(),
+            day: d.day,
+            capacity: u32::MAX,
+        }),
+        release: None,
+        events: &[],
+    };
+    assert!(matches!(
+        s.commit_route(&c).unwrap(),
+        Committed::Stored { .. }
+    ));
+}
+
+fn append1(s: &SledStore, e: &TrailEvent, line: &str, key: TrailKey<'_>) {
+    let a = crate::storage::Append {
+        event: e.clone(),
+        line: line.to_string(),
+        key: Some(key),
+    };
+    assert_eq!(s.append_events(&[a]).unwrap(), Appended::Stored);
+}
+
+/// Replaces `prev` by `next` (which takes its guide), giving back `prev`'s guide.
+fn replace(s: &SledStore, prev: &Decision, mut next: Decision) -> Arc<Decision> {
+    next.version = prev.version + 1;
+    let next = Arc::new(next);
+    let c = RouteCommit {
+        decision: &next,
+        replaces: Some(prev.version),
+        take: next.guide_id().map(|g| Take {
+            guide_id: g,
+            day: next.day,
+            capacity: u32::MAX,
+        }),
+        release: prev.guide_id().map(|g| (g, prev.day)),
+        events: &[],
+    };
+    assert!(matches!(
+        s.commit_route(&c).unwrap(),
+        Committed::Stored { .. }
+    ));
+    next
+}
 
 #[test]
 fn decisions_counts_and_network_survive_reopen() {
@@ -8,7 +59,7 @@ fn decisions_counts_and_network_survive_reopen() {
     {
         let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
         assert!(s.decision("L1").unwrap().is_none());
-        s.put_decision(&d, Some(3)).unwrap();
+        put(&s, &d, true);
         // Visible at once, before the writer has run.
         assert_eq!(s.decision("L1").unwrap().unwrap(), d);
         s.flush().unwrap();
@@ -27,15 +78,21 @@ fn counts_follow_stored_decisions_and_entries_without_one_count_nothing() {
     let mut d = sample_decision();
     for n in 1..=2500u32 {
         d.lead.lead_id = format!("L{n}");
-        s.put_decision(&Arc::new(d.clone()), Some(n)).unwrap();
+        put(&s, &Arc::new(d.clone()), true);
     }
     // Unrouted decisions take nothing.
     let mut u = sample_decision();
     u.lead.lead_id = "U1".into();
     u.assigned = None;
-    s.put_decision(&Arc::new(u), None).unwrap();
+    put(&s, &Arc::new(u), false);
     assert_eq!(s.day_counts(d.day).unwrap(), vec![("G1".to_string(), 2500)]);
     assert_eq!(s.decision_count().unwrap(), 2501);
+    // What follows is what a restart reads from disk.
+    s.flush().unwrap();
+    assert_eq!(
+        s.counts_on_disk(d.day).unwrap(),
+        vec![("G1".to_string(), 2500)]
+    );
     // 2500 decisions took capacity in a capacity record per writer chunk, not an index key
     // each (the writer wakes at least every 50 ms, so a slow machine makes more chunks).
     let records = s.routes.scan_prefix(count_prefix(d.day)).count();
@@ -64,14 +121,14 @@ fn counts_follow_stored_decisions_and_entries_without_one_count_nothing() {
         .insert(index_key(d.day, "G3", "legacy"), &[])
         .unwrap();
     assert_eq!(
-        s.day_counts(d.day).unwrap(),
+        s.counts_on_disk(d.day).unwrap(),
         vec![("G1".to_string(), 2500), ("G3".to_string(), 1)]
     );
     // A truncated record is reported, naming its key.
     let mut k = count_prefix(d.day);
     k.extend_from_slice(&(u64::MAX - 1).to_be_bytes());
     s.routes.insert(k, vec![9, b'G']).unwrap();
-    let e = s.day_counts(d.day).unwrap_err();
+    let e = s.counts_on_disk(d.day).unwrap_err();
     assert!(e.to_string().contains("truncated"), "{e}");
 }
 
@@ -82,21 +139,31 @@ fn a_replaced_decision_counts_once_for_the_guide_and_day_it_names_now() {
     let day = first.day;
     {
         let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
-        s.put_decision(&first, Some(1)).unwrap();
+        put(&s, &first, true);
         s.flush().unwrap();
         // The offer moves on to G2, then back to G1, then to G2 on the next day.
         let mut to_g2 = Decision::clone(&first);
         to_g2.assigned = Some(("S2".into(), "G2".into()));
-        let to_g2 = Arc::new(to_g2);
-        s.replace_decision(&first, &to_g2, Some(1)).unwrap();
+        let to_g2 = replace(&s, &first, to_g2);
         assert_eq!(s.day_counts(day).unwrap(), vec![("G2".to_string(), 1)]);
-        let back = Arc::new(Decision::clone(&first));
-        s.replace_decision(&to_g2, &back, Some(1)).unwrap();
+        let back = replace(&s, &to_g2, Decision::clone(&first));
         assert_eq!(s.day_counts(day).unwrap(), vec![("G1".to_string(), 1)]);
         let mut next_day = Decision::clone(&to_g2);
         next_day.day = Day(day.0 + 1);
-        s.replace_decision(&back, &Arc::new(next_day), Some(1))
-            .unwrap();
+        replace(&s, &back, next_day);
+        assert!(s.day_counts(day).unwrap().is_empty());
+        // A replacement at a version that moved on is refused and writes nothing.
+        let stale = RouteCommit {
+            decision: &first,
+            replaces: Some(first.version),
+            take: None,
+            release: None,
+            events: &[],
+        };
+        assert!(matches!(
+            s.commit_route(&stale).unwrap(),
+            Committed::Moved(Some(_))
+        ));
     }
     let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
     assert!(s.day_counts(day).unwrap().is_empty());
@@ -112,7 +179,7 @@ fn dropping_the_store_makes_queued_writes_durable() {
     let d = Arc::new(sample_decision());
     {
         let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
-        s.put_decision(&d, Some(1)).unwrap();
+        put(&s, &d, true);
     }
     let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
     assert!(s.decision("L1").unwrap().is_some());
@@ -144,7 +211,20 @@ fn the_head_is_read_from_the_key_and_the_line_tail() {
     assert_eq!(head_of(&k, &line.as_bytes()[..line.len() - 1]), None);
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
-    s.append_trail(&e, &line, Some(TrailKey::Touch("T")))
+    // Seq 42 onto an empty trail is refused as a moved head; written as it is, it is read back.
+    let one = |key| {
+        vec![crate::storage::Append {
+            event: e.clone(),
+            line: line.clone(),
+            key,
+        }]
+    };
+    assert_eq!(
+        s.append_events(&one(Some(TrailKey::Touch("T")))).unwrap(),
+        Appended::HeadMoved
+    );
+    assert_eq!(s.trail_head("M1").unwrap(), None);
+    s.write_event(&e, &line, Some(TrailKey::Touch("T")))
         .unwrap();
     assert_eq!(s.trail_head("M1").unwrap(), Some((42, e.hash.clone())));
     assert_eq!(s.trail_event(TrailKey::Touch("T")).unwrap(), Some(e));
@@ -163,7 +243,7 @@ fn concurrent_flushes_share_disk_syncs() {
                 let mut d = sample_decision();
                 for i in 0..20 {
                     d.lead.lead_id = format!("L{t}-{i}");
-                    s.put_decision(&Arc::new(d.clone()), None).unwrap();
+                    put(s, &Arc::new(d.clone()), false);
                     s.flush().unwrap();
                 }
             });
@@ -211,8 +291,7 @@ fn refund_keys_are_trusted_only_when_their_event_is_there() {
         })
     };
     let (e, line) = TrailEvent::next_with_line("M1", None, 1, 1, refund("R1"));
-    s.append_trail(&e, &line, Some(TrailKey::Refund("R1")))
-        .unwrap();
+    append1(&s, &e, &line, TrailKey::Refund("R1"));
     // A crash after a refund's keys but before its event: keys naming seq 2, no event.
     let mut fk = refund_prefix("O1");
     fk.extend_from_slice(b"R2");
@@ -226,8 +305,7 @@ fn refund_keys_are_trusted_only_when_their_event_is_there() {
     assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
     // The next append at seq 2 is another refund: R2's keys still do not match it.
     let (e3, line3) = TrailEvent::next_with_line("M1", Some((1, &e.hash)), 2, 2, refund("R3"));
-    s.append_trail(&e3, &line3, Some(TrailKey::Refund("R3")))
-        .unwrap();
+    append1(&s, &e3, &line3, TrailKey::Refund("R3"));
     assert_eq!(s.follow_ups_of("O1").unwrap(), vec![e, e3]);
     assert_eq!(s.trail_event(TrailKey::Refund("R2")).unwrap(), None);
     assert!(s.follow_ups_of("O2").unwrap().is_empty());

@@ -63,51 +63,22 @@ impl Trails for SledStore {
         Ok(self.event_at(&at)?.filter(|e| key.matches(e)))
     }
 
-    fn append_trail(
-        &self,
-        event: &TrailEvent,
-        line: &str,
-        key: Option<TrailKey<'_>>,
-    ) -> Result<(), StorageError> {
+    fn append_events(&self, events: &[Append<'_>]) -> Result<Appended, StorageError> {
         self.check_failed()?;
-        let ek = event_key(&event.member_id, event.seq);
-        // The keys first: see the type's docs.
-        if let Some(key) = key {
-            self.trails
-                .insert(trail_key(key), &ek[1..])
-                .map_err(backend)?;
+        let Some(first) = events.first() else {
+            return Ok(Appended::Stored);
+        };
+        check_chain(events)?;
+        // The member's lock makes check-then-write one step: sled is opened by one process.
+        let _member = self.members.lock(&first.event.member_id);
+        if let Some(refused) = self.refuse_append(events)? {
+            return Ok(refused);
         }
-        if let Some(c) = LedgerCursor::of(event) {
-            self.trails
-                .insert(ledger_key(&c), &ek[1..])
-                .map_err(backend)?;
-        }
-        if let Some(b) = event.binding() {
-            self.trails
-                .insert(binding_key(&event.member_id), &ek[1..])
-                .map_err(backend)?;
-            self.trails
-                .insert(guide_member_key(&b.state.guide_id, &event.member_id), &[])
-                .map_err(backend)?;
-        }
-        if let Some(r) = event.refund() {
-            let mut fk = refund_prefix(&r.order_id);
-            fk.extend_from_slice(r.refund_id.as_bytes());
-            self.trails.insert(fk, &ek[1..]).map_err(backend)?;
-        }
-        if let Some(a) = event.adjustment() {
-            // 0x01 keeps adjustment ids apart from refund ids (ids are printable ASCII).
-            let mut fk = refund_prefix(&a.order_id);
-            fk.push(1);
-            fk.extend_from_slice(a.adjustment_id.as_bytes());
-            self.trails.insert(fk, &ek[1..]).map_err(backend)?;
-        }
-        self.trails.insert(ek, line.as_bytes()).map_err(backend)?;
-        if event.binding().is_some() {
-            self.bindings.appended(event);
+        for Append { event, line, key } in events {
+            self.write_event(event, line, *key)?;
         }
         self.mark_dirty();
-        Ok(())
+        Ok(Appended::Stored)
     }
 
     fn ledger_events(
@@ -238,5 +209,77 @@ impl Trails for SledStore {
             out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
         }
         Ok(out)
+    }
+}
+
+impl SledStore {
+    /// Why `events` cannot be appended as they are, if they cannot (under the member's lock).
+    pub(super) fn refuse_append(
+        &self,
+        events: &[Append<'_>],
+    ) -> Result<Option<Appended>, StorageError> {
+        let Some(first) = events.first() else {
+            return Ok(None);
+        };
+        let head = self
+            .trail_head(&first.event.member_id)?
+            .map_or(0, |(s, _)| s);
+        if first.event.seq != head + 1 {
+            return Ok(Some(Appended::HeadMoved));
+        }
+        for a in events {
+            if let Some(key) = a.key
+                && let Some(e) = self.trail_event(key)?
+            {
+                return Ok(Some(Appended::Replayed(Box::new(e))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes one checked event and its keys (keys first: see the type's docs).
+    pub(super) fn write_event(
+        &self,
+        event: &TrailEvent,
+        line: &str,
+        key: Option<TrailKey<'_>>,
+    ) -> Result<(), StorageError> {
+        let ek = event_key(&event.member_id, event.seq);
+        // The keys first: see the type's docs.
+        if let Some(key) = key {
+            self.trails
+                .insert(trail_key(key), &ek[1..])
+                .map_err(backend)?;
+        }
+        if let Some(c) = LedgerCursor::of(event) {
+            self.trails
+                .insert(ledger_key(&c), &ek[1..])
+                .map_err(backend)?;
+        }
+        if let Some(b) = event.binding() {
+            self.trails
+                .insert(binding_key(&event.member_id), &ek[1..])
+                .map_err(backend)?;
+            self.trails
+                .insert(guide_member_key(&b.state.guide_id, &event.member_id), &[])
+                .map_err(backend)?;
+        }
+        if let Some(r) = event.refund() {
+            let mut fk = refund_prefix(&r.order_id);
+            fk.extend_from_slice(r.refund_id.as_bytes());
+            self.trails.insert(fk, &ek[1..]).map_err(backend)?;
+        }
+        if let Some(a) = event.adjustment() {
+            // 0x01 keeps adjustment ids apart from refund ids (ids are printable ASCII).
+            let mut fk = refund_prefix(&a.order_id);
+            fk.push(1);
+            fk.extend_from_slice(a.adjustment_id.as_bytes());
+            self.trails.insert(fk, &ek[1..]).map_err(backend)?;
+        }
+        self.trails.insert(ek, line.as_bytes()).map_err(backend)?;
+        if event.binding().is_some() {
+            self.bindings.appended(event);
+        }
+        Ok(())
     }
 }

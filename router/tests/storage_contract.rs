@@ -1,0 +1,310 @@
+//! The storage contract (DESIGN §6) on every backend, starting with two engines on one storage:
+//! what replicas on one database would do. Each guarantee is checked by racing threads through
+//! both engines at once: a guide's capacity is never passed, a contested lead gets one decision,
+//! a contested member head one event per write, a contested order one entry set, and an offer
+//! expires once however many sweepers run.
+
+mod common;
+
+use common::tiny;
+use leadrouter::attribution::{Attribution, AttributionConfig, OrderInput, TouchInput};
+use leadrouter::clock::ManualClock;
+use leadrouter::domain::offer::{OfferAction, OfferConfig, OnExhausted};
+use leadrouter::domain::trail::{EventBody, OrderFacts, Touch, TouchKind};
+use leadrouter::domain::{Channel, Lead};
+use leadrouter::engine::{Engine, EngineConfig};
+use leadrouter::storage::{LedgerCursor, MemoryStore, SledConfig, SledStore, Storage, TrailKey};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const T0: i64 = 1_795_000_000_000;
+/// Threads per engine.
+const THREADS: usize = 8;
+
+/// A storage to test, and what keeps it alive (a temporary directory).
+struct Backend {
+    storage: Arc<dyn Storage>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn memory() -> Backend {
+    Backend {
+        storage: Arc::new(MemoryStore::new()),
+        _dir: None,
+    }
+}
+
+fn sled() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    Backend {
+        storage: Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap()),
+        _dir: Some(dir),
+    }
+}
+
+/// Two engines (replicas) on one storage, with one clock.
+fn two_engines(
+    b: &Backend,
+    caps: &[u32],
+    cfg: EngineConfig,
+) -> ([Arc<Engine>; 2], Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = || {
+        Arc::new(Engine::new(tiny(caps), b.storage.clone(), clock.clone(), cfg.clone()).unwrap())
+    };
+    ([engine(), engine()], clock)
+}
+
+fn lead(id: &str, member: Option<&str>, channel: Channel) -> Lead {
+    Lead {
+        lead_id: id.into(),
+        member_id: member.map(Into::into),
+        channel,
+        region_code: "440106".into(),
+        location: None,
+        interests: vec![],
+        referrer_guide_id: None,
+        occurred_at_ms: T0,
+    }
+}
+
+/// Runs `f(engine index, thread index)` on THREADS threads per engine at once.
+fn race(f: impl Fn(usize, usize) + Sync) {
+    std::thread::scope(|s| {
+        for e in 0..2 {
+            for t in 0..THREADS {
+                let f = &f;
+                s.spawn(move || f(e, t));
+            }
+        }
+    });
+}
+
+fn capacity_is_never_passed(b: Backend) {
+    let caps = [3, 2, 1];
+    let (engines, _) = two_engines(&b, &caps, EngineConfig::default());
+    let routed = std::sync::Mutex::new(HashMap::<String, u32>::new());
+    race(|e, t| {
+        for i in 0..10 {
+            let d = engines[e]
+                .route(&lead(&format!("L{e}-{t}-{i}"), None, Channel::MiniProgram))
+                .unwrap();
+            if let Some(g) = d.guide_id() {
+                *routed.lock().unwrap().entry(g.to_string()).or_default() += 1;
+            }
+        }
+    });
+    let routed = routed.into_inner().unwrap();
+    for (i, cap) in caps.iter().enumerate() {
+        let got = routed.get(&format!("G{i}")).copied().unwrap_or(0);
+        assert_eq!(got, *cap, "guide G{i} took {got} leads, capacity {cap}");
+    }
+    let day = engines[0].today();
+    let mut counts = b.storage.day_counts(day).unwrap();
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![("G0".into(), 3), ("G1".into(), 2), ("G2".into(), 1)]
+    );
+    assert_eq!(
+        b.storage.decision_count().unwrap(),
+        (2 * THREADS * 10) as u64
+    );
+}
+
+fn a_contested_lead_gets_one_decision(b: Backend) {
+    let (engines, _) = two_engines(&b, &[5, 5, 5], EngineConfig::default());
+    let ids = std::sync::Mutex::new(Vec::new());
+    race(|e, _| {
+        for _ in 0..5 {
+            let d = engines[e]
+                .route(&lead("L-contested", Some("m-1"), Channel::MiniProgram))
+                .unwrap();
+            ids.lock().unwrap().push((d.decision_id.clone(), d.replayed));
+        }
+    });
+    let ids = ids.into_inner().unwrap();
+    assert!(ids.iter().all(|(id, _)| *id == ids[0].0), "{ids:?}");
+    assert_eq!(ids.iter().filter(|(_, replayed)| !replayed).count(), 1);
+    assert_eq!(b.storage.decision_count().unwrap(), 1);
+    let used: u32 = b
+        .storage
+        .day_counts(engines[0].today())
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(used, 1);
+    // One binding event for the member, from the one route that was stored.
+    let trail = b.storage.trail_from("m-1", 1, 100).unwrap();
+    assert_eq!(trail.len(), 1, "{trail:?}");
+}
+
+fn touch(id: String, member: &str) -> TouchInput {
+    TouchInput {
+        member_id: member.into(),
+        touch: Touch {
+            touch_id: id,
+            kind: TouchKind::EcommerceVisit,
+            channel: Channel::Ecommerce,
+            guide_id: None,
+            store_id: None,
+            lead_id: None,
+            recorded_by: None,
+        },
+        occurred_at_ms: T0,
+    }
+}
+
+fn a_contested_head_gets_one_event_per_write(b: Backend) {
+    let (engines, _) = two_engines(&b, &[5, 5, 5], EngineConfig::default());
+    let services: Vec<Attribution> = engines
+        .iter()
+        .map(|e| Attribution::new(e.clone(), AttributionConfig::default()).unwrap())
+        .collect();
+    race(|e, t| {
+        for i in 0..20 {
+            services[e]
+                .record_touch(touch(format!("T{e}-{t}-{i}"), "M"))
+                .unwrap();
+        }
+    });
+    let trail = b.storage.trail_from("M", 1, 10_000).unwrap();
+    let n = 2 * THREADS * 20;
+    assert_eq!(trail.len(), n);
+    assert!(trail.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
+    let check = services[0].verify_trail("M").unwrap();
+    assert!(check.ok(), "{check:?}");
+    assert_eq!(check.events, n);
+}
+
+fn a_contested_order_gets_one_entry_set(b: Backend) {
+    let (engines, _) = two_engines(&b, &[5, 5, 5], EngineConfig::default());
+    let services: Vec<Attribution> = engines
+        .iter()
+        .map(|e| Attribution::new(e.clone(), AttributionConfig::default()).unwrap())
+        .collect();
+    let order = |member: &str| OrderInput {
+        member_id: member.into(),
+        facts: OrderFacts {
+            order_id: "O-1".into(),
+            amount_cents: 10_000,
+            paid_channel: Channel::MiniProgram,
+            fulfilling_store_id: Some("S1".into()),
+            sharing_guide_id: Some("G1".into()),
+            referrer_guide_ids: vec![],
+        },
+        occurred_at_ms: T0,
+        recorded_by: None,
+    };
+    let replies = std::sync::Mutex::new(Vec::new());
+    race(|e, t| {
+        // Touches of the member race with the order, moving its head.
+        services[e]
+            .record_touch(touch(format!("T{e}-{t}"), "M"))
+            .unwrap();
+        let r = services[e].record_order(order("M")).unwrap();
+        replies.lock().unwrap().push((r.event.hash.clone(), r.replayed));
+    });
+    let replies = replies.into_inner().unwrap();
+    assert!(replies.iter().all(|(h, _)| *h == replies[0].0));
+    assert_eq!(replies.iter().filter(|(_, replayed)| !replayed).count(), 1);
+    let orders: Vec<_> = b
+        .storage
+        .trail_from("M", 1, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.body, EventBody::Order(_)))
+        .collect();
+    assert_eq!(orders.len(), 1);
+    let ledger = b
+        .storage
+        .ledger_events(T0 - 1, T0 + 1, None::<&LedgerCursor>, 100)
+        .unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        b.storage
+            .trail_event(TrailKey::Order("O-1"))
+            .unwrap()
+            .unwrap()
+            .hash,
+        replies[0].0
+    );
+    assert!(services[1].verify_trail("M").unwrap().ok());
+}
+
+fn an_offer_expires_once_however_many_sweepers(b: Backend) {
+    let cfg = EngineConfig {
+        offers: OfferConfig {
+            channels: vec!["LIVESTREAM".into()],
+            expire_secs: 60,
+            max_hops: 1,
+            on_exhausted: OnExhausted::StoreQueue,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (engines, clock) = two_engines(&b, &[20, 20, 20], cfg);
+    let leads = 30;
+    for i in 0..leads {
+        let member = format!("m{i}");
+        engines[i % 2]
+            .route(&lead(&format!("L{i}"), Some(&member), Channel::Livestream))
+            .unwrap();
+    }
+    assert_eq!(engines[1].open_offer_count().unwrap(), leads);
+    // Every offer lapses; eight sweepers on two engines move each once (a re-offer), then
+    // every re-offer lapses and is exhausted once.
+    for round in 0..2 {
+        clock.advance_ms(61_000);
+        let moved = std::sync::atomic::AtomicUsize::new(0);
+        race(|e, _| {
+            let n = engines[e].expire_due().unwrap();
+            moved.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(moved.into_inner(), leads, "round {round}");
+    }
+    assert_eq!(engines[0].open_offer_count().unwrap(), 0);
+    for i in 0..leads {
+        let trail = b.storage.trail_from(&format!("m{i}"), 1, 100).unwrap();
+        let actions: Vec<OfferAction> = trail
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Offer(o) => Some(o.action),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                OfferAction::Offered,
+                OfferAction::Expired,
+                OfferAction::Offered,
+                OfferAction::Expired,
+                OfferAction::Exhausted
+            ],
+            "member m{i}"
+        );
+    }
+    // Exhausted offers hold no capacity.
+    assert!(b.storage.day_counts(engines[0].today()).unwrap().is_empty());
+}
+
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[test] fn $test() { super::$test(super::memory()) })*
+        }
+        mod sled {
+            $(#[test] fn $test() { super::$test(super::sled()) })*
+        }
+    };
+}
+
+on_every_backend!(
+    capacity_is_never_passed,
+    a_contested_lead_gets_one_decision,
+    a_contested_head_gets_one_event_per_write,
+    a_contested_order_gets_one_entry_set,
+    an_offer_expires_once_however_many_sweepers,
+);
