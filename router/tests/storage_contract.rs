@@ -120,7 +120,9 @@ fn a_contested_lead_gets_one_decision(b: Backend) {
             let d = engines[e]
                 .route(&lead("L-contested", Some("m-1"), Channel::MiniProgram))
                 .unwrap();
-            ids.lock().unwrap().push((d.decision_id.clone(), d.replayed));
+            ids.lock()
+                .unwrap()
+                .push((d.decision_id.clone(), d.replayed));
         }
     });
     let ids = ids.into_inner().unwrap();
@@ -204,7 +206,10 @@ fn a_contested_order_gets_one_entry_set(b: Backend) {
             .record_touch(touch(format!("T{e}-{t}"), "M"))
             .unwrap();
         let r = services[e].record_order(order("M")).unwrap();
-        replies.lock().unwrap().push((r.event.hash.clone(), r.replayed));
+        replies
+            .lock()
+            .unwrap()
+            .push((r.event.hash.clone(), r.replayed));
     });
     let replies = replies.into_inner().unwrap();
     assert!(replies.iter().all(|(h, _)| *h == replies[0].0));
@@ -290,6 +295,139 @@ fn an_offer_expires_once_however_many_sweepers(b: Backend) {
     assert!(b.storage.day_counts(engines[0].today()).unwrap().is_empty());
 }
 
+fn a_contested_dispute_opens_once_and_resolves_once(b: Backend) {
+    use leadrouter::attribution::disputes::{DisputeStatus, OpenInput, Verdict};
+    let (engines, _) = two_engines(&b, &[5, 5, 5], EngineConfig::default());
+    let services: Vec<Attribution> = engines
+        .iter()
+        .map(|e| Attribution::new(e.clone(), AttributionConfig::default()).unwrap())
+        .collect();
+    services[0]
+        .record_order(OrderInput {
+            member_id: "M".into(),
+            facts: OrderFacts {
+                order_id: "O-d".into(),
+                amount_cents: 10_000,
+                paid_channel: Channel::MiniProgram,
+                fulfilling_store_id: Some("S1".into()),
+                sharing_guide_id: None,
+                referrer_guide_ids: vec![],
+            },
+            occurred_at_ms: T0,
+            recorded_by: None,
+        })
+        .unwrap();
+    let open = |t: usize| OpenInput {
+        order_id: "O-d".into(),
+        claimant: "store:S2".into(),
+        claimed_owner: "store:S2".into(),
+        reason: "the customer came to S2".into(),
+        opened_by: "ops".into(),
+        reopens: None,
+        // Half the threads retry one request; the others send requests of their own.
+        request_id: Some(if t.is_multiple_of(2) {
+            "R-1".into()
+        } else {
+            format!("R-{t}")
+        }),
+    };
+    let opened = std::sync::Mutex::new(Vec::new());
+    race(|e, t| {
+        if let Ok((d, _)) = services[e].open_dispute(open(t)) {
+            opened.lock().unwrap().push(d.dispute_id);
+        }
+    });
+    let opened = opened.into_inner().unwrap();
+    assert!(!opened.is_empty());
+    assert!(opened.iter().all(|id| *id == opened[0]), "{opened:?}");
+    assert_eq!(b.storage.dispute_head().unwrap(), Some(1));
+    // Two reviewers on two replicas: one resolution, one audit entry, credit moved once.
+    let resolved = std::sync::Mutex::new(Vec::new());
+    race(|e, t| {
+        let verdict = if t.is_multiple_of(2) {
+            Verdict::Uphold
+        } else {
+            Verdict::Reassign {
+                to: "store:S2".into(),
+                rebind: false,
+            }
+        };
+        if let Ok(d) =
+            services[e].resolve_dispute(&opened[0], verdict, &format!("rev-{e}-{t}"), "checked")
+        {
+            resolved.lock().unwrap().push(d.status);
+        }
+    });
+    let resolved = resolved.into_inner().unwrap();
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    let d = services[1].dispute(&opened[0]).unwrap();
+    assert_eq!(d.status, resolved[0]);
+    assert!(d.resolving.is_none());
+    let audit = engines[0].audit(1, 100).unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == "resolve_dispute")
+            .count(),
+        1
+    );
+    let adjustments = b
+        .storage
+        .trail_from("M", 1, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.body, EventBody::Adjustment(_)))
+        .count();
+    assert_eq!(
+        adjustments,
+        usize::from(d.status == DisputeStatus::Reassigned)
+    );
+    assert!(services[0].verify_trail("M").unwrap().ok());
+}
+
+fn concurrent_catalog_changes_both_land_with_unique_audit_numbers(b: Backend) {
+    use leadrouter::catalog::{CatalogChange, GuideStatus};
+    let (engines, _) = two_engines(&b, &[5, 5, 5, 5, 5, 5], EngineConfig::default());
+    leadrouter::app::save_network(b.storage.as_ref(), &engines[0].snapshot().network).unwrap();
+    std::thread::scope(|s| {
+        for (e, guide) in [(0, "G1"), (1, "G2"), (0, "G3"), (1, "G4")] {
+            let engine = &engines[e];
+            s.spawn(move || {
+                engine
+                    .apply_change(
+                        &CatalogChange::SetGuideStatus {
+                            guide_id: guide.into(),
+                            status: GuideStatus::Away,
+                        },
+                        "ops",
+                        "test",
+                    )
+                    .unwrap();
+            });
+        }
+    });
+    // Each engine took up the others' changes: all four are saved and in service on both.
+    let saved = b.storage.network().unwrap().unwrap();
+    for g in ["G1", "G2", "G3", "G4"] {
+        let spec = saved.guides.iter().find(|x| x.guide_id == g).unwrap();
+        assert_eq!(spec.status, GuideStatus::Away, "{g}");
+    }
+    for e in &engines {
+        e.refresh_from_storage().unwrap();
+        assert_eq!(
+            Some(e.snapshot().network.version().to_string()),
+            b.storage.network_version().unwrap()
+        );
+    }
+    let seqs: Vec<u64> = engines[0]
+        .audit(1, 100)
+        .unwrap()
+        .iter()
+        .map(|a| a.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+}
+
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -307,4 +445,6 @@ on_every_backend!(
     a_contested_head_gets_one_event_per_write,
     a_contested_order_gets_one_entry_set,
     an_offer_expires_once_however_many_sweepers,
+    a_contested_dispute_opens_once_and_resolves_once,
+    concurrent_catalog_changes_both_land_with_unique_audit_numbers,
 );

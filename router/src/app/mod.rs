@@ -33,17 +33,32 @@ pub fn choose_network(
                  change made through the Catalog service since it was loaded"
             );
         }
-        store.put_network(net.spec())?;
+        save_network(store, &net)?;
         return Ok((net, format!("{}", path.display())));
     }
     if let Some(spec) = store.network()? {
         let net = Network::build(regions, spec)
             .context("the network saved in the data directory is not valid; pass --network")?;
+        if store.network_version()?.as_deref() != Some(net.version()) {
+            // Saved before versions were stored.
+            save_network(store, &net)?;
+        }
         return Ok((net, "saved in the data directory".into()));
     }
     let net = demo_files().load(regions)?;
-    store.put_network(net.spec())?;
+    save_network(store, &net)?;
     Ok((net, "demo (shipped in the binary)".into()))
+}
+
+/// Saves `net` whatever is stored (at start).
+pub fn save_network(store: &dyn Storage, net: &Network) -> anyhow::Result<()> {
+    store.save_network(&crate::storage::NetworkSave {
+        spec: net.spec(),
+        version: net.version(),
+        expected: None,
+        audit: None,
+    })?;
+    Ok(())
 }
 
 /// Opens the store, picks the network, binds and serves until SIGTERM or Ctrl-C.

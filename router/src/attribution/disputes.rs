@@ -6,7 +6,7 @@ use super::{Attribution, AttributionError, OrderView, ReassignInput, TrailCheck}
 use crate::domain::audit::MAX_REASON_LEN;
 use crate::domain::trail::{EventBody, Ownership, TrailEvent};
 use crate::domain::{Decision, FieldError, check_id};
-use crate::storage::{Chain, StorageError, Written, append_retrying};
+use crate::storage::{Chain, DisputeOpened, StorageError, Written, append_retrying};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -77,7 +77,29 @@ pub struct Dispute {
     pub status: DisputeStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Resolution>,
+    /// A resolution decided and being applied, the status still open: stored first, so that
+    /// of two reviewers (on any replicas) one resolves; completed by recovery after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolving: Option<Resolving>,
 }
+
+/// What a reviewer decided, while it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolving {
+    pub reviewer: String,
+    pub reason: String,
+    pub decided_at_ms: i64,
+    /// Set for a reassignment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_owner: Option<String>,
+    #[serde(default)]
+    pub rebind: bool,
+}
+
+/// A claim older than this is taken to be its resolver's that stopped: another call completes
+/// it as decided.
+pub const STALE_CLAIM_MS: i64 = 30_000;
 
 /// What a reviewer decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +183,10 @@ pub struct Evidence {
     pub decisions: Vec<Arc<Decision>>,
 }
 
+fn line_of(d: &Dispute) -> Result<String, AttributionError> {
+    serde_json::to_string(d).map_err(|e| StorageError::Backend(e.to_string()).into())
+}
+
 fn dispute_id(seq: u64) -> String {
     format!("D{seq}")
 }
@@ -210,23 +236,35 @@ impl Attribution {
     }
 
     fn load_dispute(&self, seq: u64) -> Result<Option<Dispute>, AttributionError> {
+        Ok(self.load_dispute_line(seq)?.map(|(d, _)| d))
+    }
+
+    /// Dispute `seq` with its record as stored (what a replacement is conditional on).
+    fn load_dispute_line(&self, seq: u64) -> Result<Option<(Dispute, String)>, AttributionError> {
         let store = self.engine.store();
         match store.disputes_from(seq, 1)?.into_iter().next() {
-            Some((s, line)) if s == seq => serde_json::from_str(&line).map(Some).map_err(|e| {
-                StorageError::Corrupt {
+            Some((s, line)) if s == seq => match serde_json::from_str(&line) {
+                Ok(d) => Ok(Some((d, line))),
+                Err(e) => Err(StorageError::Corrupt {
                     key: format!("dispute/{seq}"),
                     why: e.to_string(),
                 }
-                .into()
-            }),
+                .into()),
+            },
             _ => Ok(None),
         }
     }
 
-    fn save_dispute(&self, d: &Dispute) -> Result<(), AttributionError> {
-        let line = serde_json::to_string(d).map_err(|e| StorageError::Backend(e.to_string()))?;
-        self.engine.store().put_dispute(d.seq, &line)?;
-        Ok(())
+    /// Replaces the dispute whose record was `previous` by `d`; false when it changed first.
+    fn replace_dispute(&self, previous: &str, d: &Dispute) -> Result<bool, AttributionError> {
+        let line = line_of(d)?;
+        Ok(self.engine.store().replace_dispute(
+            d.seq,
+            &d.order_id,
+            previous,
+            &line,
+            d.status == DisputeStatus::Open,
+        )?)
     }
 
     /// The dispute `id`.
@@ -244,6 +282,14 @@ impl Attribution {
     /// `reopens`; so a retried request never opens a second dispute. With `request_id`, the
     /// same request again returns the dispute it opened (`.1` is true).
     pub fn open_dispute(&self, input: OpenInput) -> Result<(Dispute, bool), AttributionError> {
+        self.open_dispute_try(input, 0)
+    }
+
+    fn open_dispute_try(
+        &self,
+        input: OpenInput,
+        tries: u8,
+    ) -> Result<(Dispute, bool), AttributionError> {
         check_id("order_id", &input.order_id)?;
         if let Some(r) = &input.request_id {
             check_id("request_id", r)?;
@@ -258,8 +304,6 @@ impl Attribution {
         }
         self.check_party("claimed_owner", &input.claimed_owner)?;
         let view = self.order(&input.order_id)?;
-        // One dispute is opened at a time, so seqs are unique.
-        let _one = self.stripe(&self.id_locks, (b'd', "open")).lock();
         let (same_request, of_order) = self.disputes_like(&input)?;
         if let Some(d) = same_request {
             let stored = [
@@ -334,28 +378,55 @@ impl Attribution {
                 .into());
             }
         }
-        let seq = self.engine.store().dispute_head()?.unwrap_or(0) + 1;
         let facts = &view.order.order().map(|o| o.facts.clone());
         let d = Dispute {
-            dispute_id: dispute_id(seq),
-            seq,
-            order_id: input.order_id,
+            dispute_id: String::new(),
+            seq: 0,
+            order_id: input.order_id.clone(),
             member_id: view.order.member_id.clone(),
-            claimant: input.claimant,
-            claimed_owner: input.claimed_owner,
-            reason: input.reason,
-            opened_by: input.opened_by,
+            claimant: input.claimant.clone(),
+            claimed_owner: input.claimed_owner.clone(),
+            reason: input.reason.clone(),
+            opened_by: input.opened_by.clone(),
             opened_at_ms: self.engine.clock().now_ms(),
             owner_at_open: view.owner_party,
             fulfilling_store_id: facts.as_ref().and_then(|f| f.fulfilling_store_id.clone()),
-            reopens: input.reopens,
-            request_id: input.request_id,
+            reopens: input.reopens.clone(),
+            request_id: input.request_id.clone(),
             status: DisputeStatus::Open,
             resolution: None,
+            resolving: None,
         };
-        self.save_dispute(&d)?;
-        self.engine.store().flush()?;
-        Ok((d, false))
+        let numbered = |seq| Dispute {
+            dispute_id: dispute_id(seq),
+            seq,
+            ..d.clone()
+        };
+        // The checks above read; storage keeps them true: one open dispute per order, one
+        // dispute per request id, numbers handed out once.
+        let opened = self.engine.store().open_dispute(
+            &input.order_id,
+            input.request_id.as_deref(),
+            &|seq| serde_json::to_string(&numbered(seq)).unwrap_or_default(),
+        )?;
+        match opened {
+            DisputeOpened::Opened(seq) => {
+                self.engine.store().flush()?;
+                Ok((numbered(seq), false))
+            }
+            // Another request won meanwhile: answered as if it had come first.
+            DisputeOpened::SameRequest(_) | DisputeOpened::OrderHasOpen(_) if tries < 3 => {
+                self.open_dispute_try(input, tries + 1)
+            }
+            DisputeOpened::SameRequest(seq) | DisputeOpened::OrderHasOpen(seq) => {
+                Err(StorageError::Contended(format!(
+                    "order {}: dispute {} is being opened at the same time; retry",
+                    crate::domain::short(&input.order_id),
+                    dispute_id(seq)
+                ))
+                .into())
+            }
+        }
     }
 
     /// The dispute opened with `input`'s request id, if any, and every dispute of its order,
@@ -430,82 +501,155 @@ impl Attribution {
             }
         }
         let _held = self.stripe(&self.id_locks, (b'd', id)).lock();
-        let mut d = self
-            .load_dispute(seq)?
-            .ok_or_else(|| AttributionError::NotFound {
-                what: "dispute",
-                id: id.to_string(),
-            })?;
-        // An earlier resolution that stopped after moving the credit is completed first, as
-        // it was decided: the adjustment is the resolution's commit point.
-        if d.status == DisputeStatus::Open && self.complete_interrupted(&mut d)? {
+        let not_found = || AttributionError::NotFound {
+            what: "dispute",
+            id: id.to_string(),
+        };
+        for _ in 0..8 {
+            let (mut d, line) = self.load_dispute_line(seq)?.ok_or_else(not_found)?;
+            let now = self.engine.clock().now_ms();
+            // An earlier resolution that stopped after moving the credit is completed first,
+            // as it was decided: the adjustment is the resolution's commit point.
+            if d.status == DisputeStatus::Open
+                && d.resolving.is_none()
+                && self.complete_interrupted(&mut d, &line)?
+            {
+                self.engine.store().flush()?;
+            }
+            if let Some(r) = d.resolving.clone()
+                && now - r.decided_at_ms >= STALE_CLAIM_MS
+            {
+                // Its resolver stopped: finished as decided.
+                let done = self.apply_resolution(d, line.clone())?;
+                self.engine.store().flush()?;
+                d = done;
+            }
+            if d.status != DisputeStatus::Open {
+                return Err(AttributionError::Precondition(format!(
+                    "dispute {id} is already {} by {}; open a new dispute that reopens it",
+                    d.status.as_str(),
+                    d.resolution.as_ref().map_or("?", |r| r.reviewer.as_str())
+                )));
+            }
+            if let Some(r) = &d.resolving {
+                return Err(AttributionError::Precondition(format!(
+                    "dispute {id} is being resolved by {}",
+                    r.reviewer
+                )));
+            }
+            let claim = Dispute {
+                resolving: Some(Resolving {
+                    reviewer: reviewer.to_string(),
+                    reason: reason.to_string(),
+                    decided_at_ms: now,
+                    new_owner: match &verdict {
+                        Verdict::Uphold => None,
+                        Verdict::Reassign { to, .. } => Some(to.clone()),
+                    },
+                    rebind: matches!(verdict, Verdict::Reassign { rebind: true, .. }),
+                }),
+                ..d
+            };
+            // The claim is the commit point: of two reviewers one stores it.
+            if !self.replace_dispute(&line, &claim)? {
+                continue;
+            }
+            let claim_line = line_of(&claim)?;
+            let done = self.apply_resolution(claim, claim_line)?;
             self.engine.store().flush()?;
+            return Ok(done);
         }
-        if d.status != DisputeStatus::Open {
-            return Err(AttributionError::Precondition(format!(
-                "dispute {id} is already {} by {}; open a new dispute that reopens it",
-                d.status.as_str(),
-                d.resolution.as_ref().map_or("?", |r| r.reviewer.as_str())
-            )));
-        }
-        let now = self.engine.clock().now_ms();
-        let (status, new_owner, adjustment_seq, binding_seq) = match verdict {
-            Verdict::Uphold => (DisputeStatus::Upheld, None, None, None),
-            Verdict::Reassign { to, rebind } => {
-                // Now, or the order's own time when the caller's clock runs ahead of ours.
-                let at = now.max(self.order(&d.order_id)?.order.occurred_at_ms);
-                let r = self.reassign(ReassignInput {
+        Err(StorageError::Contended(format!("dispute {id} kept changing; retry")).into())
+    }
+
+    /// Applies a stored claim (`d.resolving`, whose record is `line`): the adjustment and
+    /// binding correction of a reassignment (each written once, however often this runs), the
+    /// audit entry holding the resolved dispute, then the resolved record. Returns the dispute
+    /// as stored after.
+    fn apply_resolution(&self, d: Dispute, line: String) -> Result<Dispute, AttributionError> {
+        let Some(r) = d.resolving.clone() else {
+            return Ok(d);
+        };
+        let id = d.dispute_id.clone();
+        let (status, adjustment_seq, binding_seq) = match &r.new_owner {
+            None => (DisputeStatus::Upheld, None, None),
+            Some(to) => {
+                // Its decision time, or the order's own when the caller's clock ran ahead.
+                let at = r
+                    .decided_at_ms
+                    .max(self.order(&d.order_id)?.order.occurred_at_ms);
+                let adjusted = self.reassign(ReassignInput {
                     adjustment_id: format!("dispute:{id}"),
                     order_id: d.order_id.clone(),
                     to_party: to.clone(),
-                    actor: reviewer.to_string(),
-                    reason: reason.to_string(),
+                    actor: r.reviewer.clone(),
+                    reason: r.reason.clone(),
                     occurred_at_ms: at,
-                    rebind,
-                })?;
-                let binding_seq = if rebind {
+                    rebind: r.rebind,
+                });
+                let adjustment = match adjusted {
+                    Ok(a) => a.event.seq,
+                    // Already owned by `to`: moved by this resolution's earlier run.
+                    Err(AttributionError::Precondition(_)) => self
+                        .engine
+                        .store()
+                        .trail_event(crate::storage::TrailKey::Adjustment(&format!(
+                            "dispute:{id}"
+                        )))?
+                        .map(|e| e.seq)
+                        .ok_or_else(|| {
+                            AttributionError::Precondition(format!(
+                                "order {:?} is already owned by {to}",
+                                d.order_id
+                            ))
+                        })?,
+                    Err(e) => return Err(e),
+                };
+                let binding_seq = if r.rebind {
                     let guide = to.trim_start_matches("guide:");
-                    Some(self.rebind(&d, guide, reviewer, reason, now)?)
+                    Some(self.rebind(&d, guide, &r.reviewer, &r.reason, r.decided_at_ms)?)
                 } else {
                     None
                 };
-                (
-                    DisputeStatus::Reassigned,
-                    Some(to),
-                    Some(r.event.seq),
-                    binding_seq,
-                )
+                (DisputeStatus::Reassigned, Some(adjustment), binding_seq)
             }
         };
-        d.status = status;
-        d.resolution = Some(Resolution {
-            reviewer: reviewer.to_string(),
-            reason: reason.to_string(),
-            decided_at_ms: now,
-            new_owner,
-            adjustment_seq,
-            binding_seq,
-        });
+        let done = Dispute {
+            status,
+            resolution: Some(Resolution {
+                reviewer: r.reviewer.clone(),
+                reason: r.reason.clone(),
+                decided_at_ms: r.decided_at_ms,
+                new_owner: r.new_owner.clone(),
+                adjustment_seq,
+                binding_seq,
+            }),
+            resolving: None,
+            ..d
+        };
         // The audit entry, holding the resolved dispute, goes before the dispute's own record:
         // other calls' flushes may make any prefix of these writes durable, and recovery
         // completes a dispute from its audit entry (see `recover_disputes`).
         self.engine.record_audit(
             "resolve_dispute",
             &format!("dispute:{id}"),
-            reviewer,
-            reason,
-            serde_json::to_value(&d).unwrap_or_default(),
+            &r.reviewer,
+            &r.reason,
+            serde_json::to_value(&done).unwrap_or_default(),
         )?;
-        self.save_dispute(&d)?;
-        self.engine.store().flush()?;
-        Ok(d)
+        if self.replace_dispute(&line, &done)? {
+            return Ok(done);
+        }
+        // Completed by another call meanwhile (recovery, a second resolver after the claim
+        // went stale): what is stored stands.
+        Ok(self.load_dispute(done.seq)?.unwrap_or(done))
     }
 
     /// Completes a resolution interrupted after its adjustment was written (a crash between
     /// the adjustment and the dispute's own record): the binding correction, the dispute's
     /// resolution and its audit entry, from what the adjustment recorded. Returns whether
     /// there was one. The caller holds the dispute's lock and flushes.
-    fn complete_interrupted(&self, d: &mut Dispute) -> Result<bool, AttributionError> {
+    fn complete_interrupted(&self, d: &mut Dispute, line: &str) -> Result<bool, AttributionError> {
         let adjustment_id = format!("dispute:{}", d.dispute_id);
         let key = crate::storage::TrailKey::Adjustment(&adjustment_id);
         let Some(e) = self.engine.store().trail_event(key)? else {
@@ -536,7 +680,9 @@ impl Attribution {
             &format!("{} (completed after an interruption)", a.reason),
             serde_json::to_value(&*d).unwrap_or_default(),
         )?;
-        self.save_dispute(d)?;
+        if !self.replace_dispute(line, d)? {
+            *d = self.load_dispute(d.seq)?.unwrap_or_else(|| d.clone());
+        }
         tracing::warn!(dispute = %d.dispute_id, "an interrupted resolution was completed");
         Ok(true)
     }
@@ -578,17 +724,21 @@ impl Attribution {
         for seq in open {
             let id = dispute_id(seq);
             let _held = self.stripe(&self.id_locks, (b'd', &id)).lock();
-            let Some(mut d) = self.load_dispute(seq)? else {
+            let Some((mut d, line)) = self.load_dispute_line(seq)? else {
                 continue;
             };
             if d.status != DisputeStatus::Open {
                 continue;
             }
             if let Some(resolved) = audited.remove(&id) {
-                self.save_dispute(&resolved)?;
+                self.replace_dispute(&line, &resolved)?;
                 tracing::warn!(dispute = %id, "an interrupted resolution was completed from its audit entry");
                 n += 1;
-            } else if self.complete_interrupted(&mut d)? {
+            } else if d.resolving.is_some() {
+                self.apply_resolution(d, line)?;
+                tracing::warn!(dispute = %id, "an interrupted resolution was completed as it was decided");
+                n += 1;
+            } else if self.complete_interrupted(&mut d, &line)? {
                 n += 1;
             }
         }

@@ -6,7 +6,7 @@ use super::{Engine, Snapshot};
 use crate::catalog::{CatalogChange, ChangeError, GuideStatus};
 use crate::domain::audit::{AuditEntry, MAX_REASON_LEN};
 use crate::domain::{FieldError, check_id};
-use crate::storage::StorageError;
+use crate::storage::{NetworkSave, NetworkSaved, StorageError};
 use std::sync::Arc;
 
 /// Why an operator's change (or a guide's answer to an offer) was refused or not saved.
@@ -71,31 +71,64 @@ impl Engine {
     ) -> Result<Applied, CatalogError> {
         check_actor(actor, reason).map_err(CatalogError::Invalid)?;
         let _one_at_a_time = self.admin.lock();
-        let current = self.snapshot();
-        let changed = change.apply(&current.network)?;
-        if changed.network.version() == current.network.version() {
-            return Ok(Applied {
-                entry: None,
-                network_version: current.network.version().to_string(),
-                transferred: vec![],
-            });
-        }
-        let entry = AuditEntry {
-            seq: self.store.audit_head()?.unwrap_or(0) + 1,
-            at_ms: self.clock.now_ms(),
-            actor: actor.to_string(),
-            action: changed.action.to_string(),
-            target: changed.target,
-            reason: reason.to_string(),
-            before: changed.before,
-            after: changed.after,
-            network_version: changed.network.version().to_string(),
+        // Applied to the network in service and saved only if storage still holds that
+        // version; when another replica saved first, its network is taken up and the change
+        // applied again on it.
+        // Nothing saved yet (an engine started on a network it was handed): the first change
+        // saves whatever is there.
+        let mut expected_nothing = false;
+        let mut tries = 0;
+        let (current, changed, entry) = loop {
+            tries += 1;
+            if tries > crate::storage::MAX_ATTEMPTS {
+                return Err(CatalogError::Storage(StorageError::Contended(
+                    "the network kept changing while this change was saved".into(),
+                )));
+            }
+            let current = self.snapshot();
+            let changed = change.apply(&current.network)?;
+            if changed.network.version() == current.network.version() {
+                return Ok(Applied {
+                    entry: None,
+                    network_version: current.network.version().to_string(),
+                    transferred: vec![],
+                });
+            }
+            let mut entry = AuditEntry {
+                seq: 0,
+                at_ms: self.clock.now_ms(),
+                actor: actor.to_string(),
+                action: changed.action.to_string(),
+                target: changed.target.clone(),
+                reason: reason.to_string(),
+                before: changed.before.clone(),
+                after: changed.after.clone(),
+                network_version: changed.network.version().to_string(),
+            };
+            let line = |seq| {
+                AuditEntry {
+                    seq,
+                    ..entry.clone()
+                }
+                .to_line()
+            };
+            let saved = self.store.save_network(&NetworkSave {
+                spec: changed.network.spec(),
+                version: changed.network.version(),
+                expected: (!expected_nothing).then(|| current.network.version()),
+                audit: Some(&line),
+            })?;
+            match saved {
+                NetworkSaved::Saved { audit_seq } => {
+                    entry.seq = audit_seq.unwrap_or_default();
+                    break (current, changed, entry);
+                }
+                NetworkSaved::Moved(None) => expected_nothing = true,
+                NetworkSaved::Moved(Some(_)) => {
+                    self.take_up_stored_network()?;
+                }
+            }
         };
-        // The entry goes first: after a crash between the two writes the log may name a
-        // version that never served, but no served change lacks its entry.
-        self.store.append_audit(entry.seq, &entry.to_line())?;
-        self.store.put_network(changed.network.spec())?;
-        self.store.flush()?;
         // A guide who leaves or moves store leaves their members behind, in the old store.
         let departing = match change {
             CatalogChange::SetGuideStatus {
@@ -192,8 +225,8 @@ impl Engine {
         after: serde_json::Value,
     ) -> Result<AuditEntry, StorageError> {
         let _one_at_a_time = self.admin.lock();
-        let entry = AuditEntry {
-            seq: self.store.audit_head()?.unwrap_or(0) + 1,
+        let mut entry = AuditEntry {
+            seq: 0,
             at_ms: self.clock.now_ms(),
             actor: actor.to_string(),
             action: action.to_string(),
@@ -203,8 +236,70 @@ impl Engine {
             after,
             network_version: self.snapshot().network.version().to_string(),
         };
-        self.store.append_audit(entry.seq, &entry.to_line())?;
+        entry.seq = self.store.append_audit(&|seq| {
+            AuditEntry {
+                seq,
+                ..entry.clone()
+            }
+            .to_line()
+        })?;
         Ok(entry)
+    }
+
+    /// Takes up the network storage holds when another writer (a replica) saved a newer one:
+    /// the learned models in service stay, counts carry over by guide id. Returns whether the
+    /// network in service changed.
+    pub fn take_up_stored_network(&self) -> Result<bool, CatalogError> {
+        let current = self.snapshot();
+        if self.store.network_version()?.as_deref() == Some(current.network.version()) {
+            return Ok(false);
+        }
+        let Some(spec) = self.store.network()? else {
+            return Ok(false);
+        };
+        let network = crate::catalog::Network::build_with(
+            current.network.regions_arc(),
+            spec,
+            current.network.learned_models(),
+        )
+        .map_err(|e| {
+            CatalogError::Storage(StorageError::Corrupt {
+                key: "network".into(),
+                why: format!("the saved network does not build: {e}"),
+            })
+        })?;
+        if network.version() == current.network.version() {
+            return Ok(false);
+        }
+        let mut state = self.state.write();
+        let book = state.book.carried_over(&state.network, &network);
+        tracing::info!(
+            from = %state.network.version(),
+            to = %network.version(),
+            "took up the network another replica saved"
+        );
+        *state = Arc::new(Snapshot {
+            network,
+            book,
+            policy: state.policy.clone(),
+        });
+        Ok(true)
+    }
+
+    /// Takes up what other replicas changed in storage: a network another saved, and every
+    /// guide's count today (this engine's book is a cache of storage's counts, which decide).
+    /// Run on an interval by the server. Returns whether the network in service changed.
+    pub fn refresh_from_storage(&self) -> Result<bool, CatalogError> {
+        let changed = self.take_up_stored_network()?;
+        let snap = self.snapshot();
+        let day = self.today();
+        let counts: std::collections::HashMap<String, u32> =
+            self.store.day_counts(day)?.into_iter().collect();
+        for (i, g) in snap.network.guides().iter().enumerate() {
+            snap.book
+                .set(i as u32, day, counts.get(&*g.id).copied().unwrap_or(0));
+        }
+        Ok(changed)
     }
 
     /// Audit entries from `from_seq` on, at most `limit`.

@@ -263,8 +263,8 @@ impl Engine {
         if fresh == 0 {
             return Ok((moved, None));
         }
-        let entry = AuditEntry {
-            seq: self.store.audit_head()?.unwrap_or(0) + 1,
+        let mut entry = AuditEntry {
+            seq: 0,
             at_ms: self.clock.now_ms(),
             actor: actor.to_string(),
             action: "transfer_members".into(),
@@ -282,7 +282,13 @@ impl Engine {
             }),
             network_version: self.snapshot().network.version().to_string(),
         };
-        self.store.append_audit(entry.seq, &entry.to_line())?;
+        entry.seq = self.store.append_audit(&|seq| {
+            AuditEntry {
+                seq,
+                ..entry.clone()
+            }
+            .to_line()
+        })?;
         self.store.flush()?;
         Ok((moved, Some(entry)))
     }

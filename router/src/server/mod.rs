@@ -174,8 +174,10 @@ pub async fn run_with(
             .await;
     };
     let sweeper = tokio::spawn(sweep_offers(engine.clone()));
+    let keeper = tokio::spawn(keep_up(engine.clone()));
     let served = listen::serve(listener, app, options.transport, shutdown).await;
     sweeper.abort();
+    keeper.abort();
     served?;
     let flushed = tokio::task::spawn_blocking(move || engine.flush())
         .await
@@ -200,6 +202,25 @@ async fn sweep_offers(engine: Arc<Engine>) {
             Ok(Ok(n)) => tracing::debug!(expired = n, "offers moved on"),
             Ok(Err(e)) => tracing::error!(error = %e, "expiring offers failed"),
             Err(e) => tracing::error!(error = %e, "the offer sweeper panicked"),
+        }
+    }
+}
+
+/// How often a replica takes up what others changed in storage (network, counts).
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Takes up other replicas' changes every [`REFRESH_EVERY`], off the async workers, until
+/// aborted.
+async fn keep_up(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.refresh_from_storage()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "reading other replicas' changes failed"),
+            Err(e) => tracing::error!(error = %e, "the refresher panicked"),
         }
     }
 }

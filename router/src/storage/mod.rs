@@ -20,9 +20,9 @@ mod trails;
 
 pub use chain::{Chain, MAX_ATTEMPTS, Written, append_retrying, backoff};
 pub use decisions::{Committed, Decisions, RouteCommit, Take};
-pub use logs::Logs;
+pub use logs::{DisputeOpened, LineOf, Logs, dispute_keys};
 pub use memory::MemoryStore;
-pub use network::Networks;
+pub use network::{NetworkSave, NetworkSaved, Networks};
 pub use sled::{SledConfig, SledStore};
 pub use trails::{Append, Appended, Trails};
 

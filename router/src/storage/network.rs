@@ -1,13 +1,40 @@
-//! The network in service: one part of the storage contract.
+//! The network in service: one part of the storage contract. It is saved only at the version
+//! the writer read, with the change's audit entry in the same step, so that of two replicas'
+//! concurrent catalog changes one wins and the other applies its change again on the winner's.
 
-use super::StorageError;
+use super::{LineOf, StorageError};
 use crate::catalog::NetworkSpec;
+
+/// One conditional save of the network.
+#[derive(Clone, Copy)]
+pub struct NetworkSave<'a> {
+    pub spec: &'a NetworkSpec,
+    /// The new network's version ([`crate::catalog::Network::version`]).
+    pub version: &'a str,
+    /// Saved only while the stored version is this one; `None` saves whatever is stored (at
+    /// start, from `--network` or the demo).
+    pub expected: Option<&'a str>,
+    /// The change's audit entry, appended in the same step (see [`super::Logs::append_audit`]).
+    pub audit: Option<LineOf<'a>>,
+}
+
+/// What [`Networks::save_network`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkSaved {
+    /// Saved (and durable), with the audit entry's number when one was given.
+    Saved { audit_seq: Option<u64> },
+    /// Another writer saved version `.0` first: nothing was written.
+    Moved(Option<String>),
+}
 
 /// The saved network.
 pub trait Networks: Send + Sync {
     /// The network last saved, if any.
     fn network(&self) -> Result<Option<NetworkSpec>, StorageError>;
 
-    /// Saves the network in service.
-    fn put_network(&self, spec: &NetworkSpec) -> Result<(), StorageError>;
+    /// The saved network's version (a cheap read, polled by replicas).
+    fn network_version(&self) -> Result<Option<String>, StorageError>;
+
+    /// Saves the network as [`NetworkSave`] says; durable before it returns.
+    fn save_network(&self, save: &NetworkSave<'_>) -> Result<NetworkSaved, StorageError>;
 }

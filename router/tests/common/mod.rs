@@ -38,7 +38,7 @@ impl TestServer {
         let network = match store.network().unwrap() {
             Some(spec) => Network::build(Arc::new(RegionTree::embedded()), spec).unwrap(),
             None => {
-                store.put_network(fallback.spec()).unwrap();
+                leadrouter::app::save_network(store.as_ref(), &fallback).unwrap();
                 fallback
             }
         };

@@ -1,9 +1,10 @@
 use super::*;
+use crate::storage::{DisputeOpened, LineOf};
 
 impl Logs for MemoryStore {
-    fn append_audit(&self, seq: u64, line: &str) -> Result<(), StorageError> {
-        self.inner.lock().audit.insert(seq, line.to_string());
-        Ok(())
+    fn append_audit(&self, line: LineOf<'_>) -> Result<u64, StorageError> {
+        let mut inner = self.inner.lock();
+        Ok(inner.next_audit(line))
     }
 
     fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StorageError> {
@@ -21,9 +22,47 @@ impl Logs for MemoryStore {
         Ok(self.inner.lock().audit.keys().next_back().copied())
     }
 
-    fn put_dispute(&self, seq: u64, line: &str) -> Result<(), StorageError> {
-        self.inner.lock().disputes.insert(seq, line.to_string());
-        Ok(())
+    fn open_dispute(
+        &self,
+        order_id: &str,
+        request_id: Option<&str>,
+        line: LineOf<'_>,
+    ) -> Result<DisputeOpened, StorageError> {
+        let mut inner = self.inner.lock();
+        if let Some(&seq) = request_id.and_then(|r| inner.dispute_requests.get(r)) {
+            return Ok(DisputeOpened::SameRequest(seq));
+        }
+        if let Some(&seq) = inner.open_disputes.get(order_id) {
+            return Ok(DisputeOpened::OrderHasOpen(seq));
+        }
+        let seq = inner.disputes.keys().next_back().map_or(1, |s| s + 1);
+        inner.disputes.insert(seq, line(seq));
+        inner.open_disputes.insert(order_id.to_string(), seq);
+        if let Some(r) = request_id {
+            inner.dispute_requests.insert(r.to_string(), seq);
+        }
+        Ok(DisputeOpened::Opened(seq))
+    }
+
+    fn replace_dispute(
+        &self,
+        seq: u64,
+        order_id: &str,
+        previous: &str,
+        line: &str,
+        open: bool,
+    ) -> Result<bool, StorageError> {
+        let mut inner = self.inner.lock();
+        if inner.disputes.get(&seq).map(String::as_str) != Some(previous) {
+            return Ok(false);
+        }
+        inner.disputes.insert(seq, line.to_string());
+        if open {
+            inner.open_disputes.insert(order_id.to_string(), seq);
+        } else if inner.open_disputes.get(order_id) == Some(&seq) {
+            inner.open_disputes.remove(order_id);
+        }
+        Ok(true)
     }
 
     fn disputes_from(

@@ -23,7 +23,8 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     decisions: HashMap<String, Arc<Decision>>,
-    network: Option<NetworkSpec>,
+    /// `(version, network)`.
+    network: Option<(String, NetworkSpec)>,
     trails: BTreeMap<(String, u64), TrailEvent>,
     trail_keys: HashMap<(u8, String), (String, u64)>,
     refunds: HashMap<String, Vec<(String, u64)>>,
@@ -37,6 +38,10 @@ struct Inner {
     offers: std::collections::BTreeSet<(i64, String)>,
     /// Claimed offers: lead id → lease end (ms).
     leases: HashMap<String, i64>,
+    /// Order id → its open dispute.
+    open_disputes: HashMap<String, u64>,
+    /// Dispute request id → the dispute it opened.
+    dispute_requests: HashMap<String, u64>,
 }
 
 impl MemoryStore {
@@ -56,6 +61,12 @@ impl MemoryStore {
 }
 
 impl Inner {
+    fn next_audit(&mut self, line: crate::storage::LineOf<'_>) -> u64 {
+        let seq = self.audit.keys().next_back().map_or(1, |s| s + 1);
+        self.audit.insert(seq, line(seq));
+        seq
+    }
+
     /// Why `events` cannot be appended as they are, if they cannot.
     fn check_append(&self, events: &[Append<'_>]) -> Result<Option<Appended>, StorageError> {
         let Some(first) = events.first() else {

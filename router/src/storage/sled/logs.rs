@@ -1,13 +1,52 @@
 use super::*;
+use crate::storage::{DisputeOpened, LineOf, dispute_keys};
 
-impl Logs for SledStore {
-    fn append_audit(&self, seq: u64, line: &str) -> Result<(), StorageError> {
-        self.check_failed()?;
+/// The sled backend's dispute keys, kept in memory (built at open from the records; sled is
+/// opened by one process).
+#[derive(Debug, Default)]
+pub(super) struct DisputeIndex {
+    /// Order id → its open dispute.
+    pub(super) open: HashMap<String, u64>,
+    /// Request id → the dispute it opened.
+    pub(super) requests: HashMap<String, u64>,
+}
+
+impl SledStore {
+    /// The dispute keys of every stored dispute (read at open).
+    pub(super) fn index_disputes(&self) -> Result<DisputeIndex, StorageError> {
+        let mut index = DisputeIndex::default();
+        for kv in self.meta.scan_prefix(b"D") {
+            let (k, v) = kv.map_err(backend)?;
+            let seq = audit_seq(&k)?;
+            let Some((order, request, open)) = dispute_keys(&utf8(&k, &v)?) else {
+                continue;
+            };
+            if open {
+                index.open.insert(order, seq);
+            }
+            if let Some(r) = request {
+                index.requests.insert(r, seq);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Appends an audit entry; the caller holds `audit_lock`.
+    pub(super) fn next_audit(&self, line: LineOf<'_>) -> Result<u64, StorageError> {
+        let seq = self.audit_head()?.map_or(1, |s| s + 1);
         self.meta
-            .insert(audit_key(seq), line.as_bytes())
+            .insert(audit_key(seq), line(seq).as_bytes())
             .map_err(backend)?;
         self.mark_dirty();
-        Ok(())
+        Ok(seq)
+    }
+}
+
+impl Logs for SledStore {
+    fn append_audit(&self, line: LineOf<'_>) -> Result<u64, StorageError> {
+        self.check_failed()?;
+        let _one = self.audit_lock.lock();
+        self.next_audit(line)
     }
 
     fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StorageError> {
@@ -30,13 +69,54 @@ impl Logs for SledStore {
         }
     }
 
-    fn put_dispute(&self, seq: u64, line: &str) -> Result<(), StorageError> {
+    fn open_dispute(
+        &self,
+        order_id: &str,
+        request_id: Option<&str>,
+        line: LineOf<'_>,
+    ) -> Result<DisputeOpened, StorageError> {
         self.check_failed()?;
+        let mut index = self.disputes.lock();
+        if let Some(&seq) = request_id.and_then(|r| index.requests.get(r)) {
+            return Ok(DisputeOpened::SameRequest(seq));
+        }
+        if let Some(&seq) = index.open.get(order_id) {
+            return Ok(DisputeOpened::OrderHasOpen(seq));
+        }
+        let seq = self.dispute_head()?.map_or(1, |s| s + 1);
         self.meta
-            .insert(seq_key(b'D', seq), line.as_bytes())
+            .insert(seq_key(b'D', seq), line(seq).as_bytes())
             .map_err(backend)?;
         self.mark_dirty();
-        Ok(())
+        index.open.insert(order_id.to_string(), seq);
+        if let Some(r) = request_id {
+            index.requests.insert(r.to_string(), seq);
+        }
+        Ok(DisputeOpened::Opened(seq))
+    }
+
+    fn replace_dispute(
+        &self,
+        seq: u64,
+        order_id: &str,
+        previous: &str,
+        line: &str,
+        open: bool,
+    ) -> Result<bool, StorageError> {
+        self.check_failed()?;
+        let mut index = self.disputes.lock();
+        let key = seq_key(b'D', seq);
+        if self.meta.get(key).map_err(backend)?.as_deref() != Some(previous.as_bytes()) {
+            return Ok(false);
+        }
+        self.meta.insert(key, line.as_bytes()).map_err(backend)?;
+        self.mark_dirty();
+        if open {
+            index.open.insert(order_id.to_string(), seq);
+        } else if index.open.get(order_id) == Some(&seq) {
+            index.open.remove(order_id);
+        }
+        Ok(true)
     }
 
     fn disputes_from(

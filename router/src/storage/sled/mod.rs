@@ -135,6 +135,12 @@ pub struct SledStore {
     offers: Mutex<std::collections::BTreeSet<(i64, String)>>,
     /// Claimed offers: lead id → lease end (ms).
     leases: Mutex<HashMap<String, i64>>,
+    /// Taken to number an audit entry (and to save the network with its entry).
+    audit_lock: Mutex<()>,
+    /// Taken to save the network.
+    network_lock: Mutex<()>,
+    /// Disputes' keys; its lock numbers and replaces disputes.
+    disputes: Mutex<logs::DisputeIndex>,
 }
 
 /// sled's errors as the contract's: damage found in the files is `Corrupt` (data loss, not a
@@ -300,7 +306,11 @@ impl SledStore {
             counts: counts::Counts::new(),
             offers: Mutex::new(Default::default()),
             leases: Mutex::new(HashMap::new()),
+            audit_lock: Mutex::new(()),
+            network_lock: Mutex::new(()),
+            disputes: Mutex::new(Default::default()),
         };
+        *store.disputes.lock() = store.index_disputes()?;
         let open = store.open_offers_on_disk()?;
         store
             .offers

@@ -1,4 +1,5 @@
 use super::*;
+use crate::storage::{NetworkSave, NetworkSaved};
 
 impl Networks for SledStore {
     fn network(&self) -> Result<Option<NetworkSpec>, StorageError> {
@@ -15,10 +16,36 @@ impl Networks for SledStore {
         }
     }
 
-    fn put_network(&self, spec: &NetworkSpec) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(spec).map_err(|e| StorageError::Backend(e.to_string()))?;
+    fn network_version(&self) -> Result<Option<String>, StorageError> {
+        match self.meta.get(b"network_version").map_err(backend)? {
+            None => Ok(None),
+            Some(v) => utf8(b"network_version", &v).map(Some),
+        }
+    }
+
+    /// The audit entry first, then the network: after a crash between the two the log may
+    /// name a version that never served, but no served change lacks its entry.
+    fn save_network(&self, save: &NetworkSave<'_>) -> Result<NetworkSaved, StorageError> {
+        self.check_failed()?;
+        let _audit = self.audit_lock.lock();
+        let _one = self.network_lock.lock();
+        let stored = self.network_version()?;
+        if let Some(expected) = save.expected
+            && stored.as_deref() != Some(expected)
+        {
+            return Ok(NetworkSaved::Moved(stored));
+        }
+        let bytes =
+            serde_json::to_vec(save.spec).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let audit_seq = match save.audit {
+            Some(line) => Some(self.next_audit(line)?),
+            None => None,
+        };
         self.meta.insert(b"network", bytes).map_err(backend)?;
+        self.meta
+            .insert(b"network_version", save.version.as_bytes())
+            .map_err(backend)?;
         self.flush()?;
-        Ok(())
+        Ok(NetworkSaved::Saved { audit_seq })
     }
 }
