@@ -124,14 +124,7 @@ impl Engine {
             }
             if now >= offer.expires_at_ms {
                 // Moved on here as the sweeper would (or by it, first): either way, too late.
-                self.move_on(
-                    &snap,
-                    &d,
-                    OfferAction::Expired,
-                    ("expiry", None),
-                    "not answered in time",
-                    now,
-                )?;
+                self.expire(&snap, &d, now)?;
                 return Err(OfferError::Precondition(format!(
                     "the offer for lead {lead_id:?} expired at {} ms; it has moved on",
                     offer.expires_at_ms
@@ -232,14 +225,7 @@ impl Engine {
             if !still_open {
                 continue;
             }
-            match self.move_on(
-                &snap,
-                &d,
-                OfferAction::Expired,
-                ("expiry", None),
-                "not answered in time",
-                now,
-            ) {
+            match self.expire(&snap, &d, now) {
                 Ok(Some(_)) => moved += 1,
                 // Answered or moved by someone else first.
                 Ok(None) => {}
@@ -276,6 +262,23 @@ impl Engine {
             )?)),
             _ => Ok(None),
         }
+    }
+
+    /// Moves on an offer whose time is up (see [`Engine::move_on`]).
+    fn expire(
+        &self,
+        snap: &Snapshot,
+        d: &Arc<Decision>,
+        now: i64,
+    ) -> Result<Option<Arc<Decision>>, RouteError> {
+        self.move_on(
+            snap,
+            d,
+            OfferAction::Expired,
+            ("expiry", None),
+            "not answered in time",
+            now,
+        )
     }
 
     /// Gives back the holder's capacity and offers the lead to the next candidate, or exhausts

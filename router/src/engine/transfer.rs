@@ -263,15 +263,12 @@ impl Engine {
         if fresh == 0 {
             return Ok((moved, None));
         }
-        let mut entry = AuditEntry {
-            seq: 0,
-            at_ms: self.clock.now_ms(),
-            actor: actor.to_string(),
-            action: "transfer_members".into(),
-            target: format!("guide:{from_guide_id}"),
-            reason: reason.to_string(),
-            before: None,
-            after: serde_json::json!({
+        let entry = self.record_audit(
+            "transfer_members",
+            &format!("guide:{from_guide_id}"),
+            actor,
+            reason,
+            serde_json::json!({
                 "transfer_id": transfer_id,
                 "rule": match rule {
                     SuccessorRule::Named(g) => format!("named:{g}"),
@@ -280,15 +277,7 @@ impl Engine {
                 "moved": fresh,
                 "stayed": moved.iter().filter(|m| m.to_guide_id.is_none()).count(),
             }),
-            network_version: self.snapshot().network.version().to_string(),
-        };
-        entry.seq = self.store.append_audit(&|seq| {
-            AuditEntry {
-                seq,
-                ..entry.clone()
-            }
-            .to_line()
-        })?;
+        )?;
         self.store.flush()?;
         Ok((moved, Some(entry)))
     }

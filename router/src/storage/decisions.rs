@@ -45,6 +45,35 @@ pub enum Committed {
     HeadMoved,
 }
 
+/// `(expires_at_ms, lead_id)` when `d` holds an open offer: how backends index open offers.
+pub fn open_offer(d: &Decision) -> Option<(i64, String)> {
+    let o = d.offer.as_ref()?;
+    (o.status == crate::domain::offer::OfferStatus::Open)
+        .then(|| (o.expires_at_ms, d.lead.lead_id.clone()))
+}
+
+/// Leases the open offers due at `now_ms` that no one holds (`leases`: lead id → lease end)
+/// until `lease_until_ms`, at most `limit`, by expiry; returns their lead ids. The rule of
+/// [`Decisions::claim_due_offers`] for backends that keep the offers in memory under a lock.
+pub fn lease_due(
+    offers: &std::collections::BTreeSet<(i64, String)>,
+    leases: &mut std::collections::HashMap<String, i64>,
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: usize,
+) -> Vec<String> {
+    let due: Vec<String> = offers
+        .range(..(now_ms + 1, String::new()))
+        .filter(|(_, lead)| leases.get(lead).is_none_or(|&until| until <= now_ms))
+        .take(limit)
+        .map(|(_, lead)| lead.clone())
+        .collect();
+    for lead in &due {
+        leases.insert(lead.clone(), lease_until_ms);
+    }
+    due
+}
+
 /// Decisions by lead id, the capacity they hold, and the open offers among them.
 pub trait Decisions: Send + Sync {
     /// The decision stored for `lead_id`, if any.

@@ -76,3 +76,55 @@ pub fn dispute_keys(line: &str) -> Option<(String, Option<String>, bool)> {
     let open = v.get("status").and_then(|s| s.as_str()) == Some("open");
     Some((order, request, open))
 }
+
+/// The keys a backend keeps unique among disputes: each order's open dispute and each request
+/// id's dispute. The memory and sled backends keep it in memory under their lock (sled builds
+/// it at open from the records).
+#[derive(Debug, Default)]
+pub struct DisputeIndex {
+    /// Order id → its open dispute.
+    open: std::collections::HashMap<String, u64>,
+    /// Request id → the dispute it opened.
+    requests: std::collections::HashMap<String, u64>,
+}
+
+impl DisputeIndex {
+    /// Indexes stored dispute `seq` from its record.
+    pub fn insert_record(&mut self, seq: u64, line: &str) {
+        if let Some((order, request, open)) = dispute_keys(line) {
+            if open {
+                self.open.insert(order, seq);
+            }
+            if let Some(r) = request {
+                self.requests.insert(r, seq);
+            }
+        }
+    }
+
+    /// Why a dispute about `order_id` with `request_id` cannot be opened, if it cannot.
+    pub fn refusal(&self, order_id: &str, request_id: Option<&str>) -> Option<DisputeOpened> {
+        if let Some(&seq) = request_id.and_then(|r| self.requests.get(r)) {
+            return Some(DisputeOpened::SameRequest(seq));
+        }
+        self.open
+            .get(order_id)
+            .map(|&seq| DisputeOpened::OrderHasOpen(seq))
+    }
+
+    /// Dispute `seq` was opened.
+    pub fn opened(&mut self, order_id: &str, request_id: Option<&str>, seq: u64) {
+        self.open.insert(order_id.to_string(), seq);
+        if let Some(r) = request_id {
+            self.requests.insert(r.to_string(), seq);
+        }
+    }
+
+    /// Dispute `seq` was replaced; `open` tells whether it stays the order's open one.
+    pub fn replaced(&mut self, order_id: &str, seq: u64, open: bool) {
+        if open {
+            self.open.insert(order_id.to_string(), seq);
+        } else if self.open.get(order_id) == Some(&seq) {
+            self.open.remove(order_id);
+        }
+    }
+}

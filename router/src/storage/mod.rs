@@ -19,12 +19,12 @@ mod sled;
 mod trails;
 
 pub use chain::{Chain, MAX_ATTEMPTS, Written, append_retrying, backoff};
-pub use decisions::{Committed, Decisions, RouteCommit, Take};
-pub use logs::{DisputeOpened, LineOf, Logs, dispute_keys};
+pub use decisions::{Committed, Decisions, RouteCommit, Take, lease_due, open_offer};
+pub use logs::{DisputeIndex, DisputeOpened, LineOf, Logs, dispute_keys};
 pub use memory::MemoryStore;
 pub use network::{NetworkSave, NetworkSaved, Networks};
 pub use sled::{SledConfig, SledStore};
-pub use trails::{Append, Appended, Trails};
+pub use trails::{Append, Appended, Trails, refusal};
 
 use crate::domain::trail::{EventBody, TrailEvent};
 

@@ -24,6 +24,30 @@ pub enum Appended {
     HeadMoved,
 }
 
+/// Why `events` (checked by [`super::check_chain`]) cannot be appended onto a member whose
+/// head is `head` (0: no events), if they cannot: the rule every backend applies under its own
+/// lock or transaction. `taken` finds the event stored under a key.
+pub fn refusal(
+    events: &[Append<'_>],
+    head: u64,
+    mut taken: impl FnMut(TrailKey<'_>) -> Result<Option<TrailEvent>, StorageError>,
+) -> Result<Option<Appended>, StorageError> {
+    let Some(first) = events.first() else {
+        return Ok(None);
+    };
+    if first.event.seq != head + 1 {
+        return Ok(Some(Appended::HeadMoved));
+    }
+    for a in events {
+        if let Some(key) = a.key
+            && let Some(e) = taken(key)?
+        {
+            return Ok(Some(Appended::Replayed(Box::new(e))));
+        }
+    }
+    Ok(None)
+}
+
 /// Members' trails.
 pub trait Trails: Send + Sync {
     /// `(seq, hash)` of a member's last trail event.

@@ -1,12 +1,5 @@
 use super::*;
-use crate::domain::offer::OfferStatus;
-use crate::storage::{Committed, RouteCommit};
-
-/// `(expires_at_ms, lead_id)` when the decision holds an open offer.
-fn open_offer(d: &Decision) -> Option<(i64, String)> {
-    let o = d.offer.as_ref()?;
-    (o.status == OfferStatus::Open).then(|| (o.expires_at_ms, d.lead.lead_id.clone()))
-}
+use crate::storage::{Committed, RouteCommit, lease_due, open_offer};
 
 impl Decisions for MemoryStore {
     fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StorageError> {
@@ -100,21 +93,18 @@ impl Decisions for MemoryStore {
         limit: usize,
     ) -> Result<Vec<Arc<Decision>>, StorageError> {
         let mut inner = self.inner.lock();
-        let due: Vec<String> = inner
-            .offers
-            .range(..(now_ms + 1, String::new()))
-            .filter(|(_, lead)| inner.leases.get(lead).is_none_or(|&until| until <= now_ms))
-            .take(limit)
-            .map(|(_, lead)| lead.clone())
-            .collect();
-        let mut out = Vec::with_capacity(due.len());
-        for lead in due {
-            inner.leases.insert(lead.clone(), lease_until_ms);
-            if let Some(d) = inner.decisions.get(&lead) {
-                out.push(d.clone());
-            }
-        }
-        Ok(out)
+        let inner = &mut *inner;
+        let due = lease_due(
+            &inner.offers,
+            &mut inner.leases,
+            now_ms,
+            lease_until_ms,
+            limit,
+        );
+        Ok(due
+            .iter()
+            .filter_map(|lead| inner.decisions.get(lead).cloned())
+            .collect())
     }
 
     fn open_offer_count(&self) -> Result<usize, StorageError> {

@@ -29,18 +29,12 @@ impl Logs for MemoryStore {
         line: LineOf<'_>,
     ) -> Result<DisputeOpened, StorageError> {
         let mut inner = self.inner.lock();
-        if let Some(&seq) = request_id.and_then(|r| inner.dispute_requests.get(r)) {
-            return Ok(DisputeOpened::SameRequest(seq));
-        }
-        if let Some(&seq) = inner.open_disputes.get(order_id) {
-            return Ok(DisputeOpened::OrderHasOpen(seq));
+        if let Some(refused) = inner.dispute_keys.refusal(order_id, request_id) {
+            return Ok(refused);
         }
         let seq = inner.disputes.keys().next_back().map_or(1, |s| s + 1);
         inner.disputes.insert(seq, line(seq));
-        inner.open_disputes.insert(order_id.to_string(), seq);
-        if let Some(r) = request_id {
-            inner.dispute_requests.insert(r.to_string(), seq);
-        }
+        inner.dispute_keys.opened(order_id, request_id, seq);
         Ok(DisputeOpened::Opened(seq))
     }
 
@@ -57,11 +51,7 @@ impl Logs for MemoryStore {
             return Ok(false);
         }
         inner.disputes.insert(seq, line.to_string());
-        if open {
-            inner.open_disputes.insert(order_id.to_string(), seq);
-        } else if inner.open_disputes.get(order_id) == Some(&seq) {
-            inner.open_disputes.remove(order_id);
-        }
+        inner.dispute_keys.replaced(order_id, seq, open);
         Ok(true)
     }
 

@@ -5,7 +5,7 @@ mod trails;
 
 use super::{
     Append, Appended, Decisions, LedgerCursor, Logs, Networks, Storage, StorageError, TrailKey,
-    Trails, check_chain,
+    Trails, check_chain, refusal,
 };
 use crate::catalog::NetworkSpec;
 use crate::domain::trail::TrailEvent;
@@ -38,10 +38,7 @@ struct Inner {
     offers: std::collections::BTreeSet<(i64, String)>,
     /// Claimed offers: lead id → lease end (ms).
     leases: HashMap<String, i64>,
-    /// Order id → its open dispute.
-    open_disputes: HashMap<String, u64>,
-    /// Dispute request id → the dispute it opened.
-    dispute_requests: HashMap<String, u64>,
+    dispute_keys: crate::storage::DisputeIndex,
 }
 
 impl MemoryStore {
@@ -72,30 +69,22 @@ impl Inner {
         let Some(first) = events.first() else {
             return Ok(None);
         };
-        let member = &first.event.member_id;
         check_chain(events)?;
+        let member = &first.event.member_id;
         let head = self
             .trails
             .range((member.clone(), 0)..=(member.clone(), u64::MAX))
             .next_back()
             .map_or(0, |(_, e)| e.seq);
-        if first.event.seq != head + 1 {
-            return Ok(Some(Appended::HeadMoved));
-        }
-        for a in events {
-            if let Some(key) = a.key {
-                let (tag, id) = key.tag();
-                if let Some(e) = self
-                    .trail_keys
-                    .get(&(tag, id.to_string()))
-                    .and_then(|at| self.trails.get(at))
-                    .filter(|e| key.matches(e))
-                {
-                    return Ok(Some(Appended::Replayed(Box::new(e.clone()))));
-                }
-            }
-        }
-        Ok(None)
+        refusal(events, head, |key| {
+            let (tag, id) = key.tag();
+            Ok(self
+                .trail_keys
+                .get(&(tag, id.to_string()))
+                .and_then(|at| self.trails.get(at))
+                .filter(|e| key.matches(e))
+                .cloned())
+        })
     }
 
     /// Writes checked `events` and their keys.

@@ -1,12 +1,5 @@
 use super::*;
-use crate::domain::offer::OfferStatus;
-use crate::storage::{Committed, RouteCommit};
-
-/// `(expires_at_ms, lead_id)` when the decision holds an open offer.
-pub(super) fn open_offer(d: &Decision) -> Option<(i64, String)> {
-    let o = d.offer.as_ref()?;
-    (o.status == OfferStatus::Open).then(|| (o.expires_at_ms, d.lead.lead_id.clone()))
-}
+use crate::storage::{Committed, RouteCommit, lease_due, open_offer};
 
 impl Decisions for SledStore {
     fn decision(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StorageError> {
@@ -111,20 +104,13 @@ impl Decisions for SledStore {
         lease_until_ms: i64,
         limit: usize,
     ) -> Result<Vec<Arc<Decision>>, StorageError> {
-        let due: Vec<String> = {
-            let offers = self.offers.lock();
-            let mut leases = self.leases.lock();
-            let due: Vec<String> = offers
-                .range(..(now_ms + 1, String::new()))
-                .filter(|(_, lead)| leases.get(lead).is_none_or(|&until| until <= now_ms))
-                .take(limit)
-                .map(|(_, lead)| lead.clone())
-                .collect();
-            for lead in &due {
-                leases.insert(lead.clone(), lease_until_ms);
-            }
-            due
-        };
+        let due = lease_due(
+            &self.offers.lock(),
+            &mut self.leases.lock(),
+            now_ms,
+            lease_until_ms,
+            limit,
+        );
         let mut out = Vec::with_capacity(due.len());
         for lead in due {
             if let Some(d) = self.decision(&lead)? {

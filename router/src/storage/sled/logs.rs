@@ -1,15 +1,5 @@
 use super::*;
-use crate::storage::{DisputeOpened, LineOf, dispute_keys};
-
-/// The sled backend's dispute keys, kept in memory (built at open from the records; sled is
-/// opened by one process).
-#[derive(Debug, Default)]
-pub(super) struct DisputeIndex {
-    /// Order id → its open dispute.
-    pub(super) open: HashMap<String, u64>,
-    /// Request id → the dispute it opened.
-    pub(super) requests: HashMap<String, u64>,
-}
+use crate::storage::{DisputeIndex, DisputeOpened, LineOf};
 
 impl SledStore {
     /// The dispute keys of every stored dispute (read at open).
@@ -17,16 +7,7 @@ impl SledStore {
         let mut index = DisputeIndex::default();
         for kv in self.meta.scan_prefix(b"D") {
             let (k, v) = kv.map_err(backend)?;
-            let seq = audit_seq(&k)?;
-            let Some((order, request, open)) = dispute_keys(&utf8(&k, &v)?) else {
-                continue;
-            };
-            if open {
-                index.open.insert(order, seq);
-            }
-            if let Some(r) = request {
-                index.requests.insert(r, seq);
-            }
+            index.insert_record(audit_seq(&k)?, &utf8(&k, &v)?);
         }
         Ok(index)
     }
@@ -77,21 +58,15 @@ impl Logs for SledStore {
     ) -> Result<DisputeOpened, StorageError> {
         self.check_failed()?;
         let mut index = self.disputes.lock();
-        if let Some(&seq) = request_id.and_then(|r| index.requests.get(r)) {
-            return Ok(DisputeOpened::SameRequest(seq));
-        }
-        if let Some(&seq) = index.open.get(order_id) {
-            return Ok(DisputeOpened::OrderHasOpen(seq));
+        if let Some(refused) = index.refusal(order_id, request_id) {
+            return Ok(refused);
         }
         let seq = self.dispute_head()?.map_or(1, |s| s + 1);
         self.meta
             .insert(seq_key(b'D', seq), line(seq).as_bytes())
             .map_err(backend)?;
         self.mark_dirty();
-        index.open.insert(order_id.to_string(), seq);
-        if let Some(r) = request_id {
-            index.requests.insert(r.to_string(), seq);
-        }
+        index.opened(order_id, request_id, seq);
         Ok(DisputeOpened::Opened(seq))
     }
 
@@ -111,11 +86,7 @@ impl Logs for SledStore {
         }
         self.meta.insert(key, line.as_bytes()).map_err(backend)?;
         self.mark_dirty();
-        if open {
-            index.open.insert(order_id.to_string(), seq);
-        } else if index.open.get(order_id) == Some(&seq) {
-            index.open.remove(order_id);
-        }
+        index.replaced(order_id, seq, open);
         Ok(true)
     }
 

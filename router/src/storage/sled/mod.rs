@@ -140,7 +140,7 @@ pub struct SledStore {
     /// Taken to save the network.
     network_lock: Mutex<()>,
     /// Disputes' keys; its lock numbers and replaces disputes.
-    disputes: Mutex<logs::DisputeIndex>,
+    disputes: Mutex<super::DisputeIndex>,
 }
 
 /// sled's errors as the contract's: damage found in the files is `Corrupt` (data loss, not a
@@ -315,7 +315,7 @@ impl SledStore {
         store
             .offers
             .lock()
-            .extend(open.iter().filter_map(|d| decisions::open_offer(d)));
+            .extend(open.iter().filter_map(|d| super::open_offer(d)));
         Ok(store)
     }
 

@@ -224,17 +224,7 @@ impl SledStore {
         let head = self
             .trail_head(&first.event.member_id)?
             .map_or(0, |(s, _)| s);
-        if first.event.seq != head + 1 {
-            return Ok(Some(Appended::HeadMoved));
-        }
-        for a in events {
-            if let Some(key) = a.key
-                && let Some(e) = self.trail_event(key)?
-            {
-                return Ok(Some(Appended::Replayed(Box::new(e))));
-            }
-        }
-        Ok(None)
+        crate::storage::refusal(events, head, |key| self.trail_event(key))
     }
 
     /// Writes one checked event and its keys (keys first: see the type's docs).
