@@ -13,7 +13,10 @@ use leadrouter::domain::offer::{OfferAction, OfferConfig, OnExhausted};
 use leadrouter::domain::trail::{EventBody, OrderFacts, Touch, TouchKind};
 use leadrouter::domain::{Channel, Lead};
 use leadrouter::engine::{Engine, EngineConfig};
-use leadrouter::storage::{LedgerCursor, MemoryStore, SledConfig, SledStore, Storage, TrailKey};
+use leadrouter::storage::{
+    LedgerCursor, MemoryStore, PostgresConfig, PostgresStore, SledConfig, SledStore, Storage,
+    TrailKey,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -25,12 +28,14 @@ const THREADS: usize = 8;
 struct Backend {
     storage: Arc<dyn Storage>,
     _dir: Option<tempfile::TempDir>,
+    _pg: Option<common::pg::PgCluster>,
 }
 
 fn memory() -> Backend {
     Backend {
         storage: Arc::new(MemoryStore::new()),
         _dir: None,
+        _pg: None,
     }
 }
 
@@ -39,6 +44,18 @@ fn sled() -> Backend {
     Backend {
         storage: Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap()),
         _dir: Some(dir),
+        _pg: None,
+    }
+}
+
+/// A throwaway cluster of its own, migrated.
+fn postgres() -> Backend {
+    let pg = common::pg::PgCluster::start();
+    let config = PostgresConfig::new(pg.database());
+    Backend {
+        storage: Arc::new(PostgresStore::open(&config).unwrap()),
+        _dir: None,
+        _pg: Some(pg),
     }
 }
 
@@ -428,6 +445,195 @@ fn concurrent_catalog_changes_both_land_with_unique_audit_numbers(b: Backend) {
     assert_eq!(seqs, vec![1, 2, 3, 4]);
 }
 
+/// Every read agrees with a scan of what was written: the ledger in cursor order and its
+/// pages, a trail's pages both ways, an order's follow-ups, a member's latest binding, a
+/// guide's members, the id keys, the counts and the numbered logs.
+fn every_read_agrees_with_a_scan(b: Backend) {
+    use leadrouter::attribution::RefundInput;
+    let (engines, clock) = two_engines(&b, &[50, 50, 50], EngineConfig::default());
+    let service = Attribution::new(engines[0].clone(), AttributionConfig::default()).unwrap();
+    for m in 0..6 {
+        let member = format!("M{m}");
+        engines[m % 2]
+            .route(&lead(&format!("L{m}"), Some(&member), Channel::StoreQr))
+            .unwrap();
+        for t in 0..3 {
+            service
+                .record_touch(touch(format!("T{m}-{t}"), &member))
+                .unwrap();
+        }
+        for o in 0..2 {
+            let order_id = format!("O{m}-{o}");
+            service
+                .record_order(OrderInput {
+                    member_id: member.clone(),
+                    facts: OrderFacts {
+                        order_id: order_id.clone(),
+                        amount_cents: 1_000 + m as i64,
+                        paid_channel: Channel::MiniProgram,
+                        fulfilling_store_id: Some("S1".into()),
+                        sharing_guide_id: None,
+                        referrer_guide_ids: vec![],
+                    },
+                    // Ties on occurred_at: the cursor orders by kind, then id.
+                    occurred_at_ms: T0 + (m as i64 % 3) * 1_000,
+                    recorded_by: None,
+                })
+                .unwrap();
+            if o == 0 {
+                service
+                    .record_refund(RefundInput {
+                        refund_id: format!("R{m}"),
+                        order_id,
+                        amount_cents: Some(100),
+                        occurred_at_ms: T0 + 5_000,
+                        recorded_by: None,
+                    })
+                    .unwrap();
+            }
+        }
+        clock.advance_ms(10);
+    }
+    let s = &b.storage;
+    let mut all = Vec::new();
+    s.scan_trails(&mut |e| {
+        all.push(e);
+        true
+    })
+    .unwrap();
+    let kinds = |k: &str| all.iter().filter(|e| e.body.kind() == k).count();
+    assert_eq!(
+        (kinds("touch"), kinds("order"), kinds("refund")),
+        (18, 12, 6),
+        "{:?}",
+        all.iter().map(|e| e.body.kind()).collect::<Vec<_>>()
+    );
+    // The ledger, whole and in pages of 3.
+    let mut expected: Vec<(LedgerCursor, String)> = all
+        .iter()
+        .filter_map(|e| LedgerCursor::of(e).map(|c| (c, e.hash.clone())))
+        .collect();
+    expected.sort();
+    let whole: Vec<String> = s
+        .ledger_events(T0, T0 + 10_000, None, 1_000)
+        .unwrap()
+        .iter()
+        .map(|e| e.hash.clone())
+        .collect();
+    assert_eq!(
+        whole,
+        expected.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>()
+    );
+    let mut paged = Vec::new();
+    let mut after: Option<LedgerCursor> = None;
+    loop {
+        let page = s.ledger_events(T0, T0 + 10_000, after.as_ref(), 3).unwrap();
+        let Some(last) = page.last() else { break };
+        after = LedgerCursor::of(last);
+        paged.extend(page.iter().map(|e| e.hash.clone()));
+    }
+    assert_eq!(paged, whole);
+    let window = s
+        .ledger_events(T0 + 5_000, T0 + 6_000, None, 1_000)
+        .unwrap();
+    assert_eq!(window.len(), 6, "the refunds at T0+5s alone: {window:?}");
+    for m in 0..6 {
+        let member = format!("M{m}");
+        let mine: Vec<_> = all.iter().filter(|e| e.member_id == member).collect();
+        let from = s.trail_from(&member, 3, 2).unwrap();
+        assert_eq!(
+            from.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![3, 4],
+            "{member}"
+        );
+        let before = s.trail_before(&member, 5, 10).unwrap();
+        assert_eq!(
+            before.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![4, 3, 2, 1]
+        );
+        let (head, hash) = s.trail_head(&member).unwrap().unwrap();
+        assert_eq!(head, mine.len() as u64);
+        assert_eq!(hash, mine.last().unwrap().hash);
+        let binding = s.latest_binding(&member).unwrap().unwrap();
+        assert_eq!(
+            Some(&binding.hash),
+            mine.iter()
+                .rev()
+                .find(|e| e.binding().is_some())
+                .map(|e| &e.hash)
+        );
+        let order = format!("O{m}-0");
+        let follow = s.follow_ups_of(&order).unwrap();
+        assert_eq!(follow.len(), 1);
+        assert_eq!(follow[0].refund().unwrap().refund_id, format!("R{m}"));
+        assert!(s.follow_ups_of(&format!("O{m}-1")).unwrap().is_empty());
+        let by_key = s.trail_event(TrailKey::Order(&order)).unwrap().unwrap();
+        assert_eq!(by_key.order().unwrap().facts.order_id, order);
+        assert!(
+            s.trail_event(TrailKey::Touch(&format!("T{m}-1")))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            s.trail_event(TrailKey::Refund(&format!("R{m}")))
+                .unwrap()
+                .is_some()
+        );
+        assert!(s.trail_event(TrailKey::Order("nope")).unwrap().is_none());
+    }
+    assert!(s.trail_head("nobody").unwrap().is_none());
+    assert!(s.latest_binding("nobody").unwrap().is_none());
+    // A guide's members, in pages of 1.
+    let mut bound: HashMap<String, Vec<String>> = HashMap::new();
+    for e in all.iter().filter_map(|e| e.binding().map(|b| (b, e))) {
+        bound
+            .entry(e.0.state.guide_id.to_string())
+            .or_default()
+            .push(e.1.member_id.clone());
+    }
+    for (guide, mut members) in bound {
+        members.sort();
+        members.dedup();
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = s.members_of(&guide, after.as_deref(), 1).unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.clone());
+            paged.extend(page);
+        }
+        assert_eq!(paged, members, "{guide}");
+    }
+    // Decisions, counts, and what a scan of them says.
+    let mut leads = Vec::new();
+    s.scan_decisions(&mut |d| {
+        leads.push(d.lead.lead_id.clone());
+        true
+    })
+    .unwrap();
+    assert_eq!(leads, (0..6).map(|m| format!("L{m}")).collect::<Vec<_>>());
+    assert_eq!(s.decision_count().unwrap(), 6);
+    let day = engines[0].today();
+    let counted: u32 = s.day_counts(day).unwrap().iter().map(|(_, n)| n).sum();
+    assert_eq!(counted, 6);
+    for (g, n) in s.day_counts(day).unwrap() {
+        assert_eq!(s.guide_count(&g, day).unwrap(), n);
+    }
+    // The numbered logs.
+    let first = s.append_audit(&|seq| format!("{{\"seq\":{seq}}}")).unwrap();
+    let second = s.append_audit(&|seq| format!("{{\"seq\":{seq}}}")).unwrap();
+    assert_eq!(second, first + 1);
+    assert_eq!(s.audit_head().unwrap(), Some(second));
+    let entries = s.audit_from(first, 10).unwrap();
+    assert_eq!(
+        entries,
+        vec![
+            (first, format!("{{\"seq\":{first}}}")),
+            (second, format!("{{\"seq\":{second}}}"))
+        ]
+    );
+}
+
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -435,6 +641,9 @@ macro_rules! on_every_backend {
         }
         mod sled {
             $(#[test] fn $test() { super::$test(super::sled()) })*
+        }
+        mod postgres {
+            $(#[test] fn $test() { super::$test(super::postgres()) })*
         }
     };
 }
@@ -447,4 +656,5 @@ on_every_backend!(
     an_offer_expires_once_however_many_sweepers,
     a_contested_dispute_opens_once_and_resolves_once,
     concurrent_catalog_changes_both_land_with_unique_audit_numbers,
+    every_read_agrees_with_a_scan,
 );

@@ -15,6 +15,7 @@ mod decisions;
 mod logs;
 mod memory;
 mod network;
+mod postgres;
 mod sled;
 mod trails;
 
@@ -23,6 +24,9 @@ pub use decisions::{Committed, Decisions, RouteCommit, Take, lease_due, open_off
 pub use logs::{DisputeIndex, DisputeOpened, LineOf, Logs, dispute_keys};
 pub use memory::MemoryStore;
 pub use network::{NetworkSave, NetworkSaved, Networks};
+pub use postgres::{
+    DATABASE_URL_ENV, MIGRATIONS, Migration, PostgresConfig, PostgresStore, redacted,
+};
 pub use sled::{SledConfig, SledStore};
 pub use trails::{Append, Appended, Trails, refusal};
 
@@ -48,7 +52,7 @@ impl TrailKey<'_> {
         }
     }
 
-    fn tag(&self) -> (u8, &str) {
+    pub(crate) fn tag(&self) -> (u8, &str) {
         match self {
             TrailKey::Touch(id) => (b't', id),
             TrailKey::Order(id) => (b'o', id),
@@ -128,6 +132,12 @@ pub trait Storage: Decisions + Trails + Logs + Networks + std::fmt::Debug + 'sta
     /// request pays for a flush of its own.
     fn shares_flushes(&self) -> bool {
         true
+    }
+
+    /// Whether calls wait on a database across the network (PostgreSQL): then callers on an
+    /// async runtime run every call on its blocking pool, never on a worker.
+    fn waits_on_network(&self) -> bool {
+        false
     }
 }
 

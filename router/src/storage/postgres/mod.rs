@@ -1,0 +1,398 @@
+//! PostgreSQL: several replicas on one database. Every guarantee of the contract is a key or a
+//! constraint of the schema (`migrations/`), and every conditional write is one transaction of
+//! row-level conditions (`INSERT … ON CONFLICT DO NOTHING`, `UPDATE … WHERE version = $v`), at
+//! READ COMMITTED; audit and dispute numbers are taken under a transaction-scoped advisory lock
+//! (the pool does not reset session state, so no session lock is ever taken). A transaction that
+//! fails on a serialization failure or a deadlock is run again; nothing else is retried here.
+//!
+//! The contract is synchronous; its callers run it off the async workers (the server's calls go
+//! through `spawn_blocking`, see [`Storage::waits_on_network`]). The database I/O itself is
+//! async: the pool's connections live on a small runtime of the backend's own, and a call waits
+//! for its statements, sent pipelined where one does not depend on another, without holding any
+//! lock.
+//!
+//! Durability: orders, refunds, adjustments, audit entries, disputes and the network are
+//! acknowledged after COMMIT (`synchronous_commit` on). Decisions and touches follow
+//! [`PostgresConfig::synchronous_commit`]: off (the default) commits them without waiting for
+//! the WAL flush, which the server does within `wal_writer_delay` (200 ms by default), as sled
+//! makes decisions durable within its flush interval; [`Storage::flush`] makes everything
+//! before it durable.
+
+mod decisions;
+mod logs;
+mod migrate;
+mod network;
+mod trails;
+
+pub use migrate::{MIGRATIONS, Migration};
+
+use super::{Storage, StorageError};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
+use std::time::Duration;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+/// The environment variable that gives the database URL (over `[storage] url`).
+pub const DATABASE_URL_ENV: &str = "LEADROUTER_DATABASE_URL";
+
+/// Settings of the PostgreSQL backend.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/db` or a key=value connection string.
+    pub url: String,
+    /// Connections in the pool. Default 16.
+    pub pool_size: usize,
+    /// Whether decisions and touches wait for the WAL flush before they are acknowledged.
+    /// Default false (they are durable within `wal_writer_delay`); orders, refunds, adjustments,
+    /// audit entries, disputes and the network always wait.
+    pub synchronous_commit: bool,
+    /// How long a call waits for a connection (from the pool or a new one). Default 5 s.
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redacted(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("synchronous_commit", &self.synchronous_commit)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl PostgresConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            synchronous_commit: false,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `url` without its password, for logs.
+pub fn redacted(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(c) => {
+            let hosts: Vec<String> = c
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .collect();
+            format!(
+                "postgres://{}@{}:{}/{}",
+                c.get_user().unwrap_or(""),
+                hosts.join(","),
+                c.get_ports()
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                c.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "(an unreadable database URL)".into(),
+    }
+}
+
+/// The PostgreSQL backend.
+pub struct PostgresStore {
+    pool: Pool,
+    /// The runtime the pool's connections live on; shut down without blocking when dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    synchronous_commit: bool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("pool_size", &s.max_size)
+            .field("connections", &s.size)
+            .field("synchronous_commit", &self.synchronous_commit)
+            .finish()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A pooled connection: its prepared statements are cached (`prepare_cached`), so that a
+/// statement sent again costs no extra round trip.
+pub(super) type Conn = deadpool_postgres::ClientWrapper;
+
+/// Most times a transaction runs again after a serialization failure or a deadlock.
+const MAX_RETRIES: u32 = 16;
+
+/// What a transaction's body decided.
+pub(super) enum Step<T> {
+    Commit(T),
+    Rollback(T),
+}
+
+impl PostgresStore {
+    /// Connects (checking that the database answers) and applies the migrations this binary
+    /// has that the database lacks, under a lock, so that replicas starting together apply
+    /// each once.
+    pub fn open(config: &PostgresConfig) -> Result<Self, StorageError> {
+        let store = Self::connect(config)?;
+        let applied = store.migrate()?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "database schema migrated");
+        }
+        Ok(store)
+    }
+
+    /// Connects without migrating (`leadrouter db migrate` migrates explicitly).
+    pub fn connect(config: &PostgresConfig) -> Result<Self, StorageError> {
+        if !(1..=1024).contains(&config.pool_size) {
+            return Err(StorageError::Backend(format!(
+                "storage.pool_size: must be in 1..=1024, got {}",
+                config.pool_size
+            )));
+        }
+        let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
+            StorageError::Backend(format!(
+                "storage.url: not a PostgreSQL connection string ({e})"
+            ))
+        })?;
+        pg.connect_timeout(config.connect_timeout);
+        pg.application_name("leadrouter");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("leadrouter-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Backend(format!("postgres runtime: {e}")))?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| StorageError::Backend(format!("postgres pool: {e}")))?;
+        let store = Self {
+            pool,
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            synchronous_commit: config.synchronous_commit,
+        };
+        store.run(async {
+            let c = store.client().await?;
+            c.simple_query("SELECT 1").await.map_err(pg_error)?;
+            Ok::<_, StorageError>(())
+        })?;
+        Ok(store)
+    }
+
+    /// Whether the database answers now (health checks).
+    pub fn ping(&self) -> Result<(), StorageError> {
+        self.run(async {
+            let c = self.client().await?;
+            c.simple_query("SELECT 1").await.map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` to completion on this thread, with the backend's runtime entered (its I/O and
+    /// timers are driven by that runtime's threads). Called off the async workers.
+    pub(super) fn run<F: Future>(&self, f: F) -> F::Output {
+        let _entered = self.handle.enter();
+        block_on(f)
+    }
+
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Client, StorageError> {
+        self.pool.get().await.map_err(|e| {
+            StorageError::Backend(format!("postgres: no connection to the database ({e})"))
+        })
+    }
+
+    /// Runs `body` in one transaction (BEGIN is pipelined with the body's first statements),
+    /// committing or rolling back as it says; runs it again on a serialization failure or a
+    /// deadlock. `durable`: the commit waits for the WAL flush whatever the configured mode.
+    pub(super) async fn transact<T>(
+        &self,
+        durable: bool,
+        body: impl AsyncFn(&Conn) -> Result<Step<T>, tokio_postgres::Error>,
+    ) -> Result<T, StorageError> {
+        let begin = if durable || self.synchronous_commit {
+            "BEGIN"
+        } else {
+            "BEGIN; SET LOCAL synchronous_commit TO off"
+        };
+        let mut attempt = 0;
+        loop {
+            let client = self.client().await?;
+            let (began, result) = tokio::join!(client.batch_execute(begin), body(&client));
+            let result = began.and(result);
+            let outcome = match result {
+                Ok(Step::Commit(v)) => client.batch_execute("COMMIT").await.map(|()| v),
+                Ok(Step::Rollback(v)) => client.batch_execute("ROLLBACK").await.map(|()| v),
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            };
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    metrics::counter!("leadrouter_storage_retries_total").increment(1);
+                    drop(client);
+                    tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
+                }
+                Err(e) => {
+                    if client.is_closed() {
+                        let _ = deadpool_postgres::Object::take(client);
+                    }
+                    return Err(pg_error(e));
+                }
+            }
+        }
+    }
+
+    /// Runs one read statement on a pooled connection.
+    pub(super) async fn read<T>(
+        &self,
+        body: impl AsyncFn(&Conn) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StorageError> {
+        let client = self.client().await?;
+        body(&client).await.map_err(pg_error)
+    }
+}
+
+/// Serialization failures and deadlocks: the only errors a transaction is run again on.
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+pub(super) fn pg_error(e: tokio_postgres::Error) -> StorageError {
+    match e.as_db_error() {
+        Some(db) => StorageError::Backend(format!(
+            "postgres: {} ({}){}",
+            db.message(),
+            db.code().code(),
+            db.constraint()
+                .map(|c| format!(", constraint {c}"))
+                .unwrap_or_default()
+        )),
+        None => StorageError::Backend(format!("postgres: {e}")),
+    }
+}
+
+pub(super) fn corrupt(key: impl Into<String>, why: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt {
+        key: key.into(),
+        why: why.to_string(),
+    }
+}
+
+/// Waits for `f` on this thread, parking between polls.
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let mut f = std::pin::pin!(f);
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+impl Storage for PostgresStore {
+    /// Makes every commit so far durable: a transaction with an id, committed synchronously,
+    /// waits for the WAL up to its commit record, which follows every earlier commit's.
+    fn flush(&self) -> Result<usize, StorageError> {
+        self.run(self.transact(true, async |c| {
+            c.simple_query("SELECT pg_current_xact_id()").await?;
+            Ok(Step::Commit(0))
+        }))
+    }
+
+    /// At once: what a durable request writes (orders, refunds, adjustments) is committed
+    /// synchronously before the call that wrote it returns.
+    fn flush_then(&self, done: super::FlushDone) {
+        done(Ok(()));
+    }
+
+    fn waits_on_network(&self) -> bool {
+        true
+    }
+}
+
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// `sql` prepared once per connection, then run.
+pub(super) async fn query(
+    c: &Conn,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let s = c.prepare_cached(sql).await?;
+    c.query(&s, params).await
+}
+
+/// As [`query`], for at most one row.
+pub(super) async fn query_opt(
+    c: &Conn,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+    let s = c.prepare_cached(sql).await?;
+    c.query_opt(&s, params).await
+}
+
+/// As [`query`], for exactly one row.
+pub(super) async fn query_one(
+    c: &Conn,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+    let s = c.prepare_cached(sql).await?;
+    c.query_one(&s, params).await
+}
+
+/// As [`query`], for the number of rows changed.
+pub(super) async fn execute(
+    c: &Conn,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<u64, tokio_postgres::Error> {
+    let s = c.prepare_cached(sql).await?;
+    c.execute(&s, params).await
+}
