@@ -8,6 +8,12 @@
 //! time_zone = "Asia/Shanghai"     # business days for capacity
 //!
 //! [storage]
+//! backend = "sled"                # sled (embedded, one process) | postgres (several replicas)
+//! url = "postgres://leadrouter@db:5432/leadrouter"  # postgres only; or LEADROUTER_DATABASE_URL
+//! pool_size = 16                  # postgres only: connections per replica
+//! synchronous_commit = false      # postgres only: true makes decisions and touches wait for
+//!                                 # the WAL flush too (orders, refunds, audit always do)
+//! connect_timeout_ms = 5000       # postgres only: wait for a connection at most this long
 //! cache_capacity_mb = 256         # sled page cache cap
 //! flush_every_ms = 100            # routing decisions are durable within this interval
 //! sync_decisions = false          # true: flush before every reply
@@ -60,7 +66,14 @@ use crate::domain::offer::OfferConfig;
 use crate::engine::TransferConfig;
 use crate::engine::{CandidateConfig, EngineConfig};
 use crate::policy::PolicyConfig;
-use crate::storage::SledConfig;
+use crate::storage::{PostgresConfig, SledConfig};
+
+/// The storage backend a configuration chooses.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sled(SledConfig),
+    Postgres(PostgresConfig),
+}
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -284,6 +297,11 @@ pub struct ModelsConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    pub backend: String,
+    pub url: Option<String>,
+    pub pool_size: usize,
+    pub synchronous_commit: bool,
+    pub connect_timeout_ms: u64,
     pub cache_capacity_mb: u64,
     pub flush_every_ms: u64,
     pub sync_decisions: bool,
@@ -327,6 +345,11 @@ impl Default for Config {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
+            backend: "sled".into(),
+            url: None,
+            pool_size: 16,
+            synchronous_commit: false,
+            connect_timeout_ms: 5_000,
             cache_capacity_mb: 256,
             flush_every_ms: 100,
             sync_decisions: false,
@@ -363,9 +386,14 @@ impl Config {
         Self::from_toml(&text, &path.display().to_string())
     }
 
-    /// Applies `LEADROUTER_LISTEN`, `LEADROUTER_DATA_DIR`, `LEADROUTER_NETWORK` and
-    /// `LEADROUTER_POLICY` (a policy name, default parameters).
+    /// Applies `LEADROUTER_LISTEN`, `LEADROUTER_DATA_DIR`, `LEADROUTER_NETWORK`,
+    /// `LEADROUTER_POLICY` (a policy name, default parameters) and `LEADROUTER_DATABASE_URL`
+    /// (`storage.url`; a URL selects the postgres backend).
     pub fn apply_env(&mut self, env: &dyn Env) -> Result<(), ConfigError> {
+        if let Some(v) = env.var(crate::storage::DATABASE_URL_ENV) {
+            self.storage.url = Some(v);
+            self.storage.backend = "postgres".into();
+        }
         if let Some(v) = env.var("LEADROUTER_LISTEN") {
             self.listen = v;
         }
@@ -421,6 +449,58 @@ impl Config {
                 self.transfers.clone()
             },
         })
+    }
+
+    /// The backend chosen and its settings, checked.
+    pub fn backend(&self) -> Result<Backend, ConfigError> {
+        match self.storage.backend.as_str() {
+            "sled" => {
+                if self.storage.url.is_some() {
+                    return Err(ConfigError(
+                        "storage.url: only with backend = \"postgres\" (the sled backend \
+                         keeps its data in data_dir)"
+                            .into(),
+                    ));
+                }
+                self.sled().map(Backend::Sled)
+            }
+            "postgres" => {
+                let url = self.storage.url.clone().ok_or_else(|| {
+                    ConfigError(format!(
+                        "storage.url: required with backend = \"postgres\" (or set {})",
+                        crate::storage::DATABASE_URL_ENV
+                    ))
+                })?;
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    return Err(ConfigError(format!(
+                        "storage.url: not a PostgreSQL connection string ({e})"
+                    )));
+                }
+                if !(1..=1024).contains(&self.storage.pool_size) {
+                    return Err(ConfigError(format!(
+                        "storage.pool_size: must be in 1..=1024, got {}",
+                        self.storage.pool_size
+                    )));
+                }
+                if !(100..=600_000).contains(&self.storage.connect_timeout_ms) {
+                    return Err(ConfigError(format!(
+                        "storage.connect_timeout_ms: must be in 100..=600000, got {}",
+                        self.storage.connect_timeout_ms
+                    )));
+                }
+                Ok(Backend::Postgres(PostgresConfig {
+                    url,
+                    pool_size: self.storage.pool_size,
+                    synchronous_commit: self.storage.synchronous_commit,
+                    connect_timeout: std::time::Duration::from_millis(
+                        self.storage.connect_timeout_ms,
+                    ),
+                }))
+            }
+            other => Err(ConfigError(format!(
+                "storage.backend: must be \"sled\" or \"postgres\", got {other:?}"
+            ))),
+        }
     }
 
     /// sled's settings.
@@ -549,5 +629,47 @@ mod tests {
             [("LEADROUTER_POLICY".to_string(), "best".to_string())].into();
         let e = Config::default().apply_env(&env).unwrap_err();
         assert!(e.0.starts_with("LEADROUTER_POLICY:"), "{e}");
+    }
+
+    #[test]
+    fn the_backend_is_chosen_and_checked() {
+        assert!(matches!(
+            Config::default().backend().unwrap(),
+            Backend::Sled(_)
+        ));
+        let c = Config::from_toml(
+            "[storage]\nbackend = \"postgres\"\nurl = \"postgres://u:secret@db:5432/lr\"\npool_size = 4\nsynchronous_commit = true\n",
+            "x",
+        )
+        .unwrap();
+        let Backend::Postgres(p) = c.backend().unwrap() else {
+            panic!("postgres chosen")
+        };
+        assert_eq!((p.pool_size, p.synchronous_commit), (4, true));
+        assert!(!format!("{p:?}").contains("secret"), "{p:?}");
+        let refused = |toml: &str, field: &str| {
+            let e = Config::from_toml(toml, "x").unwrap().backend().unwrap_err();
+            assert!(e.0.starts_with(field), "{e}");
+        };
+        refused("[storage]\nbackend = \"postgres\"\n", "storage.url:");
+        refused("[storage]\nbackend = \"mysql\"\n", "storage.backend:");
+        refused("[storage]\nurl = \"postgres://db/lr\"\n", "storage.url:");
+        refused(
+            "[storage]\nbackend = \"postgres\"\nurl = \"postgres://db/lr\"\npool_size = 0\n",
+            "storage.pool_size:",
+        );
+        refused(
+            "[storage]\nbackend = \"postgres\"\nurl = \"postgres://db:notaport/lr\"\n",
+            "storage.url:",
+        );
+        // The environment's URL selects PostgreSQL.
+        let mut c = Config::default();
+        let env: HashMap<String, String> = [(
+            "LEADROUTER_DATABASE_URL".to_string(),
+            "postgres://lr@127.0.0.1/lr".to_string(),
+        )]
+        .into();
+        c.apply_env(&env).unwrap();
+        assert!(matches!(c.backend().unwrap(), Backend::Postgres(_)));
     }
 }

@@ -63,6 +63,10 @@ enum Command {
     /// Make, list and revoke callers' keys in a keys file (`[auth] keys_file`).
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// The PostgreSQL database (`[storage] backend = "postgres"`): its schema, and moving in
+    /// from the embedded store.
+    #[command(subcommand)]
+    Db(DbCmd),
     /// For reviewers: list, show (with the evidence) and resolve disputes on a running server.
     Disputes {
         /// The server, e.g. http://127.0.0.1:50051.
@@ -73,6 +77,33 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         cmd: DisputesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCmd {
+    /// Apply the schema migrations the database lacks (`serve` does too, under the same lock).
+    Migrate {
+        /// e.g. postgres://leadrouter@127.0.0.1/leadrouter; also LEADROUTER_DATABASE_URL.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// The schema versions applied and pending.
+    Status {
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Copy a stopped server's sled data directory into an empty database, then check the copy
+    /// (every chain, every order's owner and split, the decisions, counts and logs).
+    Import {
+        /// The sled data directory.
+        #[arg(long)]
+        from_data_dir: PathBuf,
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The configuration whose rule sets the check recomputes orders with.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -233,8 +264,12 @@ enum DisputesCmd {
 #[derive(clap::Args)]
 struct TrailSource {
     /// sled data directory of a stopped server (default ./leadrouter-data).
-    #[arg(long, conflicts_with = "server")]
+    #[arg(long, conflicts_with_all = ["server", "database_url"])]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL database the servers use (they may go on serving), e.g.
+    /// postgres://leadrouter@db/leadrouter; also LEADROUTER_DATABASE_URL.
+    #[arg(long, conflicts_with = "server")]
+    database_url: Option<String>,
     /// A running server, e.g. http://127.0.0.1:50051 (export needs --member; verify without
     /// --member checks every member).
     #[arg(long)]
@@ -305,8 +340,12 @@ struct ServeArgs {
     #[arg(long)]
     listen: Option<String>,
     /// sled data directory (default ./leadrouter-data).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "database_url")]
     data_dir: Option<PathBuf>,
+    /// Serve on PostgreSQL (several replicas may share it), e.g.
+    /// postgres://leadrouter@127.0.0.1/leadrouter; also LEADROUTER_DATABASE_URL.
+    #[arg(long)]
+    database_url: Option<String>,
     /// Network directory (stores.csv, guides.csv, preference.csv); default: the saved network,
     /// else the demo.
     #[arg(long)]
@@ -370,6 +409,10 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
     if let Some(v) = args.network {
         config.network = Some(v);
     }
+    if let Some(v) = args.database_url {
+        config.storage.url = Some(v);
+        config.storage.backend = "postgres".into();
+    }
     Ok(config)
 }
 
@@ -431,9 +474,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn trail(cmd: TrailCmd) -> anyhow::Result<()> {
     use leadrouter::app::trail;
     let data_dir = |s: &TrailSource| {
-        s.data_dir
-            .clone()
-            .unwrap_or_else(|| Config::default().data_dir)
+        let url = s.database_url.clone().or_else(|| {
+            s.data_dir
+                .is_none()
+                .then(|| std::env::var(leadrouter::storage::DATABASE_URL_ENV).ok())
+                .flatten()
+        });
+        match url {
+            Some(url) => trail::Offline::Database(url),
+            None => trail::Offline::Dir(
+                s.data_dir
+                    .clone()
+                    .unwrap_or_else(|| Config::default().data_dir),
+            ),
+        }
     };
     match cmd {
         TrailCmd::Export {
@@ -597,6 +651,28 @@ fn disputes(server: &str, as_json: bool, cmd: DisputesCmd) -> anyhow::Result<()>
     Ok(())
 }
 
+fn db(cmd: DbCmd) -> anyhow::Result<()> {
+    use leadrouter::app::db;
+    let out = match cmd {
+        DbCmd::Migrate { database_url } => db::migrate(&db::database_url(database_url)?)?,
+        DbCmd::Status { database_url } => db::status(&db::database_url(database_url)?)?,
+        DbCmd::Import {
+            from_data_dir,
+            database_url,
+            config,
+        } => {
+            let config = match &config {
+                Some(p) => Config::from_file(p)?,
+                None => Config::default(),
+            };
+            let book = config.attribution.check().map_err(anyhow::Error::msg)?;
+            db::import(&from_data_dir, &db::database_url(database_url)?, &book)?.to_string()
+        }
+    };
+    println!("{out}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
@@ -641,6 +717,7 @@ fn main() -> ExitCode {
             tz_offset_hours,
         } => ledger(&server, &from, &to, party.as_deref(), csv, tz_offset_hours),
         Command::Disputes { server, json, cmd } => disputes(&server, json, cmd),
+        Command::Db(cmd) => db(cmd),
         Command::Keys(KeysCmd::Add {
             name,
             role,

@@ -2,6 +2,7 @@
 //! `network check`, `trail export | verify | models`, `ledger`, `disputes`.
 
 pub mod client;
+pub mod db;
 pub mod disputes;
 pub mod keys;
 pub mod ledger;
@@ -12,7 +13,7 @@ use crate::catalog::{GenerateSpec, Network, NetworkFiles, RegionTree, demo_files
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::storage::{SledStore, Storage};
+use crate::storage::{PostgresStore, SledStore, Storage};
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
@@ -61,6 +62,30 @@ pub fn save_network(store: &dyn Storage, net: &Network) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the configured backend: sled's data directory, or the PostgreSQL database (connected
+/// and migrated, off the async workers).
+pub async fn open_storage(
+    config: &Config,
+    backend: &crate::config::Backend,
+) -> anyhow::Result<Arc<dyn Storage>> {
+    use crate::config::Backend;
+    Ok(match backend {
+        Backend::Sled(sled) => Arc::new(
+            SledStore::open(&config.data_dir, sled)
+                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?,
+        ),
+        Backend::Postgres(pg) => {
+            let pg = pg.clone();
+            let where_ = crate::storage::redacted(&pg.url);
+            let store = tokio::task::spawn_blocking(move || PostgresStore::open(&pg))
+                .await?
+                .with_context(|| format!("opening the database {where_}"))?;
+            tracing::info!(database = %where_, "storage: PostgreSQL");
+            Arc::new(store)
+        }
+    })
+}
+
 /// Opens the store, picks the network, binds and serves until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The recorder first: handles built before it (the store's writer builds its own) record
@@ -68,7 +93,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = crate::server::metrics::handle();
     let engine_cfg = config.engine()?;
     config.attribution.check().map_err(anyhow::Error::msg)?;
-    let sled_cfg = config.sled()?;
+    let backend = config.backend()?;
     config.limits.check()?;
     config.auth.check()?;
     // Bind first: a bad address is reported before anything is created on disk.
@@ -76,10 +101,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let options = serve_options(&config, listener.local_addr()?).await?;
-    let store = Arc::new(
-        SledStore::open(&config.data_dir, &sled_cfg)
-            .with_context(|| format!("opening data directory {}", config.data_dir.display()))?,
-    );
+    let store = open_storage(&config, &backend).await?;
     let regions = Arc::new(RegionTree::embedded());
     let (network, origin) = choose_network(&config, store.as_ref(), regions)?;
     tracing::info!(
@@ -109,7 +131,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // One line on stdout that scripts and tests wait for.
     println!("leadrouter listening on {addr}");
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), policy = engine.snapshot().policy.name(), "serving gRPC and HTTP");
+    let storage = match &backend {
+        crate::config::Backend::Sled(_) => format!("sled at {}", config.data_dir.display()),
+        crate::config::Backend::Postgres(pg) => {
+            format!("postgres at {}", crate::storage::redacted(&pg.url))
+        }
+    };
+    tracing::info!(%addr, %storage, policy = engine.snapshot().policy.name(), "serving gRPC and HTTP");
     let store = engine.store().clone();
     tokio::task::spawn_blocking(move || {
         if let Err(e) = crate::server::check_at_start(store.as_ref()) {

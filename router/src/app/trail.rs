@@ -5,9 +5,7 @@
 use crate::attribution::recompute::{Mismatch, TrailChecker};
 use crate::attribution::{RuleBook, TrailCheck};
 use crate::domain::trail::{ChainBreak, MemberHead, TrailEvent};
-use crate::storage::{
-    Decisions, SledConfig, SledStore, Storage, StorageError, Trails, for_each_in_trail,
-};
+use crate::storage::{SledConfig, SledStore, Storage, StorageError, for_each_in_trail};
 use anyhow::Context;
 use leadrouter_proto::v1 as pb;
 use std::io::{BufRead, Write};
@@ -69,7 +67,30 @@ impl std::fmt::Display for Report {
     }
 }
 
-fn open_offline(dir: &Path) -> anyhow::Result<SledStore> {
+/// Where an offline command reads: a stopped server's sled directory, or a PostgreSQL database
+/// (which the servers may go on using meanwhile).
+#[derive(Debug, Clone)]
+pub enum Offline {
+    Dir(std::path::PathBuf),
+    Database(String),
+}
+
+impl Offline {
+    pub fn open(&self) -> anyhow::Result<std::sync::Arc<dyn Storage>> {
+        match self {
+            Offline::Dir(dir) => Ok(std::sync::Arc::new(open_offline(dir)?)),
+            Offline::Database(url) => {
+                let store = crate::storage::PostgresStore::open(
+                    &crate::storage::PostgresConfig::new(url.clone()),
+                )
+                .with_context(|| format!("opening {}", crate::storage::redacted(url)))?;
+                Ok(std::sync::Arc::new(store))
+            }
+        }
+    }
+}
+
+pub(crate) fn open_offline(dir: &Path) -> anyhow::Result<SledStore> {
     SledStore::open(dir, &SledConfig::default()).map_err(|e| match e {
         StorageError::Locked { path } => anyhow::anyhow!(
             "{path} is in use by a running server: stop it, or check one member live with --server URL --member ID"
@@ -91,8 +112,12 @@ fn for_each_event(
 }
 
 /// Writes a stopped server's trails (all, or one member's) as JSON Lines; returns the count.
-pub fn export_dir(dir: &Path, member: Option<&str>, out: &mut dyn Write) -> anyhow::Result<usize> {
-    let store = open_offline(dir)?;
+pub fn export_dir(
+    from: &Offline,
+    member: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<usize> {
+    let store = from.open()?;
     let mut n = 0;
     let mut failed = None;
     let mut last: Option<TrailEvent> = None;
@@ -118,7 +143,7 @@ pub fn export_dir(dir: &Path, member: Option<&str>, out: &mut dyn Write) -> anyh
     };
     match member {
         None => store.scan_trails_lossy(&mut visit, &mut |e| damaged.push(e.to_string()))?,
-        Some(_) => for_each_event(&store, member, &mut visit)?,
+        Some(_) => for_each_event(store.as_ref(), member, &mut visit)?,
     }
     if let Some(e) = failed {
         return Err(e).context("writing the export");
@@ -142,7 +167,7 @@ pub fn export_dir(dir: &Path, member: Option<&str>, out: &mut dyn Write) -> anyh
 /// ([`DecisionLine`](crate::domain::export::DecisionLine)), in the order they were decided,
 /// optionally only business days `from..=to` (YYYY-MM-DD). Returns how many were written.
 pub fn export_decisions_dir(
-    dir: &Path,
+    from_store: &Offline,
     from: Option<&str>,
     to: Option<&str>,
     out: &mut dyn Write,
@@ -157,7 +182,7 @@ pub fn export_decisions_dir(
         .map(Day::parse_date)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
-    let store = open_offline(dir)?;
+    let store = from_store.open()?;
     let mut all = Vec::new();
     store.scan_decisions(&mut |d| {
         if from.is_none_or(|f| d.day >= f) && to.is_none_or(|t| d.day <= t) {
@@ -326,10 +351,18 @@ pub fn verify_file(path: &Path, book: &RuleBook) -> anyhow::Result<Report> {
 }
 
 /// Checks a stopped server's data directory (all members, or one).
-pub fn verify_dir(dir: &Path, member: Option<&str>, book: &RuleBook) -> anyhow::Result<Report> {
-    let store = open_offline(dir)?;
+pub fn verify_dir(from: &Offline, member: Option<&str>, book: &RuleBook) -> anyhow::Result<Report> {
+    verify_store(from.open()?.as_ref(), member, book)
+}
+
+/// Checks a store's trails (all members, or one): every chain, every order's owner and split.
+pub fn verify_store(
+    store: &dyn Storage,
+    member: Option<&str>,
+    book: &RuleBook,
+) -> anyhow::Result<Report> {
     let mut c = TrailChecker::grouped(book);
-    for_each_event(&store, member, &mut |e| {
+    for_each_event(store, member, &mut |e| {
         c.push(e, None);
         true
     })?;

@@ -90,6 +90,15 @@ impl AttributionSvc {
         f: impl FnOnce(&Attribution) -> Result<T, AttributionError> + Send + 'static,
     ) -> Result<T, Status> {
         let started = Instant::now();
+        // A database across the network is never waited on from a worker.
+        let mode = match mode {
+            Mode::Inline | Mode::Durable
+                if self.attribution.engine().store().waits_on_network() =>
+            {
+                Mode::Blocking
+            }
+            m => m,
+        };
         let result = match mode {
             Mode::Inline => f(&self.attribution),
             Mode::Durable => {

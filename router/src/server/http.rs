@@ -13,20 +13,33 @@ use std::sync::Arc;
 struct HttpState {
     engine: Arc<Engine>,
     prometheus: PrometheusHandle,
+    storage_down: super::StorageDown,
 }
 
-pub fn router(engine: Arc<Engine>, prometheus: PrometheusHandle) -> axum::Router {
+pub fn router(
+    engine: Arc<Engine>,
+    prometheus: PrometheusHandle,
+    storage_down: super::StorageDown,
+) -> axum::Router {
     axum::Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
-        .with_state(HttpState { engine, prometheus })
+        .with_state(HttpState {
+            engine,
+            prometheus,
+            storage_down,
+        })
 }
 
 /// `GET /metrics` alone, for `metrics_listen` (no key: put it where only monitoring reaches).
 pub fn metrics_only(engine: Arc<Engine>, prometheus: PrometheusHandle) -> axum::Router {
     axum::Router::new()
         .route("/metrics", get(render_metrics))
-        .with_state(HttpState { engine, prometheus })
+        .with_state(HttpState {
+            engine,
+            prometheus,
+            storage_down: Default::default(),
+        })
 }
 
 async fn render_metrics(State(s): State<HttpState>) -> impl IntoResponse {
@@ -54,8 +67,15 @@ async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
     let snap = s.engine.snapshot();
     let damaged = super::status::DAMAGED_READS.load(std::sync::atomic::Ordering::Relaxed);
     let at_start = super::status::DAMAGED_AT_START.load(std::sync::atomic::Ordering::Relaxed);
+    let down = s.storage_down.get();
+    let status = match (&down, damaged == 0 && at_start == 0) {
+        (Some(_), _) => "not_serving",
+        (None, true) => "serving",
+        (None, false) => "degraded",
+    };
     let body = serde_json::json!({
-        "status": if damaged == 0 && at_start == 0 { "serving" } else { "degraded" },
+        "status": status,
+        "storage": down.as_deref().map_or("ok".to_string(), |why| format!("cannot be read: {why}")),
         "damaged_reads": damaged,
         "damaged_records_at_start": at_start,
         "network_version": snap.network.version(),
@@ -65,7 +85,11 @@ async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
         "business_day": s.engine.today().to_string(),
     });
     (
-        StatusCode::OK,
+        if down.is_some() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        },
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )

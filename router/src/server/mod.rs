@@ -103,6 +103,7 @@ pub async fn run_with(
     let max_message = options.transport.limits.max_message_bytes;
     let prometheus = metrics::handle();
     let (health, health_svc) = tonic_health::server::health_reporter();
+    let storage_down = StorageDown::default();
     health
         .set_serving::<LeadRouterServer<router_svc::RouterSvc>>()
         .await;
@@ -151,7 +152,11 @@ pub async fn run_with(
     .prepare()
     .into_axum_router();
     let app = grpc
-        .merge(http::router(engine.clone(), prometheus.clone()))
+        .merge(http::router(
+            engine.clone(),
+            prometheus.clone(),
+            storage_down.clone(),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             options.gate.clone(),
             gate::admit,
@@ -174,7 +179,7 @@ pub async fn run_with(
             .await;
     };
     let sweeper = tokio::spawn(sweep_offers(engine.clone()));
-    let keeper = tokio::spawn(keep_up(engine.clone()));
+    let keeper = tokio::spawn(keep_up(engine.clone(), health.clone(), storage_down));
     let served = listen::serve(listener, app, options.transport, shutdown).await;
     sweeper.abort();
     keeper.abort();
@@ -209,17 +214,66 @@ async fn sweep_offers(engine: Arc<Engine>) {
 /// How often a replica takes up what others changed in storage (network, counts).
 pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Why storage cannot be reached, while it cannot (read by `/healthz`).
+#[derive(Clone, Default)]
+pub struct StorageDown(Arc<parking_lot::Mutex<Option<String>>>);
+
+impl StorageDown {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().clone()
+    }
+}
+
+/// Sets every service's health (and the server's, `""`).
+async fn set_health(
+    health: &tonic_health::server::HealthReporter,
+    status: tonic_health::ServingStatus,
+) {
+    for name in [
+        "",
+        <LeadRouterServer<router_svc::RouterSvc> as tonic::server::NamedService>::NAME,
+        <CatalogServer<catalog_svc::CatalogSvc> as tonic::server::NamedService>::NAME,
+        <AttributionServer<attribution_svc::AttributionSvc> as tonic::server::NamedService>::NAME,
+        <DisputesServer<disputes_svc::DisputesSvc> as tonic::server::NamedService>::NAME,
+    ] {
+        health.set_service_status(name, status).await;
+    }
+}
+
 /// Takes up other replicas' changes every [`REFRESH_EVERY`], off the async workers, until
-/// aborted.
-async fn keep_up(engine: Arc<Engine>) {
+/// aborted. A refresh that cannot read storage marks every service NOT_SERVING (gRPC health
+/// and `/healthz`) until one can again: a load balancer then sends calls to the replicas that
+/// can serve them, and this one comes back by itself.
+async fn keep_up(
+    engine: Arc<Engine>,
+    health: tonic_health::server::HealthReporter,
+    down: StorageDown,
+) {
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let up = ::metrics::gauge!("leadrouter_storage_up");
+    up.set(1.0);
     loop {
         tick.tick().await;
         let e = engine.clone();
         match tokio::task::spawn_blocking(move || e.refresh_from_storage()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "reading other replicas' changes failed"),
+            Ok(Ok(_)) => {
+                if down.0.lock().take().is_some() {
+                    tracing::info!("storage can be read again: serving");
+                    up.set(1.0);
+                    set_health(&health, tonic_health::ServingStatus::Serving).await;
+                }
+            }
+            Ok(Err(e)) => {
+                let was_up = down.0.lock().replace(e.to_string()).is_none();
+                if was_up {
+                    tracing::error!(error = %e, "storage cannot be read: not serving until it can");
+                    up.set(0.0);
+                    set_health(&health, tonic_health::ServingStatus::NotServing).await;
+                } else {
+                    tracing::debug!(error = %e, "storage still cannot be read");
+                }
+            }
             Err(e) => tracing::error!(error = %e, "the refresher panicked"),
         }
     }

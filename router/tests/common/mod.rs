@@ -253,10 +253,16 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--data-dir", data_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::serve(&args)
+    }
+
+    /// `leadrouter serve --listen 127.0.0.1:0` with `args`.
+    pub fn serve(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -19,6 +19,7 @@
 //! before it durable.
 
 mod decisions;
+mod import;
 mod logs;
 mod migrate;
 mod network;

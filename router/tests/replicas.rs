@@ -1,0 +1,532 @@
+//! Three `leadrouter` processes on one PostgreSQL database (a throwaway cluster each test starts
+//! itself), with 256 concurrent clients spread over them: a small-capacity store is never over
+//! capacity, one lead sent to all three gets one decision, one order sent to all three one
+//! ledger entry set; a replica SIGKILLed mid-burst loses no acknowledged order; the database
+//! stopped (`pg_ctl stop -m immediate`) and started again mid-burst loses no acknowledged order,
+//! and the replicas say NOT_SERVING meanwhile and recover by themselves.
+
+mod common;
+
+use common::pg::PgCluster;
+use common::*;
+use leadrouter::catalog::NetworkFiles;
+use leadrouter_proto::v1 as pb;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const CLIENTS: usize = 256;
+/// Small capacities: 17 leads in all over six guides of three stores.
+const CAPS: [u32; 6] = [4, 3, 2, 1, 5, 2];
+
+struct Cluster {
+    pg: PgCluster,
+    url: String,
+    replicas: Vec<Binary>,
+    _network: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Self {
+        let pg = PgCluster::start();
+        let url = pg.database();
+        let network = tempfile::tempdir().unwrap();
+        NetworkFiles::from_spec(&tiny_spec(&CAPS))
+            .write_dir(network.path())
+            .unwrap();
+        let net = network.path().to_str().unwrap().to_string();
+        let replicas = (0..n)
+            .map(|_| Binary::serve(&["--database-url", &url, "--network", &net]))
+            .collect();
+        Self {
+            pg,
+            url,
+            replicas,
+            _network: network,
+        }
+    }
+
+    async fn channels(&self) -> Vec<Channel> {
+        let mut out = Vec::new();
+        for r in &self.replicas {
+            out.push(
+                Channel::from_shared(r.url())
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap(),
+            );
+        }
+        out
+    }
+}
+
+fn order(c: usize, i: usize, at: prost_types::Timestamp) -> pb::RecordOrderRequest {
+    pb::RecordOrderRequest {
+        order_id: format!("c{c}-{i}"),
+        member_id: format!("m{}", c % 32),
+        amount_cents: 100 + (c * 1000 + i) as i64,
+        paid_channel: pb::Channel::MiniProgram as i32,
+        fulfilling_store_id: Some("S0".into()),
+        sharing_guide_id: i.is_multiple_of(3).then(|| "G1".to_string()),
+        referrer_guide_ids: vec![],
+        occurred_at: Some(at),
+    }
+}
+
+/// Every acknowledged order is there exactly once with its entries, and every member's trail
+/// chains, read through `channel`.
+async fn check_orders(channel: Channel, acked: &[pb::RecordOrderResponse]) {
+    let mut client = pb::attribution_client::AttributionClient::new(channel);
+    for a in acked {
+        let v = client
+            .get_ownership(pb::GetOwnershipRequest {
+                order_id: a.order_id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged order {} was lost: {e}", a.order_id))
+            .into_inner();
+        assert_eq!(v.entries, a.entries, "{}", a.order_id);
+    }
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for m in 0..32 {
+        let member = format!("m{m}");
+        let mut token = String::new();
+        loop {
+            let page = client
+                .get_trail(pb::GetTrailRequest {
+                    member_id: member.clone(),
+                    page_size: 1000,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            for e in page.events {
+                if let Some(pb::trail_event::Body::Order(o)) = e.body {
+                    *seen.entry(o.order_id).or_default() += 1;
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let v = client
+            .verify_trail(pb::VerifyTrailRequest {
+                member_id: member.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(v.ok, "{member}: {v:?}");
+    }
+    assert!(seen.values().all(|n| *n == 1), "an order twice: {seen:?}");
+    for a in acked {
+        assert_eq!(seen.get(&a.order_id), Some(&1), "{}", a.order_id);
+    }
+}
+
+/// `CLIENTS` clients send orders round-robin over `channels` until `stop` says so, each
+/// resending an unacknowledged order to the next replica (at most `deadline` in all): what a
+/// client behind a load balancer does. Returns the acknowledged orders.
+async fn order_burst(
+    channels: Vec<Channel>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    deadline: Duration,
+) -> Vec<pb::RecordOrderResponse> {
+    let at = now_ts();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let channels = channels.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut replica = c % channels.len();
+            for i in 0..10_000 {
+                if *stop.borrow() || started.elapsed() > deadline {
+                    break;
+                }
+                loop {
+                    let mut client =
+                        pb::attribution_client::AttributionClient::new(channels[replica].clone());
+                    match client.record_order(order(c, i, at)).await {
+                        Ok(r) => {
+                            acked.push(r.into_inner());
+                            break;
+                        }
+                        Err(_) if started.elapsed() < deadline => {
+                            replica = (replica + 1) % channels.len();
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        // Never acknowledged: nothing to check.
+                        Err(_) => break,
+                    }
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_keep_capacity_and_one_decision_and_one_ledger() {
+    let cluster = Cluster::start(3);
+    let channels = cluster.channels().await;
+    // 256 clients, four new leads each, spread over the replicas: far more leads than
+    // capacity.
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let channel = channels[c % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = pb::lead_router_client::LeadRouterClient::new(channel);
+            let mut got = Vec::new();
+            for i in 0..4 {
+                let r = client
+                    .route(request(&format!("L{c}-{i}"), "440106"))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                got.push(r.guide_id);
+            }
+            got
+        }));
+    }
+    let mut routed: HashMap<String, u32> = HashMap::new();
+    for t in tasks {
+        for g in t.await.unwrap() {
+            if !g.is_empty() {
+                *routed.entry(g).or_default() += 1;
+            }
+        }
+    }
+    for (i, cap) in CAPS.iter().enumerate() {
+        assert_eq!(
+            routed.get(&format!("G{i}")).copied().unwrap_or(0),
+            *cap,
+            "guide G{i} (capacity {cap}): {routed:?}"
+        );
+    }
+    // The database agrees.
+    let db = cluster.url.rsplit('/').next().unwrap().to_string();
+    let counts = cluster.pg.psql_on(
+        &db,
+        "SELECT string_agg(guide_id || '=' || used || '/' || capacity, ',' ORDER BY guide_id) \
+         FROM guide_counts",
+    );
+    assert_eq!(counts, "G0=4/4,G1=3/3,G2=2/2,G3=1/1,G4=5/5,G5=2/2");
+    assert_eq!(
+        cluster.pg.psql_on(&db, "SELECT count(*) FROM decisions"),
+        (CLIENTS * 4).to_string()
+    );
+
+    // The same lead to all three at once, 40 times: one decision each.
+    let mut tasks = Vec::new();
+    for l in 0..40 {
+        for channel in channels.iter().cycle().take(6) {
+            let channel = channel.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut client = pb::lead_router_client::LeadRouterClient::new(channel);
+                let r = client
+                    .route(request(&format!("same-{l}"), "440106"))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                (l, r.decision_id, r.replayed)
+            }));
+        }
+    }
+    let mut decisions: HashMap<usize, Vec<(String, bool)>> = HashMap::new();
+    for t in tasks {
+        let (l, id, replayed) = t.await.unwrap();
+        decisions.entry(l).or_default().push((id, replayed));
+    }
+    for (l, ds) in &decisions {
+        assert!(ds.iter().all(|d| d.0 == ds[0].0), "lead same-{l}: {ds:?}");
+        assert_eq!(
+            ds.iter().filter(|d| !d.1).count(),
+            1,
+            "lead same-{l}: {ds:?}"
+        );
+    }
+
+    // The same order to all three at once, 40 times: one entry set each.
+    let at = now_ts();
+    let mut tasks = Vec::new();
+    for o in 0..40 {
+        for channel in channels.iter().cycle().take(6) {
+            let channel = channel.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut client = pb::attribution_client::AttributionClient::new(channel);
+                let r = client
+                    .record_order(order(1000 + o, 0, at))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                (o, r)
+            }));
+        }
+    }
+    let mut orders: HashMap<usize, Vec<pb::RecordOrderResponse>> = HashMap::new();
+    for t in tasks {
+        let (o, r) = t.await.unwrap();
+        orders.entry(o).or_default().push(r);
+    }
+    let mut firsts = Vec::new();
+    for rs in orders.values() {
+        assert!(
+            rs.iter()
+                .all(|r| r.event == rs[0].event && r.entries == rs[0].entries)
+        );
+        assert_eq!(rs.iter().filter(|r| !r.replayed).count(), 1);
+        firsts.push(rs[0].clone());
+    }
+    check_orders(channels[1].clone(), &firsts).await;
+    assert_eq!(
+        cluster.pg.psql_on(
+            &db,
+            "SELECT count(*) FROM trail_keys WHERE tag = 'o' AND id LIKE 'c10%'"
+        ),
+        "40"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_mid_burst_loses_no_acknowledged_order() {
+    let mut cluster = Cluster::start(3);
+    let channels = cluster.channels().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let burst = tokio::spawn(order_burst(
+        channels.clone(),
+        stopped,
+        Duration::from_secs(20),
+    ));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    cluster.replicas.remove(0).kill();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop.send(true).unwrap();
+    let acked = burst.await.unwrap();
+    eprintln!(
+        "{} orders acknowledged over three replicas, one killed",
+        acked.len()
+    );
+    assert!(acked.len() >= CLIENTS, "only {} orders", acked.len());
+    check_orders(channels[2].clone(), &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_database_stopped_mid_burst_loses_nothing_and_replicas_recover() {
+    let cluster = Cluster::start(3);
+    let channels = cluster.channels().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let burst = tokio::spawn(order_burst(
+        channels.clone(),
+        stopped,
+        Duration::from_secs(40),
+    ));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    cluster.pg.stop_immediate();
+    // Every replica says so, on gRPC health and /healthz, within a few refreshes.
+    for r in &cluster.replicas {
+        let started = Instant::now();
+        loop {
+            let (status, body) = http_get(r.addr, "/healthz").await;
+            if status.contains("503") {
+                assert!(body.contains("\"not_serving\""), "{body}");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{} still says {status} {body}",
+                r.addr
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channels[0].clone());
+    let said = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "leadrouter.v1.LeadRouter".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        said,
+        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
+    );
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    cluster.pg.restart();
+    for r in &cluster.replicas {
+        let started = Instant::now();
+        loop {
+            let (status, _) = http_get(r.addr, "/healthz").await;
+            if status.contains("200") {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{} did not recover: {status}",
+                r.addr
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    stop.send(true).unwrap();
+    let acked = burst.await.unwrap();
+    eprintln!(
+        "{} orders acknowledged across a database restart",
+        acked.len()
+    );
+    assert!(acked.len() >= CLIENTS, "only {} orders", acked.len());
+    check_orders(channels[0].clone(), &acked).await;
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(args)
+        .env_remove("LEADROUTER_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A sled data directory moves into PostgreSQL with `db import`, which checks the copy; the
+/// trails export from the database as they did from the directory, verify there, and a server
+/// on the database replays the old decisions and orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sled_directory_moves_into_postgres_whole() {
+    let pg = PgCluster::start();
+    let url = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let network = tempfile::tempdir().unwrap();
+    NetworkFiles::from_spec(&tiny_spec(&CAPS))
+        .write_dir(network.path())
+        .unwrap();
+    let bin = Binary::start(dir.path(), &["--network", network.path().to_str().unwrap()]);
+    let mut router = pb::lead_router_client::LeadRouterClient::connect(bin.url())
+        .await
+        .unwrap();
+    let mut routed = Vec::new();
+    for i in 0..12 {
+        let mut req = request(&format!("L{i}"), "440106");
+        req.member_id = Some(format!("m{}", i % 4));
+        req.channel = pb::Channel::StoreQr as i32;
+        routed.push(router.route(req).await.unwrap().into_inner());
+    }
+    let mut attribution = pb::attribution_client::AttributionClient::connect(bin.url())
+        .await
+        .unwrap();
+    let at = now_ts();
+    let mut orders = Vec::new();
+    for o in 0..8 {
+        orders.push(
+            attribution
+                .record_order(order(o, 0, at))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    attribution
+        .record_refund(pb::RecordRefundRequest {
+            refund_id: "r0".into(),
+            order_id: orders[0].order_id.clone(),
+            amount_cents: Some(50),
+            occurred_at: Some(at),
+        })
+        .await
+        .unwrap();
+    assert!(bin.terminate().success());
+
+    let d = dir.path().to_str().unwrap();
+    let out = cli(&["db", "import", "--from-data-dir", d, "--database-url", &url]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("imported 12 decisions"), "{said}");
+    assert!(said.contains("checked in the database: ok"), "{said}");
+    // Into a database that holds data: refused, nothing changed.
+    let again = cli(&["db", "import", "--from-data-dir", d, "--database-url", &url]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("already holds data"),
+        "{}",
+        text(&again)
+    );
+
+    let from_dir = cli(&["trail", "export", "--data-dir", d]);
+    let from_db = cli(&["trail", "export", "--database-url", &url]);
+    assert!(from_db.status.success(), "{}", text(&from_db));
+    assert!(!from_dir.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&from_db.stdout),
+        String::from_utf8_lossy(&from_dir.stdout)
+    );
+    let verified = cli(&["trail", "verify", "--database-url", &url]);
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(text(&verified).starts_with("ok:"), "{}", text(&verified));
+    let status = cli(&["db", "status", "--database-url", &url]);
+    assert!(
+        text(&status).contains("applied  1 storage"),
+        "{}",
+        text(&status)
+    );
+    let migrate = cli(&["db", "migrate", "--database-url", &url]);
+    assert!(text(&migrate).contains("up to date"), "{}", text(&migrate));
+
+    // A server on the database serves what the directory held.
+    let bin = Binary::serve(&["--database-url", &url]);
+    let mut router = pb::lead_router_client::LeadRouterClient::connect(bin.url())
+        .await
+        .unwrap();
+    for r in &routed {
+        let mut req = request(&r.lead_id, "440106");
+        req.member_id = Some(format!("m{}", r.lead_id[1..].parse::<usize>().unwrap() % 4));
+        req.channel = pb::Channel::StoreQr as i32;
+        let again = router.route(req).await.unwrap().into_inner();
+        assert!(again.replayed);
+        assert_eq!(again.decision_id, r.decision_id);
+    }
+    let mut attribution = pb::attribution_client::AttributionClient::connect(bin.url())
+        .await
+        .unwrap();
+    for o in &orders {
+        let v = attribution
+            .get_ownership(pb::GetOwnershipRequest {
+                order_id: o.order_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(v.ownership, o.ownership);
+        assert_eq!(v.entries.len(), o.entries.len());
+    }
+    // The imported counts hold: the guides are as full as they were.
+    let mut catalog = pb::catalog_client::CatalogClient::connect(bin.url())
+        .await
+        .unwrap();
+    let mut used = 0;
+    for g in 0..CAPS.len() {
+        used += guide_load(&mut catalog, &format!("G{g}")).await.used;
+    }
+    assert_eq!(
+        used as usize,
+        routed.iter().filter(|r| !r.guide_id.is_empty()).count()
+    );
+}
