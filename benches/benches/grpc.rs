@@ -10,11 +10,19 @@
 //! `LEADROUTER_BENCH_ALTERNATIVES=N` sends `max_alternatives = N`, default: all alternatives;
 //! `LEADROUTER_BENCH_AUTH=open` serves without keys; default `keys`: every call carries a key
 //! the server checks, as production runs off loopback.)
+//!
+//! Then the backends side by side: `Route` and durable `RecordOrder` on PostgreSQL (a throwaway
+//! cluster on this machine, fsync on, `synchronous_commit` for decisions off as configured by
+//! default) against sled, as throughput ratios in the same run; and what one route of a new lead
+//! costs the database in transactions and statements (`pg_stat_database`,
+//! `pg_stat_statements`). `LEADROUTER_BENCH_POSTGRES=0` skips them.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use leadrouter::clock::SystemClock;
 use leadrouter::engine::{Engine, EngineConfig};
-use leadrouter::storage::{MemoryStore, SledConfig, SledStore, Storage};
+use leadrouter::storage::{
+    MemoryStore, PostgresConfig, PostgresStore, SledConfig, SledStore, Storage,
+};
 use leadrouter::wire;
 use leadrouter_benches::{
     Served, concurrently, keyed_options, lead_templates, median, reference_network, serve,
@@ -38,6 +46,17 @@ struct Rig {
     /// `authorization` metadata, when the server checks keys.
     auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     _dir: tempfile::TempDir,
+    /// The cluster a `postgres` rig serves on (dropped last), and its database's name.
+    pg: Option<(leadrouter_pgtest::PgCluster, String)>,
+}
+
+/// One kind of call.
+#[derive(Clone, Copy, PartialEq)]
+enum Call {
+    Ping,
+    Route,
+    /// A durable `RecordOrder` (acknowledged once committed / flushed).
+    Order,
 }
 
 /// `msg` with the key, when there is one.
@@ -75,8 +94,24 @@ impl Rig {
             .map(wire::lead_to_pb)
             .collect();
         let dir = tempfile::tempdir().unwrap();
+        let mut pg = None;
         let store: Arc<dyn Storage> = match kind {
             "memory" => Arc::new(MemoryStore::new()),
+            "postgres" => {
+                let cluster = leadrouter_pgtest::PgCluster::start_with(&[
+                    "-c",
+                    "shared_preload_libraries=pg_stat_statements",
+                ]);
+                let url = cluster.database();
+                let db = url.rsplit('/').next().unwrap().to_string();
+                cluster.psql_on(&db, "CREATE EXTENSION pg_stat_statements");
+                let mut config = PostgresConfig::new(url);
+                config.pool_size = 32;
+                let store = Arc::new(PostgresStore::open(&config).unwrap());
+                leadrouter::app::save_network(store.as_ref(), &net).unwrap();
+                pg = Some((cluster, db));
+                store
+            }
             _ => Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap()),
         };
         let engine = Arc::new(
@@ -111,48 +146,150 @@ impl Rig {
                 .and_then(|v| v.parse().ok()),
             auth,
             _dir: dir,
+            pg,
         }
     }
 
     /// Runs `calls` calls of one kind with `concurrency` in flight; returns the elapsed time.
-    fn run(&self, route: bool, calls: u64) -> Duration {
+    fn run(&self, call: Call, calls: u64) -> Duration {
         concurrently(&self.client_rt, self.concurrency, calls, |count| {
-            let mut client = LeadRouterClient::new(self.channel.clone());
+            let channel = self.channel.clone();
             let (templates, next) = (self.templates.clone(), self.next.clone());
             let max_alternatives = self.max_alternatives;
             let auth = self.auth.clone();
             async move {
+                let mut client = LeadRouterClient::new(channel.clone());
+                let mut orders = pb::attribution_client::AttributionClient::new(channel);
                 for _ in 0..count {
-                    if route {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let mut req = templates[(n % templates.len() as u64) as usize].clone();
-                        req.lead_id = format!("g{n}");
-                        req.occurred_at = Some(now_ts());
-                        req.max_alternatives = max_alternatives;
-                        client.route(keyed(req, &auth)).await.expect("route");
-                    } else {
-                        client
-                            .ping(keyed(pb::PingRequest {}, &auth))
-                            .await
-                            .expect("ping");
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    match call {
+                        Call::Route => {
+                            let mut req = templates[(n % templates.len() as u64) as usize].clone();
+                            req.lead_id = format!("g{n}");
+                            req.occurred_at = Some(now_ts());
+                            req.max_alternatives = max_alternatives;
+                            client.route(keyed(req, &auth)).await.expect("route");
+                        }
+                        Call::Ping => {
+                            client
+                                .ping(keyed(pb::PingRequest {}, &auth))
+                                .await
+                                .expect("ping");
+                        }
+                        Call::Order => {
+                            let req = pb::RecordOrderRequest {
+                                order_id: format!("o{n}"),
+                                member_id: format!("m{}", n % 4096),
+                                amount_cents: 10_000 + (n % 997) as i64,
+                                paid_channel: pb::Channel::MiniProgram as i32,
+                                fulfilling_store_id: Some("S00001".into()),
+                                occurred_at: Some(now_ts()),
+                                ..Default::default()
+                            };
+                            orders
+                                .record_order(keyed(req, &auth))
+                                .await
+                                .expect("record order");
+                        }
                     }
                 }
             }
         })
     }
+
+    /// Median throughput (calls/s) of `call` over `rounds` rounds of `calls`.
+    fn throughput(&self, call: Call, calls: u64, rounds: usize) -> f64 {
+        median(
+            (0..rounds)
+                .map(|_| calls as f64 / self.run(call, calls).as_secs_f64())
+                .collect(),
+        )
+    }
+
+    /// `(statements, transactions)` the database has run so far (statistics of this database).
+    /// Idle backends report their transaction counts within 10 s (PGSTAT_IDLE_INTERVAL): the
+    /// reading waits that long first.
+    fn database_work(&self) -> (f64, f64) {
+        let (pg, db) = self.pg.as_ref().expect("a postgres rig");
+        std::thread::sleep(Duration::from_secs(11));
+        let statements: f64 = pg
+            .psql_on(db, "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements")
+            .parse()
+            .unwrap();
+        let xacts: f64 = pg
+            .psql_on(
+                db,
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database \
+                 WHERE datname = current_database()",
+            )
+            .parse()
+            .unwrap();
+        (statements, xacts)
+    }
+}
+
+/// Route and durable RecordOrder on PostgreSQL against sled, alternating rounds; then one
+/// client routing new leads alone on PostgreSQL, counting what each costs the database.
+fn backends() {
+    let sled = Rig::new("sled");
+    let pg = Rig::new("postgres");
+    for rig in [&sled, &pg] {
+        rig.run(Call::Route, 5_000);
+        rig.run(Call::Order, 2_000);
+    }
+    let (mut route, mut order) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+    for _ in 0..5 {
+        route.0.push(sled.throughput(Call::Route, 10_000, 1));
+        route.1.push(pg.throughput(Call::Route, 10_000, 1));
+        order.0.push(sled.throughput(Call::Order, 4_000, 1));
+        order.1.push(pg.throughput(Call::Order, 4_000, 1));
+    }
+    let (rs, rp) = (median(route.0), median(route.1));
+    let (os, op) = (median(order.0), median(order.1));
+    println!(
+        "grpc/backends (concurrency {}): Route sled {rs:.0} calls/s, postgres {rp:.0} calls/s, postgres/sled = {:.2}; RecordOrder (durable) sled {os:.0} calls/s, postgres {op:.0} calls/s, postgres/sled = {:.2}",
+        sled.concurrency,
+        rp / rs,
+        op / os
+    );
+    // What one new lead's route costs: the same calls one at a time.
+    let (s0, x0) = pg.database_work();
+    let n = 1_000;
+    concurrently(&pg.client_rt, 1, n, |count| {
+        let mut client = LeadRouterClient::new(pg.channel.clone());
+        let (templates, next, auth) = (pg.templates.clone(), pg.next.clone(), pg.auth.clone());
+        async move {
+            for _ in 0..count {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let mut req = templates[(i % templates.len() as u64) as usize].clone();
+                req.lead_id = format!("one{i}");
+                req.member_id = Some(format!("new-member-{i}"));
+                req.occurred_at = Some(now_ts());
+                client.route(keyed(req, &auth)).await.expect("route");
+            }
+        }
+    });
+    let (s1, x1) = pg.database_work();
+    // The readings count themselves (two statements, two transactions), and the replica's
+    // refreshes (two reads a second) are counted with the routes.
+    println!(
+        "grpc/backends/postgres: a new member's route, one at a time, costs {:.2} transactions and {:.2} statements, BEGIN and COMMIT included (over {n} routes)",
+        (x1 - x0 - 2.0) / n as f64,
+        (s1 - s0 - 2.0) / n as f64
+    );
 }
 
 fn ratio(kind: &str) {
     let rig = Rig::new(kind);
     // Warm up both paths.
-    rig.run(false, 5_000);
-    rig.run(true, 5_000);
+    rig.run(Call::Ping, 5_000);
+    rig.run(Call::Route, 5_000);
     // Alternate rounds so both see the same machine state; compare medians.
     let calls = 20_000;
     let (mut ping, mut route) = (Vec::new(), Vec::new());
     for _ in 0..5 {
-        ping.push(calls as f64 / rig.run(false, calls).as_secs_f64());
-        route.push(calls as f64 / rig.run(true, calls).as_secs_f64());
+        ping.push(calls as f64 / rig.run(Call::Ping, calls).as_secs_f64());
+        route.push(calls as f64 / rig.run(Call::Route, calls).as_secs_f64());
     }
     let (p, r) = (median(ping), median(route));
     println!(
@@ -172,15 +309,22 @@ fn bench_grpc(c: &mut Criterion) {
     for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
         ratio(kind);
     }
+    if std::env::var("LEADROUTER_BENCH_POSTGRES").as_deref() != Ok("0") {
+        backends();
+    }
     let rig = Rig::new("sled");
-    rig.run(true, 5_000);
+    rig.run(Call::Route, 5_000);
 
     let mut group = c.benchmark_group("grpc");
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(4));
-    group.bench_function("ping", |b| b.iter_custom(|iters| rig.run(false, iters)));
-    group.bench_function("route", |b| b.iter_custom(|iters| rig.run(true, iters)));
+    group.bench_function("ping", |b| {
+        b.iter_custom(|iters| rig.run(Call::Ping, iters))
+    });
+    group.bench_function("route", |b| {
+        b.iter_custom(|iters| rig.run(Call::Route, iters))
+    });
     group.finish();
 }
 

@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::pg::PgCluster;
 use common::*;
 use leadrouter::catalog::NetworkFiles;
+use leadrouter_pgtest::PgCluster;
 use leadrouter_proto::v1 as pb;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -28,7 +28,7 @@ const THREADS: usize = 8;
 struct Backend {
     storage: Arc<dyn Storage>,
     _dir: Option<tempfile::TempDir>,
-    _pg: Option<common::pg::PgCluster>,
+    _pg: Option<leadrouter_pgtest::PgCluster>,
 }
 
 fn memory() -> Backend {
@@ -50,7 +50,7 @@ fn sled() -> Backend {
 
 /// A throwaway cluster of its own, migrated.
 fn postgres() -> Backend {
-    let pg = common::pg::PgCluster::start();
+    let pg = leadrouter_pgtest::PgCluster::start();
     let config = PostgresConfig::new(pg.database());
     Backend {
         storage: Arc::new(PostgresStore::open(&config).unwrap()),
@@ -658,3 +658,39 @@ on_every_backend!(
     concurrent_catalog_changes_both_land_with_unique_audit_numbers,
     every_read_agrees_with_a_scan,
 );
+
+/// PostgreSQL tells other replicas of a network save at once (LISTEN/NOTIFY), besides the
+/// polling every backend gets.
+#[test]
+fn postgres_tells_other_replicas_of_a_network_save() {
+    let b = postgres();
+    // `postgres()` made the cluster's first database, t0.
+    let other = PostgresStore::open(&PostgresConfig::new(format!(
+        "postgres://postgres@127.0.0.1:{}/t0",
+        b._pg.as_ref().unwrap().port
+    )))
+    .unwrap();
+    let changed = other.changes().expect("postgres listens");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The first wake-up says the listener is connected (and to catch up on what it missed).
+    rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), changed.notified())
+            .await
+            .expect("the listener connects")
+    });
+    let net = tiny(&[1, 2, 3]);
+    leadrouter::app::save_network(b.storage.as_ref(), &net).unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), changed.notified())
+            .await
+            .expect("the other replica hears of the save")
+    });
+    use leadrouter::storage::Networks;
+    assert_eq!(
+        other.network_version().unwrap().as_deref(),
+        Some(net.version())
+    );
+}

@@ -240,8 +240,8 @@ async fn set_health(
     }
 }
 
-/// Takes up other replicas' changes every [`REFRESH_EVERY`], off the async workers, until
-/// aborted. A refresh that cannot read storage marks every service NOT_SERVING (gRPC health
+/// Takes up other replicas' changes every [`REFRESH_EVERY`] and as soon as storage says
+/// something changed ([`Storage::changes`]), off the async workers, until aborted. A refresh that cannot read storage marks every service NOT_SERVING (gRPC health
 /// and `/healthz`) until one can again: a load balancer then sends calls to the replicas that
 /// can serve them, and this one comes back by itself.
 async fn keep_up(
@@ -253,8 +253,17 @@ async fn keep_up(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let up = ::metrics::gauge!("leadrouter_storage_up");
     up.set(1.0);
+    let changes = engine.store().changes();
     loop {
-        tick.tick().await;
+        match &changes {
+            Some(changed) => tokio::select! {
+                _ = tick.tick() => {}
+                _ = changed.notified() => {}
+            },
+            None => {
+                tick.tick().await;
+            }
+        }
         let e = engine.clone();
         match tokio::task::spawn_blocking(move || e.refresh_from_storage()).await {
             Ok(Ok(_)) => {

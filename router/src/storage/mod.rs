@@ -139,6 +139,12 @@ pub trait Storage: Decisions + Trails + Logs + Networks + std::fmt::Debug + 'sta
     fn waits_on_network(&self) -> bool {
         false
     }
+
+    /// Woken when another writer may have changed what replicas take up (the network), where
+    /// the backend can tell (PostgreSQL's LISTEN/NOTIFY); replicas poll as well, every second.
+    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Striped locks by key: inside a backend that one process opens (sled), the lock that makes a

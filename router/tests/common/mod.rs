@@ -1,8 +1,6 @@
 //! Helpers for black-box tests: a real server on port 0, the real binary, clients.
 #![allow(dead_code)]
 
-pub mod pg;
-
 use leadrouter::catalog::{
     GuideSpec, GuideStatus, Network, NetworkSpec, Ownership, PreferenceRow, Pricing, RegionTree,
     StoreSpec, demo_files,

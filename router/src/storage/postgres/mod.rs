@@ -107,6 +107,11 @@ pub fn redacted(url: &str) -> String {
 /// The PostgreSQL backend.
 pub struct PostgresStore {
     pool: Pool,
+    /// The connection settings, for the listener.
+    pg: tokio_postgres::Config,
+    /// Woken when another writer saved the network (`LISTEN leadrouter_network`), once asked
+    /// for ([`Storage::changes`]).
+    changes: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
     /// The runtime the pool's connections live on; shut down without blocking when dropped.
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
@@ -180,7 +185,7 @@ impl PostgresStore {
             .build()
             .map_err(|e| StorageError::Backend(format!("postgres runtime: {e}")))?;
         let manager = Manager::from_config(
-            pg,
+            pg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -196,6 +201,8 @@ impl PostgresStore {
             .map_err(|e| StorageError::Backend(format!("postgres pool: {e}")))?;
         let store = Self {
             pool,
+            pg,
+            changes: std::sync::OnceLock::new(),
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             synchronous_commit: config.synchronous_commit,
@@ -226,7 +233,10 @@ impl PostgresStore {
 
     pub(super) async fn client(&self) -> Result<deadpool_postgres::Client, StorageError> {
         self.pool.get().await.map_err(|e| {
-            StorageError::Backend(format!("postgres: no connection to the database ({e})"))
+            StorageError::Backend(format!(
+                "postgres: no connection to the database ({})",
+                causes(&e)
+            ))
         })
     }
 
@@ -284,6 +294,65 @@ impl PostgresStore {
     }
 }
 
+/// The channel a network save notifies.
+pub(super) const NETWORK_CHANNEL: &str = "leadrouter_network";
+
+/// Listens on [`NETWORK_CHANNEL`] and wakes `changed` on each notification, and once after
+/// each (re)connection for what was missed meanwhile; reconnects after a failure, waiting up
+/// to 5 s between attempts. Runs until the backend's runtime stops.
+async fn listen(pg: tokio_postgres::Config, changed: Arc<tokio::sync::Notify>) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        if let Ok((client, mut connection)) = pg.connect(NoTls).await {
+            wait = Duration::from_millis(100);
+            let sql = format!("LISTEN {NETWORK_CHANNEL}");
+            let listen = client.batch_execute(&sql);
+            let mut listen = std::pin::pin!(listen);
+            let mut listening = false;
+            std::future::poll_fn(|cx| {
+                if !listening {
+                    match listen.as_mut().poll(cx) {
+                        Poll::Ready(Ok(())) => {
+                            listening = true;
+                            changed.notify_one();
+                        }
+                        Poll::Ready(Err(_)) => return Poll::Ready(()),
+                        Poll::Pending => {}
+                    }
+                }
+                loop {
+                    match connection.poll_message(cx) {
+                        Poll::Ready(Some(Ok(tokio_postgres::AsyncMessage::Notification(_)))) => {
+                            changed.notify_one();
+                        }
+                        Poll::Ready(Some(Ok(_))) => {}
+                        Poll::Ready(None | Some(Err(_))) => return Poll::Ready(()),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            })
+            .await;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// An error and its sources, as one line ("db error: FATAL: …").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let said = s.to_string();
+        if !out.contains(&said) {
+            out.push_str(": ");
+            out.push_str(&said);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// Serialization failures and deadlocks: the only errors a transaction is run again on.
 fn retryable(e: &tokio_postgres::Error) -> bool {
     matches!(
@@ -302,7 +371,7 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> StorageError {
                 .map(|c| format!(", constraint {c}"))
                 .unwrap_or_default()
         )),
-        None => StorageError::Backend(format!("postgres: {e}")),
+        None => StorageError::Backend(format!("postgres: {}", causes(&e))),
     }
 }
 
@@ -353,6 +422,19 @@ impl Storage for PostgresStore {
 
     fn waits_on_network(&self) -> bool {
         true
+    }
+
+    /// Starts listening for other replicas' network saves on the first call.
+    fn changes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(
+            self.changes
+                .get_or_init(|| {
+                    let changed = Arc::new(tokio::sync::Notify::new());
+                    self.handle.spawn(listen(self.pg.clone(), changed.clone()));
+                    changed
+                })
+                .clone(),
+        )
     }
 }
 

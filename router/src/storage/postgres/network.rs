@@ -47,8 +47,8 @@ impl Networks for PostgresStore {
             };
             execute(
                 c,
-                "SELECT pg_notify('leadrouter_network', $1)",
-                &[&save.version],
+                "SELECT pg_notify($1, $2)",
+                &[&super::NETWORK_CHANNEL, &save.version],
             )
             .await?;
             Ok(Step::Commit(NetworkSaved::Saved { audit_seq }))

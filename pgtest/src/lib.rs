@@ -1,7 +1,9 @@
-//! A throwaway PostgreSQL cluster for tests: `initdb` and `pg_ctl` into a temporary directory
+//! A throwaway PostgreSQL cluster for leadrouter's tests and benches: `initdb` and `pg_ctl` into a temporary directory
 //! on a free loopback port, run as the `postgres` user when the tests run as root (the server
 //! refuses root), stopped and removed when dropped. The binaries are found by
 //! `LEADROUTER_PG_BIN`, `pg_config --bindir`, or Debian's `/usr/lib/postgresql/<v>/bin`.
+
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
