@@ -55,9 +55,22 @@ impl<'a> Member<'a> {
         now: i64,
     ) -> Result<Self, StorageError> {
         let head = store.trail_head(member_id)?;
-        let current = store
-            .latest_binding(member_id)?
-            .and_then(|e| e.binding().map(|b| b.state.clone()));
+        let binding = store.latest_binding(member_id)?;
+        Ok(Self::of(member_id, head, binding, rules, net, lead, now))
+    }
+
+    /// The member as read: their head and latest binding event (read in that order, or in
+    /// one step: [`crate::storage::Storage::route_state`]).
+    pub fn of(
+        member_id: &'a str,
+        head: Option<(u64, String)>,
+        binding: Option<crate::domain::trail::TrailEvent>,
+        rules: &'a BindingRuleSet,
+        net: &Network,
+        lead: &Lead,
+        now: i64,
+    ) -> Self {
+        let current = binding.and_then(|e| e.binding().map(|b| b.state.clone()));
         let referral = lead.referrer_guide_id.as_deref().map(|r| {
             match net.guide_index(r).map(|g| (g, net.guide(g).status)) {
                 Some((g, GuideStatus::Active | GuideStatus::Away)) => {
@@ -69,13 +82,13 @@ impl<'a> Member<'a> {
                 None => ignored(format!("no guide {r} in the network")),
             }
         });
-        Ok(Self {
+        Self {
             member_id,
             head,
             rules,
             current,
             referral,
-        })
+        }
     }
 
     /// The binding after the referral, if it is live at `now`.

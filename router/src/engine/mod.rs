@@ -305,19 +305,26 @@ impl Engine {
             queued_store_id: None,
         });
         for attempt in 0..crate::storage::MAX_ATTEMPTS {
-            if let Some(stored) = self.store.decision(&lead.lead_id)? {
-                return Ok(replayed(&stored));
+            // The stored decision, and step 3: the member's binding and trail head, as read
+            // now (in one step where storage can).
+            let rules = self.binding_rules(day);
+            let state = self.store.route_state(
+                &lead.lead_id,
+                lead.member_id.as_deref().filter(|_| rules.is_some()),
+            )?;
+            if let Some(stored) = &state.decision {
+                return Ok(replayed(stored));
             }
-            // Step 3: the member's binding and trail head, as read now.
-            let member = match (lead.member_id.as_deref(), self.binding_rules(day)) {
-                (Some(m), Some(rules)) => Some(bind::Member::read(
-                    self.store.as_ref(),
+            let member = match (lead.member_id.as_deref(), rules) {
+                (Some(m), Some(rules)) => Some(bind::Member::of(
                     m,
+                    state.head,
+                    state.binding,
                     rules,
                     net,
                     lead,
                     now,
-                )?),
+                )),
                 _ => None,
             };
             let chain_of = || {

@@ -112,6 +112,17 @@ impl LedgerCursor {
     }
 }
 
+/// What a route reads before it decides ([`Storage::route_state`]).
+#[derive(Debug, Clone, Default)]
+pub struct RouteState {
+    /// The lead's stored decision.
+    pub decision: Option<std::sync::Arc<crate::domain::Decision>>,
+    /// The member's head `(seq, hash)` (read only for a member, and only without a decision).
+    pub head: Option<(u64, String)>,
+    /// The member's latest binding event, read after the head.
+    pub binding: Option<TrailEvent>,
+}
+
 /// Called once with the outcome of a flush.
 pub type FlushDone = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
@@ -132,6 +143,31 @@ pub trait Storage: Decisions + Trails + Logs + Networks + std::fmt::Debug + 'sta
     /// request pays for a flush of its own.
     fn shares_flushes(&self) -> bool {
         true
+    }
+
+    /// The lead's stored decision and, if it has none and `member_id` is given, the member's
+    /// head and then latest binding: a binding appended in between moves the head past the one
+    /// read, so the route's commit is refused and it reads again. A backend across the network
+    /// reads them in one round trip.
+    fn route_state(
+        &self,
+        lead_id: &str,
+        member_id: Option<&str>,
+    ) -> Result<RouteState, StorageError> {
+        let decision = self.decision(lead_id)?;
+        let Some(m) = member_id.filter(|_| decision.is_none()) else {
+            return Ok(RouteState {
+                decision,
+                ..Default::default()
+            });
+        };
+        let head = self.trail_head(m)?;
+        let binding = self.latest_binding(m)?;
+        Ok(RouteState {
+            decision,
+            head,
+            binding,
+        })
     }
 
     /// Whether calls wait on a database across the network (PostgreSQL): then callers on an

@@ -1,31 +1,14 @@
 use super::trails::{AppendRows, HeadWrite};
 use super::{PostgresStore, Step, corrupt, query, query_one, query_opt};
 use crate::domain::{Day, Decision};
+use crate::storage::RouteState;
 use crate::storage::{
     Committed, Decisions, RouteCommit, StorageError, check_chain, codec, open_offer,
 };
 use std::sync::Arc;
 use tokio_postgres::Row;
 
-const INSERT_DECISION: &str = "INSERT INTO decisions (lead_id, version, day, offer_expires_at, record) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (lead_id) DO NOTHING RETURNING version";
-const REPLACE_DECISION: &str = "UPDATE decisions SET version = $2, day = $3, offer_expires_at = $4, \
-     lease_until = NULL, record = $5 WHERE lead_id = $1 AND version = $6 RETURNING version";
-/// Takes one of the guide's leads only below `capacity` (`CHECK (used <= capacity)` backs it).
-const TAKE: &str = "INSERT INTO guide_counts (day, guide_id, used, capacity) VALUES ($1, $2, 1, $3) \
-     ON CONFLICT (day, guide_id) DO UPDATE SET used = guide_counts.used + 1, \
-     capacity = EXCLUDED.capacity WHERE guide_counts.used < EXCLUDED.capacity RETURNING used";
-const RELEASE: &str =
-    "UPDATE guide_counts SET used = used - 1 WHERE day = $1 AND guide_id = $2 AND used > 0";
 const COUNT: &str = "SELECT used FROM guide_counts WHERE day = $1 AND guide_id = $2";
-
-/// Why a route's commit wrote nothing.
-enum Refused {
-    Replayed,
-    Moved,
-    Full,
-    HeadMoved,
-}
 
 fn decode(row: &Row) -> Result<Arc<Decision>, StorageError> {
     let lead: String = row.get(0);
@@ -65,9 +48,10 @@ impl PostgresStore {
         Ok(row.map_or(0, |r| count(r.get(0))))
     }
 
-    /// One transaction: the decision's write, the capacity taken and given back (in key order,
-    /// so that two commits never wait on each other's counts), the member's head moved and the
-    /// events, all sent at once; then COMMIT, or ROLLBACK on the first refusal.
+    /// One statement (`leadrouter_commit_route`, migration 2): the decision's write, the
+    /// capacity taken and given back (in key order, so that two commits never wait on each
+    /// other's counts), the member's head moved and the events; a refusal raises and writes
+    /// nothing.
     async fn commit_route_async(&self, c: &RouteCommit<'_>) -> Result<Committed, StorageError> {
         let d = c.decision;
         check_chain(c.events)?;
@@ -81,145 +65,153 @@ impl PostgresStore {
         let version = i32::try_from(d.version).unwrap_or(i32::MAX);
         let replaces = c.replaces.map(|v| i32::try_from(v).unwrap_or(i32::MAX));
         let lead = d.lead.lead_id.as_str();
-        let rows = AppendRows::of(c.events);
-        let head = HeadWrite::of(c.events);
-        // The counts touched, in key order: `(day, guide, take?)`.
-        let mut counts: Vec<(i32, &str, Option<u32>)> = Vec::new();
+        // The counts touched, in key order: a capacity takes, none gives back.
+        let mut counts: Vec<(i32, &str, Option<i32>)> = Vec::new();
         if let Some(t) = c.take {
-            counts.push((t.day.0, t.guide_id, Some(t.capacity)));
+            counts.push((t.day.0, t.guide_id, Some(capacity(t.capacity))));
         }
+        let same = c
+            .take
+            .zip(c.release)
+            .and_then(|(t, (g, day))| (t.guide_id == g && t.day == day).then_some((day.0, g)));
         if let Some((g, day)) = c.release
-            && c.take.is_none_or(|t| t.guide_id != g || t.day != day)
+            && same.is_none()
         {
             counts.push((day.0, g, None));
         }
         counts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-
+        let (count_days, count_guides, count_caps): (Vec<i32>, Vec<&str>, Vec<Option<i32>>) =
+            counts.iter().fold(
+                (Vec::new(), Vec::new(), Vec::new()),
+                |(mut d, mut g, mut c), &(day, guide, cap)| {
+                    d.push(day);
+                    g.push(guide);
+                    c.push(cap);
+                    (d, g, c)
+                },
+            );
+        let (give_back_day, give_back_guide) = (same.map(|s| s.0), same.map(|s| s.1));
+        let head = HeadWrite::of(c.events);
+        let rows = AppendRows::of(c.events);
+        let member = head.as_ref().map(|h| h.member);
+        let (expected, head_seq, head_hash) = head.as_ref().map_or((None, None, None), |h| {
+            (Some(h.expected), Some(h.seq), Some(h.hash))
+        });
+        let empty = AppendRows::empty();
+        let r = rows.as_ref().unwrap_or(&empty);
+        let asynchronous = !self.synchronous_commit;
         let outcome = self
-            .transact(false, async |client| {
-                let write = client
-                    .prepare_cached(match replaces {
-                        None => INSERT_DECISION,
-                        Some(_) => REPLACE_DECISION,
-                    })
+            .statement(async |client| {
+                let s = client
+                    .prepare_cached(
+                        "SELECT leadrouter_commit_route($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                    )
                     .await?;
-                let take = client.prepare_cached(TAKE).await?;
-                let release = client.prepare_cached(RELEASE).await?;
-                let head = match &head {
-                    Some(h) => Some((h, h.prepare(client).await?)),
-                    None => None,
-                };
-                let rows = match &rows {
-                    Some(r) => Some((r, r.prepare(client).await?)),
-                    None => None,
-                };
-                // Every statement is queued at the first poll, in this order; then the results
-                // are read in the same order, and the first refusal or error decides.
-                let write = async {
-                    match replaces {
-                        None => {
-                            client
-                                .query_opt(&write, &[&lead, &version, &d.day.0, &expires, &record])
-                                .await
-                        }
-                        Some(v) => {
-                            client
-                                .query_opt(
-                                    &write,
-                                    &[&lead, &version, &d.day.0, &expires, &record, &v],
-                                )
-                                .await
-                        }
-                    }
-                };
-                let count_at = |i: usize| {
-                    let (take, release) = (&take, &release);
-                    let at = counts.get(i).copied();
-                    async move {
-                        match at {
-                            None => Ok(None),
-                            Some((_, _, Some(0))) => Ok(Some(None)),
-                            Some((day, guide, Some(cap))) => client
-                                .query_opt(take, &[&day, &guide, &capacity(cap)])
-                                .await
-                                .map(|r| Some(r.map(|r| count(r.get(0))))),
-                            Some((day, guide, None)) => client
-                                .execute(release, &[&day, &guide])
-                                .await
-                                .map(|_| Some(Some(0))),
-                        }
-                    }
-                };
-                // A same-guide, same-day take and release leaves the count as it was (after
-                // the take's check).
-                let same = c.take.zip(c.release).and_then(|(t, (g, day))| {
-                    (t.guide_id == g && t.day == day).then_some((day.0, g))
-                });
-                let give_back = async {
-                    match same {
-                        Some((day, g)) => client.execute(&release, &[&day, &g]).await.map(|_| ()),
-                        None => Ok(()),
-                    }
-                };
-                let moved_head = async {
-                    match &head {
-                        Some((h, s)) => h.write(client, s).await,
-                        None => Ok(true),
-                    }
-                };
-                let events = async {
-                    match &rows {
-                        Some((r, s)) => r.insert(client, s).await,
-                        None => Ok(()),
-                    }
-                };
-                let (write, first, second, give_back, moved_head, events) = tokio::join!(
-                    write,
-                    count_at(0),
-                    count_at(1),
-                    give_back,
-                    moved_head,
-                    events
-                );
-                if write?.is_none() {
-                    return Ok(Step::Rollback(Err(match replaces {
-                        None => Refused::Replayed,
-                        Some(_) => Refused::Moved,
-                    })));
-                }
-                let mut used = None;
-                for counted in [first?, second?].into_iter().flatten() {
-                    match (counted, c.take.is_some()) {
-                        (None, _) => return Ok(Step::Rollback(Err(Refused::Full))),
-                        (Some(n), true) if n > 0 => used = Some(n),
-                        _ => {}
-                    }
-                }
-                give_back?;
-                if !moved_head? {
-                    return Ok(Step::Rollback(Err(Refused::HeadMoved)));
-                }
-                events?;
-                Ok(Step::Commit(Ok(used)))
+                let row = client
+                    .query_one(
+                        &s,
+                        &[
+                            &lead,
+                            &version,
+                            &replaces,
+                            &d.day.0,
+                            &expires,
+                            &record,
+                            &count_days,
+                            &count_guides,
+                            &count_caps,
+                            &give_back_day,
+                            &give_back_guide,
+                            &member,
+                            &expected,
+                            &head_seq,
+                            &head_hash,
+                            &r.seqs,
+                            &r.lines,
+                            &r.occurred,
+                            &r.bound,
+                            &r.bindings,
+                            &asynchronous,
+                        ],
+                    )
+                    .await?;
+                Ok(row.get::<_, Option<i32>>(0).map(count))
             })
             .await?;
-        match outcome {
-            Ok(used) => Ok(Committed::Stored { used }),
-            Err(Refused::Replayed) => match self.decision_async(lead).await? {
+        match outcome.as_ref().map_err(String::as_str) {
+            Ok(&used) => Ok(Committed::Stored { used }),
+            Err("LR001") => match self.decision_async(lead).await? {
                 Some(s) => Ok(Committed::Replayed(s)),
                 None => Err(StorageError::Contended(format!(
                     "lead {lead:?} was being stored by another writer that gave up"
                 ))),
             },
-            Err(Refused::Moved) => Ok(Committed::Moved(self.decision_async(lead).await?)),
-            Err(Refused::Full) => {
+            Err("LR002") => Ok(Committed::Moved(self.decision_async(lead).await?)),
+            Err("LR003") => {
                 let t = c.take.expect("full only when taking");
                 Ok(Committed::Full {
                     used: self.guide_count_async(t.guide_id, t.day).await?,
                 })
             }
-            Err(Refused::HeadMoved) => Ok(Committed::HeadMoved),
+            Err("LR004") => Ok(Committed::HeadMoved),
+            Err(code) => Err(StorageError::Backend(format!(
+                "postgres: a route's commit raised {code}"
+            ))),
         }
+    }
+
+    /// The lead's decision and the member's head and latest binding, in one statement
+    /// (`leadrouter_route_state`, migration 2), as of one snapshot.
+    pub(super) async fn route_state_async(
+        &self,
+        lead_id: &str,
+        member_id: Option<&str>,
+    ) -> Result<RouteState, StorageError> {
+        let row = self
+            .read(async |c| {
+                query_one(
+                    c,
+                    "SELECT record, head_seq, head_hash, binding_line \
+                     FROM leadrouter_route_state($1, $2)",
+                    &[&lead_id, &member_id],
+                )
+                .await
+            })
+            .await?;
+        let decision = row
+            .get::<_, Option<Vec<u8>>>(0)
+            .map(|bytes| {
+                codec::decode_decision(&bytes)
+                    .map(Arc::new)
+                    .map_err(|why| corrupt(format!("decision {lead_id}"), why))
+            })
+            .transpose()?;
+        if decision.is_some() {
+            return Ok(RouteState {
+                decision,
+                ..Default::default()
+            });
+        }
+        let head = row
+            .get::<_, Option<i64>>(1)
+            .map(|seq| (u64::try_from(seq).unwrap_or(0), row.get::<_, String>(2)));
+        let binding = row
+            .get::<_, Option<&str>>(3)
+            .map(|line| {
+                crate::domain::trail::TrailEvent::from_line(line).map_err(|why| {
+                    corrupt(
+                        format!("the latest binding of {}", member_id.unwrap_or("?")),
+                        why,
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(RouteState {
+            decision,
+            head,
+            binding,
+        })
     }
 }
 

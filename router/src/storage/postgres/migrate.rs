@@ -14,11 +14,18 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, by version.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "storage",
-    sql: include_str!("migrations/0001_storage.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "storage",
+        sql: include_str!("migrations/0001_storage.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "one_statement_writes",
+        sql: include_str!("migrations/0002_one_statement_writes.sql"),
+    },
+];
 
 const MIGRATE_LOCK: i64 = 0x6c65_6164_0000;
 

@@ -284,6 +284,40 @@ impl PostgresStore {
         }
     }
 
+    /// Runs `body`, one statement in its own (implicit) transaction, again on a serialization
+    /// failure or a deadlock. A refusal the statement raised (SQLSTATE `LR…`, see migration 2)
+    /// is `Ok(Err(code))`: the statement wrote nothing.
+    pub(super) async fn statement<T>(
+        &self,
+        body: impl AsyncFn(&Conn) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<Result<T, String>, StorageError> {
+        let mut attempt = 0;
+        loop {
+            let client = self.client().await?;
+            match body(&client).await {
+                Ok(v) => return Ok(Ok(v)),
+                Err(e) if e.code().is_some_and(|c| c.code().starts_with("LR")) => {
+                    return Ok(Err(e
+                        .code()
+                        .map(|c| c.code().to_string())
+                        .unwrap_or_default()));
+                }
+                Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    metrics::counter!("leadrouter_storage_retries_total").increment(1);
+                    drop(client);
+                    tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
+                }
+                Err(e) => {
+                    if client.is_closed() {
+                        let _ = deadpool_postgres::Object::take(client);
+                    }
+                    return Err(pg_error(e));
+                }
+            }
+        }
+    }
+
     /// Runs one read statement on a pooled connection.
     pub(super) async fn read<T>(
         &self,
@@ -422,6 +456,14 @@ impl Storage for PostgresStore {
 
     fn waits_on_network(&self) -> bool {
         true
+    }
+
+    fn route_state(
+        &self,
+        lead_id: &str,
+        member_id: Option<&str>,
+    ) -> Result<super::RouteState, StorageError> {
+        self.run(self.route_state_async(lead_id, member_id))
     }
 
     /// Starts listening for other replicas' network saves on the first call.

@@ -1,27 +1,16 @@
-use super::{Conn, PostgresStore, Step, corrupt, query, query_opt};
+use super::{PostgresStore, corrupt, query, query_opt};
 use crate::domain::trail::{EventBody, TrailEvent};
 use crate::storage::{Append, Appended, LedgerCursor, StorageError, TrailKey, Trails, check_chain};
-use tokio_postgres::{Row, Statement};
-
-const INSERT_HEAD: &str = "INSERT INTO trail_heads (member_id, seq, hash) VALUES ($1, $2, $3) \
-     ON CONFLICT (member_id) DO NOTHING RETURNING seq";
-const MOVE_HEAD: &str = "UPDATE trail_heads SET seq = $2, hash = $3 \
-     WHERE member_id = $1 AND seq = $4 RETURNING seq";
-const INSERT_EVENTS: &str = "INSERT INTO trail_events (member_id, seq, line, occurred_at, \
-     ledger_tag, ledger_id, follows_order, bound_guide, is_binding) \
-     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], \
-     $6::text[], $7::text[], $8::text[], $9::bool[])";
-const INSERT_KEYS: &str = "INSERT INTO trail_keys (tag, id, member_id, seq) \
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) \
-     ON CONFLICT (tag, id) DO NOTHING RETURNING tag";
+use tokio_postgres::Row;
 
 /// Moves a member's head from the one the first event chains onto to the last event: the
 /// condition that makes `(member, seq)` a chain with one writer at each step.
 pub(super) struct HeadWrite<'a> {
-    member: &'a str,
-    expected: i64,
-    seq: i64,
-    hash: &'a str,
+    pub(super) member: &'a str,
+    /// The head the first event chains onto (0: the member has no events).
+    pub(super) expected: i64,
+    pub(super) seq: i64,
+    pub(super) hash: &'a str,
 }
 
 impl<'a> HeadWrite<'a> {
@@ -34,68 +23,36 @@ impl<'a> HeadWrite<'a> {
             hash: &last.event.hash,
         })
     }
-
-    pub(super) async fn prepare(&self, c: &Conn) -> Result<Statement, tokio_postgres::Error> {
-        c.prepare_cached(if self.expected == 0 {
-            INSERT_HEAD
-        } else {
-            MOVE_HEAD
-        })
-        .await
-    }
-
-    /// Whether the head was where the events chain on (and has moved).
-    pub(super) async fn write(
-        &self,
-        c: &Conn,
-        s: &Statement,
-    ) -> Result<bool, tokio_postgres::Error> {
-        let row = if self.expected == 0 {
-            c.query_opt(s, &[&self.member, &self.seq, &self.hash])
-                .await?
-        } else {
-            c.query_opt(s, &[&self.member, &self.seq, &self.hash, &self.expected])
-                .await?
-        };
-        Ok(row.is_some())
-    }
 }
 
 fn seq_of(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-/// One member's events as columns, for one `INSERT … SELECT unnest(…)`.
+/// One member's events as columns, for `unnest(…)`.
+#[derive(Default)]
 pub(super) struct AppendRows {
-    members: Vec<String>,
-    seqs: Vec<i64>,
-    lines: Vec<String>,
-    occurred: Vec<i64>,
-    ledger_tags: Vec<Option<String>>,
-    ledger_ids: Vec<Option<String>>,
-    follows: Vec<Option<String>>,
-    bound: Vec<Option<String>>,
-    bindings: Vec<bool>,
+    pub(super) seqs: Vec<i64>,
+    pub(super) lines: Vec<String>,
+    pub(super) occurred: Vec<i64>,
+    pub(super) ledger_tags: Vec<Option<String>>,
+    pub(super) ledger_ids: Vec<Option<String>>,
+    pub(super) follows: Vec<Option<String>>,
+    pub(super) bound: Vec<Option<String>>,
+    pub(super) bindings: Vec<bool>,
 }
 
 impl AppendRows {
+    pub(super) fn empty() -> Self {
+        Self::default()
+    }
+
     pub(super) fn of(events: &[Append<'_>]) -> Option<Self> {
         events.first()?;
-        let mut r = Self {
-            members: Vec::with_capacity(events.len()),
-            seqs: Vec::with_capacity(events.len()),
-            lines: Vec::with_capacity(events.len()),
-            occurred: Vec::with_capacity(events.len()),
-            ledger_tags: Vec::with_capacity(events.len()),
-            ledger_ids: Vec::with_capacity(events.len()),
-            follows: Vec::with_capacity(events.len()),
-            bound: Vec::with_capacity(events.len()),
-            bindings: Vec::with_capacity(events.len()),
-        };
+        let mut r = Self::default();
         for a in events {
             let e = &a.event;
             let cursor = LedgerCursor::of(e);
-            r.members.push(e.member_id.clone());
             r.seqs.push(seq_of(e.seq));
             r.lines.push(a.line.clone());
             r.occurred.push(e.occurred_at_ms);
@@ -112,33 +69,6 @@ impl AppendRows {
             r.bindings.push(e.binding().is_some());
         }
         Some(r)
-    }
-
-    pub(super) async fn prepare(&self, c: &Conn) -> Result<Statement, tokio_postgres::Error> {
-        c.prepare_cached(INSERT_EVENTS).await
-    }
-
-    pub(super) async fn insert(
-        &self,
-        c: &Conn,
-        s: &Statement,
-    ) -> Result<(), tokio_postgres::Error> {
-        c.execute(
-            s,
-            &[
-                &self.members,
-                &self.seqs,
-                &self.lines,
-                &self.occurred,
-                &self.ledger_tags,
-                &self.ledger_ids,
-                &self.follows,
-                &self.bound,
-                &self.bindings,
-            ],
-        )
-        .await
-        .map(|_| ())
     }
 }
 
@@ -189,63 +119,68 @@ impl PostgresStore {
             .filter(|e| key.matches(e)))
     }
 
-    /// The head moved from the one read, the events and their keys inserted: one transaction,
-    /// its statements sent at once. Orders, refunds and adjustments commit synchronously.
+    /// One statement (`leadrouter_append`, migration 2): the head moved from the one read,
+    /// the events and their keys inserted, or a refusal and nothing written. Orders, refunds
+    /// and adjustments commit synchronously.
     async fn append_async(&self, events: &[Append<'_>]) -> Result<Appended, StorageError> {
         check_chain(events)?;
         let (Some(head), Some(rows)) = (HeadWrite::of(events), AppendRows::of(events)) else {
             return Ok(Appended::Stored);
         };
-        let keys: Vec<(String, String)> = events
+        let keyed: Vec<(String, String, i64)> = events
             .iter()
-            .filter_map(|a| a.key.map(key_columns))
+            .filter_map(|a| {
+                a.key.map(|k| {
+                    let (tag, id) = key_columns(k);
+                    (tag, id, seq_of(a.event.seq))
+                })
+            })
             .collect();
-        let (tags, ids): (Vec<String>, Vec<String>) = keys.iter().cloned().unzip();
-        let key_members: Vec<&str> = events
-            .iter()
-            .filter(|a| a.key.is_some())
-            .map(|a| a.event.member_id.as_str())
-            .collect();
-        let key_seqs: Vec<i64> = events
-            .iter()
-            .filter(|a| a.key.is_some())
-            .map(|a| seq_of(a.event.seq))
-            .collect();
-        let durable = events
-            .iter()
-            .any(|a| !matches!(a.key, None | Some(TrailKey::Touch(_))));
+        let tags: Vec<&str> = keyed.iter().map(|k| k.0.as_str()).collect();
+        let ids: Vec<&str> = keyed.iter().map(|k| k.1.as_str()).collect();
+        let key_seqs: Vec<i64> = keyed.iter().map(|k| k.2).collect();
+        let asynchronous = !self.synchronous_commit
+            && events
+                .iter()
+                .all(|a| matches!(a.key, None | Some(TrailKey::Touch(_))));
         let outcome = self
-            .transact(durable, async |c| {
-                let head_s = head.prepare(c).await?;
-                let rows_s = rows.prepare(c).await?;
-                let keys_s = c.prepare_cached(INSERT_KEYS).await?;
-                let keys_written = async {
-                    if tags.is_empty() {
-                        return Ok(0);
-                    }
-                    c.query(&keys_s, &[&tags, &ids, &key_members, &key_seqs])
-                        .await
-                        .map(|r| r.len())
+            .statement(async |c| {
+                let sql = if asynchronous {
+                    "SELECT set_config('synchronous_commit', 'off', true), \
+                     leadrouter_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                } else {
+                    "SELECT leadrouter_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                     $13, $14, $15)"
                 };
-                let (moved, inserted, keys_written) = tokio::join!(
-                    head.write(c, &head_s),
-                    rows.insert(c, &rows_s),
-                    keys_written
-                );
-                if !moved? {
-                    return Ok(Step::Rollback(Some(false)));
-                }
-                inserted?;
-                if keys_written? < tags.len() {
-                    return Ok(Step::Rollback(Some(true)));
-                }
-                Ok(Step::Commit(None))
+                let s = c.prepare_cached(sql).await?;
+                c.query_one(
+                    &s,
+                    &[
+                        &head.member,
+                        &head.expected,
+                        &head.seq,
+                        &head.hash,
+                        &rows.seqs,
+                        &rows.lines,
+                        &rows.occurred,
+                        &rows.ledger_tags,
+                        &rows.ledger_ids,
+                        &rows.follows,
+                        &rows.bound,
+                        &rows.bindings,
+                        &tags,
+                        &ids,
+                        &key_seqs,
+                    ],
+                )
+                .await
+                .map(|_| ())
             })
             .await?;
-        match outcome {
-            None => Ok(Appended::Stored),
-            Some(false) => Ok(Appended::HeadMoved),
-            Some(true) => {
+        match outcome.as_ref().map_err(String::as_str) {
+            Ok(()) => Ok(Appended::Stored),
+            Err("LR004") => Ok(Appended::HeadMoved),
+            Err("LR005") => {
                 for a in events {
                     if let Some(k) = a.key
                         && let Some(e) = self.trail_event_async(k).await?
@@ -257,6 +192,9 @@ impl PostgresStore {
                     "an event's id was being recorded by another writer that gave up".into(),
                 ))
             }
+            Err(code) => Err(StorageError::Backend(format!(
+                "postgres: an append raised {code}"
+            ))),
         }
     }
 
