@@ -28,6 +28,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Self {
+        Self::start_with(n, &[])
+    }
+
+    /// `n` replicas serving with `extra` arguments.
+    fn start_with(n: usize, extra: &[&str]) -> Self {
         let pg = PgCluster::start();
         let url = pg.database();
         let network = tempfile::tempdir().unwrap();
@@ -35,9 +40,9 @@ impl Cluster {
             .write_dir(network.path())
             .unwrap();
         let net = network.path().to_str().unwrap().to_string();
-        let replicas = (0..n)
-            .map(|_| Binary::serve(&["--database-url", &url, "--network", &net]))
-            .collect();
+        let mut args = vec!["--database-url", &url, "--network", &net];
+        args.extend_from_slice(extra);
+        let replicas = (0..n).map(|_| Binary::serve(&args)).collect();
         Self {
             pg,
             url,
@@ -529,4 +534,68 @@ async fn a_sled_directory_moves_into_postgres_whole() {
         used as usize,
         routed.iter().filter(|r| !r.guide_id.is_empty()).count()
     );
+}
+
+/// Offers on a live channel expire on time with three replicas sweeping: each moves on once
+/// (to the next guide, then into the store's queue), and every guide's capacity comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_expire_once_with_three_sweepers() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[offers]\nchannels = [\"LIVESTREAM\"]\nexpire_secs = 1\nmax_hops = 1\nsweep_every_ms = 50\n",
+    )
+    .unwrap();
+    let cluster = Cluster::start_with(3, &["--config", config.path().to_str().unwrap()]);
+    let channels = cluster.channels().await;
+    let leads = 12;
+    for l in 0..leads {
+        let mut client = pb::lead_router_client::LeadRouterClient::new(channels[l % 3].clone());
+        let mut req = request(&format!("live-{l}"), "440106");
+        req.channel = pb::Channel::Livestream as i32;
+        req.member_id = Some(format!("viewer-{l}"));
+        let d = client.route(req).await.unwrap().into_inner();
+        assert_eq!(d.offer_status, pb::OfferStatus::OfferOpen as i32, "{d:?}");
+    }
+    let db = cluster.url.rsplit('/').next().unwrap().to_string();
+    let started = Instant::now();
+    loop {
+        let open = cluster
+            .pg
+            .psql_on(&db, "SELECT count(*) FROM decisions WHERE offer_expires_at IS NOT NULL");
+        if open == "0" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{open} offers still open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Offered, moved on once, exhausted once: version 3 for every lead.
+    assert_eq!(
+        cluster
+            .pg
+            .psql_on(&db, "SELECT string_agg(DISTINCT version::text, ',') FROM decisions"),
+        "3"
+    );
+    assert_eq!(
+        cluster
+            .pg
+            .psql_on(&db, "SELECT coalesce(sum(used), 0) FROM guide_counts"),
+        "0"
+    );
+    // Every viewer's trail tells the same story, once: the same number of offer events each.
+    let per_member = cluster.pg.psql_on(
+        &db,
+        "SELECT string_agg(DISTINCT n::text, ',') FROM (SELECT member_id, count(*) AS n \
+         FROM trail_events GROUP BY member_id) t",
+    );
+    assert!(!per_member.contains(','), "trails differ: {per_member}");
+    let mut client = pb::lead_router_client::LeadRouterClient::new(channels[0].clone());
+    let mut req = request("live-0", "440106");
+    req.channel = pb::Channel::Livestream as i32;
+    req.member_id = Some("viewer-0".into());
+    let last = client.route(req).await.unwrap().into_inner();
+    assert_eq!(last.offer_status, pb::OfferStatus::OfferExhausted as i32);
 }
