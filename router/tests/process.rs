@@ -209,59 +209,8 @@ async fn sigkill_mid_burst_loses_no_acknowledged_order() {
     let mut client = pb::attribution_client::AttributionClient::connect(bin.url())
         .await
         .unwrap();
-    for a in &acked {
-        let v = client
-            .get_ownership(pb::GetOwnershipRequest {
-                order_id: a.order_id.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("acknowledged order {} was lost: {e}", a.order_id))
-            .into_inner();
-        assert_eq!(v.entries, a.entries);
-        assert_eq!(
-            v.entries.iter().map(|e| e.amount_cents).sum::<i64>(),
-            v.amount_cents
-        );
-    }
     // Exactly once: each order id appears once in its member's trail, and the trails chain.
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    for m in 0..16 {
-        let member = format!("m{m}");
-        let mut token = String::new();
-        loop {
-            let page = client
-                .get_trail(pb::GetTrailRequest {
-                    member_id: member.clone(),
-                    page_size: 1000,
-                    page_token: token.clone(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            for e in page.events {
-                if let Some(pb::trail_event::Body::Order(o)) = e.body {
-                    *seen.entry(o.order_id).or_default() += 1;
-                }
-            }
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
-        let v = client
-            .verify_trail(pb::VerifyTrailRequest {
-                member_id: member.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(v.ok, "{member}: {v:?}");
-    }
-    assert!(seen.values().all(|n| *n == 1));
-    for a in &acked {
-        assert_eq!(seen.get(&a.order_id), Some(&1), "{}", a.order_id);
-    }
+    orders_exactly_once(&mut client, &acked, 16).await;
     // Resending an acknowledged order replays it.
     let first = &acked[0];
     let (c, i) = first.order_id[1..].split_once('-').unwrap();

@@ -83,54 +83,7 @@ fn order(c: usize, i: usize, at: prost_types::Timestamp) -> pb::RecordOrderReque
 /// chains, read through `channel`.
 async fn check_orders(channel: Channel, acked: &[pb::RecordOrderResponse]) {
     let mut client = pb::attribution_client::AttributionClient::new(channel);
-    for a in acked {
-        let v = client
-            .get_ownership(pb::GetOwnershipRequest {
-                order_id: a.order_id.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("acknowledged order {} was lost: {e}", a.order_id))
-            .into_inner();
-        assert_eq!(v.entries, a.entries, "{}", a.order_id);
-    }
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    for m in 0..32 {
-        let member = format!("m{m}");
-        let mut token = String::new();
-        loop {
-            let page = client
-                .get_trail(pb::GetTrailRequest {
-                    member_id: member.clone(),
-                    page_size: 1000,
-                    page_token: token.clone(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            for e in page.events {
-                if let Some(pb::trail_event::Body::Order(o)) = e.body {
-                    *seen.entry(o.order_id).or_default() += 1;
-                }
-            }
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
-        let v = client
-            .verify_trail(pb::VerifyTrailRequest {
-                member_id: member.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(v.ok, "{member}: {v:?}");
-    }
-    assert!(seen.values().all(|n| *n == 1), "an order twice: {seen:?}");
-    for a in acked {
-        assert_eq!(seen.get(&a.order_id), Some(&1), "{}", a.order_id);
-    }
+    orders_exactly_once(&mut client, acked, 32).await;
 }
 
 /// `CLIENTS` clients send orders round-robin over `channels` until `stop` says so, each
@@ -560,9 +513,10 @@ async fn offers_expire_once_with_three_sweepers() {
     let db = cluster.url.rsplit('/').next().unwrap().to_string();
     let started = Instant::now();
     loop {
-        let open = cluster
-            .pg
-            .psql_on(&db, "SELECT count(*) FROM decisions WHERE offer_expires_at IS NOT NULL");
+        let open = cluster.pg.psql_on(
+            &db,
+            "SELECT count(*) FROM decisions WHERE offer_expires_at IS NOT NULL",
+        );
         if open == "0" {
             break;
         }
@@ -574,9 +528,10 @@ async fn offers_expire_once_with_three_sweepers() {
     }
     // Offered, moved on once, exhausted once: version 3 for every lead.
     assert_eq!(
-        cluster
-            .pg
-            .psql_on(&db, "SELECT string_agg(DISTINCT version::text, ',') FROM decisions"),
+        cluster.pg.psql_on(
+            &db,
+            "SELECT string_agg(DISTINCT version::text, ',') FROM decisions"
+        ),
         "3"
     );
     assert_eq!(

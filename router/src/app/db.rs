@@ -95,6 +95,23 @@ impl std::fmt::Display for Imported {
     }
 }
 
+/// Copies numbered records page by page (`read(from)`, then `write(page)`); returns how many.
+fn copy_numbered(
+    read: impl Fn(u64) -> Result<Vec<(u64, String)>, crate::storage::StorageError>,
+    write: impl Fn(&[(u64, String)]) -> Result<(), crate::storage::StorageError>,
+) -> anyhow::Result<usize> {
+    let (mut copied, mut from) = (0, 1);
+    loop {
+        let page = read(from)?;
+        let Some(last) = page.last().map(|e| e.0) else {
+            return Ok(copied);
+        };
+        write(&page)?;
+        copied += page.len();
+        from = last + 1;
+    }
+}
+
 /// Events a page of an import appends at most.
 const CHUNK: usize = 500;
 
@@ -177,28 +194,14 @@ pub fn import(dir: &Path, url: &str, book: &RuleBook) -> anyhow::Result<Imported
         None => None,
     };
     // The numbered logs, under their own numbers.
-    let mut audit = 0;
-    let mut from = 1;
-    loop {
-        let page = src.audit_from(from, 1_000)?;
-        let Some(last) = page.last().map(|e| e.0) else {
-            break;
-        };
-        dst.import_audit(&page)?;
-        audit += page.len();
-        from = last + 1;
-    }
-    let mut disputes = 0;
-    let mut from = 1;
-    loop {
-        let page = src.disputes_from(from, 1_000)?;
-        let Some(last) = page.last().map(|e| e.0) else {
-            break;
-        };
-        dst.import_disputes(&page)?;
-        disputes += page.len();
-        from = last + 1;
-    }
+    let audit = copy_numbered(
+        |from| src.audit_from(from, 1_000),
+        |page| dst.import_audit(page),
+    )?;
+    let disputes = copy_numbered(
+        |from| src.disputes_from(from, 1_000),
+        |page| dst.import_disputes(page),
+    )?;
     // Trails, member by member, in chunks chained on the head just written.
     let (mut events, mut members) = (0, 0);
     let mut chunk: Vec<TrailEvent> = Vec::new();

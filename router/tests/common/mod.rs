@@ -390,3 +390,64 @@ pub fn contract_methods() -> Vec<String> {
     }
     out
 }
+
+/// Every acknowledged order is there with its entries (summing to its amount) exactly once in
+/// its member's trail, and the trails of members `m0`..`m{members - 1}` chain.
+pub async fn orders_exactly_once(
+    client: &mut pb::attribution_client::AttributionClient<tonic::transport::Channel>,
+    acked: &[pb::RecordOrderResponse],
+    members: usize,
+) {
+    for a in acked {
+        let v = client
+            .get_ownership(pb::GetOwnershipRequest {
+                order_id: a.order_id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged order {} was lost: {e}", a.order_id))
+            .into_inner();
+        assert_eq!(v.entries, a.entries, "{}", a.order_id);
+        assert_eq!(
+            v.entries.iter().map(|e| e.amount_cents).sum::<i64>(),
+            v.amount_cents
+        );
+    }
+    let mut seen: std::collections::HashMap<String, u32> = Default::default();
+    for m in 0..members {
+        let member = format!("m{m}");
+        let mut token = String::new();
+        loop {
+            let page = client
+                .get_trail(pb::GetTrailRequest {
+                    member_id: member.clone(),
+                    page_size: 1000,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            for e in page.events {
+                if let Some(pb::trail_event::Body::Order(o)) = e.body {
+                    *seen.entry(o.order_id).or_default() += 1;
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let v = client
+            .verify_trail(pb::VerifyTrailRequest {
+                member_id: member.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(v.ok, "{member}: {v:?}");
+    }
+    assert!(seen.values().all(|n| *n == 1), "an order twice: {seen:?}");
+    for a in acked {
+        assert_eq!(seen.get(&a.order_id), Some(&1), "{}", a.order_id);
+    }
+}

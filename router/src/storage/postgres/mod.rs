@@ -253,35 +253,18 @@ impl PostgresStore {
         } else {
             "BEGIN; SET LOCAL synchronous_commit TO off"
         };
-        let mut attempt = 0;
-        loop {
-            let client = self.client().await?;
-            let (began, result) = tokio::join!(client.batch_execute(begin), body(&client));
-            let result = began.and(result);
-            let outcome = match result {
+        self.retrying(async |client| {
+            let (began, result) = tokio::join!(client.batch_execute(begin), body(client));
+            match began.and(result) {
                 Ok(Step::Commit(v)) => client.batch_execute("COMMIT").await.map(|()| v),
                 Ok(Step::Rollback(v)) => client.batch_execute("ROLLBACK").await.map(|()| v),
                 Err(e) => {
                     let _ = client.batch_execute("ROLLBACK").await;
                     Err(e)
                 }
-            };
-            match outcome {
-                Ok(v) => return Ok(v),
-                Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
-                    attempt += 1;
-                    metrics::counter!("leadrouter_storage_retries_total").increment(1);
-                    drop(client);
-                    tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
-                }
-                Err(e) => {
-                    if client.is_closed() {
-                        let _ = deadpool_postgres::Object::take(client);
-                    }
-                    return Err(pg_error(e));
-                }
             }
-        }
+        })
+        .await
     }
 
     /// Runs `body`, one statement in its own (implicit) transaction, again on a serialization
@@ -291,17 +274,27 @@ impl PostgresStore {
         &self,
         body: impl AsyncFn(&Conn) -> Result<T, tokio_postgres::Error>,
     ) -> Result<Result<T, String>, StorageError> {
+        self.retrying(async |client| match body(client).await {
+            Ok(v) => Ok(Ok(v)),
+            Err(e) => match e.code().map(|c| c.code()) {
+                Some(code) if code.starts_with("LR") => Ok(Err(code.to_string())),
+                _ => Err(e),
+            },
+        })
+        .await
+    }
+
+    /// Runs `once` on a pooled connection, again on a serialization failure or a deadlock (at
+    /// most [`MAX_RETRIES`] times, backing off); a connection found closed leaves the pool.
+    async fn retrying<T>(
+        &self,
+        once: impl AsyncFn(&Conn) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StorageError> {
         let mut attempt = 0;
         loop {
             let client = self.client().await?;
-            match body(&client).await {
-                Ok(v) => return Ok(Ok(v)),
-                Err(e) if e.code().is_some_and(|c| c.code().starts_with("LR")) => {
-                    return Ok(Err(e
-                        .code()
-                        .map(|c| c.code().to_string())
-                        .unwrap_or_default()));
-                }
+            match once(&client).await {
+                Ok(v) => return Ok(v),
                 Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
                     attempt += 1;
                     metrics::counter!("leadrouter_storage_retries_total").increment(1);
