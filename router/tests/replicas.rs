@@ -554,3 +554,48 @@ async fn offers_expire_once_with_three_sweepers() {
     let last = client.route(req).await.unwrap().into_inner();
     assert_eq!(last.offer_status, pb::OfferStatus::OfferExhausted as i32);
 }
+
+/// Every replica says what it serves; one started with other rule sets is named by the others'
+/// `/healthz` (and by its own), within a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_other_rules_is_named_by_the_others() {
+    let mut cluster = Cluster::start(2);
+    let healthz = |addr| async move {
+        let (_, body) = http_get(addr, "/healthz").await;
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let started = Instant::now();
+    loop {
+        let h = healthz(cluster.replicas[0].addr).await;
+        if h["replica"]["others"].as_array().map(Vec::len) == Some(1) {
+            assert_eq!(h["replica"]["coherent"], true, "{h}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "[policy]\nname = \"nearest\"\n").unwrap();
+    cluster.replicas.push(Binary::serve(&[
+        "--database-url",
+        &cluster.url,
+        "--config",
+        config.path().to_str().unwrap(),
+    ]));
+    let odd = cluster.replicas[2].addr.to_string();
+    let started = Instant::now();
+    loop {
+        let h = healthz(cluster.replicas[0].addr).await;
+        let others = h["replica"]["others"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(o) = others.iter().find(|o| o["address"] == odd.as_str()) {
+            assert_eq!(o["differs"], serde_json::json!(["rules"]), "{h}");
+            assert_eq!(h["replica"]["coherent"], false, "{h}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -634,6 +634,36 @@ fn every_read_agrees_with_a_scan(b: Backend) {
     );
 }
 
+/// What replicas serve: each announcement replaces the replica's last, and only those seen
+/// lately are listed, by id.
+fn replicas_are_announced_and_listed(b: Backend) {
+    use leadrouter::storage::ReplicaState;
+    let state = |id: &str, seen: i64, models: &str| ReplicaState {
+        id: id.into(),
+        address: format!("10.0.0.{}:50051", id.len()),
+        started_at_ms: T0,
+        seen_at_ms: seen,
+        network_version: "n1".into(),
+        models: models.into(),
+        rules: "r1".into(),
+    };
+    let s = &b.storage;
+    s.announce(&state("b", T0 + 1_000, "")).unwrap();
+    s.announce(&state("a", T0 + 2_000, "")).unwrap();
+    s.announce(&state("b", T0 + 3_000, "pref-v2")).unwrap();
+    assert_eq!(
+        s.replicas(T0).unwrap(),
+        vec![
+            state("a", T0 + 2_000, ""),
+            state("b", T0 + 3_000, "pref-v2")
+        ]
+    );
+    assert_eq!(
+        s.replicas(T0 + 2_500).unwrap(),
+        vec![state("b", T0 + 3_000, "pref-v2")]
+    );
+}
+
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -657,6 +687,7 @@ on_every_backend!(
     a_contested_dispute_opens_once_and_resolves_once,
     concurrent_catalog_changes_both_land_with_unique_audit_numbers,
     every_read_agrees_with_a_scan,
+    replicas_are_announced_and_listed,
 );
 
 /// PostgreSQL tells other replicas of a network save at once (LISTEN/NOTIFY), besides the

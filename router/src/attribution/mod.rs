@@ -303,6 +303,11 @@ pub struct Attribution {
 }
 
 impl Attribution {
+    /// The configuration it was made with.
+    pub fn config(&self) -> &AttributionConfig {
+        &self.config
+    }
+
     pub fn new(engine: Arc<Engine>, config: AttributionConfig) -> Result<Self, String> {
         let book = config.check()?;
         Ok(Self {

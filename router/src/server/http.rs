@@ -14,12 +14,14 @@ struct HttpState {
     engine: Arc<Engine>,
     prometheus: PrometheusHandle,
     storage_down: super::StorageDown,
+    replica: Option<super::Replica>,
 }
 
 pub fn router(
     engine: Arc<Engine>,
     prometheus: PrometheusHandle,
     storage_down: super::StorageDown,
+    replica: super::Replica,
 ) -> axum::Router {
     axum::Router::new()
         .route("/metrics", get(render_metrics))
@@ -28,6 +30,7 @@ pub fn router(
             engine,
             prometheus,
             storage_down,
+            replica: Some(replica),
         })
 }
 
@@ -39,6 +42,7 @@ pub fn metrics_only(engine: Arc<Engine>, prometheus: PrometheusHandle) -> axum::
             engine,
             prometheus,
             storage_down: Default::default(),
+            replica: None,
         })
 }
 
@@ -83,6 +87,7 @@ async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
         "guides": snap.network.guides().len(),
         "policy": snap.policy.name(),
         "business_day": s.engine.today().to_string(),
+        "replica": s.replica.as_ref().map(super::Replica::describe),
     });
     (
         if down.is_some() {

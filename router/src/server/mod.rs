@@ -104,6 +104,14 @@ pub async fn run_with(
     let prometheus = metrics::handle();
     let (health, health_svc) = tonic_health::server::health_reporter();
     let storage_down = StorageDown::default();
+    let replica = Replica::new(
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        &engine,
+        &attribution,
+    );
     health
         .set_serving::<LeadRouterServer<router_svc::RouterSvc>>()
         .await;
@@ -156,6 +164,7 @@ pub async fn run_with(
             engine.clone(),
             prometheus.clone(),
             storage_down.clone(),
+            replica.clone(),
         ))
         .layer(axum::middleware::from_fn_with_state(
             options.gate.clone(),
@@ -179,7 +188,12 @@ pub async fn run_with(
             .await;
     };
     let sweeper = tokio::spawn(sweep_offers(engine.clone()));
-    let keeper = tokio::spawn(keep_up(engine.clone(), health.clone(), storage_down));
+    let keeper = tokio::spawn(keep_up(
+        engine.clone(),
+        health.clone(),
+        storage_down,
+        replica,
+    ));
     let served = listen::serve(listener, app, options.transport, shutdown).await;
     sweeper.abort();
     keeper.abort();
@@ -224,6 +238,115 @@ impl StorageDown {
     }
 }
 
+/// How long a replica's last word counts: it says what it serves every [`REFRESH_EVERY`].
+pub const REPLICA_SEEN_WITHIN_MS: i64 = 5_000;
+
+/// Another replica seen lately, and what it serves that this one does not (`"network"`,
+/// `"models"`, `"rules"`; empty: the same).
+type Other = (crate::storage::ReplicaState, Vec<&'static str>);
+
+/// This replica, and what the others serve that it does not (read by `/healthz`).
+#[derive(Clone)]
+pub struct Replica {
+    id: String,
+    address: String,
+    started_at_ms: i64,
+    /// A digest of the rule sets and policy this replica was started with.
+    rules: String,
+    /// The other replicas seen lately, and how each differs (empty: the same).
+    others: Arc<parking_lot::Mutex<Vec<Other>>>,
+}
+
+impl Replica {
+    fn new(
+        address: String,
+        engine: &Engine,
+        attribution: &crate::attribution::Attribution,
+    ) -> Self {
+        use sha2::Digest;
+        let c = engine.config();
+        let said = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            c.policy,
+            c.bindings,
+            c.offers,
+            c.transfers,
+            c.candidates,
+            c.time_zone,
+            attribution.config()
+        );
+        Self {
+            id: format!("{:016x}", crate::domain::os_random_u64()),
+            address,
+            started_at_ms: engine.clock().now_ms(),
+            rules: hex::encode(&sha2::Sha256::digest(said.as_bytes())[..8]),
+            others: Default::default(),
+        }
+    }
+
+    fn state(&self, engine: &Engine) -> crate::storage::ReplicaState {
+        let snap = engine.snapshot();
+        crate::storage::ReplicaState {
+            id: self.id.clone(),
+            address: self.address.clone(),
+            started_at_ms: self.started_at_ms,
+            seen_at_ms: engine.clock().now_ms(),
+            network_version: snap.network.version().to_string(),
+            models: snap.network.learned_models().versions().join(","),
+            rules: self.rules.clone(),
+        }
+    }
+
+    /// Says what this replica serves, and reads what the others do.
+    fn announce(&self, engine: &Engine) -> Result<(), crate::storage::StorageError> {
+        let me = self.state(engine);
+        let store = engine.store();
+        store.announce(&me)?;
+        let others: Vec<_> = store
+            .replicas(me.seen_at_ms - REPLICA_SEEN_WITHIN_MS)?
+            .into_iter()
+            .filter(|r| r.id != me.id)
+            .map(|r| {
+                let mut differs = Vec::new();
+                if r.network_version != me.network_version {
+                    differs.push("network");
+                }
+                if r.models != me.models {
+                    differs.push("models");
+                }
+                if r.rules != me.rules {
+                    differs.push("rules");
+                }
+                (r, differs)
+            })
+            .collect();
+        let differing = others.iter().filter(|(_, d)| !d.is_empty()).count();
+        ::metrics::gauge!("leadrouter_replicas", "state" => "same")
+            .set((others.len() - differing + 1) as f64);
+        ::metrics::gauge!("leadrouter_replicas", "state" => "differing").set(differing as f64);
+        for (r, d) in others.iter().filter(|(_, d)| !d.is_empty()) {
+            tracing::debug!(replica = %r.id, address = %r.address, differs = ?d, "a replica serves something else");
+        }
+        *self.others.lock() = others;
+        Ok(())
+    }
+
+    /// For `/healthz`: this replica's id and the others, with what differs.
+    pub fn describe(&self) -> serde_json::Value {
+        let others = self.others.lock();
+        serde_json::json!({
+            "id": self.id,
+            "rules": self.rules,
+            "coherent": others.iter().all(|(_, d)| d.is_empty()),
+            "others": others.iter().map(|(r, d)| serde_json::json!({
+                "id": r.id,
+                "address": r.address,
+                "differs": d,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 /// Sets every service's health (and the server's, `""`).
 async fn set_health(
     health: &tonic_health::server::HealthReporter,
@@ -248,6 +371,7 @@ async fn keep_up(
     engine: Arc<Engine>,
     health: tonic_health::server::HealthReporter,
     down: StorageDown,
+    replica: Replica,
 ) {
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -264,8 +388,12 @@ async fn keep_up(
                 tick.tick().await;
             }
         }
-        let e = engine.clone();
-        match tokio::task::spawn_blocking(move || e.refresh_from_storage()).await {
+        let (e, r) = (engine.clone(), replica.clone());
+        let refreshed = tokio::task::spawn_blocking(move || {
+            e.refresh_from_storage()?;
+            r.announce(&e).map_err(crate::engine::CatalogError::Storage)
+        });
+        match refreshed.await {
             Ok(Ok(_)) => {
                 if down.0.lock().take().is_some() {
                     tracing::info!("storage can be read again: serving");

@@ -23,7 +23,7 @@ pub use chain::{Chain, MAX_ATTEMPTS, Written, append_retrying, backoff};
 pub use decisions::{Committed, Decisions, RouteCommit, Take, lease_due, open_offer};
 pub use logs::{DisputeIndex, DisputeOpened, LineOf, Logs, dispute_keys};
 pub use memory::MemoryStore;
-pub use network::{NetworkSave, NetworkSaved, Networks};
+pub use network::{NetworkSave, NetworkSaved, Networks, ReplicaState, replicas_since};
 pub use postgres::{
     DATABASE_URL_ENV, MIGRATIONS, Migration, PostgresConfig, PostgresStore, redacted,
 };

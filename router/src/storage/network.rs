@@ -27,7 +27,23 @@ pub enum NetworkSaved {
     Moved(Option<String>),
 }
 
-/// The saved network.
+/// What one replica serves, as it last said ([`Networks::announce`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// Random per process start.
+    pub id: String,
+    /// Where it listens.
+    pub address: String,
+    pub started_at_ms: i64,
+    pub seen_at_ms: i64,
+    pub network_version: String,
+    /// The learned models in service (their versions, comma-separated).
+    pub models: String,
+    /// A digest of the rule sets and policy it was started with.
+    pub rules: String,
+}
+
+/// The saved network, and what each replica serves.
 pub trait Networks: Send + Sync {
     /// The network last saved, if any.
     fn network(&self) -> Result<Option<NetworkSpec>, StorageError>;
@@ -37,4 +53,22 @@ pub trait Networks: Send + Sync {
 
     /// Saves the network as [`NetworkSave`] says; durable before it returns.
     fn save_network(&self, save: &NetworkSave<'_>) -> Result<NetworkSaved, StorageError>;
+
+    /// Records what a replica serves now (replaces its earlier record; not durable: replicas
+    /// say it again every second).
+    fn announce(&self, replica: &ReplicaState) -> Result<(), StorageError>;
+
+    /// The replicas seen at or after `since_ms`, by id.
+    fn replicas(&self, since_ms: i64) -> Result<Vec<ReplicaState>, StorageError>;
+}
+
+/// The replicas seen at or after `since_ms`, by id: the rule of [`Networks::replicas`] for
+/// backends that keep them in memory.
+pub fn replicas_since<'a>(
+    all: impl Iterator<Item = &'a ReplicaState>,
+    since_ms: i64,
+) -> Vec<ReplicaState> {
+    let mut out: Vec<ReplicaState> = all.filter(|r| r.seen_at_ms >= since_ms).cloned().collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
 }

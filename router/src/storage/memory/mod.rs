@@ -39,6 +39,7 @@ struct Inner {
     /// Claimed offers: lead id → lease end (ms).
     leases: HashMap<String, i64>,
     dispute_keys: crate::storage::DisputeIndex,
+    replicas: HashMap<String, crate::storage::ReplicaState>,
 }
 
 impl MemoryStore {

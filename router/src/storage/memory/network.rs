@@ -1,5 +1,5 @@
 use super::*;
-use crate::storage::{NetworkSave, NetworkSaved};
+use crate::storage::{NetworkSave, NetworkSaved, ReplicaState};
 
 impl Networks for MemoryStore {
     fn network(&self) -> Result<Option<NetworkSpec>, StorageError> {
@@ -21,5 +21,20 @@ impl Networks for MemoryStore {
         inner.network = Some((save.version.to_string(), save.spec.clone()));
         let audit_seq = save.audit.map(|line| inner.next_audit(line));
         Ok(NetworkSaved::Saved { audit_seq })
+    }
+
+    fn announce(&self, replica: &ReplicaState) -> Result<(), StorageError> {
+        self.inner
+            .lock()
+            .replicas
+            .insert(replica.id.clone(), replica.clone());
+        Ok(())
+    }
+
+    fn replicas(&self, since_ms: i64) -> Result<Vec<ReplicaState>, StorageError> {
+        Ok(crate::storage::replicas_since(
+            self.inner.lock().replicas.values(),
+            since_ms,
+        ))
     }
 }

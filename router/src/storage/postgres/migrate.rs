@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "one_statement_writes",
         sql: include_str!("migrations/0002_one_statement_writes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "replicas",
+        sql: include_str!("migrations/0003_replicas.sql"),
+    },
 ];
 
 const MIGRATE_LOCK: i64 = 0x6c65_6164_0000;

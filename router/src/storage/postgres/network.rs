@@ -1,7 +1,7 @@
 use super::logs::next_audit;
 use super::{PostgresStore, Step, corrupt, execute, query_one, query_opt};
 use crate::catalog::NetworkSpec;
-use crate::storage::{NetworkSave, NetworkSaved, Networks, StorageError};
+use crate::storage::{NetworkSave, NetworkSaved, Networks, ReplicaState, StorageError};
 
 const NETWORK_LOCK: i64 = 0x6c65_6164_0003;
 
@@ -53,5 +53,53 @@ impl Networks for PostgresStore {
             .await?;
             Ok(Step::Commit(NetworkSaved::Saved { audit_seq }))
         }))
+    }
+
+    fn announce(&self, r: &ReplicaState) -> Result<(), StorageError> {
+        self.run(self.read(async |c| {
+            execute(
+                c,
+                "INSERT INTO replicas (id, address, started_at, seen_at, network_version, models, \
+                 rules) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET \
+                 address = EXCLUDED.address, seen_at = EXCLUDED.seen_at, \
+                 network_version = EXCLUDED.network_version, models = EXCLUDED.models, \
+                 rules = EXCLUDED.rules",
+                &[
+                    &r.id,
+                    &r.address,
+                    &r.started_at_ms,
+                    &r.seen_at_ms,
+                    &r.network_version,
+                    &r.models,
+                    &r.rules,
+                ],
+            )
+            .await
+        }))?;
+        Ok(())
+    }
+
+    fn replicas(&self, since_ms: i64) -> Result<Vec<ReplicaState>, StorageError> {
+        let rows = self.run(self.read(async |c| {
+            super::query(
+                c,
+                "SELECT id, address, started_at, seen_at, network_version, models, rules \
+                 FROM replicas WHERE seen_at >= $1 ORDER BY id",
+                &[&since_ms],
+            )
+            .await
+        }))?;
+        Ok(rows
+            .iter()
+            .map(|r| ReplicaState {
+                id: r.get(0),
+                address: r.get(1),
+                started_at_ms: r.get(2),
+                seen_at_ms: r.get(3),
+                network_version: r.get(4),
+                models: r.get(5),
+                rules: r.get(6),
+            })
+            .collect())
     }
 }

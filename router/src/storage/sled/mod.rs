@@ -139,6 +139,8 @@ pub struct SledStore {
     audit_lock: Mutex<()>,
     /// Taken to save the network.
     network_lock: Mutex<()>,
+    /// What replicas serve: in memory (one process opens the directory).
+    replicas: Mutex<HashMap<String, super::ReplicaState>>,
     /// Disputes' keys; its lock numbers and replaces disputes.
     disputes: Mutex<super::DisputeIndex>,
 }
@@ -308,6 +310,7 @@ impl SledStore {
             leases: Mutex::new(HashMap::new()),
             audit_lock: Mutex::new(()),
             network_lock: Mutex::new(()),
+            replicas: Mutex::new(HashMap::new()),
             disputes: Mutex::new(Default::default()),
         };
         *store.disputes.lock() = store.index_disputes()?;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::storage::{NetworkSave, NetworkSaved};
+use crate::storage::{NetworkSave, NetworkSaved, ReplicaState};
 
 impl Networks for SledStore {
     fn network(&self) -> Result<Option<NetworkSpec>, StorageError> {
@@ -47,5 +47,19 @@ impl Networks for SledStore {
             .map_err(backend)?;
         self.flush()?;
         Ok(NetworkSaved::Saved { audit_seq })
+    }
+
+    fn announce(&self, replica: &ReplicaState) -> Result<(), StorageError> {
+        self.replicas
+            .lock()
+            .insert(replica.id.clone(), replica.clone());
+        Ok(())
+    }
+
+    fn replicas(&self, since_ms: i64) -> Result<Vec<ReplicaState>, StorageError> {
+        Ok(crate::storage::replicas_since(
+            self.replicas.lock().values(),
+            since_ms,
+        ))
     }
 }
