@@ -17,7 +17,7 @@ use leadrouter::domain::trail::{OrderFacts, Touch, TouchKind};
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::server::Services;
 use leadrouter::storage::{MemoryStore, SledConfig, SledStore, Storage};
-use leadrouter_benches::{Served, concurrently, median, serve};
+use leadrouter_benches::{Served, concurrently, median, serve_with};
 use leadrouter_proto::v1 as pb;
 use leadrouter_proto::v1::attribution_client::AttributionClient;
 use std::sync::Arc;
@@ -62,7 +62,13 @@ impl Rig {
             client_rt,
             server_rt,
             channel,
-        } = serve(services);
+        } = serve_with(
+            services,
+            leadrouter::server::Options {
+                durable_one_at_a_time: !group_commit,
+                ..Default::default()
+            },
+        );
         Self {
             client_rt,
             _server_rt: server_rt,

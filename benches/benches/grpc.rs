@@ -228,6 +228,32 @@ impl Rig {
     }
 }
 
+/// CPU seconds used so far by processes named `name` (`None`: this process), from /proc.
+fn cpu_seconds(name: Option<&str>) -> f64 {
+    let ticks = |stat: &str| -> Option<f64> {
+        // After the command's closing parenthesis: state, then fields 4.., utime and stime
+        // are the 12th and 13th of them.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+    };
+    let total: f64 = match name {
+        None => std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| ticks(&s))
+            .unwrap_or(0.0),
+        Some(name) => std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|s| s.contains(&format!("({name})")))
+            .filter_map(|s| ticks(&s))
+            .sum(),
+    };
+    total / 100.0
+}
+
 /// Route and durable RecordOrder on PostgreSQL against sled, alternating rounds; then one
 /// client routing new leads alone on PostgreSQL, counting what each costs the database.
 fn backends() {
@@ -244,6 +270,16 @@ fn backends() {
         order.0.push(sled.throughput(Call::Order, 4_000, 1));
         order.1.push(pg.throughput(Call::Order, 4_000, 1));
     }
+    // Where the CPU goes while PostgreSQL serves routes: its processes, and this one (server
+    // and client).
+    let (db0, me0) = (cpu_seconds(Some("postgres")), cpu_seconds(None));
+    let took = pg.run(Call::Route, 10_000).as_secs_f64();
+    let (db1, me1) = (cpu_seconds(Some("postgres")), cpu_seconds(None));
+    println!(
+        "grpc/backends/postgres: 10000 routes in {took:.2} s; CPU per route: database {:.0} µs, server and client {:.0} µs",
+        (db1 - db0) / 10_000.0 * 1e6,
+        (me1 - me0) / 10_000.0 * 1e6
+    );
     let (rs, rp) = (median(route.0), median(route.1));
     let (os, op) = (median(order.0), median(order.1));
     println!(

@@ -55,7 +55,7 @@ fn keyed(file: &KeysFile) -> Options {
             Duration::from_secs(30),
         )),
         transport: Transport::default(),
-        metrics_listener: None,
+        ..Options::default()
     }
 }
 

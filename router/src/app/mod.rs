@@ -232,6 +232,7 @@ pub async fn serve_options(
             limits: config.limits.clone(),
         },
         metrics_listener,
+        durable_one_at_a_time: false,
     })
 }
 

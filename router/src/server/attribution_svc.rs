@@ -18,7 +18,7 @@ pub struct AttributionSvc {
     /// Built once, indexed `method * OUTCOMES.len() + outcome`: no label work per call.
     durations: Arc<Vec<metrics::Histogram>>,
     /// Held by each durable request from its first write to its flush when the store does not
-    /// share flushes ([`Storage::shares_flushes`]): one request and one flush at a time.
+    /// share flushes (`Options::durable_one_at_a_time`): one request and one flush at a time.
     alone: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
@@ -67,15 +67,14 @@ enum Mode {
 }
 
 impl AttributionSvc {
-    pub fn new(attribution: Arc<Attribution>) -> Self {
+    pub fn new(attribution: Arc<Attribution>, durable_one_at_a_time: bool) -> Self {
         let mut durations = Vec::with_capacity(METHODS.len() * OUTCOMES.len());
         for method in METHODS {
             for outcome in OUTCOMES {
                 durations.push(metrics::histogram!(ATTRIBUTION_DURATION, "method" => method, "outcome" => outcome));
             }
         }
-        let alone = (!attribution.engine().store().shares_flushes())
-            .then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let alone = durable_one_at_a_time.then(|| Arc::new(tokio::sync::Mutex::new(())));
         Self {
             attribution,
             durations: Arc::new(durations),

@@ -63,6 +63,9 @@ pub struct Options {
     pub gate: Arc<Gate>,
     pub transport: Transport,
     pub metrics_listener: Option<tokio::net::TcpListener>,
+    /// Durable requests (orders, refunds) one at a time, each with its writes and a flush of
+    /// its own: only to measure what group commit buys (with sled's `group_commit = false`).
+    pub durable_one_at_a_time: bool,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             ))),
             transport,
             metrics_listener: None,
+            durable_one_at_a_time: false,
         }
     }
 }
@@ -151,8 +155,11 @@ pub async fn run_with(
             .max_decoding_message_size(max_message),
     )
     .add_service(
-        AttributionServer::new(attribution_svc::AttributionSvc::new(attribution))
-            .max_decoding_message_size(max_message),
+        AttributionServer::new(attribution_svc::AttributionSvc::new(
+            attribution,
+            options.durable_one_at_a_time,
+        ))
+        .max_decoding_message_size(max_message),
     )
     .add_service(health_svc)
     .add_service(reflection_v1)

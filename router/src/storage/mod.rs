@@ -137,14 +137,6 @@ pub trait Storage: Decisions + Trails + Logs + Networks + std::fmt::Debug + 'sta
     /// Does not block: concurrent callers share one disk sync (group commit).
     fn flush_then(&self, done: FlushDone);
 
-    /// Whether concurrent durable requests share flushes (group commit, the default). False
-    /// only where a store is configured to measure what group commit buys: then callers run
-    /// each durable request's writes and its flush alone, one request at a time, so that every
-    /// request pays for a flush of its own.
-    fn shares_flushes(&self) -> bool {
-        true
-    }
-
     /// The lead's stored decision and, if it has none and `member_id` is given, the member's
     /// head and then latest binding: a binding appended in between moves the head past the one
     /// read, so the route's commit is refused and it reads again. A backend across the network

@@ -35,8 +35,8 @@ pub struct SledConfig {
     /// Decisions queued for the writer before `put_decision` waits (back-pressure). Default 65536.
     pub queue: usize,
     /// Concurrent flush requests share one disk flush. Default true; false gives every request
-    /// its own flush, one after another, and tells callers ([`Storage::shares_flushes`]) to run
-    /// durable requests one at a time, so each flush carries its own request's writes — only to
+    /// its own flush, one after another; with the server's `Options::durable_one_at_a_time`
+    /// (durable requests one at a time) each flush carries its own request's writes — only to
     /// measure what group commit buys.
     pub group_commit: bool,
     /// Members whose latest binding event is kept in memory, so a returning member's route
@@ -124,7 +124,6 @@ pub struct SledStore {
     failed: Arc<Mutex<Option<String>>>,
     /// Members' latest binding events (filled on reads, replaced on appends).
     bindings: BindingCache,
-    group_commit: bool,
     /// Members' locks: a conditional append checks the head and writes under one.
     members: Stripes,
     /// Leads' locks: a route commit checks for a stored decision and writes under one.
@@ -302,7 +301,6 @@ impl SledStore {
             writer: Mutex::new(Some(writer)),
             failed,
             bindings: BindingCache::new(config.binding_cache),
-            group_commit: config.group_commit,
             members: Stripes::new(1024),
             leads: Stripes::new(1024),
             counts: counts::Counts::new(),
@@ -401,10 +399,6 @@ impl Storage for SledStore {
             .recv()
             .map_err(|_| StorageError::Backend("the writer has stopped".into()))?
             .map(|()| 0)
-    }
-
-    fn shares_flushes(&self) -> bool {
-        self.group_commit
     }
 
     fn flush_then(&self, done: super::FlushDone) {
