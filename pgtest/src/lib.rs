@@ -66,8 +66,23 @@ impl PgCluster {
         Self::start_with(&["-c", "fsync=off"])
     }
 
+    /// A new cluster that offers TLS with this certificate chain and key (PEM), started.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_files(
+            &[("server.crt", cert_pem), ("server.key", key_pem)],
+            &["-c", "fsync=off", "-c", "ssl=on"],
+            &["ssl_cert_file=server.crt", "ssl_key_file=server.key"],
+        )
+    }
+
     /// A new cluster with server settings (`-c name=value` pairs), started.
     pub fn start_with(settings: &[&str]) -> Self {
+        Self::start_files(&[], settings, &[])
+    }
+
+    /// `files` written into the cluster's directory (readable by the server alone), and
+    /// `file_settings` (`name=file`) naming them by their paths there.
+    fn start_files(files: &[(&str, &str)], settings: &[&str], file_settings: &[&str]) -> Self {
         let bin = bin_dir();
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -114,6 +129,30 @@ impl PgCluster {
         for s in settings {
             opts.push(' ');
             opts.push_str(s);
+        }
+        for (name, text) in files {
+            let path = c.dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let ok = Command::new("chmod")
+                .arg("600")
+                .arg(&path)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chmod 600 {}", path.display());
+            if as_postgres {
+                let ok = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&path)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "chown of {}", path.display());
+            }
+        }
+        for f in file_settings {
+            let (name, file) = f.split_once('=').unwrap();
+            opts.push_str(&format!(" -c {name}={}", c.dir.path().join(file).display()));
         }
         std::fs::write(c.dir.path().join("options"), &opts).unwrap();
         c.pg_ctl_start();

@@ -14,6 +14,7 @@
 //! synchronous_commit = false      # postgres only: true makes decisions and touches wait for
 //!                                 # the WAL flush too (orders, refunds, audit always do)
 //! connect_timeout_ms = 5000       # postgres only: wait for a connection at most this long
+//! ca_file = "/etc/leadrouter/db-ca.pem"  # postgres only: TLS to the database, verified
 //! cache_capacity_mb = 256         # sled page cache cap
 //! flush_every_ms = 100            # routing decisions are durable within this interval
 //! sync_decisions = false          # true: flush before every reply
@@ -302,6 +303,7 @@ pub struct StorageConfig {
     pub pool_size: usize,
     pub synchronous_commit: bool,
     pub connect_timeout_ms: u64,
+    pub ca_file: Option<PathBuf>,
     pub cache_capacity_mb: u64,
     pub flush_every_ms: u64,
     pub sync_decisions: bool,
@@ -350,6 +352,7 @@ impl Default for StorageConfig {
             pool_size: 16,
             synchronous_commit: false,
             connect_timeout_ms: 5_000,
+            ca_file: None,
             cache_capacity_mb: 256,
             flush_every_ms: 100,
             sync_decisions: false,
@@ -387,12 +390,16 @@ impl Config {
     }
 
     /// Applies `LEADROUTER_LISTEN`, `LEADROUTER_DATA_DIR`, `LEADROUTER_NETWORK`,
-    /// `LEADROUTER_POLICY` (a policy name, default parameters) and `LEADROUTER_DATABASE_URL`
-    /// (`storage.url`; a URL selects the postgres backend).
+    /// `LEADROUTER_POLICY` (a policy name, default parameters), `LEADROUTER_DATABASE_URL`
+    /// (`storage.url`; a URL selects the postgres backend) and `LEADROUTER_DATABASE_CA`
+    /// (`storage.ca_file`).
     pub fn apply_env(&mut self, env: &dyn Env) -> Result<(), ConfigError> {
         if let Some(v) = env.var(crate::storage::DATABASE_URL_ENV) {
             self.storage.url = Some(v);
             self.storage.backend = "postgres".into();
+        }
+        if let Some(v) = env.var(crate::storage::DATABASE_CA_ENV) {
+            self.storage.ca_file = Some(v.into());
         }
         if let Some(v) = env.var("LEADROUTER_LISTEN") {
             self.listen = v;
@@ -495,6 +502,7 @@ impl Config {
                     connect_timeout: std::time::Duration::from_millis(
                         self.storage.connect_timeout_ms,
                     ),
+                    ca_file: self.storage.ca_file.clone(),
                 }))
             }
             other => Err(ConfigError(format!(

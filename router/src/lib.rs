@@ -6,7 +6,8 @@
 //! - [`catalog`]: the region tree (petgraph), stores and guides, their indexes, files and the demo.
 //! - [`policy`]: the pluggable algorithms (`scored`, `nearest`, `round_robin`).
 //! - [`engine`]: route(): validate → idempotency → candidates → policy → capacity → commit.
-//! - [`store`]: the [`store::Store`] trait; sled (default) and in-memory implementations.
+//! - [`storage`]: the [`storage::Storage`] contract; sled (default), PostgreSQL (replicas) and
+//!   in-memory backends.
 //! - [`wire`]: domain ⇄ contract messages.
 //! - [`server`]: gRPC services, health, reflection, `/metrics`, `/healthz`; [`server::run`].
 //! - [`config`]: the service's configuration file.
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod pem;
 pub mod policy;
 pub mod server;
 pub mod storage;

@@ -725,3 +725,40 @@ fn postgres_tells_other_replicas_of_a_network_save() {
         Some(net.version())
     );
 }
+
+/// With `ca_file`, every connection to the database is TLS, verified against the CA: a server
+/// whose certificate another CA signed is refused, and nothing goes in the clear.
+#[test]
+fn postgres_connections_are_tls_verified_against_the_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = common::pki(dir.path());
+    let pg = leadrouter_pgtest::PgCluster::start_tls(
+        &std::fs::read_to_string(&pki.cert).unwrap(),
+        &std::fs::read_to_string(&pki.key).unwrap(),
+    );
+    let url = pg.database();
+    let mut config = PostgresConfig::new(url.clone());
+    config.ca_file = Some(pki.ca.clone());
+    let store = PostgresStore::open(&config).unwrap();
+    store.ping().unwrap();
+    let db = url.rsplit('/').next().unwrap();
+    let clear = pg.psql_on(
+        db,
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'leadrouter' AND NOT s.ssl",
+    );
+    let tls = pg.psql_on(
+        db,
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'leadrouter' AND s.ssl",
+    );
+    assert_eq!(clear, "0");
+    assert_ne!(tls, "0");
+    // Another CA: the server's certificate does not verify, and nothing is opened.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = common::pki(other.path());
+    let mut config = PostgresConfig::new(url);
+    config.ca_file = Some(stranger.ca.clone());
+    let e = PostgresStore::open(&config).unwrap_err().to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+}

@@ -22,7 +22,7 @@ pub fn database_url(flag: Option<String>) -> anyhow::Result<String> {
 }
 
 fn connect(url: &str) -> anyhow::Result<PostgresStore> {
-    PostgresStore::connect(&PostgresConfig::new(url))
+    PostgresStore::connect(&PostgresConfig::from_env(url))
         .with_context(|| format!("connecting to {}", redacted(url)))
 }
 
@@ -166,7 +166,7 @@ fn append_chunk(dst: &PostgresStore, events: &mut Vec<TrailEvent>) -> anyhow::Re
 /// match the source's.
 pub fn import(dir: &Path, url: &str, book: &RuleBook) -> anyhow::Result<Imported> {
     let src = open_offline(dir)?;
-    let dst = PostgresStore::open(&PostgresConfig::new(url))
+    let dst = PostgresStore::open(&PostgresConfig::from_env(url))
         .with_context(|| format!("opening {}", redacted(url)))?;
     anyhow::ensure!(
         dst.is_empty()?,

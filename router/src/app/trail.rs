@@ -81,7 +81,7 @@ impl Offline {
             Offline::Dir(dir) => Ok(std::sync::Arc::new(open_offline(dir)?)),
             Offline::Database(url) => {
                 let store = crate::storage::PostgresStore::open(
-                    &crate::storage::PostgresConfig::new(url.clone()),
+                    &crate::storage::PostgresConfig::from_env(url.clone()),
                 )
                 .with_context(|| format!("opening {}", crate::storage::redacted(url)))?;
                 Ok(std::sync::Arc::new(store))

@@ -3,31 +3,13 @@
 //! HTTP callers share the port.
 
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn read(key: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
-}
-
-fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = read(key, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{key}: {} is not PEM certificates: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{key}: {} holds no certificate", path.display()));
-    }
-    Ok(certs)
-}
+use crate::pem::{certificates, provider, read, roots};
 
 /// The server's TLS settings from PEM files; errors name the configuration key.
 pub fn server_config(
@@ -45,12 +27,7 @@ pub fn server_config(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in certificates("tls.client_ca", ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("tls.client_ca: {}: {e}", ca.display()))?;
-            }
+            let roots = roots("tls.client_ca", ca)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| format!("tls.client_ca: {e}"))?;

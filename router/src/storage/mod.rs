@@ -25,7 +25,8 @@ pub use logs::{DisputeIndex, DisputeOpened, LineOf, Logs, dispute_keys};
 pub use memory::MemoryStore;
 pub use network::{NetworkSave, NetworkSaved, Networks, ReplicaState, replicas_since};
 pub use postgres::{
-    DATABASE_URL_ENV, MIGRATIONS, Migration, PostgresConfig, PostgresStore, redacted,
+    DATABASE_CA_ENV, DATABASE_URL_ENV, MIGRATIONS, Migration, PostgresConfig, PostgresStore,
+    redacted,
 };
 pub use sled::{SledConfig, SledStore};
 pub use trails::{Append, Appended, Trails, refusal};

@@ -23,6 +23,7 @@ mod import;
 mod logs;
 mod migrate;
 mod network;
+mod tls;
 mod trails;
 
 pub use migrate::{MIGRATIONS, Migration};
@@ -38,6 +39,8 @@ use tokio_postgres::error::SqlState;
 
 /// The environment variable that gives the database URL (over `[storage] url`).
 pub const DATABASE_URL_ENV: &str = "LEADROUTER_DATABASE_URL";
+/// The environment variable that gives the database's CA file (over `[storage] ca_file`).
+pub const DATABASE_CA_ENV: &str = "LEADROUTER_DATABASE_CA";
 
 /// Settings of the PostgreSQL backend.
 #[derive(Clone)]
@@ -52,6 +55,9 @@ pub struct PostgresConfig {
     pub synchronous_commit: bool,
     /// How long a call waits for a connection (from the pool or a new one). Default 5 s.
     pub connect_timeout: Duration,
+    /// PEM certificates of the CA that signed the database server's certificate: connections
+    /// are then TLS (required), verified against it and the host the URL names. None: plain.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -61,17 +67,27 @@ impl std::fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("synchronous_commit", &self.synchronous_commit)
             .field("connect_timeout", &self.connect_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
 
 impl PostgresConfig {
+    /// For the command-line tools: `url`, with the CA file `LEADROUTER_DATABASE_CA` names.
+    pub fn from_env(url: impl Into<String>) -> Self {
+        Self {
+            ca_file: std::env::var_os(DATABASE_CA_ENV).map(Into::into),
+            ..Self::new(url)
+        }
+    }
+
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             pool_size: 16,
             synchronous_commit: false,
             connect_timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 }
@@ -107,8 +123,9 @@ pub fn redacted(url: &str) -> String {
 /// The PostgreSQL backend.
 pub struct PostgresStore {
     pool: Pool,
-    /// The connection settings, for the listener.
+    /// The connection settings and TLS, for the listener.
     pg: tokio_postgres::Config,
+    tls: Option<tls::Rustls>,
     /// Woken when another writer saved the network (`LISTEN leadrouter_network`), once asked
     /// for ([`Storage::changes`]).
     changes: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
@@ -178,19 +195,26 @@ impl PostgresStore {
         })?;
         pg.connect_timeout(config.connect_timeout);
         pg.application_name("leadrouter");
+        let tls = match &config.ca_file {
+            Some(ca) => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(tls::Rustls::new(ca).map_err(StorageError::Backend)?)
+            }
+            None => None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("leadrouter-pg")
             .enable_all()
             .build()
             .map_err(|e| StorageError::Backend(format!("postgres runtime: {e}")))?;
-        let manager = Manager::from_config(
-            pg.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(t) => Manager::from_config(pg.clone(), t.clone(), manager_config()),
+            None => Manager::from_config(pg.clone(), NoTls, manager_config()),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -202,6 +226,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             pg,
+            tls,
             changes: std::sync::OnceLock::new(),
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
@@ -327,42 +352,68 @@ pub(super) const NETWORK_CHANNEL: &str = "leadrouter_network";
 /// Listens on [`NETWORK_CHANNEL`] and wakes `changed` on each notification, and once after
 /// each (re)connection for what was missed meanwhile; reconnects after a failure, waiting up
 /// to 5 s between attempts. Runs until the backend's runtime stops.
-async fn listen(pg: tokio_postgres::Config, changed: Arc<tokio::sync::Notify>) {
+async fn listen(
+    pg: tokio_postgres::Config,
+    tls: Option<tls::Rustls>,
+    changed: Arc<tokio::sync::Notify>,
+) {
     let mut wait = Duration::from_millis(100);
     loop {
-        if let Ok((client, mut connection)) = pg.connect(NoTls).await {
-            wait = Duration::from_millis(100);
-            let sql = format!("LISTEN {NETWORK_CHANNEL}");
-            let listen = client.batch_execute(&sql);
-            let mut listen = std::pin::pin!(listen);
-            let mut listening = false;
-            std::future::poll_fn(|cx| {
-                if !listening {
-                    match listen.as_mut().poll(cx) {
-                        Poll::Ready(Ok(())) => {
-                            listening = true;
-                            changed.notify_one();
-                        }
-                        Poll::Ready(Err(_)) => return Poll::Ready(()),
-                        Poll::Pending => {}
-                    }
+        match &tls {
+            Some(t) => {
+                if let Ok((client, connection)) = pg.connect(t.clone()).await {
+                    wait = Duration::from_millis(100);
+                    listen_on(&client, connection, &changed).await;
                 }
-                loop {
-                    match connection.poll_message(cx) {
-                        Poll::Ready(Some(Ok(tokio_postgres::AsyncMessage::Notification(_)))) => {
-                            changed.notify_one();
-                        }
-                        Poll::Ready(Some(Ok(_))) => {}
-                        Poll::Ready(None | Some(Err(_))) => return Poll::Ready(()),
-                        Poll::Pending => return Poll::Pending,
-                    }
+            }
+            None => {
+                if let Ok((client, connection)) = pg.connect(NoTls).await {
+                    wait = Duration::from_millis(100);
+                    listen_on(&client, connection, &changed).await;
                 }
-            })
-            .await;
+            }
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(5));
     }
+}
+
+/// LISTENs on one connection until it fails.
+async fn listen_on<S, T>(
+    client: &tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    changed: &tokio::sync::Notify,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let sql = format!("LISTEN {NETWORK_CHANNEL}");
+    let listen = client.batch_execute(&sql);
+    let mut listen = std::pin::pin!(listen);
+    let mut listening = false;
+    std::future::poll_fn(|cx| {
+        if !listening {
+            match listen.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    listening = true;
+                    changed.notify_one();
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            match connection.poll_message(cx) {
+                Poll::Ready(Some(Ok(tokio_postgres::AsyncMessage::Notification(_)))) => {
+                    changed.notify_one();
+                }
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(None | Some(Err(_))) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await;
 }
 
 /// An error and its sources, as one line ("db error: FATAL: …").
@@ -465,7 +516,8 @@ impl Storage for PostgresStore {
             self.changes
                 .get_or_init(|| {
                     let changed = Arc::new(tokio::sync::Notify::new());
-                    self.handle.spawn(listen(self.pg.clone(), changed.clone()));
+                    self.handle
+                        .spawn(listen(self.pg.clone(), self.tls.clone(), changed.clone()));
                     changed
                 })
                 .clone(),
