@@ -1,13 +1,21 @@
 //! Storage behind the [`Storage`] contract (in this domain a "store" is a 门店, so the contract is
 //! not called one), in parts: [`Decisions`], [`Trails`], [`Logs`], [`Networks`]. Each backend has
-//! its own folder with a file per part: [`SledStore`] is the embedded default, [`MemoryStore`]
-//! serves tests and the simulator.
+//! its own folder with a file per part: [`SledStore`] is the embedded default (one process),
+//! [`PostgresStore`] serves several replicas on one database, [`MemoryStore`] serves tests and
+//! the simulator.
 //!
-//! Guarantees (DESIGN §6): a stored decision is visible to [`Storage::decision`] as soon as
-//! [`Storage::put_decision`] returns; it becomes durable within the configured flush interval
-//! (`flush_every_ms`, default 100 ms), or before the reply when the engine flushes synchronously.
-//! After any crash, [`Storage::day_counts`] agrees with the decisions that survived (sled derives the
-//! counts from an index written with each decision; see [`SledStore`]).
+//! Every guarantee is one conditional operation of the contract (DESIGN §6): it happens whole
+//! or returns a typed refusal, never an overwrite; engines sharing a storage are as safe as one.
+//! Writes are visible at once. Decisions and touches are durable within the backend's interval
+//! (sled's `flush_every_ms`, PostgreSQL's `wal_writer_delay` with `synchronous_commit` off) or
+//! after [`Storage::flush`]; orders, refunds and adjustments before the call that made them
+//! returns on PostgreSQL, and after [`Storage::flush_then`] on sled (group commit). After any
+//! crash, [`Decisions::day_counts`] agrees with the decisions that survived.
+//!
+//! The contract is synchronous. A backend across the network ([`Storage::waits_on_network`])
+//! does its I/O asynchronously on a runtime of its own while the caller waits, so callers on an
+//! async runtime run such calls on its blocking pool, never on a worker, and no lock is held
+//! across the wait.
 
 mod chain;
 pub(crate) mod codec;
