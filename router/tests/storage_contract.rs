@@ -664,6 +664,41 @@ fn replicas_are_announced_and_listed(b: Backend) {
     );
 }
 
+/// An audit entry under a key is written once, however many writers race to write it; other
+/// keys and unkeyed entries get numbers of their own.
+fn an_audit_entry_under_a_key_is_written_once(b: Backend) {
+    let seqs = std::sync::Mutex::new(Vec::new());
+    race(|e, t| {
+        let key = format!("k{}", t % 2);
+        let seq = b
+            .storage
+            .append_audit_once(&key, &|seq| format!("{{\"seq\":{seq},\"by\":\"{e}-{t}\"}}"))
+            .unwrap();
+        b.storage
+            .append_audit(&|seq| format!("{{\"seq\":{seq}}}"))
+            .unwrap();
+        seqs.lock().unwrap().push((key, seq));
+    });
+    let seqs = seqs.into_inner().unwrap();
+    for k in ["k0", "k1"] {
+        let mine: Vec<u64> = seqs
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|s| s.1)
+            .collect();
+        assert!(mine.iter().all(|s| *s == mine[0]), "{k}: {mine:?}");
+    }
+    let entries = b.storage.audit_from(1, 1_000).unwrap();
+    // Two keyed entries and one unkeyed entry per writer, numbered 1.. without gaps.
+    assert_eq!(entries.len(), 2 + 2 * THREADS);
+    assert!(
+        entries
+            .iter()
+            .enumerate()
+            .all(|(i, (seq, _))| *seq == i as u64 + 1)
+    );
+}
+
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -688,6 +723,7 @@ on_every_backend!(
     concurrent_catalog_changes_both_land_with_unique_audit_numbers,
     every_read_agrees_with_a_scan,
     replicas_are_announced_and_listed,
+    an_audit_entry_under_a_key_is_written_once,
 );
 
 /// PostgreSQL tells other replicas of a network save at once (LISTEN/NOTIFY), besides the

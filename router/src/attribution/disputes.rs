@@ -629,8 +629,10 @@ impl Attribution {
         };
         // The audit entry, holding the resolved dispute, goes before the dispute's own record:
         // other calls' flushes may make any prefix of these writes durable, and recovery
-        // completes a dispute from its audit entry (see `recover_disputes`).
-        self.engine.record_audit(
+        // completes a dispute from its audit entry (see `recover_disputes`). Once per dispute,
+        // however many calls (a second resolver, replicas' recoveries) complete it.
+        self.engine.record_audit_once(
+            &format!("resolve_dispute:{id}"),
             "resolve_dispute",
             &format!("dispute:{id}"),
             &r.reviewer,
@@ -673,7 +675,8 @@ impl Attribution {
             adjustment_seq: Some(e.seq),
             binding_seq,
         });
-        self.engine.record_audit(
+        self.engine.record_audit_once(
+            &format!("resolve_dispute:{}", d.dispute_id),
             "resolve_dispute",
             &format!("dispute:{}", d.dispute_id),
             &a.actor,

@@ -224,6 +224,33 @@ impl Engine {
         reason: &str,
         after: serde_json::Value,
     ) -> Result<AuditEntry, StorageError> {
+        self.audit_entry(None, action, target, actor, reason, after)
+    }
+
+    /// As [`Engine::record_audit`], unless an entry was recorded under `key` before (an
+    /// action that several writers may complete is audited once); returns the entry as
+    /// recorded now, with the number of the one stored under `key`.
+    pub fn record_audit_once(
+        &self,
+        key: &str,
+        action: &str,
+        target: &str,
+        actor: &str,
+        reason: &str,
+        after: serde_json::Value,
+    ) -> Result<AuditEntry, StorageError> {
+        self.audit_entry(Some(key), action, target, actor, reason, after)
+    }
+
+    fn audit_entry(
+        &self,
+        key: Option<&str>,
+        action: &str,
+        target: &str,
+        actor: &str,
+        reason: &str,
+        after: serde_json::Value,
+    ) -> Result<AuditEntry, StorageError> {
         // Storage numbers the entry: no lock is needed here.
         let mut entry = AuditEntry {
             seq: 0,
@@ -236,13 +263,17 @@ impl Engine {
             after,
             network_version: self.snapshot().network.version().to_string(),
         };
-        entry.seq = self.store.append_audit(&|seq| {
+        let line = |seq| {
             AuditEntry {
                 seq,
                 ..entry.clone()
             }
             .to_line()
-        })?;
+        };
+        entry.seq = match key {
+            Some(k) => self.store.append_audit_once(k, &line)?,
+            None => self.store.append_audit(&line)?,
+        };
         Ok(entry)
     }
 

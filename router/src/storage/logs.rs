@@ -25,6 +25,11 @@ pub trait Logs: Send + Sync {
     /// entry. Durable after the next [`super::Storage::flush`].
     fn append_audit(&self, line: LineOf<'_>) -> Result<u64, StorageError>;
 
+    /// Appends an audit entry under the next number unless one was appended under `key`
+    /// before; returns the number of the entry under `key` (so that an action that several
+    /// writers may complete, a dispute's resolution, is audited once).
+    fn append_audit_once(&self, key: &str, line: LineOf<'_>) -> Result<u64, StorageError>;
+
     /// Audit entries with `seq >= from_seq`, ascending, at most `limit`.
     fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StorageError>;
 

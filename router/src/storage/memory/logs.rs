@@ -7,6 +7,16 @@ impl Logs for MemoryStore {
         Ok(inner.next_audit(line))
     }
 
+    fn append_audit_once(&self, key: &str, line: LineOf<'_>) -> Result<u64, StorageError> {
+        let mut inner = self.inner.lock();
+        if let Some(&seq) = inner.audit_keys.get(key) {
+            return Ok(seq);
+        }
+        let seq = inner.next_audit(line);
+        inner.audit_keys.insert(key.to_string(), seq);
+        Ok(seq)
+    }
+
     fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StorageError> {
         Ok(self
             .inner

@@ -58,6 +58,25 @@ impl Logs for PostgresStore {
         self.run(self.transact(true, async |c| Ok(Step::Commit(next_audit(c, line).await?))))
     }
 
+    fn append_audit_once(&self, key: &str, line: LineOf<'_>) -> Result<u64, StorageError> {
+        self.run(self.transact(true, async |c| {
+            query_one(c, "SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
+            if let Some(row) =
+                query_opt(c, "SELECT seq FROM audit_keys WHERE key = $1", &[&key]).await?
+            {
+                return Ok(Step::Rollback(seq_from(row.get(0))));
+            }
+            let seq = next_audit(c, line).await?;
+            execute(
+                c,
+                "INSERT INTO audit_keys (key, seq) VALUES ($1, $2)",
+                &[&key, &seq_to(seq)],
+            )
+            .await?;
+            Ok(Step::Commit(seq))
+        }))
+    }
+
     fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StorageError> {
         self.numbered(
             "SELECT seq, line FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2",

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "replicas",
         sql: include_str!("migrations/0003_replicas.sql"),
     },
+    Migration {
+        version: 4,
+        name: "audit_keys",
+        sql: include_str!("migrations/0004_audit_keys.sql"),
+    },
 ];
 
 const MIGRATE_LOCK: i64 = 0x6c65_6164_0000;

@@ -138,6 +138,23 @@ pub(super) fn head_of(key: &[u8], line: &[u8]) -> Option<(u64, String)> {
     Some((seq, String::from_utf8_lossy(hash).into_owned()))
 }
 
+/// `K/<key>` in the `meta` tree: the number of the audit entry appended under `key`.
+pub(super) fn audit_once_key(key: &str) -> Vec<u8> {
+    let mut k = b"K/".to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The number an `audit_once_key` holds.
+pub(super) fn audit_seq_of(k: &[u8], v: &[u8]) -> Result<u64, StorageError> {
+    <[u8; 8]>::try_from(v)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StorageError::Corrupt {
+            key: String::from_utf8_lossy(k).into_owned(),
+            why: format!("an audit number is 8 bytes, got {}", v.len()),
+        })
+}
+
 /// `a<seq u64 BE>` in the `meta` tree: one audit entry.
 pub(super) fn audit_key(seq: u64) -> [u8; 9] {
     seq_key(b'a', seq)

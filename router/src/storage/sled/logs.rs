@@ -30,6 +30,27 @@ impl Logs for SledStore {
         self.next_audit(line)
     }
 
+    /// The key first, then the entry (under the audit lock): after a crash between the two
+    /// the key names a number with no entry, which counts as no entry.
+    fn append_audit_once(&self, key: &str, line: LineOf<'_>) -> Result<u64, StorageError> {
+        self.check_failed()?;
+        let _one = self.audit_lock.lock();
+        let k = audit_once_key(key);
+        if let Some(v) = self.meta.get(&k).map_err(backend)? {
+            let seq = audit_seq_of(&k, &v)?;
+            if self.meta.get(audit_key(seq)).map_err(backend)?.is_some() {
+                return Ok(seq);
+            }
+        }
+        let seq = self.audit_head()?.map_or(1, |s| s + 1);
+        self.meta.insert(&k, &seq.to_be_bytes()).map_err(backend)?;
+        self.meta
+            .insert(audit_key(seq), line(seq).as_bytes())
+            .map_err(backend)?;
+        self.mark_dirty();
+        Ok(seq)
+    }
+
     fn audit_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, StorageError> {
         let mut out = Vec::new();
         for kv in self
