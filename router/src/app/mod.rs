@@ -102,26 +102,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let options = serve_options(&config, listener.local_addr()?).await?;
     let store = open_storage(&config, &backend).await?;
-    let regions = Arc::new(RegionTree::embedded());
-    let (network, origin) = choose_network(&config, store.as_ref(), regions)?;
-    tracing::info!(
-        network = %origin,
-        version = network.version(),
-        stores = network.stores().len(),
-        guides = network.guides().len(),
-        "network loaded"
-    );
-    let engine = Arc::new(Engine::new(
-        network,
-        store,
-        Arc::new(SystemClock),
-        engine_cfg,
-    )?);
-    if config.models != crate::config::ModelsConfig::default() {
-        let versions = models::install(&engine, &config.models)
-            .context("[models]: an artifact cannot be used")?;
-        tracing::info!(?versions, "learned models loaded");
-    }
+    // The network, the engine and the models read storage and files: off the async workers.
+    let started = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Engine>> {
+            let regions = Arc::new(RegionTree::embedded());
+            let (network, origin) = choose_network(&config, store.as_ref(), regions)?;
+            tracing::info!(
+                network = %origin,
+                version = network.version(),
+                stores = network.stores().len(),
+                guides = network.guides().len(),
+                "network loaded"
+            );
+            let engine = Arc::new(Engine::new(
+                network,
+                store,
+                Arc::new(SystemClock),
+                engine_cfg,
+            )?);
+            if config.models != crate::config::ModelsConfig::default() {
+                let versions = models::install(&engine, &config.models)
+                    .context("[models]: an artifact cannot be used")?;
+                tracing::info!(?versions, "learned models loaded");
+            }
+            Ok(engine)
+        })
+    };
+    let engine = started.await??;
     spawn_reloader(
         engine.clone(),
         config.models.clone(),

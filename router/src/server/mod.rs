@@ -214,8 +214,16 @@ pub async fn run_with(
 
 /// Moves on expired offers every `offers.sweep_every_ms`, off the async workers, until aborted.
 async fn sweep_offers(engine: Arc<Engine>) {
-    if engine.config().offers.channels.is_empty() && engine.open_offer_count().unwrap_or(1) == 0 {
-        return;
+    if engine.config().offers.channels.is_empty() {
+        let e = engine.clone();
+        let open = tokio::task::spawn_blocking(move || e.open_offer_count())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(1);
+        if open == 0 {
+            return;
+        }
     }
     let every = std::time::Duration::from_millis(engine.config().offers.sweep_every_ms);
     let mut tick = tokio::time::interval(every);

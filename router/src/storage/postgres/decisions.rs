@@ -299,14 +299,25 @@ impl Decisions for PostgresStore {
         let mut after = String::new();
         let mut first = true;
         loop {
+            // Two statements, so that each page is an index range (a generic plan of
+            // `$first OR lead_id > $after` would scan from the start every page).
             let rows = self.run(self.read(async |c| {
-                query(
-                    c,
-                    "SELECT lead_id, record FROM decisions WHERE $2 OR lead_id > $1 \
-                     ORDER BY lead_id LIMIT 1000",
-                    &[&after, &first],
-                )
-                .await
+                if first {
+                    query(
+                        c,
+                        "SELECT lead_id, record FROM decisions ORDER BY lead_id LIMIT 1000",
+                        &[],
+                    )
+                    .await
+                } else {
+                    query(
+                        c,
+                        "SELECT lead_id, record FROM decisions WHERE lead_id > $1 \
+                         ORDER BY lead_id LIMIT 1000",
+                        &[&after],
+                    )
+                    .await
+                }
             }))?;
             first = false;
             let Some(last) = rows.last() else {

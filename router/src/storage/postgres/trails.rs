@@ -216,14 +216,25 @@ impl PostgresStore {
     ) -> Result<(), StorageError> {
         let (mut member, mut seq, mut first) = (String::new(), 0i64, true);
         loop {
+            // Two statements, so that each page is an index range (see `scan_decisions`).
             let rows = self.run(self.read(async |c| {
-                query(
-                    c,
-                    "SELECT member_id, seq, line FROM trail_events \
-                     WHERE $3 OR (member_id, seq) > ($1, $2) ORDER BY member_id, seq LIMIT 1000",
-                    &[&member, &seq, &first],
-                )
-                .await
+                if first {
+                    query(
+                        c,
+                        "SELECT member_id, seq, line FROM trail_events \
+                         ORDER BY member_id, seq LIMIT 1000",
+                        &[],
+                    )
+                    .await
+                } else {
+                    query(
+                        c,
+                        "SELECT member_id, seq, line FROM trail_events \
+                         WHERE (member_id, seq) > ($1, $2) ORDER BY member_id, seq LIMIT 1000",
+                        &[&member, &seq],
+                    )
+                    .await
+                }
             }))?;
             first = false;
             let Some(last) = rows.last() else {
