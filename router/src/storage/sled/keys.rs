@@ -145,14 +145,18 @@ pub(super) fn audit_once_key(key: &str) -> Vec<u8> {
     k
 }
 
-/// The number an `audit_once_key` holds.
-pub(super) fn audit_seq_of(k: &[u8], v: &[u8]) -> Result<u64, StorageError> {
-    <[u8; 8]>::try_from(v)
-        .map(u64::from_be_bytes)
-        .map_err(|_| StorageError::Corrupt {
+/// What an `audit_once_key` holds: the entry's number and the SHA-256 of its line.
+pub(super) fn audit_once_of<'v>(k: &[u8], v: &'v [u8]) -> Result<(u64, &'v [u8]), StorageError> {
+    match v.split_first_chunk::<8>() {
+        Some((seq, digest)) if digest.len() == 32 => Ok((u64::from_be_bytes(*seq), digest)),
+        _ => Err(StorageError::Corrupt {
             key: String::from_utf8_lossy(k).into_owned(),
-            why: format!("an audit number is 8 bytes, got {}", v.len()),
-        })
+            why: format!(
+                "an audit key holds a number and a digest (40 bytes), got {}",
+                v.len()
+            ),
+        }),
+    }
 }
 
 /// `a<seq u64 BE>` in the `meta` tree: one audit entry.

@@ -30,22 +30,29 @@ impl Logs for SledStore {
         self.next_audit(line)
     }
 
-    /// The key first, then the entry (under the audit lock): after a crash between the two
-    /// the key names a number with no entry, which counts as no entry.
+    /// The key first, then the entry (under the audit lock). The key holds the entry's number
+    /// and a digest of its line: after a crash between the two, the number may hold nothing or,
+    /// once reused, another entry, and either way the key does not count.
     fn append_audit_once(&self, key: &str, line: LineOf<'_>) -> Result<u64, StorageError> {
+        use sha2::Digest;
         self.check_failed()?;
         let _one = self.audit_lock.lock();
         let k = audit_once_key(key);
         if let Some(v) = self.meta.get(&k).map_err(backend)? {
-            let seq = audit_seq_of(&k, &v)?;
-            if self.meta.get(audit_key(seq)).map_err(backend)?.is_some() {
+            let (seq, digest) = audit_once_of(&k, &v)?;
+            if let Some(entry) = self.meta.get(audit_key(seq)).map_err(backend)?
+                && sha2::Sha256::digest(&entry).as_slice() == digest
+            {
                 return Ok(seq);
             }
         }
         let seq = self.audit_head()?.map_or(1, |s| s + 1);
-        self.meta.insert(&k, &seq.to_be_bytes()).map_err(backend)?;
+        let text = line(seq);
+        let mut v = seq.to_be_bytes().to_vec();
+        v.extend_from_slice(&sha2::Sha256::digest(text.as_bytes()));
+        self.meta.insert(&k, v).map_err(backend)?;
         self.meta
-            .insert(audit_key(seq), line(seq).as_bytes())
+            .insert(audit_key(seq), text.as_bytes())
             .map_err(backend)?;
         self.mark_dirty();
         Ok(seq)

@@ -318,3 +318,33 @@ fn a_second_open_of_the_same_directory_is_refused() {
     let e = SledStore::open(dir.path(), &SledConfig::default()).unwrap_err();
     assert!(matches!(e, StorageError::Locked { .. }), "{e}");
 }
+
+/// A key whose entry was lost in a crash (the key reached the disk, the entry did not), its
+/// number since taken by another entry, does not count: the keyed entry is written again.
+#[test]
+fn an_audit_key_whose_entry_was_lost_is_written_again() {
+    use crate::storage::Logs;
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path(), &SledConfig::default()).unwrap();
+    let first = s
+        .append_audit_once("resolve:D1", &|seq| format!("{{\"seq\":{seq},\"d\":1}}"))
+        .unwrap();
+    assert_eq!(
+        s.append_audit_once("resolve:D1", &|seq| format!("{{\"seq\":{seq},\"d\":1}}"))
+            .unwrap(),
+        first
+    );
+    // The crash: the entry is gone, and another entry takes its number.
+    s.meta.remove(audit_key(first)).unwrap();
+    let other = s
+        .append_audit(&|seq| format!("{{\"seq\":{seq},\"other\":true}}"))
+        .unwrap();
+    assert_eq!(other, first);
+    let again = s
+        .append_audit_once("resolve:D1", &|seq| format!("{{\"seq\":{seq},\"d\":1}}"))
+        .unwrap();
+    assert_eq!(again, first + 1);
+    let entries = s.audit_from(1, 10).unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(entries[1].1.contains("\"d\":1"), "{entries:?}");
+}
