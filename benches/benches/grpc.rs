@@ -197,13 +197,9 @@ impl Rig {
         })
     }
 
-    /// Median throughput (calls/s) of `call` over `rounds` rounds of `calls`.
-    fn throughput(&self, call: Call, calls: u64, rounds: usize) -> f64 {
-        median(
-            (0..rounds)
-                .map(|_| calls as f64 / self.run(call, calls).as_secs_f64())
-                .collect(),
-        )
+    /// Throughput (calls/s) of `calls` calls of one kind.
+    fn throughput(&self, call: Call, calls: u64) -> f64 {
+        calls as f64 / self.run(call, calls).as_secs_f64()
     }
 
     /// `(statements, transactions)` the database has run so far (statistics of this database).
@@ -265,10 +261,10 @@ fn backends() {
     }
     let (mut route, mut order) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
     for _ in 0..5 {
-        route.0.push(sled.throughput(Call::Route, 10_000, 1));
-        route.1.push(pg.throughput(Call::Route, 10_000, 1));
-        order.0.push(sled.throughput(Call::Order, 4_000, 1));
-        order.1.push(pg.throughput(Call::Order, 4_000, 1));
+        route.0.push(sled.throughput(Call::Route, 10_000));
+        route.1.push(pg.throughput(Call::Route, 10_000));
+        order.0.push(sled.throughput(Call::Order, 4_000));
+        order.1.push(pg.throughput(Call::Order, 4_000));
     }
     // Where the CPU goes while PostgreSQL serves routes: its processes, and this one (server
     // and client).
@@ -324,8 +320,8 @@ fn ratio(kind: &str) {
     let calls = 20_000;
     let (mut ping, mut route) = (Vec::new(), Vec::new());
     for _ in 0..5 {
-        ping.push(calls as f64 / rig.run(Call::Ping, calls).as_secs_f64());
-        route.push(calls as f64 / rig.run(Call::Route, calls).as_secs_f64());
+        ping.push(rig.throughput(Call::Ping, calls));
+        route.push(rig.throughput(Call::Route, calls));
     }
     let (p, r) = (median(ping), median(route));
     println!(

@@ -69,20 +69,22 @@ impl PgCluster {
     /// A new cluster that offers TLS with this certificate chain and key (PEM), started.
     pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
         Self::start_files(
-            &[("server.crt", cert_pem), ("server.key", key_pem)],
+            &[
+                ("ssl_cert_file", "server.crt", cert_pem),
+                ("ssl_key_file", "server.key", key_pem),
+            ],
             &["-c", "fsync=off", "-c", "ssl=on"],
-            &["ssl_cert_file=server.crt", "ssl_key_file=server.key"],
         )
     }
 
     /// A new cluster with server settings (`-c name=value` pairs), started.
     pub fn start_with(settings: &[&str]) -> Self {
-        Self::start_files(&[], settings, &[])
+        Self::start_files(&[], settings)
     }
 
-    /// `files` written into the cluster's directory (readable by the server alone), and
-    /// `file_settings` (`name=file`) naming them by their paths there.
-    fn start_files(files: &[(&str, &str)], settings: &[&str], file_settings: &[&str]) -> Self {
+    /// `files` (`(setting, file name, contents)`) written into the cluster's directory,
+    /// readable by the server alone, each setting naming its file's path there.
+    fn start_files(files: &[(&str, &str, &str)], settings: &[&str]) -> Self {
         let bin = bin_dir();
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -130,8 +132,9 @@ impl PgCluster {
             opts.push(' ');
             opts.push_str(s);
         }
-        for (name, text) in files {
+        for (setting, name, text) in files {
             let path = c.dir.path().join(name);
+            opts.push_str(&format!(" -c {setting}={}", path.display()));
             std::fs::write(&path, text).unwrap();
             let ok = Command::new("chmod")
                 .arg("600")
@@ -149,10 +152,6 @@ impl PgCluster {
                     .success();
                 assert!(ok, "chown of {}", path.display());
             }
-        }
-        for f in file_settings {
-            let (name, file) = f.split_once('=').unwrap();
-            opts.push_str(&format!(" -c {name}={}", c.dir.path().join(file).display()));
         }
         std::fs::write(c.dir.path().join("options"), &opts).unwrap();
         c.pg_ctl_start();
@@ -213,18 +212,20 @@ impl PgCluster {
 
     /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
     pub fn stop_immediate(&self) {
-        let data = self.data_dir();
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        let args = self.stop_args();
+        self.run("pg_ctl", &args.each_ref().map(String::as_str));
+    }
+
+    fn stop_args(&self) -> [String; 6] {
+        [
+            "-D",
+            self.data_dir().to_str().unwrap(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]
+        .map(str::to_string)
     }
 
     /// Starts it again after [`PgCluster::stop_immediate`] (on the same port).
@@ -294,17 +295,9 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let data = self.data_dir();
         let _ = self
             .command("pg_ctl")
-            .args([
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
+            .args(self.stop_args())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

@@ -535,11 +535,7 @@ fn trail(cmd: TrailCmd) -> anyhow::Result<()> {
             source,
             config,
         } => {
-            let config = match &config {
-                Some(p) => Config::from_file(p)?,
-                None => Config::default(),
-            };
-            let book = config.attribution.check().map_err(anyhow::Error::msg)?;
+            let book = rule_book(config.as_deref())?;
             let report = match (&file, &source.server, &source.member) {
                 (Some(f), _, _) => trail::verify_file(f, &book)?,
                 (None, Some(url), m) => {
@@ -651,6 +647,17 @@ fn disputes(server: &str, as_json: bool, cmd: DisputesCmd) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The rule sets of `--config FILE` (or the defaults) that checks recompute orders with.
+fn rule_book(
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<leadrouter::attribution::RuleBook> {
+    let config = match config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    config.attribution.check().map_err(anyhow::Error::msg)
+}
+
 fn db(cmd: DbCmd) -> anyhow::Result<()> {
     use leadrouter::app::db;
     let out = match cmd {
@@ -661,11 +668,7 @@ fn db(cmd: DbCmd) -> anyhow::Result<()> {
             database_url,
             config,
         } => {
-            let config = match &config {
-                Some(p) => Config::from_file(p)?,
-                None => Config::default(),
-            };
-            let book = config.attribution.check().map_err(anyhow::Error::msg)?;
+            let book = rule_book(config.as_deref())?;
             db::import(&from_data_dir, &db::database_url(database_url)?, &book)?.to_string()
         }
     };

@@ -288,21 +288,6 @@ async fn open_show_resolve_concurrently_and_the_books_follow() {
     server.stop().await;
 }
 
-fn cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reviewers_cli_lists_shows_and_resolves() {
     let dir = tempfile::tempdir().unwrap();

@@ -349,22 +349,6 @@ async fn the_database_stopped_mid_burst_loses_nothing_and_replicas_recover() {
     check_orders(channels[0].clone(), &acked).await;
 }
 
-fn cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args(args)
-        .env_remove("LEADROUTER_DATABASE_URL")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// A sled data directory moves into PostgreSQL with `db import`, which checks the copy; the
 /// trails export from the database as they did from the directory, verify there, and a server
 /// on the database replays the old decisions and orders.

@@ -29,6 +29,8 @@ struct Backend {
     storage: Arc<dyn Storage>,
     _dir: Option<tempfile::TempDir>,
     _pg: Option<leadrouter_pgtest::PgCluster>,
+    /// The database's URL (PostgreSQL only).
+    url: Option<String>,
 }
 
 fn memory() -> Backend {
@@ -36,6 +38,7 @@ fn memory() -> Backend {
         storage: Arc::new(MemoryStore::new()),
         _dir: None,
         _pg: None,
+        url: None,
     }
 }
 
@@ -45,17 +48,19 @@ fn sled() -> Backend {
         storage: Arc::new(SledStore::open(dir.path(), &SledConfig::default()).unwrap()),
         _dir: Some(dir),
         _pg: None,
+        url: None,
     }
 }
 
 /// A throwaway cluster of its own, migrated.
 fn postgres() -> Backend {
     let pg = leadrouter_pgtest::PgCluster::start();
-    let config = PostgresConfig::new(pg.database());
+    let url = pg.database();
     Backend {
-        storage: Arc::new(PostgresStore::open(&config).unwrap()),
+        storage: Arc::new(PostgresStore::open(&PostgresConfig::new(url.clone())).unwrap()),
         _dir: None,
         _pg: Some(pg),
+        url: Some(url),
     }
 }
 
@@ -731,12 +736,7 @@ on_every_backend!(
 #[test]
 fn postgres_tells_other_replicas_of_a_network_save() {
     let b = postgres();
-    // `postgres()` made the cluster's first database, t0.
-    let other = PostgresStore::open(&PostgresConfig::new(format!(
-        "postgres://postgres@127.0.0.1:{}/t0",
-        b._pg.as_ref().unwrap().port
-    )))
-    .unwrap();
+    let other = PostgresStore::open(&PostgresConfig::new(b.url.clone().unwrap())).unwrap();
     let changed = other.changes().expect("postgres listens");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

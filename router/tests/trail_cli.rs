@@ -5,22 +5,6 @@ mod common;
 use common::*;
 use leadrouter_proto::v1 as pb;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 async fn record(url: &str) {
     let mut a = pb::attribution_client::AttributionClient::connect(url.to_string())

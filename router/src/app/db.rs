@@ -5,7 +5,7 @@ use super::trail::{Report, open_offline, verify_store};
 use crate::attribution::RuleBook;
 use crate::catalog::{Network, RegionTree};
 use crate::domain::Day;
-use crate::domain::trail::{EventBody, TrailEvent};
+use crate::domain::trail::TrailEvent;
 use crate::storage::{
     Append, Appended, DATABASE_URL_ENV, Decisions, Logs, MIGRATIONS, NetworkSave, Networks,
     PostgresConfig, PostgresStore, TrailKey, Trails, redacted,
@@ -115,33 +115,16 @@ fn copy_numbered(
 /// Events a page of an import appends at most.
 const CHUNK: usize = 500;
 
-fn key_of(e: &TrailEvent) -> Option<(u8, String)> {
-    match &e.body {
-        EventBody::Touch(t) => Some((b't', t.touch_id.clone())),
-        EventBody::Order(o) => Some((b'o', o.facts.order_id.clone())),
-        EventBody::Refund(r) => Some((b'r', r.refund_id.clone())),
-        EventBody::Adjustment(a) => Some((b'a', a.adjustment_id.clone())),
-        _ => None,
-    }
-}
-
 fn append_chunk(dst: &PostgresStore, events: &mut Vec<TrailEvent>) -> anyhow::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let keys: Vec<Option<(u8, String)>> = events.iter().map(key_of).collect();
     let appends: Vec<Append<'_>> = events
         .iter()
-        .zip(&keys)
-        .map(|(e, k)| Append {
+        .map(|e| Append {
             line: e.to_line(),
             event: e.clone(),
-            key: k.as_ref().map(|(tag, id)| match tag {
-                b't' => TrailKey::Touch(id),
-                b'o' => TrailKey::Order(id),
-                b'r' => TrailKey::Refund(id),
-                _ => TrailKey::Adjustment(id),
-            }),
+            key: TrailKey::of(e),
         })
         .collect();
     match dst.append_events(&appends)? {

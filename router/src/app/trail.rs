@@ -80,7 +80,8 @@ impl Offline {
         match self {
             Offline::Dir(dir) => Ok(std::sync::Arc::new(open_offline(dir)?)),
             Offline::Database(url) => {
-                let store = crate::storage::PostgresStore::open(
+                // Connect only: a reading tool leaves the schema to `db migrate` and the servers.
+                let store = crate::storage::PostgresStore::connect(
                     &crate::storage::PostgresConfig::from_env(url.clone()),
                 )
                 .with_context(|| format!("opening {}", crate::storage::redacted(url)))?;

@@ -116,21 +116,7 @@ pub async fn run_with(
         &engine,
         &attribution,
     );
-    health
-        .set_serving::<LeadRouterServer<router_svc::RouterSvc>>()
-        .await;
-    health
-        .set_serving::<CatalogServer<catalog_svc::CatalogSvc>>()
-        .await;
-    health
-        .set_serving::<AttributionServer<attribution_svc::AttributionSvc>>()
-        .await;
-    health
-        .set_serving::<DisputesServer<disputes_svc::DisputesSvc>>()
-        .await;
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    set_health(&health, tonic_health::ServingStatus::Serving).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(leadrouter_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

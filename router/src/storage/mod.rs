@@ -50,7 +50,19 @@ pub enum TrailKey<'a> {
     Adjustment(&'a str),
 }
 
-impl TrailKey<'_> {
+impl<'a> TrailKey<'a> {
+    /// The key `e` is found by (touches, orders, refunds, adjustments; bindings and offers
+    /// have none).
+    pub fn of(e: &'a TrailEvent) -> Option<Self> {
+        match &e.body {
+            EventBody::Touch(t) => Some(TrailKey::Touch(&t.touch_id)),
+            EventBody::Order(o) => Some(TrailKey::Order(&o.facts.order_id)),
+            EventBody::Refund(r) => Some(TrailKey::Refund(&r.refund_id)),
+            EventBody::Adjustment(a) => Some(TrailKey::Adjustment(&a.adjustment_id)),
+            _ => None,
+        }
+    }
+
     /// Whether `e` is the event this key names (a pointer left by a crash may name another).
     pub fn matches(&self, e: &TrailEvent) -> bool {
         match self {

@@ -497,3 +497,23 @@ pub fn pki(dir: &Path) -> Pki {
         client_key: client_key.serialize_pem(),
     }
 }
+
+/// Runs the real binary's command line (without the caller's database settings, so that a
+/// developer's environment cannot choose the backend); waits for it.
+pub fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(args)
+        .env_remove("LEADROUTER_DATABASE_URL")
+        .env_remove("LEADROUTER_DATABASE_CA")
+        .output()
+        .unwrap()
+}
+
+/// What a command printed: stdout, then stderr.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

@@ -10,10 +10,13 @@ use tokio_postgres::Row;
 
 const COUNT: &str = "SELECT used FROM guide_counts WHERE day = $1 AND guide_id = $2";
 
+/// A stored decision from `(lead_id, record)` columns.
 fn decode(row: &Row) -> Result<Arc<Decision>, StorageError> {
-    let lead: String = row.get(0);
-    let bytes: Vec<u8> = row.get(1);
-    codec::decode_decision(&bytes)
+    decode_record(row.get(0), row.get(1))
+}
+
+fn decode_record(lead: &str, bytes: &[u8]) -> Result<Arc<Decision>, StorageError> {
+    codec::decode_decision(bytes)
         .map(Arc::new)
         .map_err(|why| corrupt(format!("decision {lead}"), why))
 }
@@ -80,16 +83,9 @@ impl PostgresStore {
             counts.push((day.0, g, None));
         }
         counts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let (count_days, count_guides, count_caps): (Vec<i32>, Vec<&str>, Vec<Option<i32>>) =
-            counts.iter().fold(
-                (Vec::new(), Vec::new(), Vec::new()),
-                |(mut d, mut g, mut c), &(day, guide, cap)| {
-                    d.push(day);
-                    g.push(guide);
-                    c.push(cap);
-                    (d, g, c)
-                },
-            );
+        let count_days: Vec<i32> = counts.iter().map(|c| c.0).collect();
+        let count_guides: Vec<&str> = counts.iter().map(|c| c.1).collect();
+        let count_caps: Vec<Option<i32>> = counts.iter().map(|c| c.2).collect();
         let (give_back_day, give_back_guide) = (same.map(|s| s.0), same.map(|s| s.1));
         let head = HeadWrite::of(c.events);
         let rows = AppendRows::of(c.events);
@@ -180,12 +176,8 @@ impl PostgresStore {
             })
             .await?;
         let decision = row
-            .get::<_, Option<Vec<u8>>>(0)
-            .map(|bytes| {
-                codec::decode_decision(&bytes)
-                    .map(Arc::new)
-                    .map_err(|why| corrupt(format!("decision {lead_id}"), why))
-            })
+            .get::<_, Option<&[u8]>>(0)
+            .map(|bytes| decode_record(lead_id, bytes))
             .transpose()?;
         if decision.is_some() {
             return Ok(RouteState {
