@@ -64,6 +64,17 @@ fn postgres() -> Backend {
     }
 }
 
+impl Backend {
+    /// The same data opened again, as another replica opens it where the backend allows (a
+    /// PostgreSQL store of its own, with nothing it has seen); else this storage.
+    fn another(&self) -> Arc<dyn Storage> {
+        match &self.url {
+            Some(url) => Arc::new(PostgresStore::open(&PostgresConfig::new(url.clone())).unwrap()),
+            None => self.storage.clone(),
+        }
+    }
+}
+
 /// Two engines (replicas) on one storage, with one clock.
 fn two_engines(
     b: &Backend,
@@ -704,6 +715,70 @@ fn an_audit_entry_under_a_key_is_written_once(b: Backend) {
     );
 }
 
+/// A member's binding that another replica changed is never used: the route made on the head
+/// this replica saw is refused, and decided again on the binding as it is.
+fn a_binding_changed_elsewhere_is_never_used(b: Backend) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let net = || tiny(&[5, 5, 5, 5, 5, 5]);
+    let here = Engine::new(net(), b.storage.clone(), clock.clone(), Default::default()).unwrap();
+    let there = Engine::new(net(), b.another(), clock.clone(), Default::default()).unwrap();
+    let first = here
+        .route(&lead("l1", Some("m1"), Channel::MiniProgram))
+        .unwrap();
+    let (_, bound) = first.assigned.clone().expect("routed");
+    assert_eq!(
+        first
+            .binding
+            .as_ref()
+            .unwrap()
+            .state
+            .as_ref()
+            .unwrap()
+            .guide_id,
+        *bound
+    );
+    // Another guide of the same store, as the other replica moves the member to.
+    let g: usize = bound[1..].parse().unwrap();
+    let to = &*format!("G{}", (g + 3) % 6);
+    let moved = there
+        .transfer_members(
+            "t1",
+            &bound,
+            None,
+            &leadrouter::engine::SuccessorRule::Named(to.into()),
+            "ops",
+            "the guide moves on",
+        )
+        .unwrap();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0].to_guide_id.as_deref(), Some(to));
+    clock.advance_ms(60_000);
+    let second = here
+        .route(&lead("l2", Some("m1"), Channel::MiniProgram))
+        .unwrap();
+    assert_eq!(
+        second.assigned.as_ref().map(|a| &*a.1),
+        Some(to),
+        "the binding {to} set elsewhere decides: {second:?}"
+    );
+    assert_eq!(
+        second
+            .binding
+            .as_ref()
+            .unwrap()
+            .state
+            .as_ref()
+            .unwrap()
+            .guide_id,
+        to
+    );
+    // And on the next route too, from what this replica has now seen.
+    let third = here
+        .route(&lead("l3", Some("m1"), Channel::MiniProgram))
+        .unwrap();
+    assert_eq!(third.assigned.as_ref().map(|a| &*a.1), Some(to));
+}
+
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -729,6 +804,7 @@ on_every_backend!(
     every_read_agrees_with_a_scan,
     replicas_are_announced_and_listed,
     an_audit_entry_under_a_key_is_written_once,
+    a_binding_changed_elsewhere_is_never_used,
 );
 
 /// PostgreSQL tells other replicas of a network save at once (LISTEN/NOTIFY), besides the

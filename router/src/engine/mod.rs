@@ -31,7 +31,9 @@ use crate::domain::{
     Alternative, Day, Decision, FieldError, Lead, Level, Reasons, SplitMix64, Unrouted,
 };
 use crate::policy::{Candidate, Policy, PolicyConfig, RouteContext};
-use crate::storage::{Chain, Committed, RouteCommit, Storage, StorageError, Take};
+use crate::storage::{
+    Chain, Committed, HeadAt, RouteCommit, RouteState, Storage, StorageError, Take,
+};
 use candidates::Scratch;
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
@@ -57,14 +59,15 @@ pub(crate) enum Attempt {
     Done(Arc<Decision>),
     /// The guide filled up first: try the next.
     Full,
-    /// The lead's decision or member's trail moved since they were read: start over.
-    Again,
+    /// The lead's decision or member's trail moved since they were read (or assumed): start
+    /// over, from what they are now where storage said.
+    Again(Option<Box<RouteState>>),
 }
 
 /// What [`Engine::pick`] came to.
 pub(crate) enum Placed {
     Done(Arc<Decision>),
-    Again,
+    Again(Option<Box<RouteState>>),
     /// No guide could take it, and why.
     Nowhere(Unrouted),
 }
@@ -304,14 +307,18 @@ impl Engine {
             declined: vec![],
             queued_store_id: None,
         });
+        let rules = self.binding_rules(day);
+        let member_id = lead.member_id.as_deref().filter(|_| rules.is_some());
+        // Where a read costs a round trip, start from what this replica last saw: the commit
+        // is conditional on it and says what moved.
+        let mut known = self.store.route_guess(&lead.lead_id, member_id);
         for attempt in 0..crate::storage::MAX_ATTEMPTS {
             // The stored decision, and step 3: the member's binding and trail head, as read
             // now (in one step where storage can).
-            let rules = self.binding_rules(day);
-            let state = self.store.route_state(
-                &lead.lead_id,
-                lead.member_id.as_deref().filter(|_| rules.is_some()),
-            )?;
+            let state = match known.take() {
+                Some(state) => state,
+                None => self.store.route_state(&lead.lead_id, member_id)?,
+            };
             if let Some(stored) = &state.decision {
                 return Ok(replayed(stored));
             }
@@ -378,8 +385,12 @@ impl Engine {
                     self.sync()?;
                     return Ok(d);
                 }
-                Placed::Again => {
-                    crate::storage::backoff(attempt);
+                Placed::Again(now) => {
+                    // Told what moved: decide again at once; else read after a pause.
+                    match now {
+                        Some(now) => known = Some(*now),
+                        None => crate::storage::backoff(attempt),
+                    }
                     continue;
                 }
                 Placed::Nowhere(why) => why,
@@ -400,7 +411,8 @@ impl Engine {
                     self.sync()?;
                     return Ok(d);
                 }
-                Attempt::Full | Attempt::Again => crate::storage::backoff(attempt),
+                Attempt::Again(Some(now)) => known = Some(*now),
+                Attempt::Full | Attempt::Again(None) => crate::storage::backoff(attempt),
             }
         }
         Err(StorageError::Contended(format!(
@@ -433,6 +445,7 @@ impl Engine {
             }),
             release,
             events: chain.map_or(&[], |c| c.appends()),
+            head: chain.map(HeadAt::of),
         };
         Ok(match self.store.commit_route(&commit)? {
             Committed::Stored { used } => {
@@ -453,7 +466,8 @@ impl Engine {
                 }
                 Attempt::Full
             }
-            Committed::HeadMoved | Committed::Moved(_) => Attempt::Again,
+            Committed::HeadMoved(now) => Attempt::Again(now),
+            Committed::Moved(_) => Attempt::Again(None),
         })
     }
 
@@ -569,7 +583,7 @@ impl Engine {
                             capacity: c.capacity,
                         })? {
                             Attempt::Done(d) => return Ok(Placed::Done(d)),
-                            Attempt::Again => return Ok(Placed::Again),
+                            Attempt::Again(now) => return Ok(Placed::Again(now)),
                             Attempt::Full => {}
                         }
                     }

@@ -198,7 +198,7 @@ impl Engine {
                         replayed: false,
                     });
                 }
-                Attempt::Full | Attempt::Again => backoff(attempt),
+                Attempt::Full | Attempt::Again(_) => backoff(attempt),
             }
         }
         Err(StorageError::Contended(format!(
@@ -366,7 +366,7 @@ impl Engine {
         };
         let next = match placed {
             Placed::Done(next) => next,
-            Placed::Again => return Ok(None),
+            Placed::Again(_) => return Ok(None),
             Placed::Nowhere(_) => {
                 let queued = (self.cfg.offers.on_exhausted == OnExhausted::StoreQueue)
                     .then(|| store_id.clone());
@@ -404,7 +404,7 @@ impl Engine {
                 }
                 match self.commit(snap, &next, Some(d.version), None, release, chain.as_ref())? {
                     Attempt::Done(next) => next,
-                    Attempt::Full | Attempt::Again => return Ok(None),
+                    Attempt::Full | Attempt::Again(_) => return Ok(None),
                 }
             }
         };

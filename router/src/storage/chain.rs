@@ -35,6 +35,11 @@ impl<'k> Chain<'k> {
         &self.member_id
     }
 
+    /// The seq of the head the chain was started on (0: the member had no events).
+    pub fn base_seq(&self) -> u64 {
+        self.head.as_ref().map_or(0, |h| h.0)
+    }
+
     /// The head the next event chains onto: the last pushed event, else the head read.
     pub fn head(&self) -> Option<(u64, &str)> {
         match self.appends.last() {

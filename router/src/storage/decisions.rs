@@ -28,6 +28,53 @@ pub struct RouteCommit<'a> {
     /// The member's events the route appends (a binding, an offer event), chained onto the head
     /// read: written with the decision or not at all.
     pub events: &'a [Append<'a>],
+    /// The member's head the decision was made on: stored only while the head is still there
+    /// (with or without events), so that a binding another writer changed meanwhile is never
+    /// used.
+    pub head: Option<HeadAt<'a>>,
+}
+
+impl RouteCommit<'_> {
+    /// What every backend checks before it writes: the events chain one member's, follow the
+    /// head named, and carry no id key.
+    pub fn check(&self) -> Result<(), StorageError> {
+        super::check_chain(self.events)?;
+        if self.events.iter().any(|a| a.key.is_some()) {
+            return Err(StorageError::Backend(
+                "a route's events carry no id key".into(),
+            ));
+        }
+        if let (Some(at), Some(first)) = (self.head, self.events.first())
+            && (first.event.member_id != at.member_id || first.event.seq != at.seq + 1)
+        {
+            return Err(StorageError::Backend(
+                "a route's events do not follow the head it names".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A member's head as a writer read (or assumed) it: `seq` 0 for a member with no events yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadAt<'a> {
+    pub member_id: &'a str,
+    pub seq: u64,
+}
+
+impl<'a> HeadAt<'a> {
+    /// The head `chain` was started on.
+    pub fn of(chain: &'a super::Chain<'_>) -> Self {
+        Self {
+            member_id: chain.member_id(),
+            seq: chain.base_seq(),
+        }
+    }
+
+    /// Whether a member's stored head (`None`: no events) is this one.
+    pub fn is(&self, head: Option<u64>) -> bool {
+        head.unwrap_or(0) == self.seq
+    }
 }
 
 /// What [`Decisions::commit_route`] did. Anything but `Stored` wrote nothing.
@@ -41,8 +88,10 @@ pub enum Committed {
     Moved(Option<Arc<Decision>>),
     /// The guide is at capacity: `used` is its count.
     Full { used: u32 },
-    /// The member's head moved since it was read: read the binding again.
-    HeadMoved,
+    /// The member's head moved since it was read (or assumed): with what the route reads now
+    /// where the backend read it in the same step ([`super::Storage::route_guess`]), else read
+    /// the binding again.
+    HeadMoved(Option<Box<super::RouteState>>),
 }
 
 /// `(expires_at_ms, lead_id)` when `d` holds an open offer: how backends index open offers.

@@ -28,7 +28,7 @@ mod sled;
 mod trails;
 
 pub use chain::{Chain, MAX_ATTEMPTS, Written, append_retrying, backoff};
-pub use decisions::{Committed, Decisions, RouteCommit, Take, lease_due, open_offer};
+pub use decisions::{Committed, Decisions, HeadAt, RouteCommit, Take, lease_due, open_offer};
 pub use logs::{DisputeIndex, DisputeOpened, LineOf, Logs, dispute_keys};
 pub use memory::MemoryStore;
 pub use network::{NetworkSave, NetworkSaved, Networks, ReplicaState, replicas_since};
@@ -134,7 +134,7 @@ impl LedgerCursor {
 }
 
 /// What a route reads before it decides ([`Storage::route_state`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RouteState {
     /// The lead's stored decision.
     pub decision: Option<std::sync::Arc<crate::domain::Decision>>,
@@ -181,6 +181,15 @@ pub trait Storage: Decisions + Trails + Logs + Networks + std::fmt::Debug + 'sta
             head,
             binding,
         })
+    }
+
+    /// What a route may assume instead of reading [`Storage::route_state`], where a read costs
+    /// a round trip (PostgreSQL): the lead as new, and the member's head and binding as this
+    /// process last saw them (none for a member it has not seen). Safe because the route's
+    /// commit is conditional on both: a lead routed meanwhile is replayed, and a head that
+    /// moved is refused with the state as it is ([`Committed::HeadMoved`]). `None`: read.
+    fn route_guess(&self, _lead_id: &str, _member_id: Option<&str>) -> Option<RouteState> {
+        None
     }
 
     /// Whether calls wait on a database across the network (PostgreSQL): then callers on an

@@ -8,6 +8,7 @@ impl Decisions for MemoryStore {
 
     /// Everything under the one lock: the check and the writes are one step.
     fn commit_route(&self, c: &RouteCommit<'_>) -> Result<Committed, StorageError> {
+        c.check()?;
         let mut inner = self.inner.lock();
         let d = c.decision;
         let stored = inner.decisions.get(&d.lead.lead_id);
@@ -31,9 +32,19 @@ impl Decisions for MemoryStore {
             }
             None => None,
         };
+        if let Some(at) = c.head {
+            let head = inner
+                .trails
+                .range((at.member_id.to_string(), 0)..=(at.member_id.to_string(), u64::MAX))
+                .next_back()
+                .map(|(_, e)| e.seq);
+            if !at.is(head) {
+                return Ok(Committed::HeadMoved(None));
+            }
+        }
         match inner.check_append(c.events)? {
             None => {}
-            Some(Appended::HeadMoved) => return Ok(Committed::HeadMoved),
+            Some(Appended::HeadMoved) => return Ok(Committed::HeadMoved(None)),
             Some(Appended::Replayed(_) | Appended::Stored) => {
                 return Err(StorageError::Backend(
                     "a route's events carry no id key".into(),

@@ -2,9 +2,7 @@ use super::trails::{AppendRows, HeadWrite};
 use super::{PostgresStore, Step, corrupt, query, query_one, query_opt};
 use crate::domain::{Day, Decision};
 use crate::storage::RouteState;
-use crate::storage::{
-    Committed, Decisions, RouteCommit, StorageError, check_chain, codec, open_offer,
-};
+use crate::storage::{Committed, Decisions, RouteCommit, StorageError, codec, open_offer};
 use std::sync::Arc;
 use tokio_postgres::Row;
 
@@ -51,18 +49,14 @@ impl PostgresStore {
         Ok(row.map_or(0, |r| count(r.get(0))))
     }
 
-    /// One statement (`leadrouter_commit_route`, migration 2): the decision's write, the
-    /// capacity taken and given back (in key order, so that two commits never wait on each
-    /// other's counts), the member's head moved and the events; a refusal raises and writes
-    /// nothing.
+    /// One statement (`leadrouter_route`, migration 5): the lead checked new and the member's
+    /// head checked at the one named (returning what they are instead where not), then the
+    /// decision's write, the capacity taken and given back (in key order, so that two commits
+    /// never wait on each other's counts), the member's head moved and the events; a refusal
+    /// writes nothing.
     async fn commit_route_async(&self, c: &RouteCommit<'_>) -> Result<Committed, StorageError> {
+        c.check()?;
         let d = c.decision;
-        check_chain(c.events)?;
-        if c.events.iter().any(|a| a.key.is_some()) {
-            return Err(StorageError::Backend(
-                "a route's events carry no id key".into(),
-            ));
-        }
         let record = codec::encode_decision(d);
         let expires = open_offer(d).map(|(at, _)| at);
         let version = i32::try_from(d.version).unwrap_or(i32::MAX);
@@ -87,6 +81,12 @@ impl PostgresStore {
         let count_guides: Vec<&str> = counts.iter().map(|c| c.1).collect();
         let count_caps: Vec<Option<i32>> = counts.iter().map(|c| c.2).collect();
         let (give_back_day, give_back_guide) = (same.map(|s| s.0), same.map(|s| s.1));
+        let (at_member, at_seq) = c.head.map_or((None, None), |at| {
+            (
+                Some(at.member_id),
+                Some(i64::try_from(at.seq).unwrap_or(i64::MAX)),
+            )
+        });
         let head = HeadWrite::of(c.events);
         let rows = AppendRows::of(c.events);
         let member = head.as_ref().map(|h| h.member);
@@ -100,11 +100,12 @@ impl PostgresStore {
             .statement(async |client| {
                 let s = client
                     .prepare_cached(
-                        "SELECT leadrouter_commit_route($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                        "SELECT outcome, used, record, head_seq, head_hash, binding_line \
+                         FROM leadrouter_route($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
                     )
                     .await?;
-                let row = client
+                client
                     .query_one(
                         &s,
                         &[
@@ -119,6 +120,8 @@ impl PostgresStore {
                             &count_caps,
                             &give_back_day,
                             &give_back_guide,
+                            &at_member,
+                            &at_seq,
                             &member,
                             &expected,
                             &head_seq,
@@ -131,27 +134,53 @@ impl PostgresStore {
                             &asynchronous,
                         ],
                     )
-                    .await?;
-                Ok(row.get::<_, Option<i32>>(0).map(count))
+                    .await
             })
             .await?;
-        match outcome.as_ref().map_err(String::as_str) {
-            Ok(&used) => Ok(Committed::Stored { used }),
-            Err("LR001") => match self.decision_async(lead).await? {
+        let row = match outcome {
+            Ok(row) => row,
+            Err(code) => return self.refused(c, &code).await,
+        };
+        match row.get::<_, i32>(0) {
+            0 => {
+                self.seen.appended(c.events);
+                Ok(Committed::Stored {
+                    used: row.get::<_, Option<i32>>(1).map(count),
+                })
+            }
+            1 => Ok(Committed::Replayed(decode_record(lead, row.get(2))?)),
+            4 => {
+                let at = c.head.expect("a head is checked only where named");
+                let state = state_of(at.member_id, None, &row, 3)?;
+                self.seen
+                    .saw(at.member_id, state.head.as_ref(), state.binding.as_ref());
+                Ok(Committed::HeadMoved(Some(Box::new(state))))
+            }
+            other => Err(StorageError::Backend(format!(
+                "postgres: a route's commit returned outcome {other}"
+            ))),
+        }
+    }
+
+    /// What a refusal raised (`code`, migration 2) means, read where the caller needs it.
+    async fn refused(&self, c: &RouteCommit<'_>, code: &str) -> Result<Committed, StorageError> {
+        let lead = c.decision.lead.lead_id.as_str();
+        match code {
+            "LR001" => match self.decision_async(lead).await? {
                 Some(s) => Ok(Committed::Replayed(s)),
                 None => Err(StorageError::Contended(format!(
                     "lead {lead:?} was being stored by another writer that gave up"
                 ))),
             },
-            Err("LR002") => Ok(Committed::Moved(self.decision_async(lead).await?)),
-            Err("LR003") => {
+            "LR002" => Ok(Committed::Moved(self.decision_async(lead).await?)),
+            "LR003" => {
                 let t = c.take.expect("full only when taking");
                 Ok(Committed::Full {
                     used: self.guide_count_async(t.guide_id, t.day).await?,
                 })
             }
-            Err("LR004") => Ok(Committed::HeadMoved),
-            Err(code) => Err(StorageError::Backend(format!(
+            "LR004" => Ok(Committed::HeadMoved(None)),
+            code => Err(StorageError::Backend(format!(
                 "postgres: a route's commit raised {code}"
             ))),
         }
@@ -185,26 +214,42 @@ impl PostgresStore {
                 ..Default::default()
             });
         }
-        let head = row
-            .get::<_, Option<i64>>(1)
-            .map(|seq| (u64::try_from(seq).unwrap_or(0), row.get::<_, String>(2)));
-        let binding = row
-            .get::<_, Option<&str>>(3)
-            .map(|line| {
-                crate::domain::trail::TrailEvent::from_line(line).map_err(|why| {
-                    corrupt(
-                        format!("the latest binding of {}", member_id.unwrap_or("?")),
-                        why,
-                    )
-                })
-            })
-            .transpose()?;
-        Ok(RouteState {
-            decision,
-            head,
-            binding,
-        })
+        let Some(m) = member_id else {
+            return Ok(RouteState::default());
+        };
+        let state = state_of(m, None, &row, 1)?;
+        self.seen
+            .saw(m, state.head.as_ref(), state.binding.as_ref());
+        Ok(state)
     }
+}
+
+/// A member's head and latest binding from the columns `(head_seq, head_hash, binding_line)`
+/// starting at `at`.
+fn state_of(
+    member_id: &str,
+    decision: Option<Arc<Decision>>,
+    row: &Row,
+    at: usize,
+) -> Result<RouteState, StorageError> {
+    let head = row.get::<_, Option<i64>>(at).map(|seq| {
+        (
+            u64::try_from(seq).unwrap_or(0),
+            row.get::<_, String>(at + 1),
+        )
+    });
+    let binding = row
+        .get::<_, Option<&str>>(at + 2)
+        .map(|line| {
+            crate::domain::trail::TrailEvent::from_line(line)
+                .map_err(|why| corrupt(format!("the latest binding of {member_id}"), why))
+        })
+        .transpose()?;
+    Ok(RouteState {
+        decision,
+        head,
+        binding,
+    })
 }
 
 impl Decisions for PostgresStore {

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "audit_keys",
         sql: include_str!("migrations/0004_audit_keys.sql"),
     },
+    Migration {
+        version: 5,
+        name: "route_in_one_round_trip",
+        sql: include_str!("migrations/0005_route_in_one_round_trip.sql"),
+    },
 ];
 
 const MIGRATE_LOCK: i64 = 0x6c65_6164_0000;

@@ -178,7 +178,10 @@ impl PostgresStore {
             })
             .await?;
         match outcome.as_ref().map_err(String::as_str) {
-            Ok(()) => Ok(Appended::Stored),
+            Ok(()) => {
+                self.seen.appended(events);
+                Ok(Appended::Stored)
+            }
             Err("LR004") => Ok(Appended::HeadMoved),
             Err("LR005") => {
                 for a in events {

@@ -23,6 +23,7 @@ impl Decisions for SledStore {
     /// writes one step.
     fn commit_route(&self, c: &RouteCommit<'_>) -> Result<Committed, StorageError> {
         self.check_failed()?;
+        c.check()?;
         let d = c.decision;
         let _lead = self.leads.lock(&d.lead.lead_id);
         let stored = self.decision(&d.lead.lead_id)?;
@@ -51,12 +52,22 @@ impl Decisions for SledStore {
             }
             _ => None,
         };
-        if let Some(first) = c.events.first() {
-            check_chain(c.events)?;
-            let _member = self.members.lock(&first.event.member_id);
+        let member = c
+            .head
+            .map(|at| at.member_id)
+            .or_else(|| c.events.first().map(|a| a.event.member_id.as_str()));
+        let _member = member.map(|m| self.members.lock(m));
+        if let Some(at) = c.head
+            && c.events.is_empty()
+            && !at.is(self.trail_head(at.member_id)?.map(|h| h.0))
+        {
+            // With events, their chain is the check.
+            return Ok(Committed::HeadMoved(None));
+        }
+        if !c.events.is_empty() {
             match self.refuse_append(c.events)? {
                 None => {}
-                Some(Appended::HeadMoved) => return Ok(Committed::HeadMoved),
+                Some(Appended::HeadMoved) => return Ok(Committed::HeadMoved(None)),
                 Some(_) => {
                     return Err(StorageError::Backend(
                         "a route's events carry no id key".into(),

@@ -14,6 +14,7 @@ fn put(s: &SledStore, d: &Arc<Decision>, takes: bool) {
         }),
         release: None,
         events: &[],
+        head: None,
     };
     assert!(matches!(
         s.commit_route(&c).unwrap(),
@@ -44,6 +45,7 @@ fn replace(s: &SledStore, prev: &Decision, mut next: Decision) -> Arc<Decision> 
         }),
         release: prev.guide_id().map(|g| (g, prev.day)),
         events: &[],
+        head: None,
     };
     assert!(matches!(
         s.commit_route(&c).unwrap(),
@@ -159,6 +161,7 @@ fn a_replaced_decision_counts_once_for_the_guide_and_day_it_names_now() {
             take: None,
             release: None,
             events: &[],
+            head: None,
         };
         assert!(matches!(
             s.commit_route(&stale).unwrap(),
