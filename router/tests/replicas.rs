@@ -583,3 +583,71 @@ async fn a_replica_with_other_rules_is_named_by_the_others() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Learned models loaded on one replica reach the others: a replica started without `[models]`
+/// serves what another published at its start, and takes up what that one loads on SIGHUP
+/// within a few seconds, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_loaded_on_one_replica_reach_the_others() {
+    let d = tempfile::tempdir().unwrap();
+    let segments = d.path().join("segments.csv");
+    let write = |rows: &str| {
+        std::fs::write(&segments, format!("member_id,segment\n{rows}")).unwrap();
+        leadrouter::app::models::load_member_segments(&segments)
+            .unwrap()
+            .version
+            .clone()
+    };
+    let first = write("m1,0\nm2,1\n");
+    let config = d.path().join("leadrouter.toml");
+    std::fs::write(
+        &config,
+        format!("[models]\nsegments = {:?}\n", segments.to_str().unwrap()),
+    )
+    .unwrap();
+    let mut cluster = Cluster::start_with(1, &["--config", config.to_str().unwrap()]);
+    cluster.replicas.push(Binary::serve(&[
+        "--database-url",
+        &cluster.url,
+        "--network",
+        cluster._network.path().to_str().unwrap(),
+    ]));
+    let channels = cluster.channels().await;
+    let versions = |n: usize, lead: String| {
+        let channel = channels[n].clone();
+        async move {
+            let mut req = request(&lead, "440106");
+            req.member_id = None;
+            pb::lead_router_client::LeadRouterClient::new(channel)
+                .route(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .model_versions
+        }
+    };
+    assert_eq!(versions(0, "a0".into()).await, vec![first.clone()]);
+    assert_eq!(
+        versions(1, "b0".into()).await,
+        vec![first.clone()],
+        "taken up at start"
+    );
+    let second = write("m1,1\nm2,0\nm3,2\n");
+    assert_ne!(first, second);
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &cluster.replicas[0].child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let started = Instant::now();
+    let mut got = Vec::new();
+    for i in 0.. {
+        got = versions(1, format!("b{}", i + 1)).await;
+        if got == vec![second.clone()] || started.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, vec![second.clone()], "taken up without a restart");
+    assert_eq!(versions(0, "a1".into()).await, vec![second]);
+}

@@ -779,6 +779,31 @@ fn a_binding_changed_elsewhere_is_never_used(b: Backend) {
     assert_eq!(third.assigned.as_ref().map(|a| &*a.1), Some(to));
 }
 
+/// Publications are numbered by the storage, one per publish however many writers race, and
+/// the last one is what is read.
+fn publications_are_numbered_once_each(b: Backend) {
+    assert_eq!(b.storage.publication_seq("models").unwrap(), 0);
+    assert!(b.storage.publication("models").unwrap().is_none());
+    let seqs = std::sync::Mutex::new(Vec::new());
+    race(|e, t| {
+        let body = format!("{e}-{t}");
+        let seq = b
+            .storage
+            .publish("models", "test", T0, body.as_bytes())
+            .unwrap();
+        seqs.lock().unwrap().push((seq, body));
+    });
+    let mut seqs = seqs.into_inner().unwrap();
+    seqs.sort();
+    let numbers: Vec<u64> = seqs.iter().map(|s| s.0).collect();
+    assert_eq!(numbers, (1..=2 * THREADS as u64).collect::<Vec<_>>());
+    let last = b.storage.publication("models").unwrap().unwrap();
+    assert_eq!(last.seq, 2 * THREADS as u64);
+    assert_eq!(last.body, seqs.last().unwrap().1.as_bytes());
+    assert_eq!(b.another().publication_seq("models").unwrap(), last.seq);
+    assert_eq!(b.storage.publication_seq("rules").unwrap(), 0, "by name");
+}
+
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -805,6 +830,7 @@ on_every_backend!(
     replicas_are_announced_and_listed,
     an_audit_entry_under_a_key_is_written_once,
     a_binding_changed_elsewhere_is_never_used,
+    publications_are_numbered_once_each,
 );
 
 /// PostgreSQL tells other replicas of a network save at once (LISTEN/NOTIFY), besides the

@@ -7,6 +7,7 @@ pub mod disputes;
 pub mod keys;
 pub mod ledger;
 pub mod models;
+pub mod published;
 pub mod trail;
 
 use crate::catalog::{GenerateSpec, Network, NetworkFiles, RegionTree, demo_files, generate};
@@ -103,8 +104,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let options = serve_options(&config, listener.local_addr()?).await?;
     let store = open_storage(&config, &backend).await?;
     // The network, the engine and the models read storage and files: off the async workers.
+    // Who publishes the models this replica loads, and which publication it serves.
+    let by = listener.local_addr()?.to_string();
+    let following = Arc::new(published::Following::default());
     let started = {
         let config = config.clone();
+        let (by, following) = (by.clone(), following.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Engine>> {
             let regions = Arc::new(RegionTree::embedded());
             let (network, origin) = choose_network(&config, store.as_ref(), regions)?;
@@ -121,10 +126,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 Arc::new(SystemClock),
                 engine_cfg,
             )?);
-            if config.models != crate::config::ModelsConfig::default() {
-                let versions = models::install(&engine, &config.models)
-                    .context("[models]: an artifact cannot be used")?;
-                tracing::info!(?versions, "learned models loaded");
+            if let Some(versions) = published::at_start(&engine, &config.models, &by, &following)
+                .context("[models]: an artifact cannot be used")?
+            {
+                tracing::info!(
+                    ?versions,
+                    published = following.seq(),
+                    "learned models in service"
+                );
             }
             Ok(engine)
         })
@@ -135,7 +144,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.models.clone(),
         options.gate.clone(),
         config.auth.keys_file.clone(),
+        (by, following.clone()),
     );
+    let mut options = options;
+    options.keep_up = Some(crate::server::KeepUp(Arc::new(move |engine: &Engine| {
+        published::follow(engine, &following).map(|_| ())
+    })));
     let addr = listener.local_addr()?;
     // One line on stdout that scripts and tests wait for.
     println!("leadrouter listening on {addr}");
@@ -241,6 +255,7 @@ pub async fn serve_options(
         },
         metrics_listener,
         durable_one_at_a_time: false,
+        keep_up: None,
     })
 }
 
@@ -268,6 +283,7 @@ fn spawn_reloader(
     cfg: crate::config::ModelsConfig,
     gate: Arc<crate::server::Gate>,
     keys_file: Option<std::path::PathBuf>,
+    publisher: (String, Arc<published::Following>),
 ) {
     #[cfg(unix)]
     if let Some(path) = keys_file.filter(|_| !gate.is_open()) {
@@ -283,13 +299,17 @@ fn spawn_reloader(
     }
     #[cfg(not(unix))]
     let _ = (gate, keys_file);
-    spawn_model_reloader(engine, cfg);
+    spawn_model_reloader(engine, cfg, publisher);
 }
 
-/// On SIGHUP, reads the model artifacts named in `[models]` again and swaps them in; a file that
-/// cannot be used is logged and counted (`leadrouter_model_reloads_total{result="failed"}`),
-/// and the model in service stays.
-fn spawn_model_reloader(engine: Arc<Engine>, cfg: crate::config::ModelsConfig) {
+/// On SIGHUP, reads the model artifacts named in `[models]` again, swaps them in and publishes
+/// them for every replica ([`published`]); a file that cannot be used is logged and counted
+/// (`leadrouter_model_reloads_total{result="failed"}`), and the models in service stay.
+fn spawn_model_reloader(
+    engine: Arc<Engine>,
+    cfg: crate::config::ModelsConfig,
+    (by, following): (String, Arc<published::Following>),
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -302,16 +322,19 @@ fn spawn_model_reloader(engine: Arc<Engine>, cfg: crate::config::ModelsConfig) {
                 tracing::info!("SIGHUP: no [models] artifact configured");
                 continue;
             }
-            let (engine, cfg) = (engine.clone(), cfg.clone());
-            let r = tokio::task::spawn_blocking(move || models::install(&engine, &cfg))
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|r| r);
+            let (engine, cfg, by, following) =
+                (engine.clone(), cfg.clone(), by.clone(), following.clone());
+            let r = tokio::task::spawn_blocking(move || {
+                published::load_and_publish(&engine, &cfg, &by, &following)
+            })
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
             match r {
                 Ok(versions) => {
                     metrics::counter!("leadrouter_model_reloads_total", "result" => "ok")
                         .increment(1);
-                    tracing::info!(?versions, "learned models reloaded");
+                    tracing::info!(?versions, "learned models reloaded and published");
                 }
                 Err(e) => {
                     metrics::counter!("leadrouter_model_reloads_total", "result" => "failed")
@@ -322,7 +345,7 @@ fn spawn_model_reloader(engine: Arc<Engine>, cfg: crate::config::ModelsConfig) {
         }
     });
     #[cfg(not(unix))]
-    let _ = (engine, cfg);
+    let _ = (engine, cfg, by, following);
 }
 
 /// Writes a generated network's files.

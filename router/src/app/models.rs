@@ -7,7 +7,6 @@
 //! Errors name the file, the line and the field.
 
 use crate::catalog::{Network, NetworkFiles, RegionTree, demo_files};
-use crate::engine::Engine;
 use anyhow::Context;
 use leadrouter_models::preference_fit::{FitConfig, OrderRow, PreferenceModel};
 use std::path::Path;
@@ -74,31 +73,34 @@ fn csv_records<'a>(
     header: &[&str],
 ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(u64, csv::StringRecord)>> + 'a> {
     let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    csv_records_in(path.display().to_string(), file, header)
+}
+
+/// The records of CSV text read from `reader`, as [`csv_records`]; errors name `name`.
+fn csv_records_in<'a>(
+    name: String,
+    reader: impl std::io::Read + 'a,
+    header: &[&str],
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(u64, csv::StringRecord)>> + 'a> {
     let mut r = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_reader(file);
+        .from_reader(reader);
     let got: Vec<String> = r
         .headers()
-        .map_err(|e| anyhow::anyhow!("{}:1: {e}", path.display()))?
+        .map_err(|e| anyhow::anyhow!("{name}:1: {e}"))?
         .iter()
         .map(str::to_string)
         .collect();
     if got != header {
         anyhow::bail!(
-            "{}:1: header must be {}, got {}",
-            path.display(),
+            "{name}:1: header must be {}, got {}",
             header.join(","),
             got.join(",")
         );
     }
     Ok(r.into_records().map(move |rec| {
-        let rec = rec.map_err(|e| {
-            anyhow::anyhow!(
-                "{}:{}: {e}",
-                path.display(),
-                e.position().map_or(0, |p| p.line())
-            )
-        })?;
+        let rec = rec
+            .map_err(|e| anyhow::anyhow!("{name}:{}: {e}", e.position().map_or(0, |p| p.line())))?;
         Ok((rec.position().map_or(0, |p| p.line()), rec))
     }))
 }
@@ -275,8 +277,12 @@ pub fn fit_preference(args: &PreferenceArgs<'_>, out: &Path) -> anyhow::Result<S
 /// Reads a preference artifact; the error names the file.
 pub fn load_preference(path: &Path) -> anyhow::Result<Arc<PreferenceModel>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let model = PreferenceModel::from_json(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    parse_preference(&path.display().to_string(), &text)
+}
+
+/// A preference artifact's text; the error names `name`.
+pub fn parse_preference(name: &str, text: &str) -> anyhow::Result<Arc<PreferenceModel>> {
+    let model = PreferenceModel::from_json(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok(Arc::new(model))
 }
 
@@ -285,8 +291,16 @@ pub fn load_propensity(
     path: &Path,
 ) -> anyhow::Result<Arc<leadrouter_models::propensity::PropensityModel>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let model = leadrouter_models::propensity::PropensityModel::from_json(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    parse_propensity(&path.display().to_string(), &text)
+}
+
+/// A propensity artifact's text; the error names `name`.
+pub fn parse_propensity(
+    name: &str,
+    text: &str,
+) -> anyhow::Result<Arc<leadrouter_models::propensity::PropensityModel>> {
+    let model = leadrouter_models::propensity::PropensityModel::from_json(text)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok(Arc::new(model))
 }
 
@@ -294,10 +308,19 @@ pub fn load_propensity(
 pub fn load_member_segments(
     path: &Path,
 ) -> anyhow::Result<Arc<leadrouter_models::segments::MemberSegments>> {
-    let at = |line: u64, msg: String| anyhow::anyhow!("{}:{line}: {msg}", path.display());
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    member_segments_in(&path.display().to_string(), file)
+}
+
+/// Members' segments read from `reader`; errors name `name`, the line and the field.
+pub fn member_segments_in(
+    name: &str,
+    reader: impl std::io::Read,
+) -> anyhow::Result<Arc<leadrouter_models::segments::MemberSegments>> {
+    let at = |line: u64, msg: String| anyhow::anyhow!("{name}:{line}: {msg}");
     let mut pairs = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for item in csv_records(path, &["member_id", "segment"])? {
+    for item in csv_records_in(name.to_string(), reader, &["member_id", "segment"])? {
         let (line, rec) = item?;
         if rec[0].is_empty() || rec[0].len() > 128 {
             return Err(at(line, "member_id: must be 1..=128 bytes".into()));
@@ -317,29 +340,8 @@ pub fn load_member_segments(
         pairs.push((rec[0].to_string(), s));
     }
     let m = leadrouter_models::segments::MemberSegments::new(pairs)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok(Arc::new(m))
-}
-
-/// Loads every artifact `[models]` names and puts them in service; on any error the models in
-/// service stay. Returns the versions now in service.
-pub fn install(engine: &Engine, cfg: &crate::config::ModelsConfig) -> anyhow::Result<Vec<String>> {
-    // Read both first: a bad second file must not leave the first swapped alone.
-    let preference = cfg.preference.as_deref().map(load_preference).transpose()?;
-    let propensity = cfg.propensity.as_deref().map(load_propensity).transpose()?;
-    let segments = cfg
-        .segments
-        .as_deref()
-        .map(load_member_segments)
-        .transpose()?;
-    engine
-        .set_learned_models(crate::catalog::LearnedModels {
-            preference,
-            propensity,
-            segments,
-        })
-        .map_err(|e| anyhow::anyhow!("[models]: {e}"))?;
-    Ok(engine.snapshot().network.learned_models().versions())
 }
 
 /// What to learn the propensity model from.

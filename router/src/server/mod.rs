@@ -66,6 +66,23 @@ pub struct Options {
     /// Durable requests (orders, refunds) one at a time, each with its writes and a flush of
     /// its own: only to measure what group commit buys (with sled's `group_commit = false`).
     pub durable_one_at_a_time: bool,
+    /// Run with every refresh, after the network is taken up and before the replica says what
+    /// it serves (the learned models published by other replicas); an error means storage
+    /// cannot be read.
+    pub keep_up: Option<KeepUp>,
+}
+
+/// What [`KeepUp`] runs.
+pub type KeepUpFn = dyn Fn(&Engine) -> Result<(), crate::storage::StorageError> + Send + Sync;
+
+/// See [`Options::keep_up`].
+#[derive(Clone)]
+pub struct KeepUp(pub Arc<KeepUpFn>);
+
+impl std::fmt::Debug for KeepUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeepUp(..)")
+    }
 }
 
 impl Default for Options {
@@ -79,6 +96,7 @@ impl Default for Options {
             transport,
             metrics_listener: None,
             durable_one_at_a_time: false,
+            keep_up: None,
         }
     }
 }
@@ -186,6 +204,7 @@ pub async fn run_with(
         health.clone(),
         storage_down,
         replica,
+        options.keep_up.clone(),
     ));
     let served = listen::serve(listener, app, options.transport, shutdown).await;
     sweeper.abort();
@@ -373,6 +392,7 @@ async fn keep_up(
     health: tonic_health::server::HealthReporter,
     down: StorageDown,
     replica: Replica,
+    also: Option<KeepUp>,
 ) {
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -389,9 +409,12 @@ async fn keep_up(
                 tick.tick().await;
             }
         }
-        let (e, r) = (engine.clone(), replica.clone());
+        let (e, r, also) = (engine.clone(), replica.clone(), also.clone());
         let refreshed = tokio::task::spawn_blocking(move || {
             e.refresh_from_storage()?;
+            if let Some(also) = &also {
+                (also.0)(&e).map_err(crate::engine::CatalogError::Storage)?;
+            }
             r.announce(&e).map_err(crate::engine::CatalogError::Storage)
         });
         match refreshed.await {

@@ -31,7 +31,7 @@ pub use chain::{Chain, MAX_ATTEMPTS, Written, append_retrying, backoff};
 pub use decisions::{Committed, Decisions, HeadAt, RouteCommit, Take, lease_due, open_offer};
 pub use logs::{DisputeIndex, DisputeOpened, LineOf, Logs, dispute_keys};
 pub use memory::MemoryStore;
-pub use network::{NetworkSave, NetworkSaved, Networks, ReplicaState, replicas_since};
+pub use network::{NetworkSave, NetworkSaved, Networks, Publication, ReplicaState, replicas_since};
 pub use postgres::{
     DATABASE_CA_ENV, DATABASE_URL_ENV, MIGRATIONS, Migration, PostgresConfig, PostgresStore,
     redacted,

@@ -43,7 +43,19 @@ pub struct ReplicaState {
     pub rules: String,
 }
 
-/// The saved network, and what each replica serves.
+/// What a writer published for every replica to take up ([`Networks::publish`]): the learned
+/// models in service, as one body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// Numbered 1, 2, … per name by the storage.
+    pub seq: u64,
+    pub published_at_ms: i64,
+    /// Who published it (a replica's address, or a command).
+    pub by: String,
+    pub body: Vec<u8>,
+}
+
+/// The saved network, what is published for every replica, and what each replica serves.
 pub trait Networks: Send + Sync {
     /// The network last saved, if any.
     fn network(&self) -> Result<Option<NetworkSpec>, StorageError>;
@@ -53,6 +65,23 @@ pub trait Networks: Send + Sync {
 
     /// Saves the network as [`NetworkSave`] says; durable before it returns.
     fn save_network(&self, save: &NetworkSave<'_>) -> Result<NetworkSaved, StorageError>;
+
+    /// Publishes `body` under `name` for every replica to take up, replacing what was there;
+    /// the storage numbers it (one more than the last, whoever wrote concurrently) and wakes
+    /// the other replicas where it can ([`super::Storage::changes`]). Durable before it returns.
+    fn publish(
+        &self,
+        name: &str,
+        by: &str,
+        published_at_ms: i64,
+        body: &[u8],
+    ) -> Result<u64, StorageError>;
+
+    /// The number of what is published under `name` (0: nothing): a cheap read, polled.
+    fn publication_seq(&self, name: &str) -> Result<u64, StorageError>;
+
+    /// What is published under `name`.
+    fn publication(&self, name: &str) -> Result<Option<Publication>, StorageError>;
 
     /// Records what a replica serves now (replaces its earlier record; not durable: replicas
     /// say it again every second).

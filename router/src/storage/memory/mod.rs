@@ -40,6 +40,7 @@ struct Inner {
     leases: HashMap<String, i64>,
     dispute_keys: crate::storage::DisputeIndex,
     replicas: HashMap<String, crate::storage::ReplicaState>,
+    publications: HashMap<String, crate::storage::Publication>,
     /// Audit entries by key (`append_audit_once`).
     audit_keys: HashMap<String, u64>,
 }

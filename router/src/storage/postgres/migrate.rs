@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "route_in_one_round_trip",
         sql: include_str!("migrations/0005_route_in_one_round_trip.sql"),
     },
+    Migration {
+        version: 6,
+        name: "publications",
+        sql: include_str!("migrations/0006_publications.sql"),
+    },
 ];
 
 const MIGRATE_LOCK: i64 = 0x6c65_6164_0000;

@@ -1,7 +1,9 @@
 use super::logs::next_audit;
 use super::{PostgresStore, Step, corrupt, execute, query_one, query_opt};
 use crate::catalog::NetworkSpec;
-use crate::storage::{NetworkSave, NetworkSaved, Networks, ReplicaState, StorageError};
+use crate::storage::{
+    NetworkSave, NetworkSaved, Networks, Publication, ReplicaState, StorageError,
+};
 
 const NETWORK_LOCK: i64 = 0x6c65_6164_0003;
 
@@ -52,6 +54,62 @@ impl Networks for PostgresStore {
             )
             .await?;
             Ok(Step::Commit(NetworkSaved::Saved { audit_seq }))
+        }))
+    }
+
+    /// One transaction: the row numbered one past the last (the upsert's row lock orders
+    /// concurrent publishers), and a notification on the network's channel so that the other
+    /// replicas take it up at once.
+    fn publish(
+        &self,
+        name: &str,
+        by: &str,
+        published_at_ms: i64,
+        body: &[u8],
+    ) -> Result<u64, StorageError> {
+        let seq = self.run(self.transact(true, async |c| {
+            let row = query_one(
+                c,
+                "INSERT INTO publications AS p (name, seq, published_at, by_whom, body) \
+                 VALUES ($1, 1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET seq = p.seq + 1, \
+                 published_at = EXCLUDED.published_at, by_whom = EXCLUDED.by_whom, \
+                 body = EXCLUDED.body RETURNING seq",
+                &[&name, &published_at_ms, &by, &body],
+            )
+            .await?;
+            let seq: i64 = row.get(0);
+            execute(
+                c,
+                "SELECT pg_notify($1, $2)",
+                &[&super::NETWORK_CHANNEL, &format!("{name}:{seq}")],
+            )
+            .await?;
+            Ok(Step::Commit(seq))
+        }))?;
+        Ok(u64::try_from(seq).unwrap_or(0))
+    }
+
+    fn publication_seq(&self, name: &str) -> Result<u64, StorageError> {
+        let row = self.run(self.read(async |c| {
+            query_opt(c, "SELECT seq FROM publications WHERE name = $1", &[&name]).await
+        }))?;
+        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
+    fn publication(&self, name: &str) -> Result<Option<Publication>, StorageError> {
+        let row = self.run(self.read(async |c| {
+            query_opt(
+                c,
+                "SELECT seq, published_at, by_whom, body FROM publications WHERE name = $1",
+                &[&name],
+            )
+            .await
+        }))?;
+        Ok(row.map(|r| Publication {
+            seq: u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+            published_at_ms: r.get(1),
+            by: r.get(2),
+            body: r.get(3),
         }))
     }
 
