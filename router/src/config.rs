@@ -133,6 +133,14 @@ pub struct Config {
     /// Serve `/metrics` (without a key) on this address too, e.g. an address only the
     /// monitoring network reaches; on the service port it always needs a key.
     pub metrics_listen: Option<String>,
+    /// The file it was read from (re-read on SIGHUP for its rule sets).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// Whether the text names rule sets (`[[bindings]]`, `[[attribution.ownership]]`,
+    /// `[[attribution.splits]]`): only then does a replica publish them for every replica;
+    /// otherwise it serves the rule sets in service.
+    #[serde(skip)]
+    pub names_rules: bool,
 }
 
 /// `[auth]`: who may call.
@@ -340,6 +348,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             metrics_listen: None,
+            source: None,
+            names_rules: false,
         }
     }
 }
@@ -379,14 +389,22 @@ impl Default for RoutingConfig {
 impl Config {
     /// Parses a TOML text.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))
+        let mut config: Self =
+            toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        let table: toml::Table = toml::from_str(text).unwrap_or_default();
+        let attribution = table.get("attribution").and_then(|a| a.as_table());
+        config.names_rules = table.contains_key("bindings")
+            || attribution.is_some_and(|a| a.contains_key("ownership") || a.contains_key("splits"));
+        Ok(config)
     }
 
     /// Reads a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        Self::from_toml(&text, &path.display().to_string())
+        let mut config = Self::from_toml(&text, &path.display().to_string())?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Applies `LEADROUTER_LISTEN`, `LEADROUTER_DATA_DIR`, `LEADROUTER_NETWORK`,
@@ -569,10 +587,23 @@ mod tests {
     #[test]
     fn the_shipped_example_is_the_defaults() {
         let text = include_str!("../../ops/leadrouter.toml");
-        assert_eq!(
-            Config::from_toml(text, "ops/leadrouter.toml").unwrap(),
-            Config::default()
-        );
+        let mut shipped = Config::from_toml(text, "ops/leadrouter.toml").unwrap();
+        // It names the rule sets (the defaults), so a replica started with it publishes them.
+        assert!(shipped.names_rules);
+        shipped.names_rules = false;
+        assert_eq!(shipped, Config::default());
+    }
+
+    #[test]
+    fn rule_sets_are_named_only_where_the_text_names_them() {
+        let names = |text: &str| Config::from_toml(text, "t").unwrap().names_rules;
+        assert!(!names(""));
+        assert!(!names(
+            "[policy]\nname = \"nearest\"\n[attribution]\nhistory_limit = 10\n"
+        ));
+        assert!(names("[[bindings]]\nversion = \"b\"\n"));
+        assert!(names("[[attribution.ownership]]\nversion = \"o\"\n"));
+        assert!(names("[[attribution.splits]]\nversion = \"s\"\n"));
     }
 
     #[test]

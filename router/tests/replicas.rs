@@ -651,3 +651,97 @@ async fn models_loaded_on_one_replica_reach_the_others() {
     assert_eq!(got, vec![second.clone()], "taken up without a restart");
     assert_eq!(versions(0, "a1".into()).await, vec![second]);
 }
+
+/// The rule sets that carry money reach every replica: one started with a configuration that
+/// names binding rule sets publishes them (audited), the others route by them within a few
+/// seconds, a SIGHUP after the file changed publishes the new ones, and a bad file changes
+/// nothing anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_sets_published_by_one_replica_reach_the_others() {
+    let mut cluster = Cluster::start(1);
+    let d = tempfile::tempdir().unwrap();
+    let config = d.path().join("leadrouter.toml");
+    let rules = |version: &str| {
+        format!("[[bindings]]\nversion = {version:?}\neffective_from = \"2020-01-01\"\n")
+    };
+    std::fs::write(&config, rules("bind-2")).unwrap();
+    cluster.replicas.push(Binary::serve(&[
+        "--database-url",
+        &cluster.url,
+        "--network",
+        cluster._network.path().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    let channels = cluster.channels().await;
+    let decided_by = |n: usize, lead: String| {
+        let channel = channels[n].clone();
+        async move {
+            pb::lead_router_client::LeadRouterClient::new(channel)
+                .route(request(&lead, "440106"))
+                .await
+                .unwrap()
+                .into_inner()
+                .binding
+                .map(|b| b.decided_by_rule_version)
+                .unwrap_or_default()
+        }
+    };
+    let until = async |n: usize, want: &str| {
+        let started = Instant::now();
+        let mut got = String::new();
+        for i in 0.. {
+            got = decided_by(n, format!("{want}-{n}-{i}")).await;
+            if got == want || started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        got
+    };
+    assert_eq!(decided_by(1, "mine".into()).await, "bind-2");
+    assert_eq!(
+        until(0, "bind-2").await,
+        "bind-2",
+        "the first replica follows"
+    );
+
+    std::fs::write(&config, rules("bind-3")).unwrap();
+    let hup = |pid: u32| {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    hup(cluster.replicas[1].child.id());
+    assert_eq!(
+        until(0, "bind-3").await,
+        "bind-3",
+        "taken up without a restart"
+    );
+
+    // Two rule sets with one version: refused where it was loaded, and nowhere published.
+    std::fs::write(&config, format!("{}{}", rules("bind-4"), rules("bind-4"))).unwrap();
+    hup(cluster.replicas[1].child.id());
+    let started = Instant::now();
+    loop {
+        let (_, body) = http_get(cluster.replicas[1].addr, "/metrics").await;
+        if body.contains("leadrouter_rule_reloads_total{result=\"failed\"} 1") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(decided_by(1, "after-bad-1".into()).await, "bind-3");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(decided_by(0, "after-bad-0".into()).await, "bind-3");
+    let db = cluster.url.rsplit('/').next().unwrap().to_string();
+    let published = cluster.pg.psql_on(
+        &db,
+        "SELECT count(*) FROM audit WHERE line LIKE '%rules.publish%'",
+    );
+    assert_eq!(published, "2", "each publication audited");
+}

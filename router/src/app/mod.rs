@@ -139,17 +139,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         })
     };
     let engine = started.await??;
-    spawn_reloader(
-        engine.clone(),
-        config.models.clone(),
-        options.gate.clone(),
-        config.auth.keys_file.clone(),
-        (by, following.clone()),
-    );
-    let mut options = options;
-    options.keep_up = Some(crate::server::KeepUp(Arc::new(move |engine: &Engine| {
-        published::follow(engine, &following).map(|_| ())
-    })));
     let addr = listener.local_addr()?;
     // One line on stdout that scripts and tests wait for.
     println!("leadrouter listening on {addr}");
@@ -169,6 +158,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let services = crate::server::Services::new(engine, config.attribution.clone())
         .map_err(anyhow::Error::msg)?;
     let attribution = services.attribution.clone();
+    // The rule sets: published where the configuration names them, else those in service.
+    let rules = Arc::new(published::Following::default());
+    {
+        let (engine, attribution, config, by, rules) = (
+            services.engine.clone(),
+            attribution.clone(),
+            config.clone(),
+            by.clone(),
+            rules.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            published::rules_at_start(&engine, &attribution, &config, &by, &rules)
+        })
+        .await?
+        .context("the rule sets cannot be published")?;
+    }
     let completed = tokio::task::spawn_blocking(move || attribution.recover_disputes()).await??;
     if completed > 0 {
         tracing::warn!(
@@ -176,6 +181,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "dispute resolutions interrupted by a stop were completed"
         );
     }
+    let publishing = Publishing {
+        by,
+        models: following,
+        rules,
+        config_file: config.source.clone(),
+    };
+    spawn_reloader(
+        &services,
+        config.models.clone(),
+        options.gate.clone(),
+        config.auth.keys_file.clone(),
+        publishing.clone(),
+    );
+    let mut options = options;
+    let attribution = services.attribution.clone();
+    options.keep_up = Some(crate::server::KeepUp(Arc::new(move |engine: &Engine| {
+        published::follow(engine, &publishing.models)?;
+        published::follow_rules(engine, &attribution, &publishing.rules)?;
+        Ok(())
+    })));
     crate::server::run_with(
         listener,
         services,
@@ -277,13 +302,24 @@ fn reload_keys(gate: &crate::server::Gate, path: &Path) {
     }
 }
 
-/// On SIGHUP: the keys file (when the service runs with keys), then the model artifacts.
+/// Who publishes what this replica loads, and which publications it serves.
+#[derive(Clone)]
+struct Publishing {
+    by: String,
+    models: Arc<published::Following>,
+    rules: Arc<published::Following>,
+    /// The configuration file, re-read on SIGHUP for its rule sets.
+    config_file: Option<std::path::PathBuf>,
+}
+
+/// On SIGHUP: the keys file (when the service runs with keys), then the model artifacts and
+/// the configuration file's rule sets.
 fn spawn_reloader(
-    engine: Arc<Engine>,
+    services: &crate::server::Services,
     cfg: crate::config::ModelsConfig,
     gate: Arc<crate::server::Gate>,
     keys_file: Option<std::path::PathBuf>,
-    publisher: (String, Arc<published::Following>),
+    publishing: Publishing,
 ) {
     #[cfg(unix)]
     if let Some(path) = keys_file.filter(|_| !gate.is_open()) {
@@ -299,53 +335,78 @@ fn spawn_reloader(
     }
     #[cfg(not(unix))]
     let _ = (gate, keys_file);
-    spawn_model_reloader(engine, cfg, publisher);
+    spawn_model_reloader(services, cfg, publishing);
 }
 
 /// On SIGHUP, reads the model artifacts named in `[models]` again, swaps them in and publishes
-/// them for every replica ([`published`]); a file that cannot be used is logged and counted
-/// (`leadrouter_model_reloads_total{result="failed"}`), and the models in service stay.
+/// them for every replica ([`published`]); then the rule sets the configuration file names. A
+/// file that cannot be used is logged and counted (`leadrouter_model_reloads_total` or
+/// `leadrouter_rule_reloads_total` with `result="failed"`), and what is in service stays.
 fn spawn_model_reloader(
-    engine: Arc<Engine>,
+    services: &crate::server::Services,
     cfg: crate::config::ModelsConfig,
-    (by, following): (String, Arc<published::Following>),
+    publishing: Publishing,
 ) {
     #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP: models reload only on restart");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            if cfg == crate::config::ModelsConfig::default() {
-                tracing::info!("SIGHUP: no [models] artifact configured");
-                continue;
-            }
-            let (engine, cfg, by, following) =
-                (engine.clone(), cfg.clone(), by.clone(), following.clone());
-            let r = tokio::task::spawn_blocking(move || {
-                published::load_and_publish(&engine, &cfg, &by, &following)
-            })
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r);
-            match r {
-                Ok(versions) => {
-                    metrics::counter!("leadrouter_model_reloads_total", "result" => "ok")
-                        .increment(1);
-                    tracing::info!(?versions, "learned models reloaded and published");
+    {
+        let (engine, attribution) = (services.engine.clone(), services.attribution.clone());
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP: models and rules reload only on restart");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let (engine, attribution, cfg, p) = (
+                    engine.clone(),
+                    attribution.clone(),
+                    cfg.clone(),
+                    publishing.clone(),
+                );
+                let reloaded = tokio::task::spawn_blocking(move || {
+                    let models = (cfg != crate::config::ModelsConfig::default())
+                        .then(|| published::load_and_publish(&engine, &cfg, &p.by, &p.models));
+                    let rules = p.config_file.as_deref().map(|file| {
+                        published::reload_rules(&engine, &attribution, file, &p.by, &p.rules)
+                    });
+                    (models, rules)
+                })
+                .await;
+                let Ok((models, rules)) = reloaded else {
+                    tracing::error!("the reloader panicked");
+                    continue;
+                };
+                match models {
+                    None => tracing::info!("SIGHUP: no [models] artifact configured"),
+                    Some(Ok(versions)) => {
+                        metrics::counter!("leadrouter_model_reloads_total", "result" => "ok")
+                            .increment(1);
+                        tracing::info!(?versions, "learned models reloaded and published");
+                    }
+                    Some(Err(e)) => {
+                        metrics::counter!("leadrouter_model_reloads_total", "result" => "failed")
+                            .increment(1);
+                        tracing::error!(error = %format!("{e:#}"), "learned models not reloaded; the ones in service stay");
+                    }
                 }
-                Err(e) => {
-                    metrics::counter!("leadrouter_model_reloads_total", "result" => "failed")
-                        .increment(1);
-                    tracing::error!(error = %format!("{e:#}"), "learned models not reloaded; the ones in service stay");
+                match rules {
+                    None | Some(Ok(None)) => {}
+                    Some(Ok(Some(versions))) => {
+                        metrics::counter!("leadrouter_rule_reloads_total", "result" => "ok")
+                            .increment(1);
+                        tracing::info!(rules = %versions, "rule sets reloaded and published");
+                    }
+                    Some(Err(e)) => {
+                        metrics::counter!("leadrouter_rule_reloads_total", "result" => "failed")
+                            .increment(1);
+                        tracing::error!(error = %format!("{e:#}"), "rule sets not reloaded; the ones in service stay");
+                    }
                 }
             }
-        }
-    });
+        });
+    }
     #[cfg(not(unix))]
-    let _ = (engine, cfg, by, following);
+    let _ = (services, cfg, publishing);
 }
 
 /// Writes a generated network's files.

@@ -1,11 +1,18 @@
-//! The learned models in service on every replica. A replica that loads the artifacts
+//! The learned models and the rule sets in service on every replica. A replica that loads the artifacts
 //! `[models]` names (at start, or on SIGHUP) puts them in service and publishes them in
 //! storage ([`crate::storage::Networks::publish`]); every replica takes up a newer publication
 //! within [`crate::server::REFRESH_EVERY`] (at once on PostgreSQL, which notifies), checked
 //! first like a file: one that cannot be used is logged and counted, and the models in service
 //! stay. A replica started without `[models]` serves what is published.
+//!
+//! The rule sets that carry money (bindings, ownership, splits) are published the same way: a
+//! replica whose configuration names them publishes them at start and on SIGHUP (audited as
+//! `rules.publish`), and every replica takes them up; one whose configuration names none serves
+//! the rule sets in service. A rule set already in force is never changed by this: each
+//! ownership and split decision records the version it was made under.
 
 use super::models::{member_segments_in, parse_preference, parse_propensity};
+use crate::attribution::Attribution;
 use crate::catalog::LearnedModels;
 use crate::config::ModelsConfig;
 use crate::engine::Engine;
@@ -154,14 +161,9 @@ pub fn at_start(
 /// logged and counted (`leadrouter_model_reloads_total{result="failed"}`) and not tried again;
 /// the models in service stay. Errors only when storage cannot be read.
 pub fn follow(engine: &Engine, following: &Following) -> Result<Option<Vec<String>>, StorageError> {
-    let store = engine.store();
-    if store.publication_seq(MODELS)? <= following.seq() {
-        return Ok(None);
-    }
-    let Some(p) = store.publication(MODELS)? else {
+    let Some(p) = newer(engine, MODELS, following)? else {
         return Ok(None);
     };
-    following.0.store(p.seq, Ordering::Release);
     match ModelsBundle::decode(p.seq, &p.body).and_then(|b| b.install(engine)) {
         Ok(versions) => {
             metrics::counter!("leadrouter_model_reloads_total", "result" => "ok").increment(1);
@@ -174,4 +176,198 @@ pub fn follow(engine: &Engine, following: &Following) -> Result<Option<Vec<Strin
             Ok(None)
         }
     }
+}
+
+/// The name the rule sets in service are published under.
+pub const RULES: &str = "rules";
+
+/// The rule sets that carry money, as one publication (JSON): binding rule sets, ownership
+/// rule sets and split policies, each by version and first day as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesBundle {
+    pub bindings: Vec<crate::domain::binding::BindingRuleSet>,
+    pub ownership: Vec<crate::attribution::rules::OwnershipRuleSet>,
+    pub splits: Vec<crate::attribution::split::SplitPolicy>,
+}
+
+impl RulesBundle {
+    /// The rule sets a configuration names.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            bindings: config.bindings.clone(),
+            ownership: config.attribution.ownership.clone(),
+            splits: config.attribution.splits.clone(),
+        }
+    }
+
+    /// The rule sets in service.
+    pub fn in_service(engine: &Engine, attribution: &Attribution) -> Self {
+        let book = attribution.rules();
+        Self {
+            bindings: engine.bindings().sets(),
+            ownership: book.ownership.iter().map(|(_, s)| s.clone()).collect(),
+            splits: book.splits.iter().map(|(_, s)| s.clone()).collect(),
+        }
+    }
+
+    /// Checks every rule set as at start; the message names the key.
+    pub fn check(&self, attribution: &Attribution) -> anyhow::Result<()> {
+        crate::engine::check_bindings(&self.bindings).map_err(anyhow::Error::msg)?;
+        crate::attribution::AttributionConfig {
+            ownership: self.ownership.clone(),
+            splits: self.splits.clone(),
+            ..attribution.config().clone()
+        }
+        .check()
+        .map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+
+    /// Checks every rule set, then puts them all in service.
+    pub fn install(&self, engine: &Engine, attribution: &Attribution) -> anyhow::Result<()> {
+        self.check(attribution)?;
+        engine
+            .set_binding_rules(&self.bindings)
+            .map_err(anyhow::Error::msg)?;
+        attribution
+            .set_rules(&self.ownership, &self.splits)
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// The versions, for logs: `bindings v1,v2; ownership …; splits …`.
+    pub fn versions(&self) -> String {
+        let v = |it: &mut dyn Iterator<Item = &str>| it.collect::<Vec<_>>().join(",");
+        format!(
+            "bindings {}; ownership {}; splits {}",
+            v(&mut self.bindings.iter().map(|s| s.version.as_str())),
+            v(&mut self.ownership.iter().map(|s| s.version.as_str())),
+            v(&mut self.splits.iter().map(|s| s.version.as_str())),
+        )
+    }
+
+    fn decode(seq: u64, body: &[u8]) -> anyhow::Result<Self> {
+        serde_json::from_slice(body)
+            .with_context(|| format!("published rules #{seq} cannot be read"))
+    }
+}
+
+/// Publishes `rules` for every replica (`by`: who publishes), audited (entry first, as a
+/// network change is), unless they are what is published already; returns the publication.
+pub fn publish_rules(
+    engine: &Engine,
+    rules: &RulesBundle,
+    by: &str,
+    following: &Following,
+) -> anyhow::Result<u64> {
+    let store = engine.store();
+    let published = store.publication(RULES)?;
+    if let Some(p) = &published
+        && RulesBundle::decode(p.seq, &p.body).ok().as_ref() == Some(rules)
+    {
+        following.0.store(p.seq, Ordering::Release);
+        return Ok(p.seq);
+    }
+    if let Some(p) = &published {
+        tracing::warn!(published = p.seq, by = %p.by, rules = %rules.versions(), "the configured rule sets differ from those in service: publishing them for every replica");
+    }
+    let body = serde_json::to_vec(rules).expect("plain data serializes");
+    engine.record_audit(
+        "rules.publish",
+        "rules",
+        by,
+        "rule sets published for every replica",
+        serde_json::to_value(rules).expect("plain data serializes"),
+    )?;
+    let seq = store.publish(RULES, by, engine.clock().now_ms(), &body)?;
+    following.0.store(seq, Ordering::Release);
+    Ok(seq)
+}
+
+/// At start, after the engine and attribution were made with the configured rule sets: a
+/// configuration that names rule sets publishes them; one that does not serves the rule sets
+/// in service (published by another replica), if any.
+pub fn rules_at_start(
+    engine: &Engine,
+    attribution: &Attribution,
+    config: &crate::config::Config,
+    by: &str,
+    following: &Following,
+) -> anyhow::Result<()> {
+    if config.names_rules {
+        let seq = publish_rules(engine, &RulesBundle::of(config), by, following)?;
+        tracing::info!(published = seq, "rule sets in service");
+        return Ok(());
+    }
+    follow_rules(engine, attribution, following)?;
+    Ok(())
+}
+
+/// Takes up published rule sets newer than the ones `following` names, checked first: ones
+/// that cannot be used are logged and counted (`leadrouter_rule_reloads_total{result="failed"}`)
+/// and not tried again; the ones in service stay. Errors only when storage cannot be read.
+pub fn follow_rules(
+    engine: &Engine,
+    attribution: &Attribution,
+    following: &Following,
+) -> Result<bool, StorageError> {
+    let Some(p) = newer(engine, RULES, following)? else {
+        return Ok(false);
+    };
+    match RulesBundle::decode(p.seq, &p.body).and_then(|r| {
+        r.install(engine, attribution)?;
+        Ok(r)
+    }) {
+        Ok(r) => {
+            metrics::counter!("leadrouter_rule_reloads_total", "result" => "ok").increment(1);
+            tracing::info!(rules = %r.versions(), published = p.seq, by = %p.by, "published rule sets taken up");
+            Ok(true)
+        }
+        Err(e) => {
+            metrics::counter!("leadrouter_rule_reloads_total", "result" => "failed").increment(1);
+            tracing::error!(published = p.seq, by = %p.by, error = %format!("{e:#}"), "published rule sets not taken up; the ones in service stay");
+            Ok(false)
+        }
+    }
+}
+
+/// On SIGHUP: the rule sets the configuration file names now, checked, published and put in
+/// service; a file that cannot be read or used changes nothing.
+pub fn reload_rules(
+    engine: &Engine,
+    attribution: &Attribution,
+    source: &Path,
+    by: &str,
+    following: &Following,
+) -> anyhow::Result<Option<String>> {
+    let config = crate::config::Config::from_file(source).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !config.names_rules {
+        return Ok(None);
+    }
+    let rules = RulesBundle::of(&config);
+    rules.check(attribution)?;
+    if rules == RulesBundle::in_service(engine, attribution) {
+        return Ok(None);
+    }
+    publish_rules(engine, &rules, by, following)?;
+    rules.install(engine, attribution)?;
+    Ok(Some(rules.versions()))
+}
+
+/// The publication under `name` if it is newer than the one `following` names, which then
+/// names it (whether or not it can be used: it is not tried again).
+fn newer(
+    engine: &Engine,
+    name: &str,
+    following: &Following,
+) -> Result<Option<crate::storage::Publication>, StorageError> {
+    let store = engine.store();
+    if store.publication_seq(name)? <= following.seq() {
+        return Ok(None);
+    }
+    let Some(p) = store.publication(name)? else {
+        return Ok(None);
+    };
+    following.0.store(p.seq, Ordering::Release);
+    Ok(Some(p))
 }

@@ -776,7 +776,8 @@ impl Attribution {
                 return Ok(None);
             }
             let day = crate::engine::business_day(now, self.engine.config().time_zone);
-            let rules = self.engine.binding_rules(day).ok_or_else(|| {
+            let bindings = self.engine.bindings();
+            let rules = bindings.for_day(day).ok_or_else(|| {
                 AttributionError::Precondition(format!("no binding rule set is in force on {day}"))
             })?;
             let store_id = self.check_guide("new_owner", guide)?;
@@ -848,7 +849,7 @@ impl Attribution {
             let history = rules.history(
                 order.order.occurred_at_ms,
                 before.iter().rev(),
-                self.book.history_limit,
+                self.config.history_limit,
             );
             rules.decide(
                 &o.facts,
@@ -859,12 +860,12 @@ impl Attribution {
                 &|g: &str| o.departed_guide_ids.iter().any(|d| d == g),
             )
         };
-        let recomputed = match self.book.ownership_version(&o.ownership.rule_version) {
+        let book = self.rules();
+        let recomputed = match book.ownership_version(&o.ownership.rule_version) {
             Some(rules) => decide(rules),
             None => o.ownership.clone(),
         };
-        let alternatives = self
-            .book
+        let alternatives = book
             .ownership
             .iter()
             .map(|(_, rules)| AlternativeOwner {

@@ -297,15 +297,34 @@ pub struct TrailPage {
 pub struct Attribution {
     engine: Arc<Engine>,
     config: AttributionConfig,
-    book: RuleBook,
+    /// Replaced whole ([`Attribution::set_rules`]); a step holds the one it started with.
+    book: parking_lot::RwLock<Arc<RuleBook>>,
     id_locks: Box<[Mutex<()>]>,
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl Attribution {
-    /// The configuration it was made with.
+    /// The configuration it was made with (its rule sets may since have been replaced: see
+    /// [`Attribution::rules`]).
     pub fn config(&self) -> &AttributionConfig {
         &self.config
+    }
+
+    /// Puts other ownership rule sets and split policies in service, checked as at start first
+    /// (bad ones change nothing).
+    pub fn set_rules(
+        &self,
+        ownership: &[OwnershipRuleSet],
+        splits: &[SplitPolicy],
+    ) -> Result<(), String> {
+        let book = AttributionConfig {
+            ownership: ownership.to_vec(),
+            splits: splits.to_vec(),
+            ..self.config.clone()
+        }
+        .check()?;
+        *self.book.write() = Arc::new(book);
+        Ok(())
     }
 
     pub fn new(engine: Arc<Engine>, config: AttributionConfig) -> Result<Self, String> {
@@ -313,14 +332,15 @@ impl Attribution {
         Ok(Self {
             engine,
             config,
-            book,
+            book: parking_lot::RwLock::new(Arc::new(book)),
             id_locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: Default::default(),
         })
     }
 
-    pub fn rules(&self) -> &RuleBook {
-        &self.book
+    /// The rule sets in service: hold them for as long as one step uses them.
+    pub fn rules(&self) -> Arc<RuleBook> {
+        self.book.read().clone()
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -412,7 +432,8 @@ impl Attribution {
         // What the event does to the member's binding: an order extends it; a BINDING touch
         // binds the touch's guide as a share link would (bind, extend, snatch or keep).
         let day = business_day(occurred_at_ms, self.engine.config().time_zone);
-        let ruling = match (self.engine.binding_rules(day), &event.body) {
+        let bindings = self.engine.bindings();
+        let ruling = match (bindings.for_day(day), &event.body) {
             (Some(rules), EventBody::Order(order)) => binding
                 .as_ref()
                 .and_then(|e| e.binding())
@@ -495,7 +516,7 @@ impl Attribution {
     ) -> Result<(Option<(u64, String)>, Vec<TrailEvent>), AttributionError> {
         let store = self.engine.store();
         let horizon = rules.history_horizon_ms(at_ms);
-        let limit = self.book.history_limit;
+        let limit = self.config.history_limit;
         let mut head = None;
         let mut earlier = Vec::new();
         let mut before = u64::MAX;
@@ -682,12 +703,13 @@ impl Attribution {
                 )?;
             } else {
                 let day = business_day(input.occurred_at_ms, self.engine.config().time_zone);
-                let rules = rules::rule_set_for(&self.book.ownership, day).ok_or_else(|| {
+                let book = self.rules();
+                let rules = rules::rule_set_for(&book.ownership, day).ok_or_else(|| {
                     AttributionError::Precondition(format!(
                         "no ownership rule set is in force on {day}"
                     ))
                 })?;
-                let policy = split::policy_for(&self.book.splits, day).ok_or_else(|| {
+                let policy = split::policy_for(&book.splits, day).ok_or_else(|| {
                     AttributionError::Precondition(format!("no split policy is in force on {day}"))
                 })?;
                 let facts = &input.facts;
@@ -1234,7 +1256,8 @@ impl Attribution {
     /// Checks one member's stored hash chain and recomputes their orders and refunds.
     pub fn verify_trail(&self, member_id: &str) -> Result<TrailCheck, AttributionError> {
         check_id("member_id", member_id)?;
-        let mut c = recompute::TrailChecker::new(&self.book);
+        let book = self.rules();
+        let mut c = recompute::TrailChecker::new(&book);
         let mut adjustments = Vec::new();
         for_each_in_trail(self.engine.store().as_ref(), member_id, 1, 1024, &mut |e| {
             if let Some(a) = e.adjustment() {
@@ -1303,7 +1326,8 @@ impl Attribution {
     /// Checks every member's trail (a full scan: for operators, off the hot path). Reports the
     /// first chain break and every recomputation difference; memory holds one member at a time.
     pub fn verify_all(&self) -> Result<TrailCheck, AttributionError> {
-        let mut c = recompute::TrailChecker::grouped(&self.book);
+        let book = self.rules();
+        let mut c = recompute::TrailChecker::grouped(&book);
         let mut adjustments = Vec::new();
         self.engine.store().scan_trails(&mut |e| {
             if let Some(a) = e.adjustment() {

@@ -397,7 +397,8 @@ fn stage_changes_by_effective_date_and_recomputation_agrees() {
     }
     let events = all_events(a.engine().store().as_ref());
     assert_eq!(verify_chain(&events).unwrap(), events.len());
-    let mut r = Recomputer::new(a.rules());
+    let book = a.rules();
+    let mut r = Recomputer::new(&book);
     for e in events.iter().cloned() {
         r.push(e);
     }
@@ -415,7 +416,8 @@ fn stage_changes_by_effective_date_and_recomputation_agrees() {
         o.ownership.guide_id = Some("G9".into());
     }
     let member = tampered[i].member_id.clone();
-    let mut r = Recomputer::new(a.rules());
+    let book = a.rules();
+    let mut r = Recomputer::new(&book);
     for e in tampered {
         r.push(e);
     }
@@ -528,7 +530,8 @@ fn a_small_history_limit_reads_only_the_newest_events_and_recomputes_the_same() 
     );
     let events = all_events(a.engine().store().as_ref());
     assert_eq!(verify_chain(&events).unwrap(), 5);
-    let mut r = Recomputer::new(a.rules());
+    let book = a.rules();
+    let mut r = Recomputer::new(&book);
     for e in events {
         r.push(e);
     }

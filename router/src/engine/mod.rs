@@ -161,9 +161,25 @@ pub struct Engine {
     seq: AtomicU64,
     /// Serialises operator changes to the network.
     admin: Mutex<()>,
-    /// Binding rule sets by first day.
-    bindings: Vec<(Day, BindingRuleSet)>,
+    /// Binding rule sets by first day; replaced whole ([`Engine::set_binding_rules`]).
+    bindings: RwLock<Arc<Bindings>>,
     offer_channels: Vec<crate::domain::Channel>,
+}
+
+/// The binding rule sets in service, by first day.
+#[derive(Debug)]
+pub struct Bindings(Vec<(Day, BindingRuleSet)>);
+
+impl Bindings {
+    /// The rule set in force on `day`.
+    pub fn for_day(&self, day: Day) -> Option<&BindingRuleSet> {
+        binding::rule_set_for(&self.0, day)
+    }
+
+    /// The rule sets as configured.
+    pub fn sets(&self) -> Vec<BindingRuleSet> {
+        self.0.iter().map(|(_, s)| s.clone()).collect()
+    }
 }
 
 thread_local! {
@@ -208,7 +224,7 @@ impl Engine {
             max_level,
             seq: AtomicU64::new(crate::domain::os_random_u64() >> 1),
             admin: Mutex::new(()),
-            bindings,
+            bindings: RwLock::new(Arc::new(Bindings(bindings))),
             offer_channels,
             cfg,
         })
@@ -223,9 +239,17 @@ impl Engine {
         &self.store
     }
 
-    /// The binding rule set in force on `day`.
-    pub fn binding_rules(&self, day: Day) -> Option<&BindingRuleSet> {
-        binding::rule_set_for(&self.bindings, day)
+    /// The binding rule sets in service: hold them for as long as one step uses them.
+    pub fn bindings(&self) -> Arc<Bindings> {
+        self.bindings.read().clone()
+    }
+
+    /// Puts other binding rule sets in service, checked first (bad sets change nothing); a
+    /// step under way finishes on the ones it started with.
+    pub fn set_binding_rules(&self, sets: &[BindingRuleSet]) -> Result<(), String> {
+        let checked = check_bindings(sets)?;
+        *self.bindings.write() = Arc::new(Bindings(checked));
+        Ok(())
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -307,7 +331,8 @@ impl Engine {
             declined: vec![],
             queued_store_id: None,
         });
-        let rules = self.binding_rules(day);
+        let bindings = self.bindings();
+        let rules = bindings.for_day(day);
         let member_id = lead.member_id.as_deref().filter(|_| rules.is_some());
         // Where a read costs a round trip, start from what this replica last saw: the commit
         // is conditional on it and says what moved.

@@ -161,7 +161,8 @@ impl Engine {
                     ))
                 })?;
             let day = business_day(now, self.cfg.time_zone);
-            let member = self.member_for(&snap, &d, now, day)?;
+            let bindings = self.bindings();
+            let member = self.member_for(bindings.for_day(day), &snap, &d, now)?;
             let mut chain = member
                 .as_ref()
                 .map(|m| Chain::new(m.member_id, m.head.clone()));
@@ -246,12 +247,12 @@ impl Engine {
     /// The member context of a stored decision's lead, as read now.
     fn member_for<'a>(
         &'a self,
+        rules: Option<&'a crate::domain::binding::BindingRuleSet>,
         snap: &Snapshot,
         d: &'a Decision,
         now: i64,
-        day: crate::domain::Day,
     ) -> Result<Option<bind::Member<'a>>, StorageError> {
-        match (d.lead.member_id.as_deref(), self.binding_rules(day)) {
+        match (d.lead.member_id.as_deref(), rules) {
             (Some(m), Some(rules)) => Ok(Some(bind::Member::read(
                 self.store.as_ref(),
                 m,
@@ -301,7 +302,8 @@ impl Engine {
         };
         let net = &snap.network;
         let day = business_day(now, self.cfg.time_zone);
-        let member = self.member_for(snap, d, now, day)?;
+        let bindings = self.bindings();
+        let member = self.member_for(bindings.for_day(day), snap, d, now)?;
         let release = Some((&*guide_id, d.day));
         // The holder's event opens every version of the commit.
         let chain_of = || {

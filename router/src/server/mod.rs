@@ -271,37 +271,48 @@ pub struct Replica {
     id: String,
     address: String,
     started_at_ms: i64,
-    /// A digest of the rule sets and policy this replica was started with.
-    rules: String,
+    attribution: Arc<Attribution>,
+    /// The digest of the rules this replica last said it serves.
+    said: Arc<parking_lot::Mutex<String>>,
     /// The other replicas seen lately, and how each differs (empty: the same).
     others: Arc<parking_lot::Mutex<Vec<Other>>>,
 }
 
 impl Replica {
-    fn new(
-        address: String,
-        engine: &Engine,
-        attribution: &crate::attribution::Attribution,
-    ) -> Self {
+    fn new(address: String, engine: &Engine, attribution: &Arc<Attribution>) -> Self {
+        let r = Self {
+            id: format!("{:016x}", crate::domain::os_random_u64()),
+            address,
+            started_at_ms: engine.clock().now_ms(),
+            attribution: attribution.clone(),
+            said: Default::default(),
+            others: Default::default(),
+        };
+        *r.said.lock() = r.rules(engine);
+        r
+    }
+
+    /// A digest of the policy and the rule sets in service now.
+    fn rules(&self, engine: &Engine) -> String {
         use sha2::Digest;
         let c = engine.config();
+        let a = self.attribution.config();
+        let book = self.attribution.rules();
         let said = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             c.policy,
-            c.bindings,
+            engine.bindings(),
             c.offers,
             c.transfers,
             c.candidates,
             c.time_zone,
-            attribution.config()
+            a.max_order_amount_cents,
+            a.max_future_secs,
+            a.history_limit,
+            book.ownership,
+            book.splits,
         );
-        Self {
-            id: format!("{:016x}", crate::domain::os_random_u64()),
-            address,
-            started_at_ms: engine.clock().now_ms(),
-            rules: hex::encode(&sha2::Sha256::digest(said.as_bytes())[..8]),
-            others: Default::default(),
-        }
+        hex::encode(&sha2::Sha256::digest(said.as_bytes())[..8])
     }
 
     fn state(&self, engine: &Engine) -> crate::storage::ReplicaState {
@@ -313,13 +324,14 @@ impl Replica {
             seen_at_ms: engine.clock().now_ms(),
             network_version: snap.network.version().to_string(),
             models: snap.network.learned_models().versions().join(","),
-            rules: self.rules.clone(),
+            rules: self.rules(engine),
         }
     }
 
     /// Says what this replica serves, and reads what the others do.
     fn announce(&self, engine: &Engine) -> Result<(), crate::storage::StorageError> {
         let me = self.state(engine);
+        self.said.lock().clone_from(&me.rules);
         let store = engine.store();
         store.announce(&me)?;
         let others: Vec<_> = store
@@ -356,7 +368,7 @@ impl Replica {
         let others = self.others.lock();
         serde_json::json!({
             "id": self.id,
-            "rules": self.rules,
+            "rules": self.said.lock().clone(),
             "coherent": others.iter().all(|(_, d)| d.is_empty()),
             "others": others.iter().map(|(r, d)| serde_json::json!({
                 "id": r.id,
