@@ -13,6 +13,7 @@ mod bind;
 mod candidates;
 mod capacity;
 mod offers;
+mod pick;
 mod transfer;
 mod validate;
 
@@ -27,10 +28,8 @@ use crate::catalog::{GuideStatus, Network};
 use crate::clock::Clock;
 use crate::domain::binding::{self, BindingRuleSet};
 use crate::domain::offer::{Offer, OfferAction, OfferConfig, OfferStatus};
-use crate::domain::{
-    Alternative, Day, Decision, FieldError, Lead, Level, Reasons, SplitMix64, Unrouted,
-};
-use crate::policy::{Candidate, Policy, PolicyConfig, RouteContext};
+use crate::domain::{Alternative, Day, Decision, FieldError, Lead, Level, Reasons, Unrouted};
+use crate::policy::{Candidate, Policy, PolicyConfig};
 use crate::storage::{
     Chain, Committed, HeadAt, RouteCommit, RouteState, Storage, StorageError, Take,
 };
@@ -510,116 +509,15 @@ impl Engine {
         day: Day,
         mut commit: impl FnMut(Picked) -> Result<Attempt, RouteError>,
     ) -> Result<Placed, RouteError> {
-        let net = &snap.network;
-        let keep = self.cfg.alternatives + 1;
-        let scan = candidates::Scan {
-            net,
-            book: &snap.book,
-            lead: valid,
-            location: lead.location.as_ref(),
-            day,
-            cfg: &self.cfg.candidates,
-            max_level: self.max_level,
-            count_capacity: true,
-        };
-        let channel = crate::domain::Channel::ALL
-            .iter()
-            .position(|c| *c == lead.channel)
-            .unwrap_or(0);
-        let hour = local_hour(self.clock.now_ms(), self.cfg.time_zone);
-        let segment = lead
-            .member_id
-            .as_deref()
-            .and_then(|m| snap.network.member_segment(m));
-        SCRATCH.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let (scratch, cands) = &mut *guard;
-            let mut gathered = Gathered::None(Unrouted::NoCandidate);
-            for &stage in stages {
-                let (rounds, because) = match stage {
-                    bind::Stage::Network => (ROUNDS, Reasons::default()),
-                    bind::Stage::Guide(_, _, r) | bind::Stage::Store(_, r) => (1, r),
-                };
-                for round in 0..rounds {
-                    let mut found = match stage {
-                        bind::Stage::Network => scan.gather(scratch, cands),
-                        bind::Stage::Guide(s, g, _) => {
-                            scan.gather_store(scratch, cands, s, Some(g))
-                        }
-                        bind::Stage::Store(s, _) => scan.gather_store(scratch, cands, s, None),
-                    };
-                    if !exclude.is_empty() {
-                        cands.retain(|c| !exclude.iter().any(|g| **g == *net.guide(c.guide).id));
-                        if cands.is_empty() && matches!(found, Gathered::Found(_)) {
-                            found = Gathered::None(Unrouted::NoCandidate);
-                        }
-                    }
-                    if stage == bind::Stage::Network {
-                        gathered = found;
-                    }
-                    let Gathered::Found(level) = found else {
-                        break;
-                    };
-                    let mut ctx = RouteContext {
-                        network: net,
-                        region: valid.region,
-                        level,
-                        day,
-                        rng: SplitMix64::keyed(self.cfg.seed, lead.lead_id.as_bytes()),
-                        channel,
-                        hour,
-                        segment,
-                    };
-                    let ranking = snap.policy.rank(&mut ctx, cands, keep);
-                    for (k, ranked) in ranking.order.iter().enumerate() {
-                        let c = cands[ranked.idx];
-                        if snap.book.used(c.guide, day) >= c.capacity {
-                            continue;
-                        }
-                        let raced = round > 0 || k > 0;
-                        let mut reasons = Reasons::level(level).with(because).with(ranked.reasons);
-                        if raced {
-                            reasons = reasons.with(Reasons::CAPACITY_RACE);
-                        }
-                        let alternatives = ranking
-                            .order
-                            .iter()
-                            .enumerate()
-                            .filter(|&(j, _)| j != k)
-                            .take(self.cfg.alternatives)
-                            .map(|(_, r)| {
-                                let a = cands[r.idx];
-                                Alternative {
-                                    store_id: net.store(a.store).id.clone(),
-                                    guide_id: net.guide(a.guide).id.clone(),
-                                    score: r.score,
-                                    reasons: r.reasons,
-                                }
-                            })
-                            .collect();
-                        match commit(Picked {
-                            store: c.store,
-                            guide: c.guide,
-                            score: ranked.score,
-                            reasons,
-                            alternatives,
-                            propensity: if raced { 1.0 } else { ranking.propensity },
-                            level,
-                            capacity: c.capacity,
-                        })? {
-                            Attempt::Done(d) => return Ok(Placed::Done(d)),
-                            Attempt::Again(now) => return Ok(Placed::Again(now)),
-                            Attempt::Full => {}
-                        }
-                    }
-                }
+        let mut picker = pick::Picker::new(self, snap, lead, valid, stages, exclude, day);
+        while let Some(p) = picker.next() {
+            match commit(p)? {
+                Attempt::Done(d) => return Ok(Placed::Done(d)),
+                Attempt::Again(now) => return Ok(Placed::Again(now)),
+                Attempt::Full => {}
             }
-            Ok(Placed::Nowhere(match gathered {
-                Gathered::None(why) => why,
-                // Every ranked guide filled up under us for all rounds.
-                Gathered::Found(_) => Unrouted::AllAtCapacity,
-            }))
-        })
+        }
+        Ok(Placed::Nowhere(picker.why()))
     }
 
     /// A new decision for `lead` by the policy in service, not yet routed or explained.
