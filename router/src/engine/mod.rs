@@ -70,6 +70,27 @@ pub(crate) enum Placed {
     /// No guide could take it, and why.
     Nowhere(Unrouted),
 }
+/// How a route pauses before it reads again after another writer moved what it read.
+#[derive(Debug, Clone, Copy)]
+enum Pause {
+    /// The caller's thread sleeps ([`crate::storage::backoff`]): a synchronous caller.
+    Thread,
+    /// A timer of the caller's async runtime.
+    Runtime,
+}
+
+impl Pause {
+    async fn after(self, attempt: usize) {
+        match self {
+            Pause::Thread => crate::storage::backoff(attempt),
+            Pause::Runtime if attempt > 2 => {
+                tokio::time::sleep(std::time::Duration::from_micros(50 << attempt.min(8))).await
+            }
+            Pause::Runtime => tokio::task::yield_now().await,
+        }
+    }
+}
+
 /// Rounds of gather → rank → take when concurrent routes fill the ranked guides first.
 const ROUNDS: usize = 3;
 
@@ -318,6 +339,25 @@ impl Engine {
         lead: &Lead,
         recorded_by: Option<&str>,
     ) -> Result<Arc<Decision>, RouteError> {
+        crate::storage::block_on(self.route_core(lead, recorded_by, Pause::Thread))
+    }
+
+    /// As [`Engine::route_by`], for a caller on an async runtime: waits on storage (a database
+    /// across the network) without blocking the thread.
+    pub async fn route_by_async(
+        &self,
+        lead: &Lead,
+        recorded_by: Option<&str>,
+    ) -> Result<Arc<Decision>, RouteError> {
+        self.route_core(lead, recorded_by, Pause::Runtime).await
+    }
+
+    async fn route_core(
+        &self,
+        lead: &Lead,
+        recorded_by: Option<&str>,
+        pause: Pause,
+    ) -> Result<Arc<Decision>, RouteError> {
         let snap = self.snapshot();
         let now = self.clock.now_ms();
         let valid = validate(&snap.network, lead, now)?;
@@ -341,7 +381,11 @@ impl Engine {
             // now (in one step where storage can).
             let state = match known.take() {
                 Some(state) => state,
-                None => self.store.route_state(&lead.lead_id, member_id)?,
+                None => {
+                    self.store
+                        .route_state_async(&lead.lead_id, member_id)
+                        .await?
+                }
             };
             if let Some(stored) = &state.decision {
                 return Ok(replayed(stored));
@@ -364,7 +408,11 @@ impl Engine {
                     .map(|m| Chain::new(m.member_id, m.head.clone()))
             };
             let stages = bind::plan(net, lead, member.as_ref(), now);
-            let placed = self.pick(&snap, lead, &valid, &stages, &[], day, |p| {
+            let mut picker = pick::Picker::new(self, &snap, lead, &valid, &stages, &[], day);
+            let placed = loop {
+                let Some(p) = picker.next() else {
+                    break Placed::Nowhere(picker.why());
+                };
                 let mut chain = chain_of();
                 // An offer binds when it is accepted, not when it is made.
                 let binding = match (&member, &offer, chain.as_mut()) {
@@ -373,6 +421,7 @@ impl Engine {
                     }
                     _ => None,
                 };
+                let take = Some((p.guide, p.capacity));
                 let d = Arc::new(Decision {
                     assigned: Some((net.store(p.store).id.clone(), net.guide(p.guide).id.clone())),
                     score: p.score,
@@ -395,25 +444,25 @@ impl Engine {
                         "routed as an offer",
                     );
                 }
-                Ok(self.commit(
-                    &snap,
-                    &d,
-                    None,
-                    Some((p.guide, p.capacity)),
-                    None,
-                    chain.as_ref(),
-                )?)
-            })?;
+                match self
+                    .commit_async(&snap, &d, None, take, None, chain.as_ref())
+                    .await?
+                {
+                    Attempt::Done(d) => break Placed::Done(d),
+                    Attempt::Again(now) => break Placed::Again(now),
+                    Attempt::Full => {}
+                }
+            };
             let why = match placed {
                 Placed::Done(d) => {
-                    self.sync()?;
+                    self.sync_async().await?;
                     return Ok(d);
                 }
                 Placed::Again(now) => {
                     // Told what moved: decide again at once; else read after a pause.
                     match now {
                         Some(now) => known = Some(*now),
-                        None => crate::storage::backoff(attempt),
+                        None => pause.after(attempt).await,
                     }
                     continue;
                 }
@@ -430,13 +479,16 @@ impl Engine {
                 binding,
                 ..self.blank_decision(&snap, lead, now, day, recorded_by)
             });
-            match self.commit(&snap, &d, None, None, None, chain.as_ref())? {
+            match self
+                .commit_async(&snap, &d, None, None, None, chain.as_ref())
+                .await?
+            {
                 Attempt::Done(d) => {
-                    self.sync()?;
+                    self.sync_async().await?;
                     return Ok(d);
                 }
                 Attempt::Again(Some(now)) => known = Some(*now),
-                Attempt::Full | Attempt::Again(None) => crate::storage::backoff(attempt),
+                Attempt::Full | Attempt::Again(None) => pause.after(attempt).await,
             }
         }
         Err(StorageError::Contended(format!(
@@ -458,6 +510,19 @@ impl Engine {
         release: Option<(&str, Day)>,
         chain: Option<&Chain<'_>>,
     ) -> Result<Attempt, StorageError> {
+        crate::storage::block_on(self.commit_async(snap, d, replaces, take, release, chain))
+    }
+
+    /// [`Engine::commit`], waiting on storage without blocking the thread.
+    async fn commit_async(
+        &self,
+        snap: &Snapshot,
+        d: &Arc<Decision>,
+        replaces: Option<u32>,
+        take: Option<(u32, u32)>,
+        release: Option<(&str, Day)>,
+        chain: Option<&Chain<'_>>,
+    ) -> Result<Attempt, StorageError> {
         let net = &snap.network;
         let commit = RouteCommit {
             decision: d,
@@ -471,7 +536,7 @@ impl Engine {
             events: chain.map_or(&[], |c| c.appends()),
             head: chain.map(HeadAt::of),
         };
-        Ok(match self.store.commit_route(&commit)? {
+        Ok(match self.store.commit_route_async(&commit).await? {
             Committed::Stored { used } => {
                 if let (Some((g, _)), Some(used)) = (take, used) {
                     snap.book.observe(g, d.day, used);
@@ -553,8 +618,12 @@ impl Engine {
     }
 
     fn sync(&self) -> Result<(), StorageError> {
+        crate::storage::block_on(self.sync_async())
+    }
+
+    async fn sync_async(&self) -> Result<(), StorageError> {
         if self.cfg.sync_decisions {
-            self.store.flush()?;
+            self.store.flush_async().await?;
         }
         Ok(())
     }

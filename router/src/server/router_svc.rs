@@ -106,15 +106,18 @@ impl LeadRouter for RouterSvc {
         })?;
         let started = Instant::now();
         let by = (!who.open).then(|| who.name.clone());
-        let result =
-            if self.engine.config().sync_decisions || self.engine.store().waits_on_network() {
-                let engine = self.engine.clone();
-                tokio::task::spawn_blocking(move || engine.route_by(&lead, by.as_deref()))
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?
-            } else {
-                self.engine.route_by(&lead, by.as_deref())
-            };
+        // A database across the network is awaited here; sled answers at once, except when
+        // every decision is flushed to disk first (then on the blocking pool).
+        let result = if self.engine.store().waits_on_network() {
+            self.engine.route_by_async(&lead, by.as_deref()).await
+        } else if self.engine.config().sync_decisions {
+            let engine = self.engine.clone();
+            tokio::task::spawn_blocking(move || engine.route_by(&lead, by.as_deref()))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+        } else {
+            self.engine.route_by(&lead, by.as_deref())
+        };
         let decision = match result {
             Ok(d) => d,
             Err(RouteError::Invalid(f)) => {

@@ -133,6 +133,15 @@ pub trait Decisions: Send + Sync {
     /// once; durable within the flush interval, or after [`super::Storage::flush`].
     fn commit_route(&self, commit: &RouteCommit<'_>) -> Result<Committed, StorageError>;
 
+    /// [`Decisions::commit_route`] for a caller on an async runtime: waits without blocking the
+    /// thread where the backend waits on the network.
+    fn commit_route_async<'a>(
+        &'a self,
+        commit: &'a RouteCommit<'a>,
+    ) -> super::Pending<'a, Committed> {
+        Box::pin(std::future::ready(self.commit_route(commit)))
+    }
+
     /// One guide's count on `day`.
     fn guide_count(&self, guide_id: &str, day: Day) -> Result<u32, StorageError>;
 

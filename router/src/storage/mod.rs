@@ -12,10 +12,12 @@
 //! returns on PostgreSQL, and after [`Storage::flush_then`] on sled (group commit). After any
 //! crash, [`Decisions::day_counts`] agrees with the decisions that survived.
 //!
-//! The contract is synchronous. A backend across the network ([`Storage::waits_on_network`])
-//! does its I/O asynchronously on a runtime of its own while the caller waits, so callers on an
-//! async runtime run such calls on its blocking pool, never on a worker, and no lock is held
-//! across the wait.
+//! The contract is synchronous, with asynchronous forms of a route's calls
+//! ([`Storage::route_state_async`], [`Decisions::commit_route_async`], [`Storage::flush_async`])
+//! that a server awaits on its workers. A backend across the network
+//! ([`Storage::waits_on_network`]) does its I/O asynchronously on a runtime of its own; its
+//! synchronous calls wait for it, so callers on an async runtime run those on its blocking
+//! pool, never on a worker. No lock is held across a wait.
 
 mod chain;
 pub(crate) mod codec;
@@ -144,6 +146,36 @@ pub struct RouteState {
     pub binding: Option<TrailEvent>,
 }
 
+/// A storage call that may wait on a database across the network, for callers on an async
+/// runtime ([`Storage::route_state_async`], [`Decisions::commit_route_async`]); the embedded
+/// backends answer at once.
+pub type Pending<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
+/// Waits for `f` on this thread (parking it between polls): for the synchronous calls of the
+/// contract over asynchronous ones. Never on an async runtime's worker for a future that waits.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let mut f = std::pin::pin!(f);
+    let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
 /// Called once with the outcome of a flush.
 pub type FlushDone = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
@@ -190,6 +222,21 @@ pub trait Storage: Decisions + Trails + Logs + Networks + std::fmt::Debug + 'sta
     /// moved is refused with the state as it is ([`Committed::HeadMoved`]). `None`: read.
     fn route_guess(&self, _lead_id: &str, _member_id: Option<&str>) -> Option<RouteState> {
         None
+    }
+
+    /// [`Storage::route_state`] for a caller on an async runtime: waits without blocking the
+    /// thread where the backend waits on the network.
+    fn route_state_async<'a>(
+        &'a self,
+        lead_id: &'a str,
+        member_id: Option<&'a str>,
+    ) -> Pending<'a, RouteState> {
+        Box::pin(std::future::ready(self.route_state(lead_id, member_id)))
+    }
+
+    /// [`Storage::flush`] for a caller on an async runtime.
+    fn flush_async(&self) -> Pending<'_, usize> {
+        Box::pin(std::future::ready(self.flush()))
     }
 
     /// Whether calls wait on a database across the network (PostgreSQL): then callers on an

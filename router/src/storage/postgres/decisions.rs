@@ -1,5 +1,5 @@
 use super::trails::{AppendRows, HeadWrite};
-use super::{PostgresStore, Step, corrupt, query, query_one, query_opt};
+use super::{PostgresStore, Step, corrupt, pg_error, query, query_one, query_opt};
 use crate::domain::{Day, Decision};
 use crate::storage::RouteState;
 use crate::storage::{Committed, Decisions, RouteCommit, StorageError, codec, open_offer};
@@ -29,23 +29,22 @@ fn capacity(c: u32) -> i32 {
 
 impl PostgresStore {
     async fn decision_async(&self, lead_id: &str) -> Result<Option<Arc<Decision>>, StorageError> {
-        let row = self
-            .read(async |c| {
-                query_opt(
-                    c,
-                    "SELECT lead_id, record FROM decisions WHERE lead_id = $1",
-                    &[&lead_id],
-                )
-                .await
-            })
-            .await?;
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT lead_id, record FROM decisions WHERE lead_id = $1",
+            &[&lead_id],
+        )
+        .await
+        .map_err(pg_error)?;
         row.as_ref().map(decode).transpose()
     }
 
     async fn guide_count_async(&self, guide_id: &str, day: Day) -> Result<u32, StorageError> {
-        let row = self
-            .read(async |c| query_opt(c, COUNT, &[&day.0, &guide_id]).await)
-            .await?;
+        let client = self.client().await?;
+        let row = query_opt(&client, COUNT, &[&day.0, &guide_id])
+            .await
+            .map_err(pg_error)?;
         Ok(row.map_or(0, |r| count(r.get(0))))
     }
 
@@ -54,7 +53,7 @@ impl PostgresStore {
     /// decision's write, the capacity taken and given back (in key order, so that two commits
     /// never wait on each other's counts), the member's head moved and the events; a refusal
     /// writes nothing.
-    async fn commit_route_async(&self, c: &RouteCommit<'_>) -> Result<Committed, StorageError> {
+    async fn commit_route_io(&self, c: &RouteCommit<'_>) -> Result<Committed, StorageError> {
         c.check()?;
         let d = c.decision;
         let record = codec::encode_decision(d);
@@ -97,45 +96,36 @@ impl PostgresStore {
         let r = rows.as_ref().unwrap_or(&empty);
         let asynchronous = !self.synchronous_commit;
         let outcome = self
-            .statement(async |client| {
-                let s = client
-                    .prepare_cached(
-                        "SELECT outcome, used, record, head_seq, head_hash, binding_line \
-                         FROM leadrouter_route($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
-                    )
-                    .await?;
-                client
-                    .query_one(
-                        &s,
-                        &[
-                            &lead,
-                            &version,
-                            &replaces,
-                            &d.day.0,
-                            &expires,
-                            &record,
-                            &count_days,
-                            &count_guides,
-                            &count_caps,
-                            &give_back_day,
-                            &give_back_guide,
-                            &at_member,
-                            &at_seq,
-                            &member,
-                            &expected,
-                            &head_seq,
-                            &head_hash,
-                            &r.seqs,
-                            &r.lines,
-                            &r.occurred,
-                            &r.bound,
-                            &r.bindings,
-                            &asynchronous,
-                        ],
-                    )
-                    .await
-            })
+            .statement_send(
+                "SELECT outcome, used, record, head_seq, head_hash, binding_line \
+                 FROM leadrouter_route($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
+                &[
+                    &lead,
+                    &version,
+                    &replaces,
+                    &d.day.0,
+                    &expires,
+                    &record,
+                    &count_days,
+                    &count_guides,
+                    &count_caps,
+                    &give_back_day,
+                    &give_back_guide,
+                    &at_member,
+                    &at_seq,
+                    &member,
+                    &expected,
+                    &head_seq,
+                    &head_hash,
+                    &r.seqs,
+                    &r.lines,
+                    &r.occurred,
+                    &r.bound,
+                    &r.bindings,
+                    &asynchronous,
+                ],
+            )
             .await?;
         let row = match outcome {
             Ok(row) => row,
@@ -188,22 +178,20 @@ impl PostgresStore {
 
     /// The lead's decision and the member's head and latest binding, in one statement
     /// (`leadrouter_route_state`, migration 2), as of one snapshot.
-    pub(super) async fn route_state_async(
+    pub(super) async fn route_state_io(
         &self,
         lead_id: &str,
         member_id: Option<&str>,
     ) -> Result<RouteState, StorageError> {
-        let row = self
-            .read(async |c| {
-                query_one(
-                    c,
-                    "SELECT record, head_seq, head_hash, binding_line \
-                     FROM leadrouter_route_state($1, $2)",
-                    &[&lead_id, &member_id],
-                )
-                .await
-            })
-            .await?;
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            "SELECT record, head_seq, head_hash, binding_line \
+             FROM leadrouter_route_state($1, $2)",
+            &[&lead_id, &member_id],
+        )
+        .await
+        .map_err(pg_error)?;
         let decision = row
             .get::<_, Option<&[u8]>>(0)
             .map(|bytes| decode_record(lead_id, bytes))
@@ -258,7 +246,14 @@ impl Decisions for PostgresStore {
     }
 
     fn commit_route(&self, commit: &RouteCommit<'_>) -> Result<Committed, StorageError> {
-        self.run(self.commit_route_async(commit))
+        self.run(self.commit_route_io(commit))
+    }
+
+    fn commit_route_async<'a>(
+        &'a self,
+        commit: &'a RouteCommit<'a>,
+    ) -> crate::storage::Pending<'a, Committed> {
+        self.pending(self.commit_route_io(commit))
     }
 
     fn guide_count(&self, guide_id: &str, day: Day) -> Result<u32, StorageError> {

@@ -33,7 +33,7 @@ use super::{Storage, StorageError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -257,7 +257,23 @@ impl PostgresStore {
     /// timers are driven by that runtime's threads). Called off the async workers.
     pub(super) fn run<F: Future>(&self, f: F) -> F::Output {
         let _entered = self.handle.enter();
-        block_on(f)
+        crate::storage::block_on(f)
+    }
+
+    /// Makes every commit so far durable: a transaction with an id, committed synchronously,
+    /// waits for the WAL up to its commit record, which follows every earlier commit's.
+    async fn flush_io(&self) -> Result<usize, StorageError> {
+        let mut attempt = 0;
+        loop {
+            let client = self.client().await?;
+            match client
+                .batch_execute("BEGIN; SELECT pg_current_xact_id(); COMMIT")
+                .await
+            {
+                Ok(()) => return Ok(0),
+                Err(e) => tokio::time::sleep(failed(client, e, &mut attempt)?).await,
+            }
+        }
     }
 
     pub(super) async fn client(&self) -> Result<deadpool_postgres::Client, StorageError> {
@@ -324,18 +340,31 @@ impl PostgresStore {
             let client = self.client().await?;
             match once(&client).await {
                 Ok(v) => return Ok(v),
-                Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
-                    attempt += 1;
-                    metrics::counter!("leadrouter_storage_retries_total").increment(1);
-                    drop(client);
-                    tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
-                }
-                Err(e) => {
-                    if client.is_closed() {
-                        let _ = deadpool_postgres::Object::take(client);
-                    }
-                    return Err(pg_error(e));
-                }
+                Err(e) => tokio::time::sleep(failed(client, e, &mut attempt)?).await,
+            }
+        }
+    }
+
+    /// [`PostgresStore::statement`] for one prepared statement returning one row, as a future
+    /// that is `Send` (a route's calls, awaited on a server's workers).
+    pub(super) async fn statement_send(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Result<tokio_postgres::Row, String>, StorageError> {
+        let mut attempt = 0;
+        loop {
+            let client = self.client().await?;
+            let once = async {
+                let s = client.prepare_cached(sql).await?;
+                client.query_one(&s, params).await
+            };
+            match once.await {
+                Ok(row) => return Ok(Ok(row)),
+                Err(e) => match e.code().map(|c| c.code()) {
+                    Some(code) if code.starts_with("LR") => return Ok(Err(code.to_string())),
+                    _ => tokio::time::sleep(failed(client, e, &mut attempt)?).await,
+                },
             }
         }
     }
@@ -348,6 +377,25 @@ impl PostgresStore {
         let client = self.client().await?;
         body(&client).await.map_err(pg_error)
     }
+}
+
+/// After a failed attempt on `client`: how long to pause before the next (a serialization
+/// failure or a deadlock, at most [`MAX_RETRIES`] times), else the error (a connection found
+/// closed leaves the pool).
+fn failed(
+    client: deadpool_postgres::Client,
+    e: tokio_postgres::Error,
+    attempt: &mut u32,
+) -> Result<Duration, StorageError> {
+    if retryable(&e) && *attempt < MAX_RETRIES {
+        *attempt += 1;
+        metrics::counter!("leadrouter_storage_retries_total").increment(1);
+        return Ok(Duration::from_millis(1 << (*attempt).min(6)));
+    }
+    if client.is_closed() {
+        let _ = deadpool_postgres::Object::take(client);
+    }
+    Err(pg_error(e))
 }
 
 /// The channel a network save notifies.
@@ -465,24 +513,32 @@ pub(super) fn corrupt(key: impl Into<String>, why: impl std::fmt::Display) -> St
 }
 
 /// Waits for `f` on this thread, parking between polls.
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
-        }
+/// A future polled inside the backend's runtime, whatever polls it (a server's worker, or
+/// [`crate::storage::block_on`] on a thread of no runtime): the pool's timers and connections
+/// are that runtime's.
+struct InRuntime<F> {
+    handle: tokio::runtime::Handle,
+    f: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _entered = self.handle.enter();
+        self.f.as_mut().poll(cx)
     }
-    let mut f = std::pin::pin!(f);
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
+}
+
+impl PostgresStore {
+    /// `f` as a [`crate::storage::Pending`] call, polled inside this backend's runtime.
+    fn pending<'a, T>(
+        &'a self,
+        f: impl Future<Output = Result<T, StorageError>> + Send + 'a,
+    ) -> crate::storage::Pending<'a, T> {
+        Box::pin(InRuntime {
+            handle: self.handle.clone(),
+            f: Box::pin(f),
+        })
     }
 }
 
@@ -490,10 +546,11 @@ impl Storage for PostgresStore {
     /// Makes every commit so far durable: a transaction with an id, committed synchronously,
     /// waits for the WAL up to its commit record, which follows every earlier commit's.
     fn flush(&self) -> Result<usize, StorageError> {
-        self.run(self.transact(true, async |c| {
-            c.simple_query("SELECT pg_current_xact_id()").await?;
-            Ok(Step::Commit(0))
-        }))
+        self.run(self.flush_io())
+    }
+
+    fn flush_async(&self) -> crate::storage::Pending<'_, usize> {
+        self.pending(self.flush_io())
     }
 
     /// At once: what a durable request writes (orders, refunds, adjustments) is committed
@@ -511,7 +568,15 @@ impl Storage for PostgresStore {
         lead_id: &str,
         member_id: Option<&str>,
     ) -> Result<super::RouteState, StorageError> {
-        self.run(self.route_state_async(lead_id, member_id))
+        self.run(self.route_state_io(lead_id, member_id))
+    }
+
+    fn route_state_async<'a>(
+        &'a self,
+        lead_id: &'a str,
+        member_id: Option<&'a str>,
+    ) -> crate::storage::Pending<'a, super::RouteState> {
+        self.pending(self.route_state_io(lead_id, member_id))
     }
 
     /// A read costs a round trip: a route starts from what this replica last saw, and its
