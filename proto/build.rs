@@ -1,5 +1,6 @@
 //! Compiles the contract with protox (pure Rust: no `protoc` on the machine) and writes the encoded
-//! file descriptor set that server reflection serves.
+//! file descriptor set that server reflection serves; pbjson-build adds the proto3 JSON mapping
+//! (serde) to the public messages.
 
 use prost::Message;
 use std::path::PathBuf;
@@ -19,9 +20,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["."])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("leadrouter_descriptor.bin"), fds.encode_to_vec())?;
+    let encoded = fds.encode_to_vec();
+    // Well-known types from pbjson-types, which carry the proto3 JSON mapping (a Timestamp as
+    // RFC 3339), so that the JSON the HTTP surface speaks comes from the same generated types.
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .build(&[".leadrouter.v1"])?;
     Ok(())
 }

@@ -106,7 +106,7 @@ impl Rig {
                             amount_cents: 100 + (n % 100_000) as i64,
                             paid_channel: pb::Channel::MiniProgram as i32,
                             fulfilling_store_id: Some("S00001".into()),
-                            occurred_at: Some(prost_types::Timestamp {
+                            occurred_at: Some(leadrouter_proto::Timestamp {
                                 seconds: ms / 1000,
                                 nanos: 0,
                             }),

@@ -76,11 +76,11 @@ fn auth_mode() -> String {
     std::env::var("LEADROUTER_BENCH_AUTH").unwrap_or_else(|_| "keys".into())
 }
 
-fn now_ts() -> prost_types::Timestamp {
+fn now_ts() -> leadrouter_proto::Timestamp {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    prost_types::Timestamp {
+    leadrouter_proto::Timestamp {
         seconds: d.as_secs() as i64,
         nanos: 0,
     }

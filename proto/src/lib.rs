@@ -7,6 +7,7 @@
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("leadrouter.v1");
+    include!(concat!(env!("OUT_DIR"), "/leadrouter.v1.serde.rs"));
 }
 
 /// Storage records (not part of the public contract).
@@ -22,4 +23,4 @@ pub mod storage {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/leadrouter_descriptor.bin"));
 
-pub use prost_types::Timestamp;
+pub use pbjson_types::Timestamp;

@@ -6,7 +6,7 @@ use common::*;
 use leadrouter_proto::v1 as pb;
 use tonic::Code;
 
-fn ts_offset(secs: i64) -> prost_types::Timestamp {
+fn ts_offset(secs: i64) -> leadrouter_proto::Timestamp {
     let mut t = now_ts();
     t.seconds += secs;
     t

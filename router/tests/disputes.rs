@@ -56,7 +56,7 @@ async fn open_show_resolve_concurrently_and_the_books_follow() {
         sharing_guide_id: None,
         referrer_guide_ids: vec![],
         // A second after the route (now_ts() drops the milliseconds the binding has).
-        occurred_at: Some(prost_types::Timestamp {
+        occurred_at: Some(leadrouter_proto::Timestamp {
             seconds: now_ts().seconds + 1,
             nanos: 0,
         }),
@@ -115,7 +115,7 @@ async fn open_show_resolve_concurrently_and_the_books_follow() {
         refund_id: "r1".into(),
         order_id: "o1".into(),
         amount_cents: None,
-        occurred_at: Some(prost_types::Timestamp {
+        occurred_at: Some(leadrouter_proto::Timestamp {
             seconds: now_ts().seconds + 2,
             nanos: 0,
         }),
@@ -302,7 +302,7 @@ async fn reviewers_cli_lists_shows_and_resolves() {
         guide_id: Some("G0".into()),
         store_id: None,
         lead_id: None,
-        occurred_at: Some(prost_types::Timestamp {
+        occurred_at: Some(leadrouter_proto::Timestamp {
             seconds: now_ts().seconds - 60,
             nanos: 0,
         }),

@@ -66,7 +66,7 @@ impl Cluster {
     }
 }
 
-fn order(c: usize, i: usize, at: prost_types::Timestamp) -> pb::RecordOrderRequest {
+fn order(c: usize, i: usize, at: leadrouter_proto::Timestamp) -> pb::RecordOrderRequest {
     pb::RecordOrderRequest {
         order_id: format!("c{c}-{i}"),
         member_id: format!("m{}", c % 32),

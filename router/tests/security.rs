@@ -788,7 +788,7 @@ async fn hostile_inputs_are_refused_plainly() {
     for party in ["planet:mars", ":", "guide:", "channel:MOON", "o2o:moon"] {
         let e = a
             .list_ledger(pb::ListLedgerRequest {
-                from: Some(prost_types::Timestamp {
+                from: Some(leadrouter_proto::Timestamp {
                     seconds: 946_684_800,
                     nanos: 0,
                 }),
@@ -804,7 +804,7 @@ async fn hostile_inputs_are_refused_plainly() {
     // The business day 2000-01-01 begins before 2000-01-01T00:00Z east of UTC: a window from
     // there is a fair question.
     a.list_ledger(pb::ListLedgerRequest {
-        from: Some(prost_types::Timestamp {
+        from: Some(leadrouter_proto::Timestamp {
             seconds: 946_684_800 - 8 * 3600,
             nanos: 0,
         }),

@@ -244,7 +244,7 @@ fn bad_requests() -> Vec<(pb::RouteRequest, &'static str)> {
         ),
         (
             pb::RouteRequest {
-                occurred_at: Some(prost_types::Timestamp {
+                occurred_at: Some(leadrouter_proto::Timestamp {
                     seconds: now_ts().seconds + 86_400,
                     nanos: 0,
                 }),
@@ -254,7 +254,7 @@ fn bad_requests() -> Vec<(pb::RouteRequest, &'static str)> {
         ),
         (
             pb::RouteRequest {
-                occurred_at: Some(prost_types::Timestamp {
+                occurred_at: Some(leadrouter_proto::Timestamp {
                     seconds: now_ts().seconds,
                     nanos: 2_000_000_000,
                 }),

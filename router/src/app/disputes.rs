@@ -21,12 +21,12 @@ fn call_error(rpc: &str, s: tonic::Status) -> anyhow::Error {
     }
 }
 
-fn ms(t: &Option<prost_types::Timestamp>) -> Option<i64> {
+fn ms(t: &Option<leadrouter_proto::Timestamp>) -> Option<i64> {
     t.as_ref()
         .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
 }
 
-fn time(t: &Option<prost_types::Timestamp>) -> String {
+fn time(t: &Option<leadrouter_proto::Timestamp>) -> String {
     ms(t)
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())

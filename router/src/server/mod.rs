@@ -5,6 +5,7 @@
 
 mod attribution_svc;
 mod catalog_svc;
+pub mod connect;
 mod disputes_svc;
 pub mod gate;
 mod http;
@@ -169,7 +170,10 @@ pub async fn run_with(
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)
     .prepare()
-    .into_axum_router();
+    .into_axum_router()
+    .layer(axum::middleware::from_fn(move |req, next| {
+        connect::serve(max_message, req, next)
+    }));
     let app = grpc
         .merge(http::router(
             engine.clone(),

@@ -10,8 +10,8 @@ use crate::domain::{
     Alternative, Channel, Day, Decision, FieldError, Interest, Lead, Level, Location, Reasons,
     Unrouted,
 };
+use leadrouter_proto::Timestamp;
 use leadrouter_proto::v1 as pb;
-use prost_types::Timestamp;
 
 /// Newest accepted `occurred_at` (year 9999) and oldest (year 2000), in Unix seconds.
 const MAX_SECONDS: i64 = 253_402_300_799;

@@ -189,9 +189,9 @@ pub fn tiny(caps: &[u32]) -> Network {
     Network::build(Arc::new(RegionTree::embedded()), tiny_spec(caps)).unwrap()
 }
 
-pub fn now_ts() -> prost_types::Timestamp {
+pub fn now_ts() -> leadrouter_proto::Timestamp {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    prost_types::Timestamp {
+    leadrouter_proto::Timestamp {
         seconds: d.as_secs() as i64,
         nanos: 0,
     }
