@@ -2,6 +2,8 @@
 //! file descriptor set that server reflection serves; pbjson-build adds the proto3 JSON mapping
 //! (serde) to the public messages.
 
+mod openapi;
+
 use prost::Message;
 use std::path::PathBuf;
 
@@ -20,6 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["."])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("leadrouter_descriptor.bin"), fds.encode_to_vec())?;
+    std::fs::write(
+        out.join("openapi.json"),
+        serde_json::to_string_pretty(&openapi::document(&fds))?,
+    )?;
     let encoded = fds.encode_to_vec();
     // Well-known types from pbjson-types, which carry the proto3 JSON mapping (a Timestamp as
     // RFC 3339), so that the JSON the HTTP surface speaks comes from the same generated types.

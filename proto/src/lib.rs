@@ -23,4 +23,8 @@ pub mod storage {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/leadrouter_descriptor.bin"));
 
+/// The OpenAPI 3.1 document of the JSON surface (every unary method of `leadrouter.v1`),
+/// generated from the descriptors at build time.
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
+
 pub use pbjson_types::Timestamp;

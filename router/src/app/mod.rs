@@ -273,7 +273,10 @@ pub async fn serve_options(
         None => None,
     };
     Ok(crate::server::Options {
-        gate: std::sync::Arc::new(gate.with_in_flight(config.limits.max_requests_in_flight)),
+        gate: std::sync::Arc::new(
+            gate.with_in_flight(config.limits.max_requests_in_flight)
+                .with_json_limit(config.limits.max_message_bytes),
+        ),
         transport: crate::server::Transport {
             tls,
             limits: config.limits.clone(),

@@ -141,6 +141,8 @@ pub const PERMISSIONS: &[Permission] = &[
     // HTTP
     p("/healthz", Access::Open),
     p("/metrics", Access::Roles(&[Monitoring])),
+    // The contract of the JSON surface, as public as the .proto files.
+    p("/openapi.json", Access::Open),
 ];
 
 /// The entry for a path, if the service answers it.

@@ -125,8 +125,8 @@ fn error(code: Code, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// The middleware in front of the gRPC services (inside the gate): a JSON call to a unary
-/// method is served as described above; anything else passes.
+/// Called by the gate once a call is admitted and is not gRPC: a JSON call to a unary method is
+/// served as described above; anything else passes (pages, health, metrics).
 pub async fn serve(max_message: usize, req: Request, next: Next) -> Response {
     if !is_json(&req) {
         return next.run(req).await;
@@ -236,6 +236,46 @@ mod tests {
         let mut have: Vec<String> = paths().map(str::to_string).collect();
         have.sort();
         assert_eq!(have, want);
+    }
+
+    /// The OpenAPI document names every method served as JSON, with schemas for its request
+    /// and reply, and nothing else.
+    #[test]
+    fn the_openapi_document_has_every_method() {
+        let doc: serde_json::Value = serde_json::from_str(leadrouter_proto::OPENAPI_JSON).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+        documented.sort();
+        let mut served: Vec<&str> = super::paths().collect();
+        served.sort();
+        assert_eq!(documented, served);
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for (path, item) in paths {
+            let post = &item["post"];
+            for r in [
+                &post["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+                &post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            ] {
+                let name = r
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("#/components/schemas/");
+                assert!(schemas.contains_key(name), "{path}: {name}");
+            }
+        }
+        let route = &schemas["leadrouter.v1.RouteRequest"]["properties"];
+        assert_eq!(route["occurredAt"]["format"], "date-time");
+        assert_eq!(route["leadId"]["type"], "string");
+        let entry = &schemas["leadrouter.v1.LedgerEntry"]["properties"];
+        assert_eq!(entry["amountCents"]["type"], "string", "int64 as a string");
+        assert!(
+            schemas["leadrouter.v1.Channel"]["enum"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v == "LIVESTREAM")
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Gate {
     /// Requests being served (`limits.max_requests_in_flight`).
     in_flight: Arc<tokio::sync::Semaphore>,
     max_in_flight: usize,
+    /// Largest JSON body read ([`super::connect`]): `limits.max_message_bytes`.
+    json_limit: usize,
 }
 
 /// Requests served at once unless [`Gate::with_in_flight`] says otherwise.
@@ -48,10 +50,17 @@ impl Gate {
             request_timeout,
             in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_IN_FLIGHT)),
             max_in_flight: DEFAULT_IN_FLIGHT,
+            json_limit: 1024 * 1024,
         }
     }
 
     /// At most `n` requests served at once.
+    /// Reads JSON bodies up to `bytes` (`limits.max_message_bytes`).
+    pub fn with_json_limit(mut self, bytes: usize) -> Self {
+        self.json_limit = bytes;
+        self
+    }
+
     pub fn with_in_flight(mut self, n: usize) -> Self {
         self.in_flight = Arc::new(tokio::sync::Semaphore::new(n));
         self.max_in_flight = n;
@@ -69,6 +78,7 @@ impl Gate {
             request_timeout: timeout,
             in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_IN_FLIGHT)),
             max_in_flight: DEFAULT_IN_FLIGHT,
+            json_limit: 1024 * 1024,
         }
     }
 
@@ -276,7 +286,15 @@ pub async fn admit(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
             }
         }
     };
-    match tokio::time::timeout(gate.request_timeout, next.run(req)).await {
+    // A JSON call to a unary method is served through the same services as gRPC.
+    let served = async {
+        if grpc {
+            next.run(req).await
+        } else {
+            super::connect::serve(gate.json_limit, req, next).await
+        }
+    };
+    match tokio::time::timeout(gate.request_timeout, served).await {
         Ok(response) if grpc => plain_grpc_errors(response),
         Ok(response) => response,
         Err(_) => Refusal {

@@ -1,4 +1,5 @@
-//! Plain HTTP beside gRPC: `GET /metrics` (Prometheus text) and `GET /healthz`.
+//! Plain HTTP beside gRPC: `GET /metrics` (Prometheus text), `GET /healthz` and
+//! `GET /openapi.json` (the JSON surface's document).
 
 use crate::catalog::GuideStatus;
 use crate::engine::Engine;
@@ -26,6 +27,7 @@ pub fn router(
     axum::Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
         .with_state(HttpState {
             engine,
             prometheus,
@@ -64,6 +66,14 @@ async fn render_metrics(State(s): State<HttpState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.prometheus.render(),
+    )
+}
+
+/// `GET /openapi.json`: the JSON surface's OpenAPI 3.1 document, generated from the contract.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        leadrouter_proto::OPENAPI_JSON,
     )
 }
 

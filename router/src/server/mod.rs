@@ -170,10 +170,7 @@ pub async fn run_with(
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)
     .prepare()
-    .into_axum_router()
-    .layer(axum::middleware::from_fn(move |req, next| {
-        connect::serve(max_message, req, next)
-    }));
+    .into_axum_router();
     let app = grpc
         .merge(http::router(
             engine.clone(),
