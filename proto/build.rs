@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
+    println!("cargo:rerun-if-changed=openapi.rs");
     let fds = protox::compile(files, ["."])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("leadrouter_descriptor.bin"), fds.encode_to_vec())?;

@@ -161,8 +161,8 @@ pub fn document(fds: &FileDescriptorSet) -> Value {
                         "schema": {"$ref": format!("#/components/schemas/{}", component(m.output_type()))}}}}),
                 );
                 for code in [
-                    "400", "401", "403", "404", "409", "413", "429", "499", "500", "501", "503",
-                    "504",
+                    "400", "401", "403", "404", "409", "405", "413", "415", "429", "499", "500",
+                    "501", "503", "504",
                 ] {
                     responses.insert(code.into(), error.clone());
                 }

@@ -102,6 +102,8 @@ def test_errors_are_connect_json_with_the_http_status():
         status, err = call(base, "/leadrouter.v1.LeadRouter/Route", {"leadId": 5}, key)
         assert status == 400 and err["code"] == "invalid_argument", err
         assert "proto3 JSON" in err["message"], err
+        status, err = call(base, "/leadrouter.v1.LeadRouter/Route", {"leadId": "x"}, key, content_type="text/plain")
+        assert status == 415 and "application/json" in err["message"], err
         status, err = call(base, "/leadrouter.v1.LeadRouter/Nope", {}, key)
         assert status == 404, err
         status, err = call(base, "/leadrouter.v1.Attribution/GetOwnership", {"orderId": "missing"}, analyst)

@@ -128,17 +128,35 @@ fn error(code: Code, message: impl Into<String>) -> Response {
 /// Called by the gate once a call is admitted and is not gRPC: a JSON call to a unary method is
 /// served as described above; anything else passes (pages, health, metrics).
 pub async fn serve(max_message: usize, req: Request, next: Next) -> Response {
-    if !is_json(&req) {
-        return next.run(req).await;
-    }
     let Some(method) = METHODS.iter().find(|m| m.path == req.uri().path()) else {
         return next.run(req).await;
     };
     if req.method() != axum::http::Method::POST {
-        return error(
-            Code::Unimplemented,
+        let mut r = error(
+            Code::InvalidArgument,
             format!("{} takes POST with a JSON body", method.path),
         );
+        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    if !is_json(&req) {
+        // Neither gRPC nor JSON: say so, rather than let gRPC answer a caller that cannot
+        // read it (an empty 200).
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({
+                "code": "invalid_argument",
+                "message": format!(
+                    "{} takes Content-Type: application/json (Connect) or application/grpc",
+                    method.path
+                ),
+            })
+            .to_string(),
+        )
+            .into_response();
     }
     let (parts, body) = req.into_parts();
     let json = match axum::body::to_bytes(body, max_message).await {
