@@ -18,7 +18,8 @@
 //! cache_capacity_mb = 256         # sled page cache cap
 //! flush_every_ms = 100            # routing decisions are durable within this interval
 //! sync_decisions = false          # true: flush before every reply
-//! binding_cache = 100000          # members whose latest binding is kept in memory (0: off)
+//! binding_cache = 100000          # members whose latest binding is kept in memory (0: off);
+//!                                 # on postgres, members whose head a route starts from
 //!
 //! [routing]
 //! min_stores = 3                  # stop walking up the region tree at this many stores
@@ -521,6 +522,7 @@ impl Config {
                         self.storage.connect_timeout_ms,
                     ),
                     ca_file: self.storage.ca_file.clone(),
+                    seen_members: self.storage.binding_cache,
                 }))
             }
             other => Err(ConfigError(format!(

@@ -1,8 +1,8 @@
 //! What this replica last saw of members' heads and bindings: where a route starts instead of
 //! reading them first ([`crate::storage::Storage::route_guess`]). Never a guarantee: the route's
 //! commit is conditional on the head, and a head another replica moved is refused with what it
-//! is now, which is then what this replica has seen. Bounded: two generations of
-//! [`Seen::GENERATION`] members; a member not seen for a generation is forgotten.
+//! is now, which is then what this replica has seen. Bounded: two generations of half the
+//! configured members each; a member not seen for a generation is forgotten.
 
 use crate::domain::trail::TrailEvent;
 use crate::storage::{Append, RouteState};
@@ -19,10 +19,18 @@ struct Member {
 pub(super) struct Seen {
     /// `(current, previous)`: a member found in the previous generation moves to the current.
     generations: Mutex<(HashMap<String, Member>, HashMap<String, Member>)>,
+    /// Members per generation (0: none are kept).
+    generation: usize,
 }
 
 impl Seen {
-    pub(super) const GENERATION: usize = 100_000;
+    /// Keeps at most `members`.
+    pub(super) fn new(members: usize) -> Self {
+        Self {
+            generations: Default::default(),
+            generation: members / 2,
+        }
+    }
 
     /// What a route of `member_id` may assume: the head and binding last seen, or none.
     pub(super) fn guess(&self, member_id: &str) -> RouteState {
@@ -30,7 +38,7 @@ impl Seen {
         let found = match g.0.get(member_id) {
             Some(m) => Some(m.clone()),
             None => g.1.remove(member_id).inspect(|m| {
-                Self::keep(&mut g, member_id, m.clone());
+                Self::keep(self.generation, &mut g, member_id, m.clone());
             }),
         };
         found.map_or_else(RouteState::default, |m| RouteState {
@@ -50,6 +58,7 @@ impl Seen {
         let mut g = self.generations.lock();
         match head {
             Some(head) => Self::keep(
+                self.generation,
                 &mut g,
                 member_id,
                 Member {
@@ -89,6 +98,7 @@ impl Seen {
             (None, _) => return,
         };
         Self::keep(
+            self.generation,
             &mut g,
             member_id,
             Member {
@@ -99,11 +109,15 @@ impl Seen {
     }
 
     fn keep(
+        generation: usize,
         g: &mut (HashMap<String, Member>, HashMap<String, Member>),
         member_id: &str,
         m: Member,
     ) {
-        if g.0.len() >= Self::GENERATION && !g.0.contains_key(member_id) {
+        if generation == 0 {
+            return;
+        }
+        if g.0.len() >= generation && !g.0.contains_key(member_id) {
             g.1 = std::mem::take(&mut g.0);
         }
         g.0.insert(member_id.to_string(), m);
@@ -130,7 +144,7 @@ mod tests {
 
     #[test]
     fn follows_appends_and_forgets_what_it_cannot_know() {
-        let seen = Seen::default();
+        let seen = Seen::new(10);
         assert_eq!(seen.guess("m"), RouteState::default());
         let mut c = Chain::new("m", None);
         c.push(1, 1, touch(1), None);
@@ -147,15 +161,17 @@ mod tests {
 
     #[test]
     fn bounded_by_two_generations() {
-        let seen = Seen::default();
-        for i in 0..(2 * Seen::GENERATION + 10) {
+        let seen = Seen::new(1000);
+        for i in 0..1010 {
             seen.saw(&format!("m{i}"), Some(&(1, "h".into())), None);
         }
         let g = seen.generations.lock();
-        assert!(g.0.len() + g.1.len() <= 2 * Seen::GENERATION);
+        assert!(g.0.len() + g.1.len() <= 1000);
         drop(g);
         assert!(seen.guess("m0").head.is_none(), "the oldest are forgotten");
-        let last = format!("m{}", 2 * Seen::GENERATION + 9);
-        assert!(seen.guess(&last).head.is_some());
+        assert!(seen.guess("m1009").head.is_some());
+        let none = Seen::new(0);
+        none.saw("m", Some(&(1, "h".into())), None);
+        assert!(none.guess("m").head.is_none(), "0 keeps nothing");
     }
 }
