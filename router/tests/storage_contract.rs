@@ -14,8 +14,8 @@ use leadrouter::domain::trail::{EventBody, OrderFacts, Touch, TouchKind};
 use leadrouter::domain::{Channel, Lead};
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::storage::{
-    LedgerCursor, MemoryStore, PostgresConfig, PostgresStore, SledConfig, SledStore, Storage,
-    TrailKey,
+    LedgerCursor, MemoryStore, NoticeKind, NoticesOf, PostgresConfig, PostgresStore, SledConfig,
+    SledStore, Storage, TrailKey,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -804,6 +804,238 @@ fn publications_are_numbered_once_each(b: Backend) {
     assert_eq!(b.storage.publication_seq("rules").unwrap(), 0, "by name");
 }
 
+/// Offers that lapse once, then wait in the queue of their last guide's store.
+fn queued_config() -> EngineConfig {
+    EngineConfig {
+        offers: OfferConfig {
+            channels: vec!["LIVESTREAM".into()],
+            expire_secs: 60,
+            max_hops: 0,
+            on_exhausted: OnExhausted::StoreQueue,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn a_queued_lead_is_claimed_once_and_desks_follow(b: Backend) {
+    // Two guides per store (Gi and Gi+3 in store Si), capacity for everything.
+    let (engines, clock) = two_engines(&b, &[50; 6], queued_config());
+    let leads = 12;
+    for i in 0..leads {
+        let member = format!("m{i}");
+        engines[i % 2]
+            .route(&lead(&format!("L{i}"), Some(&member), Channel::Livestream))
+            .unwrap();
+    }
+    let day = engines[0].today();
+    let on_desks: usize = (0..6)
+        .map(|g| b.storage.guide_leads(&format!("G{g}"), day).unwrap().len())
+        .sum();
+    assert_eq!(on_desks, leads, "every open offer is on its guide's desk");
+    clock.advance_ms(61_000);
+    while engines[0].expire_due().unwrap() > 0 {}
+    // Every lead now waits at its last guide's store, on no desk.
+    let mut queued: Vec<(String, String)> = Vec::new();
+    for s in 0..3 {
+        let store = format!("S{s}");
+        for d in engines[1].store_queue(&store, 100).unwrap() {
+            queued.push((store.clone(), d.lead.lead_id.clone()));
+        }
+    }
+    assert_eq!(queued.len(), leads);
+    for g in 0..3 {
+        assert!(
+            b.storage
+                .guide_leads(&format!("G{g}"), day)
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // Guide Gi (of store Si) and a racer on the other engine claim every lead of Si at once:
+    // one claim wins per lead, the other is told who has it, and capacity is taken once.
+    let wins = std::sync::Mutex::new(Vec::new());
+    race(|e, t| {
+        for (store, lead_id) in &queued {
+            let s: usize = store[1..].parse().unwrap();
+            let guide = format!("G{}", s + 3 * (t % 2));
+            match engines[e].claim_queued(lead_id, &guide, "I'll call them", Some("app")) {
+                Ok(r) if !r.replayed => wins.lock().unwrap().push(lead_id.clone()),
+                Ok(_) => {}
+                Err(err) => {
+                    let msg = err.to_string();
+                    assert!(
+                        msg.contains("claimed by") || msg.contains("kept changing"),
+                        "{msg}"
+                    );
+                }
+            }
+        }
+    });
+    let mut wins = wins.into_inner().unwrap();
+    wins.sort();
+    let mut expected: Vec<String> = queued.iter().map(|(_, l)| l.clone()).collect();
+    expected.sort();
+    assert_eq!(wins, expected, "each queued lead is won exactly once");
+    let today = engines[0].today();
+    let mut total = 0;
+    for s in 0..3 {
+        assert!(
+            engines[0]
+                .store_queue(&format!("S{s}"), 100)
+                .unwrap()
+                .is_empty()
+        );
+        let in_store = queued
+            .iter()
+            .filter(|(st, _)| *st == format!("S{s}"))
+            .count();
+        let (mut on_desks, mut used) = (0, 0);
+        for guide in [format!("G{s}"), format!("G{}", s + 3)] {
+            let desk = b.storage.guide_leads(&guide, today).unwrap();
+            assert!(desk.iter().all(|d| d.guide_id() == Some(guide.as_str())));
+            let taken = b.storage.guide_count(&guide, today).unwrap() as usize;
+            assert_eq!(
+                taken,
+                desk.len(),
+                "{guide}'s capacity is taken once per claim"
+            );
+            on_desks += desk.len();
+            used += taken;
+        }
+        assert_eq!((on_desks, used), (in_store, in_store), "store S{s}");
+        total += on_desks;
+    }
+    assert_eq!(total, leads);
+    // The claim is in the member's trail, after the exhaustion.
+    for (_, lead_id) in &queued {
+        let d = b.storage.decision(lead_id).unwrap().unwrap();
+        let member = d.lead.member_id.clone().unwrap();
+        let actions: Vec<OfferAction> = (b.storage.trail_from(&member, 1, 100).unwrap())
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Offer(o) => Some(o.action),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                OfferAction::Offered,
+                OfferAction::Expired,
+                OfferAction::Exhausted,
+                OfferAction::Claimed
+            ],
+            "{member}"
+        );
+        // Claiming again what one holds is a replay; another guide of the store is refused.
+        let holder = d.guide_id().unwrap().to_string();
+        assert!(
+            engines[1]
+                .claim_queued(lead_id, &holder, "", None)
+                .unwrap()
+                .replayed
+        );
+    }
+}
+
+fn notices_are_read_in_one_order_without_gaps(b: Backend) {
+    let (engines, clock) = two_engines(&b, &[500, 500, 500], queued_config());
+    let start = b.storage.last_notice().unwrap();
+    assert!(
+        b.storage
+            .notices(NoticesOf::All, start, 10)
+            .unwrap()
+            .is_empty()
+    );
+    // Routes on both engines while a reader follows the notices from another connection.
+    let reader = b.another();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let per_thread = 5;
+    let followed = std::thread::scope(|s| {
+        let follower = s.spawn(|| {
+            let mut seen = Vec::new();
+            let mut after = start;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                let page = reader.notices(NoticesOf::All, after, 7).unwrap();
+                for n in &page {
+                    assert!(n.id > after, "notices come in order");
+                    after = n.id;
+                    seen.push(n.clone());
+                }
+                if (finished && page.is_empty()) || std::time::Instant::now() > deadline {
+                    return seen;
+                }
+            }
+        });
+        race(|e, t| {
+            for i in 0..per_thread {
+                let id = format!("N{e}-{t}-{i}");
+                engines[e]
+                    .route(&lead(&id, Some(&format!("m-{id}")), Channel::Livestream))
+                    .unwrap();
+            }
+        });
+        done.store(true, std::sync::atomic::Ordering::Release);
+        follower.join().unwrap()
+    });
+    let routed = 2 * THREADS * per_thread;
+    assert_eq!(
+        followed.len(),
+        routed,
+        "a follower misses nothing and sees nothing twice"
+    );
+    let all = b.storage.notices(NoticesOf::All, start, 10_000).unwrap();
+    assert_eq!(
+        all, followed,
+        "the follower saw what a later read sees, in that order"
+    );
+    assert!(
+        all.iter()
+            .all(|n| n.kind == NoticeKind::Offered && n.expires_at_ms.is_some())
+    );
+    // Per guide and store: each reader sees its own, in the same order.
+    for g in 0..3 {
+        let mine = b
+            .storage
+            .notices(NoticesOf::Guide(&format!("G{g}")), start, 10_000)
+            .unwrap();
+        let expected: Vec<_> = all
+            .iter()
+            .filter(|n| n.guide_id == format!("G{g}"))
+            .cloned()
+            .collect();
+        assert_eq!(mine, expected);
+        let store = b
+            .storage
+            .notices(NoticesOf::Store(&format!("S{g}")), start, 10_000)
+            .unwrap();
+        assert_eq!(store, expected, "one guide per store");
+    }
+    assert_eq!(b.storage.last_notice().unwrap(), all.last().unwrap().id);
+    // An expiry tells the guide the offer left and the store that the lead waits there.
+    let mark = b.storage.last_notice().unwrap();
+    clock.advance_ms(61_000);
+    while engines[1].expire_due().unwrap() > 0 {}
+    let after = b.storage.notices(NoticesOf::All, mark, 10_000).unwrap();
+    assert_eq!(after.len(), 2 * routed);
+    for pair in after.chunks(2) {
+        assert_eq!(pair[0].kind, NoticeKind::Left);
+        assert_eq!(pair[1].kind, NoticeKind::Queued);
+        assert_eq!(pair[0].lead_id, pair[1].lead_id);
+        assert_eq!(pair[0].store_id, pair[1].store_id);
+        assert!(pair[1].guide_id.is_empty());
+    }
+    // Notices from before a cut-off are forgotten; the rest stay readable.
+    assert_eq!(b.storage.prune_notices(T0 + 30_000).unwrap(), routed as u64);
+    assert_eq!(
+        b.storage.notices(NoticesOf::All, start, 10_000).unwrap(),
+        after
+    );
+}
+
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -831,6 +1063,8 @@ on_every_backend!(
     an_audit_entry_under_a_key_is_written_once,
     a_binding_changed_elsewhere_is_never_used,
     publications_are_numbered_once_each,
+    a_queued_lead_is_claimed_once_and_desks_follow,
+    notices_are_read_in_one_order_without_gaps,
 );
 
 /// PostgreSQL tells other replicas of a network save at once (LISTEN/NOTIFY), besides the

@@ -17,6 +17,8 @@ pub enum OfferStatus {
     Accepted,
     /// Every hop was declined or expired: queued at a store or unrouted.
     Exhausted,
+    /// Taken from its store's queue by a guide of that store (the decision's guide).
+    Claimed,
 }
 
 impl OfferStatus {
@@ -25,6 +27,7 @@ impl OfferStatus {
             Self::Open => "open",
             Self::Accepted => "accepted",
             Self::Exhausted => "exhausted",
+            Self::Claimed => "claimed",
         }
     }
 }
@@ -53,6 +56,8 @@ pub enum OfferAction {
     Expired,
     /// No hop left: queued at `store_id` or unrouted.
     Exhausted,
+    /// A guide of the store took the lead from its queue.
+    Claimed,
 }
 
 impl OfferAction {
@@ -63,6 +68,7 @@ impl OfferAction {
             Self::Declined => "declined",
             Self::Expired => "expired",
             Self::Exhausted => "exhausted",
+            Self::Claimed => "claimed",
         }
     }
 }

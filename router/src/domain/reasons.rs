@@ -40,8 +40,10 @@ impl Reasons {
     pub const DAILY_PRIORITY: Reasons = Reasons(1 << 23);
     /// The learned propensity model's probability of conversion weighed most.
     pub const LIKELY_TO_CONVERT: Reasons = Reasons(1 << 24);
+    /// Taken from its store's queue by a guide of the store after every offer failed.
+    pub const CLAIMED_FROM_QUEUE: Reasons = Reasons(1 << 25);
 
-    const NAMES: [&'static str; 25] = [
+    const NAMES: [&'static str; 26] = [
         "LEVEL_RADIUS",
         "LEVEL_DISTRICT",
         "LEVEL_CITY",
@@ -67,6 +69,7 @@ impl Reasons {
         "DUAL_PRICE",
         "DAILY_PRIORITY",
         "LIKELY_TO_CONVERT",
+        "CLAIMED_FROM_QUEUE",
     ];
 
     pub fn with(self, other: Reasons) -> Reasons {

@@ -12,6 +12,7 @@ mod admin;
 mod bind;
 mod candidates;
 mod capacity;
+mod desks;
 mod offers;
 mod pick;
 mod transfer;
@@ -20,6 +21,7 @@ mod validate;
 pub use admin::{Applied, CatalogError};
 pub use candidates::{CandidateConfig, Gathered};
 pub use capacity::CapacityBook;
+pub use desks::MAX_QUEUE_PAGE;
 pub use offers::{OfferError, OfferReply};
 pub use transfer::{Moved, SuccessorRule, TransferConfig};
 pub use validate::{MAX_FUTURE_SKEW_MS, MAX_INTERESTS, ValidLead, validate};
@@ -524,6 +526,14 @@ impl Engine {
         chain: Option<&Chain<'_>>,
     ) -> Result<Attempt, StorageError> {
         let net = &snap.network;
+        // A released guide is one the offer left (declined, or not answered in time).
+        let left = release.map(|(g, _)| {
+            let store = net
+                .guide_index(g)
+                .map_or("", |i| &*net.store(net.guide(i).store).id);
+            (g, store)
+        });
+        let notices = crate::storage::OfferNotice::of(d, left, self.clock.now_ms());
         let commit = RouteCommit {
             decision: d,
             replaces,
@@ -535,6 +545,7 @@ impl Engine {
             release,
             events: chain.map_or(&[], |c| c.appends()),
             head: chain.map(HeadAt::of),
+            notices: &notices,
         };
         Ok(match self.store.commit_route_async(&commit).await? {
             Committed::Stored { used } => {

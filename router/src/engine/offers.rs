@@ -245,7 +245,7 @@ impl Engine {
     }
 
     /// The member context of a stored decision's lead, as read now.
-    fn member_for<'a>(
+    pub(super) fn member_for<'a>(
         &'a self,
         rules: Option<&'a crate::domain::binding::BindingRuleSet>,
         snap: &Snapshot,

@@ -32,6 +32,9 @@ pub struct RouteCommit<'a> {
     /// (with or without events), so that a binding another writer changed meanwhile is never
     /// used.
     pub head: Option<HeadAt<'a>>,
+    /// What the guides' and stores' apps are told of the change ([`super::Desks::notices`]):
+    /// written with the decision or not at all.
+    pub notices: &'a [super::OfferNotice],
 }
 
 impl RouteCommit<'_> {

@@ -1,5 +1,5 @@
 //! Storage behind the [`Storage`] contract (in this domain a "store" is a 门店, so the contract is
-//! not called one), in parts: [`Decisions`], [`Trails`], [`Logs`], [`Networks`]. Each backend has
+//! not called one), in parts: [`Decisions`], [`Desks`], [`Trails`], [`Logs`], [`Networks`]. Each backend has
 //! its own folder with a file per part: [`SledStore`] is the embedded default (one process),
 //! [`PostgresStore`] serves several replicas on one database, [`MemoryStore`] serves tests and
 //! the simulator.
@@ -22,6 +22,7 @@
 mod chain;
 pub(crate) mod codec;
 mod decisions;
+mod desks;
 mod logs;
 mod memory;
 mod network;
@@ -31,6 +32,10 @@ mod trails;
 
 pub use chain::{Chain, MAX_ATTEMPTS, Written, append_retrying, backoff};
 pub use decisions::{Committed, Decisions, HeadAt, RouteCommit, Take, lease_due, open_offer};
+pub use desks::{
+    Desks, NOTICE_RETENTION_MS, NoticeId, NoticeKind, NoticesOf, OfferNotice, by_time, desk_of,
+    in_store_queue, on_guide_desk,
+};
 pub use logs::{DisputeIndex, DisputeOpened, LineOf, Logs, dispute_keys};
 pub use memory::MemoryStore;
 pub use network::{NetworkSave, NetworkSaved, Networks, Publication, ReplicaState, replicas_since};
@@ -182,7 +187,9 @@ pub type FlushDone = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 /// Everything the engine, attribution and disputes need from storage (DESIGN §6), in parts a
 /// reader looks for: [`Decisions`], [`Trails`], [`Logs`], [`Networks`]; and when writes are
 /// durable.
-pub trait Storage: Decisions + Trails + Logs + Networks + std::fmt::Debug + 'static {
+pub trait Storage:
+    Decisions + Desks + Trails + Logs + Networks + std::fmt::Debug + 'static
+{
     /// Makes every write so far durable; returns the bytes flushed where known.
     fn flush(&self) -> Result<usize, StorageError>;
 

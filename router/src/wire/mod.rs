@@ -219,6 +219,7 @@ pub fn decision_to_pb_with(d: &Decision, max_alternatives: usize) -> pb::RouteRe
             Some(OfferStatus::Open) => pb::OfferStatus::OfferOpen,
             Some(OfferStatus::Accepted) => pb::OfferStatus::OfferAccepted,
             Some(OfferStatus::Exhausted) => pb::OfferStatus::OfferExhausted,
+            Some(OfferStatus::Claimed) => pb::OfferStatus::OfferClaimed,
         } as i32,
         offer_hop: offer.map_or(0, |o| o.hop),
         declined_guide_ids: offer
@@ -291,6 +292,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
         Ok(pb::OfferStatus::OfferOpen) => Some(OfferStatus::Open),
         Ok(pb::OfferStatus::OfferAccepted) => Some(OfferStatus::Accepted),
         Ok(pb::OfferStatus::OfferExhausted) => Some(OfferStatus::Exhausted),
+        Ok(pb::OfferStatus::OfferClaimed) => Some(OfferStatus::Claimed),
         _ => None,
     };
     let offer = status.map(|status| Offer {

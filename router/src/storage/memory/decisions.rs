@@ -71,6 +71,13 @@ impl Decisions for MemoryStore {
         if let Some(open) = open_offer(d) {
             inner.offers.insert(open);
         }
+        for n in c.notices {
+            inner.last_notice += 1;
+            let id = crate::storage::NoticeId(0, inner.last_notice);
+            inner
+                .notices
+                .push_back(crate::storage::OfferNotice { id, ..n.clone() });
+        }
         Ok(Committed::Stored { used })
     }
 

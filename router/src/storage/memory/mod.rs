@@ -1,4 +1,5 @@
 mod decisions;
+mod desks;
 mod logs;
 mod network;
 mod trails;
@@ -43,6 +44,10 @@ struct Inner {
     publications: HashMap<String, crate::storage::Publication>,
     /// Audit entries by key (`append_audit_once`).
     audit_keys: HashMap<String, u64>,
+    /// Offer notices, numbered from 1 in the order written.
+    notices: std::collections::VecDeque<crate::storage::OfferNotice>,
+    /// The last notice's number (kept when notices are pruned).
+    last_notice: u64,
 }
 
 impl MemoryStore {

@@ -48,11 +48,11 @@ impl PostgresStore {
         Ok(row.map_or(0, |r| count(r.get(0))))
     }
 
-    /// One statement (`leadrouter_route`, migration 5): the lead checked new and the member's
-    /// head checked at the one named (returning what they are instead where not), then the
-    /// decision's write, the capacity taken and given back (in key order, so that two commits
-    /// never wait on each other's counts), the member's head moved and the events; a refusal
-    /// writes nothing.
+    /// One statement (`leadrouter_route_v7`, migrations 5 and 7): the lead checked new and the
+    /// member's head checked at the one named (returning what they are instead where not), then
+    /// the decision's write with its desk columns, the capacity taken and given back (in key
+    /// order, so that two commits never wait on each other's counts), the member's head moved,
+    /// the events and the offer notices; a refusal writes nothing.
     async fn commit_route_io(&self, c: &RouteCommit<'_>) -> Result<Committed, StorageError> {
         c.check()?;
         let d = c.decision;
@@ -95,11 +95,18 @@ impl PostgresStore {
         let empty = AppendRows::empty();
         let r = rows.as_ref().unwrap_or(&empty);
         let asynchronous = !self.synchronous_commit;
+        let (guide, queue) = crate::storage::desk_of(d);
+        let guide = guide.map(|(g, _)| g);
+        let n_guides: Vec<&str> = c.notices.iter().map(|n| n.guide_id.as_str()).collect();
+        let n_stores: Vec<&str> = c.notices.iter().map(|n| n.store_id.as_str()).collect();
+        let n_at: Vec<i64> = c.notices.iter().map(|n| n.at_ms).collect();
+        let n_bodies: Vec<String> = c.notices.iter().map(|n| n.to_body()).collect();
         let outcome = self
             .statement_send(
                 "SELECT outcome, used, record, head_seq, head_hash, binding_line \
-                 FROM leadrouter_route($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                 $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
+                 FROM leadrouter_route_v7($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                 $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
+                 $28, $29, $30)",
                 &[
                     &lead,
                     &version,
@@ -124,6 +131,13 @@ impl PostgresStore {
                     &r.bound,
                     &r.bindings,
                     &asynchronous,
+                    &guide,
+                    &queue,
+                    &d.decided_at_ms,
+                    &n_guides,
+                    &n_stores,
+                    &n_at,
+                    &n_bodies,
                 ],
             )
             .await?;

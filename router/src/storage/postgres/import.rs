@@ -37,13 +37,23 @@ impl PostgresStore {
             .iter()
             .map(|d| codec::encode_decision(d))
             .collect();
+        let desks: Vec<_> = decisions
+            .iter()
+            .map(|d| crate::storage::desk_of(d))
+            .collect();
+        let guides: Vec<Option<&str>> = desks.iter().map(|(g, _)| g.map(|g| g.0)).collect();
+        let queues: Vec<Option<&str>> = desks.iter().map(|(_, q)| *q).collect();
+        let decided: Vec<i64> = decisions.iter().map(|d| d.decided_at_ms).collect();
         self.run(self.transact(true, async |c| {
             execute(
                 c,
-                "INSERT INTO decisions (lead_id, version, day, offer_expires_at, record) \
+                "INSERT INTO decisions (lead_id, version, day, offer_expires_at, record, \
+                 guide_id, queue_store, decided_at) \
                  SELECT * FROM unnest($1::text[], $2::integer[], $3::integer[], $4::bigint[], \
-                 $5::bytea[])",
-                &[&leads, &versions, &days, &expires, &records],
+                 $5::bytea[], $6::text[], $7::text[], $8::bigint[])",
+                &[
+                    &leads, &versions, &days, &expires, &records, &guides, &queues, &decided,
+                ],
             )
             .await?;
             Ok(Step::Commit(()))

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "publications",
         sql: include_str!("migrations/0006_publications.sql"),
     },
+    Migration {
+        version: 7,
+        name: "desks",
+        sql: include_str!("migrations/0007_desks.sql"),
+    },
 ];
 
 const MIGRATE_LOCK: i64 = 0x6c65_6164_0000;
@@ -75,6 +80,9 @@ impl PostgresStore {
             let mut applied = Vec::new();
             for m in MIGRATIONS.iter().filter(|m| m.version > current) {
                 c.batch_execute(m.sql).await?;
+                if m.version == 7 {
+                    fill_desks(c).await?;
+                }
                 execute(
                     c,
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
@@ -114,5 +122,44 @@ impl PostgresStore {
             .await
         }))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+/// Version 7's desk columns for the decisions already stored (the SQL cannot read a record),
+/// in pages of 1,000 by lead id, in the migration's transaction.
+async fn fill_desks(c: &super::Conn) -> Result<(), tokio_postgres::Error> {
+    let mut after = String::new();
+    loop {
+        let rows = query(
+            c,
+            "SELECT lead_id, record FROM decisions WHERE lead_id > $1 ORDER BY lead_id LIMIT 1000",
+            &[&after],
+        )
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.get(0);
+        let (mut leads, mut guides, mut queues, mut at) = (vec![], vec![], vec![], vec![]);
+        for r in &rows {
+            // A record this binary cannot read keeps empty columns (and is reported where it
+            // is read, as everywhere).
+            let Ok(d) = crate::storage::codec::decode_decision(r.get(1)) else {
+                continue;
+            };
+            let (guide, queue) = crate::storage::desk_of(&d);
+            leads.push(r.get::<_, String>(0));
+            guides.push(guide.map(|(g, _)| g.to_string()));
+            queues.push(queue.map(str::to_string));
+            at.push(d.decided_at_ms);
+        }
+        execute(
+            c,
+            "UPDATE decisions d SET guide_id = u.g, queue_store = u.q, decided_at = u.a \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(l, g, q, a) \
+             WHERE d.lead_id = u.l",
+            &[&leads, &guides, &queues, &at],
+        )
+        .await?;
     }
 }

@@ -19,6 +19,7 @@
 //! before it durable.
 
 mod decisions;
+mod desks;
 mod import;
 mod logs;
 mod migrate;

@@ -79,8 +79,12 @@ impl Decisions for SledStore {
             }
             self.mark_dirty();
         }
-        let stale = stored.as_deref().and_then(offer_key).into_iter().collect();
+        let stale = (stored.as_deref())
+            .into_iter()
+            .flat_map(|s| offer_key(s).into_iter().chain(queue_key(s)))
+            .collect();
         self.put(d, c.take.is_some(), stale)?;
+        self.write_notices(c.notices)?;
         if let (Some(t), Some(s), Some(n)) = (c.take, shard.as_mut(), used) {
             s.insert((t.day.0, t.guide_id.into()), n);
         }

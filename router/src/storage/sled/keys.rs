@@ -59,6 +59,32 @@ pub(super) fn offer_key(d: &Decision) -> Option<Vec<u8>> {
     Some(k)
 }
 
+/// `q/<store length u8><store>`: where a store's queue starts.
+pub(super) fn queue_prefix(store_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(3 + store_id.len() + 8 + 32);
+    k.extend_from_slice(b"q/");
+    push_id(&mut k, store_id);
+    k
+}
+
+/// `q/<store length u8><store><decided_at u64 BE><lead_id>` while a decision waits in a
+/// store's queue.
+pub(super) fn queue_key(d: &Decision) -> Option<Vec<u8>> {
+    let store = crate::storage::desk_of(d).1?;
+    let mut k = queue_prefix(store);
+    k.extend_from_slice(&(d.decided_at_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(d.lead.lead_id.as_bytes());
+    Some(k)
+}
+
+/// `n/<seq u64 BE>`: an offer notice.
+pub(super) fn notice_key(seq: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..2].copy_from_slice(b"n/");
+    k[2..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
 pub(super) fn member_prefix(member_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + member_id.len() + 8);
     k.push(b'e');

@@ -1,6 +1,7 @@
 mod binding_cache;
 mod counts;
 mod decisions;
+mod desks;
 mod keys;
 mod logs;
 mod network;
@@ -90,7 +91,9 @@ impl std::fmt::Debug for Shared {
 /// whose decisions took a guide's capacity on that day (ids length-prefixed);
 /// `i/<day i32 BE><guide_id length u8><guide_id><lead_id>` → empty, the same one decision at a
 /// time, as earlier versions wrote it (still read); `o/<expires_at u64 BE><lead_id>` → empty
-/// while the decision's offer is open. Counts are derived, so there is no counter to drift: a
+/// while the decision's offer is open; `q/<store length u8><store><decided_at u64 BE><lead_id>`
+/// → empty while the decision waits in that store's queue; `n/<seq u64 BE>` → an offer notice
+/// (JSON), written under the notice lock in the order of its number. Counts are derived, so there is no counter to drift: a
 /// chunk's capacity record is written before its decisions, and [`Storage::day_counts`] counts a
 /// lead once, for the guide and day its stored decision names. An entry whose decision never
 /// reached the disk, or that a later version replaced (an offer that moved on), counts for
@@ -142,6 +145,9 @@ pub struct SledStore {
     replicas: Mutex<HashMap<String, super::ReplicaState>>,
     /// Disputes' keys; its lock numbers and replaces disputes.
     disputes: Mutex<super::DisputeIndex>,
+    /// The last notice's number: taken to number and write a notice, so that notices land in
+    /// their numbers' order (a reader never sees one before a lower one).
+    notices: Mutex<u64>,
 }
 
 /// sled's errors as the contract's: damage found in the files is `Corrupt` (data loss, not a
@@ -310,8 +316,10 @@ impl SledStore {
             network_lock: Mutex::new(()),
             replicas: Mutex::new(HashMap::new()),
             disputes: Mutex::new(Default::default()),
+            notices: Mutex::new(0),
         };
         *store.disputes.lock() = store.index_disputes()?;
+        *store.notices.lock() = store.last_notice_on_disk()?;
         let open = store.open_offers_on_disk()?;
         store
             .offers
@@ -343,6 +351,7 @@ impl SledStore {
             decision: d.clone(),
             takes: takes && d.guide_id().is_some(),
             offer_key: offer_key(d),
+            queue_key: queue_key(d),
             stale,
         })
         .inspect_err(|_| {

@@ -15,6 +15,7 @@ fn put(s: &SledStore, d: &Arc<Decision>, takes: bool) {
         release: None,
         events: &[],
         head: None,
+        notices: &[],
     };
     assert!(matches!(
         s.commit_route(&c).unwrap(),
@@ -46,6 +47,7 @@ fn replace(s: &SledStore, prev: &Decision, mut next: Decision) -> Arc<Decision> 
         release: prev.guide_id().map(|g| (g, prev.day)),
         events: &[],
         head: None,
+        notices: &[],
     };
     assert!(matches!(
         s.commit_route(&c).unwrap(),
@@ -162,6 +164,7 @@ fn a_replaced_decision_counts_once_for_the_guide_and_day_it_names_now() {
             release: None,
             events: &[],
             head: None,
+            notices: &[],
         };
         assert!(matches!(
             s.commit_route(&stale).unwrap(),

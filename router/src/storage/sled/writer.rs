@@ -12,8 +12,10 @@ pub(super) struct Put {
     pub(super) takes: bool,
     /// `o/…` key of an open offer, when the decision is one.
     pub(super) offer_key: Option<Vec<u8>>,
-    /// Keys the decision replaces (the previous version's offer key), removed after it is
-    /// written.
+    /// `q/…` key while the decision waits in a store's queue.
+    pub(super) queue_key: Option<Vec<u8>>,
+    /// Keys the decision replaces (the previous version's offer and queue keys), removed after
+    /// it is written.
     pub(super) stale: Vec<Vec<u8>>,
 }
 
@@ -121,13 +123,13 @@ pub(super) fn writer_loop(
                 })
                 .and_then(|()| {
                     chunk.iter().try_for_each(|p| {
-                        if let Some(k) = &p.offer_key {
+                        for k in p.offer_key.iter().chain(&p.queue_key) {
                             routes.insert(k.as_slice(), &[])?;
                         }
                         routes
                             .insert(p.lead_key.as_slice(), codec::encode_decision(&p.decision))?;
                         for k in &p.stale {
-                            if Some(k) != p.offer_key.as_ref() {
+                            if Some(k) != p.offer_key.as_ref() && Some(k) != p.queue_key.as_ref() {
                                 routes.remove(k.as_slice())?;
                             }
                         }
