@@ -6,9 +6,8 @@
 
 use super::{Attempt, Engine, OfferError, OfferReply, bind, business_day};
 use crate::catalog::GuideStatus;
-use crate::domain::audit::MAX_REASON_LEN;
 use crate::domain::offer::{Offer, OfferAction, OfferStatus};
-use crate::domain::{Day, Decision, FieldError, Reasons, check_id};
+use crate::domain::{Day, Decision, Reasons, check_id};
 use crate::storage::{Chain, MAX_ATTEMPTS, StorageError, backoff};
 use std::sync::Arc;
 
@@ -66,17 +65,7 @@ impl Engine {
         reason: &str,
         recorded_by: Option<&str>,
     ) -> Result<OfferReply, OfferError> {
-        check_id("lead_id", lead_id).map_err(OfferError::Invalid)?;
-        check_id("guide_id", guide_id).map_err(OfferError::Invalid)?;
-        if reason.len() > MAX_REASON_LEN {
-            return Err(OfferError::Invalid(FieldError::new(
-                "reason",
-                format!(
-                    "must be at most {MAX_REASON_LEN} bytes, got {}",
-                    reason.len()
-                ),
-            )));
-        }
+        super::offers::check_answer(lead_id, guide_id, reason)?;
         let snap = self.snapshot();
         let net = &snap.network;
         let g = net.guide_index(guide_id).ok_or_else(|| {

@@ -526,14 +526,20 @@ impl Engine {
         chain: Option<&Chain<'_>>,
     ) -> Result<Attempt, StorageError> {
         let net = &snap.network;
-        // A released guide is one the offer left (declined, or not answered in time).
-        let left = release.map(|(g, _)| {
-            let store = net
-                .guide_index(g)
-                .map_or("", |i| &*net.store(net.guide(i).store).id);
-            (g, store)
-        });
-        let notices = crate::storage::OfferNotice::of(d, left, self.clock.now_ms());
+        // Only offers give notices (nothing to work out on a plain route). A released guide
+        // is one the offer left (declined, or not answered in time).
+        let notices = match d.offer {
+            None => Vec::new(),
+            Some(_) => {
+                let left = release.map(|(g, _)| {
+                    let store = net
+                        .guide_index(g)
+                        .map_or("", |i| &*net.store(net.guide(i).store).id);
+                    (g, store)
+                });
+                crate::storage::OfferNotice::of(d, left, self.clock.now_ms())
+            }
+        };
         let commit = RouteCommit {
             decision: d,
             replaces,

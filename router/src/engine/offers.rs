@@ -76,17 +76,7 @@ impl Engine {
         reason: &str,
         recorded_by: Option<&str>,
     ) -> Result<OfferReply, OfferError> {
-        check_id("lead_id", lead_id).map_err(OfferError::Invalid)?;
-        check_id("guide_id", guide_id).map_err(OfferError::Invalid)?;
-        if reason.len() > MAX_REASON_LEN {
-            return Err(OfferError::Invalid(FieldError::new(
-                "reason",
-                format!(
-                    "must be at most {MAX_REASON_LEN} bytes, got {}",
-                    reason.len()
-                ),
-            )));
-        }
+        check_answer(lead_id, guide_id, reason)?;
         let snap = self.snapshot();
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now_ms();
@@ -413,6 +403,23 @@ impl Engine {
         self.sync()?;
         Ok(Some(next))
     }
+}
+
+/// The fields of a guide's answer or claim: the ids, and a reason of at most
+/// [`MAX_REASON_LEN`] bytes.
+pub(super) fn check_answer(lead_id: &str, guide_id: &str, reason: &str) -> Result<(), OfferError> {
+    check_id("lead_id", lead_id).map_err(OfferError::Invalid)?;
+    check_id("guide_id", guide_id).map_err(OfferError::Invalid)?;
+    if reason.len() > MAX_REASON_LEN {
+        return Err(OfferError::Invalid(FieldError::new(
+            "reason",
+            format!(
+                "must be at most {MAX_REASON_LEN} bytes, got {}",
+                reason.len()
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// How long a sweeper holds the offers it claimed before another may take them over.
