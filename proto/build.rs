@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "leadrouter/v1/catalog.proto",
         "leadrouter/v1/attribution.proto",
         "leadrouter/v1/disputes.proto",
+        "leadrouter/v1/guides.proto",
         "leadrouter/storage/v1/records.proto",
     ];
     for f in &files {

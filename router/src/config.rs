@@ -204,6 +204,10 @@ pub struct LimitsConfig {
     /// Requests being served at once, in all (each may hold up to `max_message_bytes` of body
     /// while it is read); more are refused with RESOURCE_EXHAUSTED until some finish.
     pub max_requests_in_flight: usize,
+    /// Offer streams (gRPC `Guides.WatchOffers` and `GET /v1/offers/events`) open at once on
+    /// this replica; more are refused with RESOURCE_EXHAUSTED. They do not count as requests
+    /// in flight once their headers are sent.
+    pub max_watchers: usize,
     /// A request (its body included) must be answered within this, or it is cancelled.
     pub request_timeout_ms: u64,
     /// A connection with no request for this long is closed.
@@ -221,6 +225,7 @@ impl Default for LimitsConfig {
             max_connections: 4096,
             max_connections_per_peer: 256,
             max_requests_in_flight: 2048,
+            max_watchers: crate::server::watch::DEFAULT_MAX_WATCHERS,
             request_timeout_ms: 30_000,
             idle_timeout_secs: 120,
             header_timeout_ms: 10_000,
@@ -264,6 +269,7 @@ impl LimitsConfig {
             1,
             1_000_000,
         )?;
+        range("max_watchers", self.max_watchers as u64, 1, 1_000_000)?;
         range("request_timeout_ms", self.request_timeout_ms, 10, 3_600_000)?;
         range("idle_timeout_secs", self.idle_timeout_secs, 1, 86_400)?;
         range("header_timeout_ms", self.header_timeout_ms, 10, 600_000)?;

@@ -745,3 +745,118 @@ async fn rule_sets_published_by_one_replica_reach_the_others() {
     );
     assert_eq!(published, "2", "each publication audited");
 }
+
+/// Offer streams on three replicas: each store's stream on every replica tells the same events
+/// with the same ids in the same order, whichever replica routed or answered, and a stream
+/// resumed on another replica from the last id it saw continues it exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_replica_tells_each_store_the_same_offer_events_in_one_order() {
+    use pb::guides_client::GuidesClient;
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[offers]\nchannels = [\"LIVESTREAM\"]\nexpire_secs = 60\nmax_hops = 1\n",
+    )
+    .unwrap();
+    let cluster = Cluster::start_with(3, &["--config", config.path().to_str().unwrap()]);
+    let channels = cluster.channels().await;
+    let watch = |c: Channel, store: String, after: String| async move {
+        GuidesClient::new(c)
+            .watch_offers(pb::WatchOffersRequest {
+                guide_id: String::new(),
+                store_id: store,
+                after_event_id: after,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    // streams[replica][store]
+    let mut streams = Vec::new();
+    for c in &channels {
+        let mut per = Vec::new();
+        for s in 0..3 {
+            per.push(watch(c.clone(), format!("S{s}"), String::new()).await);
+        }
+        streams.push(per);
+    }
+    // 12 offers from 12 concurrent clients over the replicas; 4 declined (re-offered once).
+    let leads = 12;
+    let tasks: Vec<_> = (0..leads)
+        .map(|l| {
+            let c = channels[l % 3].clone();
+            let answer_on = channels[(l + 1) % 3].clone();
+            tokio::spawn(async move {
+                let mut req = request(&format!("live-{l}"), "440106");
+                req.channel = pb::Channel::Livestream as i32;
+                let d = pb::lead_router_client::LeadRouterClient::new(c)
+                    .route(req)
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(d.offer_status, pb::OfferStatus::OfferOpen as i32, "{d:?}");
+                if l % 3 == 0 {
+                    pb::lead_router_client::LeadRouterClient::new(answer_on)
+                        .respond_to_offer(pb::RespondToOfferRequest {
+                            lead_id: d.lead_id,
+                            guide_id: d.guide_id,
+                            answer: pb::OfferAnswer::Decline as i32,
+                            reason: String::new(),
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // 12 offered, and per decline one left and one offered: 20 events over the stores.
+    let expected = leads + 2 * leads.div_ceil(3);
+    let mut told: Vec<Vec<Vec<pb::OfferUpdate>>> = vec![vec![vec![]; 3]; 3];
+    let started = Instant::now();
+    for (r, per) in streams.iter_mut().enumerate() {
+        while told[r].iter().map(Vec::len).sum::<usize>() < expected {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "replica {r} told {:?} of {expected}",
+                told[r].iter().map(Vec::len).collect::<Vec<_>>()
+            );
+            for (s, st) in per.iter_mut().enumerate() {
+                if let Ok(m) = tokio::time::timeout(Duration::from_millis(50), st.message()).await {
+                    told[r][s].push(m.unwrap().unwrap());
+                }
+            }
+        }
+    }
+    let ids = |v: &[pb::OfferUpdate]| v.iter().map(|u| u.event_id.clone()).collect::<Vec<_>>();
+    for (s, first) in told[0].iter().enumerate() {
+        assert_eq!(ids(first), ids(&told[1][s]), "store S{s}, replicas 0 and 1");
+        assert_eq!(ids(first), ids(&told[2][s]), "store S{s}, replicas 0 and 2");
+        assert!(first.iter().all(|u| u.store_id == format!("S{s}")));
+    }
+    let mut offered: Vec<String> = told[0]
+        .iter()
+        .flatten()
+        .filter(|u| u.kind == pb::OfferUpdateKind::OfferUpdateOffered as i32 && u.version == 1)
+        .map(|u| u.lead_id.clone())
+        .collect();
+    offered.sort();
+    offered.dedup();
+    assert_eq!(offered.len(), leads, "every first offer told once");
+    // Resumed on another replica after the first event of a busy store: the rest, exactly.
+    let busiest = (0..3).max_by_key(|&s| told[0][s].len()).unwrap();
+    let first = told[0][busiest][0].event_id.clone();
+    let mut resumed = watch(channels[2].clone(), format!("S{busiest}"), first).await;
+    for want in &told[0][busiest][1..] {
+        let got = tokio::time::timeout(Duration::from_secs(10), resumed.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.event_id, want.event_id);
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(500), resumed.message()).await;
+    assert!(quiet.is_err(), "nothing more: {quiet:?}");
+}

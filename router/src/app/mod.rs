@@ -284,6 +284,7 @@ pub async fn serve_options(
         metrics_listener,
         durable_one_at_a_time: false,
         keep_up: None,
+        max_watchers: config.limits.max_watchers,
     })
 }
 

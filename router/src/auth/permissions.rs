@@ -127,6 +127,23 @@ pub const PERMISSIONS: &[Permission] = &[
         "/leadrouter.v1.Disputes/ResolveDispute",
         Access::Roles(&[Reviewer]),
     ),
+    // Guides
+    p(
+        "/leadrouter.v1.Guides/ListGuideLeads",
+        Access::Roles(&[GuideApp, Operator]),
+    ),
+    p(
+        "/leadrouter.v1.Guides/ListStoreQueue",
+        Access::Roles(&[GuideApp, Operator]),
+    ),
+    p(
+        "/leadrouter.v1.Guides/ClaimQueuedLead",
+        Access::Roles(&[GuideApp]),
+    ),
+    p(
+        "/leadrouter.v1.Guides/WatchOffers",
+        Access::Roles(&[GuideApp, Operator]),
+    ),
     // Standard services
     p("/grpc.health.v1.Health/Check", Access::Open),
     p("/grpc.health.v1.Health/Watch", Access::Open),
@@ -141,6 +158,8 @@ pub const PERMISSIONS: &[Permission] = &[
     // HTTP
     p("/healthz", Access::Open),
     p("/metrics", Access::Roles(&[Monitoring])),
+    // Guides.WatchOffers as Server-Sent Events.
+    p("/v1/offers/events", Access::Roles(&[GuideApp, Operator])),
     // The contract of the JSON surface, as public as the .proto files.
     p("/openapi.json", Access::Open),
 ];

@@ -186,6 +186,9 @@ pub struct Engine {
     /// Binding rule sets by first day; replaced whole ([`Engine::set_binding_rules`]).
     bindings: RwLock<Arc<Bindings>>,
     offer_channels: Vec<crate::domain::Channel>,
+    /// Told after each commit that wrote offer notices, so that this replica's streams follow
+    /// at once rather than at their next poll.
+    noticed: Arc<tokio::sync::Notify>,
 }
 
 /// The binding rule sets in service, by first day.
@@ -247,6 +250,7 @@ impl Engine {
             seq: AtomicU64::new(crate::domain::os_random_u64() >> 1),
             admin: Mutex::new(()),
             bindings: RwLock::new(Arc::new(Bindings(bindings))),
+            noticed: Arc::default(),
             offer_channels,
             cfg,
         })
@@ -276,6 +280,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// Notified after a commit of this engine wrote offer notices (one stored wake-up at most).
+    pub fn noticed(&self) -> &Arc<tokio::sync::Notify> {
+        &self.noticed
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -555,6 +564,9 @@ impl Engine {
         };
         Ok(match self.store.commit_route_async(&commit).await? {
             Committed::Stored { used } => {
+                if !notices.is_empty() {
+                    self.noticed.notify_one();
+                }
                 if let (Some((g, _)), Some(used)) = (take, used) {
                     snap.book.observe(g, d.day, used);
                 }

@@ -75,6 +75,9 @@ methods! {
     "/leadrouter.v1.Disputes/ListDisputes" => pb::ListDisputesRequest, pb::ListDisputesResponse;
     "/leadrouter.v1.Disputes/GetDispute" => pb::GetDisputeRequest, pb::GetDisputeResponse;
     "/leadrouter.v1.Disputes/ResolveDispute" => pb::ResolveDisputeRequest, pb::Dispute;
+    "/leadrouter.v1.Guides/ListGuideLeads" => pb::ListGuideLeadsRequest, pb::ListGuideLeadsResponse;
+    "/leadrouter.v1.Guides/ListStoreQueue" => pb::ListStoreQueueRequest, pb::ListStoreQueueResponse;
+    "/leadrouter.v1.Guides/ClaimQueuedLead" => pb::ClaimQueuedLeadRequest, pb::RouteResponse;
 }
 
 /// The unary methods served as JSON, by path.
@@ -112,7 +115,7 @@ fn http_status(code: Code) -> StatusCode {
 }
 
 /// A Connect error reply.
-fn error(code: Code, message: impl Into<String>) -> Response {
+pub(super) fn error(code: Code, message: impl Into<String>) -> Response {
     let body = serde_json::json!({
         "code": super::gate::connect_code(code),
         "message": message.into(),

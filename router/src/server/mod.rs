@@ -8,11 +8,13 @@ mod catalog_svc;
 pub mod connect;
 mod disputes_svc;
 pub mod gate;
+mod guides_svc;
 mod http;
 pub mod listen;
 pub mod metrics;
 mod router_svc;
 mod status;
+pub mod watch;
 pub use status::check_at_start;
 pub mod tls;
 
@@ -24,6 +26,7 @@ use crate::engine::Engine;
 use leadrouter_proto::v1::attribution_server::AttributionServer;
 use leadrouter_proto::v1::catalog_server::CatalogServer;
 use leadrouter_proto::v1::disputes_server::DisputesServer;
+use leadrouter_proto::v1::guides_server::GuidesServer;
 use leadrouter_proto::v1::lead_router_server::LeadRouterServer;
 use std::future::Future;
 use std::sync::Arc;
@@ -71,6 +74,9 @@ pub struct Options {
     /// it serves (the learned models published by other replicas); an error means storage
     /// cannot be read.
     pub keep_up: Option<KeepUp>,
+    /// Offer streams (gRPC `WatchOffers` and Server-Sent Events) served at once
+    /// (`limits.max_watchers`).
+    pub max_watchers: usize,
 }
 
 /// What [`KeepUp`] runs.
@@ -98,6 +104,7 @@ impl Default for Options {
             metrics_listener: None,
             durable_one_at_a_time: false,
             keep_up: None,
+            max_watchers: watch::DEFAULT_MAX_WATCHERS,
         }
     }
 }
@@ -147,6 +154,11 @@ pub async fn run_with(
         .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
+    let hub = watch::NoticeHub::new(
+        engine.store().clone(),
+        engine.noticed().clone(),
+        options.max_watchers,
+    );
     let grpc = tonic::service::Routes::new(
         LeadRouterServer::new(router_svc::RouterSvc::new(engine.clone()))
             .max_decoding_message_size(max_message),
@@ -157,6 +169,10 @@ pub async fn run_with(
     )
     .add_service(
         DisputesServer::new(disputes_svc::DisputesSvc::new(attribution.clone()))
+            .max_decoding_message_size(max_message),
+    )
+    .add_service(
+        GuidesServer::new(guides_svc::GuidesSvc::new(engine.clone(), hub.clone()))
             .max_decoding_message_size(max_message),
     )
     .add_service(
@@ -178,6 +194,7 @@ pub async fn run_with(
             storage_down.clone(),
             replica.clone(),
         ))
+        .merge(guides_svc::sse_router(engine.clone(), hub.clone()))
         .layer(axum::middleware::from_fn_with_state(
             options.gate.clone(),
             gate::admit,
@@ -192,14 +209,19 @@ pub async fn run_with(
     }
 
     let health_on_stop = health.clone();
+    let hub_on_stop = hub.clone();
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: draining calls");
+        // Streams end now rather than hold the drain until its deadline.
+        hub_on_stop.stop();
         health_on_stop
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
     let sweeper = tokio::spawn(sweep_offers(engine.clone()));
+    let follower = tokio::spawn(hub.clone().run());
+    let pruner = tokio::spawn(prune_notices(engine.clone()));
     let keeper = tokio::spawn(keep_up(
         engine.clone(),
         health.clone(),
@@ -210,6 +232,8 @@ pub async fn run_with(
     let served = listen::serve(listener, app, options.transport, shutdown).await;
     sweeper.abort();
     keeper.abort();
+    follower.abort();
+    pruner.abort();
     served?;
     let flushed = tokio::task::spawn_blocking(move || engine.flush())
         .await
@@ -242,6 +266,27 @@ async fn sweep_offers(engine: Arc<Engine>) {
             Ok(Ok(n)) => tracing::debug!(expired = n, "offers moved on"),
             Ok(Err(e)) => tracing::error!(error = %e, "expiring offers failed"),
             Err(e) => tracing::error!(error = %e, "the offer sweeper panicked"),
+        }
+    }
+}
+
+/// How often old offer notices are forgotten (those older than
+/// [`crate::storage::NOTICE_RETENTION_MS`]); every replica does it, which is harmless.
+pub const PRUNE_NOTICES_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Forgets offer notices older than the retention every [`PRUNE_NOTICES_EVERY`], until aborted.
+async fn prune_notices(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(PRUNE_NOTICES_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let e = engine.clone();
+        let before = e.clock().now_ms() - crate::storage::NOTICE_RETENTION_MS;
+        match tokio::task::spawn_blocking(move || e.store().prune_notices(before)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(pruned = n, "old offer notices forgotten"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "forgetting old offer notices failed"),
+            Err(e) => tracing::error!(error = %e, "the notice pruner panicked"),
         }
     }
 }
@@ -391,6 +436,7 @@ async fn set_health(
         <CatalogServer<catalog_svc::CatalogSvc> as tonic::server::NamedService>::NAME,
         <AttributionServer<attribution_svc::AttributionSvc> as tonic::server::NamedService>::NAME,
         <DisputesServer<disputes_svc::DisputesSvc> as tonic::server::NamedService>::NAME,
+        <GuidesServer<guides_svc::GuidesSvc> as tonic::server::NamedService>::NAME,
     ] {
         health.set_service_status(name, status).await;
     }

@@ -3,6 +3,7 @@
 
 pub mod attribution;
 pub mod catalog;
+pub mod guides;
 
 use crate::domain::binding::{BindingChange, BindingState, ReferralOutcome, RouteBinding};
 use crate::domain::offer::{Offer, OfferStatus};
