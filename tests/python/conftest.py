@@ -32,6 +32,8 @@ def stubs():
         catalog_pb2,
         catalog_pb2_grpc,
         common_pb2,
+        guides_pb2,
+        guides_pb2_grpc,
         router_pb2,
         router_pb2_grpc,
     )
@@ -44,6 +46,8 @@ def stubs():
         "router_grpc": router_pb2_grpc,
         "catalog": catalog_pb2,
         "catalog_grpc": catalog_pb2_grpc,
+        "guides": guides_pb2,
+        "guides_grpc": guides_pb2_grpc,
     }
 
 

@@ -224,6 +224,7 @@ impl NoticeHub {
         self.wake.notify_one();
         let (out, events) = mpsc::channel(64);
         let hub = self.clone();
+        metrics::gauge!(STREAMS).increment(1.0);
         tokio::spawn(async move {
             let mut follower = Follower {
                 hub,
@@ -240,6 +241,9 @@ impl NoticeHub {
     }
 }
 
+/// The gauge of offer streams open on this replica.
+pub const STREAMS: &str = "leadrouter_offer_streams";
+
 /// One stream's state: everything for its target up to `seen` has been sent.
 struct Follower {
     hub: Arc<NoticeHub>,
@@ -247,6 +251,12 @@ struct Follower {
     seen: NoticeId,
     out: mpsc::Sender<Result<Watched, StorageError>>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        metrics::gauge!(STREAMS).decrement(1.0);
+    }
 }
 
 /// The receiver went away or the server is stopping: end quietly.
