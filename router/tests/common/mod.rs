@@ -227,9 +227,15 @@ pub async fn guide_load(
 
 /// GET over plain HTTP/1.1; returns (status line, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    http_get_with(addr, path, "").await
+}
+
+/// As [`http_get`] with more header lines (each ending in `\r\n`).
+pub async fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> (String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n")
+            .as_bytes(),
     )
     .await
     .unwrap();
