@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import grpc, grpc_tools, grpc_health, grpc_reflection, pytest' 2>/dev/null; then
+if ! python3 -c 'import grpc, grpc_tools, grpc_health, grpc_reflection, pytest, playwright' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/python/requirements.txt
 fi
 

@@ -815,25 +815,14 @@ impl Attribution {
                     input.occurred_at_ms,
                     key,
                     |_, _| {
-                        let follow_ups = self.engine.store().follow_ups_of(&input.order_id)?;
-                        let from = split::current_owner(
-                            &record,
-                            follow_ups.iter().filter_map(|e| e.adjustment()),
-                        );
-                        if from == input.to_party {
-                            return Err(AttributionError::Precondition(format!(
-                                "order {:?} is already owned by {from}",
-                                input.order_id
-                            )));
-                        }
-                        let net =
-                            split::owner_net(&record, follow_ups.iter().filter_map(|e| e.refund()));
+                        let (from, entries) =
+                            self.moving_owner(&input.order_id, &record, &input.to_party)?;
                         Ok(EventBody::Adjustment(
                             crate::domain::trail::AdjustmentRecord {
                                 adjustment_id: input.adjustment_id.clone(),
                                 order_id: input.order_id.clone(),
                                 order_seq: order.seq,
-                                entries: split::adjustment_entries(&from, &input.to_party, net),
+                                entries,
                                 from_party: from,
                                 to_party: input.to_party.clone(),
                                 actor: input.actor.clone(),
@@ -860,6 +849,47 @@ impl Attribution {
 
     /// The order a refund or adjustment at `at_ms` follows: its event and record. A follow-up
     /// may not precede its order.
+    /// Where the owner credit of `order_id` sits now, and the compensating entries that would
+    /// move what is left of it to `to`; refused when `to` owns it already.
+    fn moving_owner(
+        &self,
+        order_id: &str,
+        record: &OrderRecord,
+        to: &str,
+    ) -> Result<(String, Vec<LedgerEntry>), AttributionError> {
+        let follow_ups = self.engine.store().follow_ups_of(order_id)?;
+        let from = split::current_owner(record, follow_ups.iter().filter_map(|e| e.adjustment()));
+        if from == to {
+            return Err(AttributionError::Precondition(format!(
+                "order {order_id:?} is already owned by {from}"
+            )));
+        }
+        let net = split::owner_net(record, follow_ups.iter().filter_map(|e| e.refund()));
+        Ok((from.clone(), split::adjustment_entries(&from, to, net)))
+    }
+
+    /// What [`Attribution::reassign`] to `to` would write now, without writing it: the owner
+    /// party it moves from and the compensating entries (a reviewer's preview).
+    pub fn preview_reassign(
+        &self,
+        order_id: &str,
+        to: &str,
+    ) -> Result<(String, Vec<LedgerEntry>), AttributionError> {
+        check_id("order_id", order_id)?;
+        self.check_party("new_owner", to)?;
+        let not_found = || AttributionError::NotFound {
+            what: "order",
+            id: order_id.to_string(),
+        };
+        let order = self
+            .engine
+            .store()
+            .trail_event(TrailKey::Order(order_id))?
+            .ok_or_else(not_found)?;
+        let record = order.order().ok_or_else(not_found)?;
+        self.moving_owner(order_id, record, to)
+    }
+
     fn order_for_follow_up(
         &self,
         order_id: &str,

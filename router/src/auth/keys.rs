@@ -245,6 +245,15 @@ impl Keyring {
         self.by_hash.get(&hash_key(key)).cloned()
     }
 
+    /// The principal of the key named `name` and that key's stored hash (a secret only the
+    /// service holds: it signs the key's review sessions).
+    pub fn by_name(&self, name: &str) -> Option<(Arc<Principal>, String)> {
+        self.by_hash
+            .iter()
+            .find(|(_, (p, _))| p.name == name)
+            .map(|(h, (p, _))| (p.clone(), h.clone()))
+    }
+
     pub fn len(&self) -> usize {
         self.by_hash.len()
     }

@@ -160,6 +160,15 @@ pub const PERMISSIONS: &[Permission] = &[
     p("/metrics", Access::Roles(&[Monitoring])),
     // Guides.WatchOffers as Server-Sent Events.
     p("/v1/offers/events", Access::Roles(&[GuideApp, Operator])),
+    // The reviewers' pages: open at the gate, they check their own sessions (a reviewer key
+    // signs in; see server/review).
+    p("/review", Access::Open),
+    p("/review/", Access::Open),
+    p("/review/login", Access::Open),
+    p("/review/logout", Access::Open),
+    p("/review/dispute", Access::Open),
+    p("/review/resolve", Access::Open),
+    p("/review/htmx.min.js", Access::Open),
     // The contract of the JSON surface, as public as the .proto files.
     p("/openapi.json", Access::Open),
 ];

@@ -82,6 +82,11 @@ impl Gate {
         }
     }
 
+    /// The keys in service now (`None` without keys).
+    pub fn keyring(&self) -> Option<Arc<Keyring>> {
+        self.keyring.as_ref().map(|k| k.read().clone())
+    }
+
     pub fn is_open(&self) -> bool {
         self.keyring.is_none()
     }

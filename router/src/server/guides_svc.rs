@@ -339,7 +339,7 @@ async fn sse(
 }
 
 /// `k=v&…` with `+` and percent escapes decoded; an escape that is not UTF-8 is refused.
-fn query_pairs(query: &str) -> Result<Vec<(String, String)>, Status> {
+pub(super) fn query_pairs(query: &str) -> Result<Vec<(String, String)>, Status> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
             .decode_utf8()

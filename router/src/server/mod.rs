@@ -12,6 +12,7 @@ mod guides_svc;
 mod http;
 pub mod listen;
 pub mod metrics;
+mod review;
 mod router_svc;
 mod status;
 pub mod watch;
@@ -159,6 +160,7 @@ pub async fn run_with(
         engine.noticed().clone(),
         options.max_watchers,
     );
+    let attribution_for_pages = attribution.clone();
     let grpc = tonic::service::Routes::new(
         LeadRouterServer::new(router_svc::RouterSvc::new(engine.clone()))
             .max_decoding_message_size(max_message),
@@ -195,6 +197,12 @@ pub async fn run_with(
             replica.clone(),
         ))
         .merge(guides_svc::sse_router(engine.clone(), hub.clone()))
+        .merge(review::router(
+            options.gate.clone(),
+            attribution_for_pages,
+            engine.clone(),
+            options.transport.tls.is_some(),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             options.gate.clone(),
             gate::admit,
