@@ -186,6 +186,10 @@ def test_filter_open_reassign_and_see_the_ledger_change(keyed_server, browser):
     # The books moved: the ledger over JSON says the same.
     got = call(address, "Attribution/GetOwnership", {"orderId": "review-o0"}, keyed_server["keys"]["client"])
     assert got["ownerParty"] == "guide:G000005"
+    # Who did what: the sign-in and the resolution, under the reviewer's key name.
+    audit = call(address, "Catalog/ListAudit", {}, keyed_server["keys"]["ops"])["entries"]
+    done = {(e["action"], e["operatorId"]) for e in audit}
+    assert ("review_sign_in", "rev-li") in done and ("resolve_dispute", "rev-li") in done, done
     ctx.close()
 
 

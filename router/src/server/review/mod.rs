@@ -284,12 +284,47 @@ async fn login(State(r): State<Arc<Review>>, req: Request) -> Response {
         metrics::counter!("leadrouter_review_sign_ins_total", "result" => "refused").increment(1);
         return r.login_page(t, true);
     };
+    // Who signed in, and when, is in the audit log beside what they resolved.
+    let (engine, name) = (r.engine.clone(), session_name(&cookie));
+    let agent = h
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|a| crate::domain::short(a).to_string())
+        .unwrap_or_default();
+    let audited = tokio::task::spawn_blocking(move || {
+        engine.record_audit(
+            "review_sign_in",
+            "review",
+            &name,
+            "signed in to the review pages",
+            serde_json::json!({ "user_agent": agent }),
+        )
+    })
+    .await;
+    if !matches!(audited, Ok(Ok(_))) {
+        tracing::error!("a sign-in could not be audited; refused");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the sign-in could not be recorded in the audit log; retry shortly",
+        )
+            .into_response();
+    }
     metrics::counter!("leadrouter_review_sign_ins_total", "result" => "ok").increment(1);
     let mut resp = Redirect::to("/review/").into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(Some(&cookie), r.secure)) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// The reviewer a session cookie names (issued here, so well formed).
+fn session_name(cookie: &str) -> String {
+    cookie
+        .split('.')
+        .next()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
 }
 
 async fn logout(State(r): State<Arc<Review>>, req: Request) -> Response {
