@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`attribution`]: multi-touch attribution models (first, last, linear, time decay, position
 //!   based, Markov removal effect) over aggregated journeys.
+//! - [`ope`]: off-policy evaluation (IPS, SNIPS, DM, DR with bootstrap intervals and support
+//!   checks) and Thompson sampling's action distribution.
 //! - [`preference`]: the regional preference matrix (region × category), looked up with fallback up
 //!   the region tree.
 //! - [`preference_fit`]: learning that matrix from orders, with time decay and shrinkage up the
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attribution;
+pub mod ope;
 pub mod preference;
 pub mod preference_fit;
 pub mod propensity;

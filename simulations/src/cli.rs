@@ -103,11 +103,71 @@ pub enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         exact_max_edges: usize,
     },
+    /// Estimates a candidate policy's value from a logged-bandit file by IPS, SNIPS, DM and DR,
+    /// with bootstrap intervals, the effective sample size and warnings when the log does not
+    /// support the estimate. Log: `round,action,position,reward,pscore`; evaluation:
+    /// `round,action,position,prob` (`round` may be `*` for every round).
+    Ope {
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(long)]
+        eval: PathBuf,
+        /// Bootstrap resamples for the intervals.
+        #[arg(long, default_value_t = 1000)]
+        bootstrap: usize,
+        /// The intervals' level.
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes the action distribution of Bernoulli Thompson sampling with the priors of
+    /// `--prior` (`action,alpha,beta`) over `--positions` slots, by simulation, as an
+    /// evaluation file for `ope`.
+    Thompson {
+        #[arg(long)]
+        prior: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        positions: usize,
+        #[arg(long, default_value_t = 100_000)]
+        sims: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Runs a command, writing what it reports to `out`.
 pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
+        Command::Ope {
+            log,
+            eval,
+            bootstrap,
+            confidence,
+            seed,
+            json,
+        } => {
+            let logged = crate::ope::read_log(&log)?;
+            let candidate = crate::ope::read_candidate(&eval)?;
+            let e =
+                leadrouter_models::ope::evaluate(&logged, &candidate, bootstrap, confidence, seed)?;
+            crate::ope::write_report(&e, json, out)?;
+        }
+        Command::Thompson {
+            prior,
+            positions,
+            sims,
+            seed,
+            out: path,
+        } => {
+            crate::ope::write_thompson(&prior, positions, sims, seed, &path)?;
+            writeln!(out, "wrote {}", path.display())?;
+        }
         Command::Run {
             scenario,
             out: dir,

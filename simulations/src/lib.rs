@@ -8,6 +8,7 @@ pub mod dual;
 pub mod explicit;
 pub mod flow;
 pub mod instance;
+pub mod ope;
 pub mod replay;
 pub mod report;
 pub mod run;
