@@ -250,6 +250,7 @@ fn policy_name(p: &PolicyConfig) -> String {
         PolicyConfig::DualPrice(_) => "dual_price",
         PolicyConfig::Balance => "balance",
         PolicyConfig::Ranking { .. } => "ranking",
+        PolicyConfig::Softmax(_) => "softmax",
     }
     .to_string()
 }

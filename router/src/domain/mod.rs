@@ -201,6 +201,9 @@ pub struct Alternative {
     pub guide_id: Arc<str>,
     pub score: f64,
     pub reasons: Reasons,
+    /// The probability the policy would have picked this guide: an exploring policy's draw, a
+    /// tie's share, or 0 for a deterministic pick.
+    pub propensity: f64,
 }
 
 /// The outcome of routing one lead: what is stored, replayed and returned.

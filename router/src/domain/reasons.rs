@@ -42,8 +42,10 @@ impl Reasons {
     pub const LIKELY_TO_CONVERT: Reasons = Reasons(1 << 24);
     /// Taken from its store's queue by a guide of the store after every offer failed.
     pub const CLAIMED_FROM_QUEUE: Reasons = Reasons(1 << 25);
+    /// An exploring policy's draw picked a guide other than the best scored.
+    pub const EXPLORED: Reasons = Reasons(1 << 26);
 
-    const NAMES: [&'static str; 26] = [
+    const NAMES: [&'static str; 27] = [
         "LEVEL_RADIUS",
         "LEVEL_DISTRICT",
         "LEVEL_CITY",
@@ -70,6 +72,7 @@ impl Reasons {
         "DAILY_PRIORITY",
         "LIKELY_TO_CONVERT",
         "CLAIMED_FROM_QUEUE",
+        "EXPLORED",
     ];
 
     pub fn with(self, other: Reasons) -> Reasons {

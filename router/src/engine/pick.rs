@@ -30,6 +30,8 @@ pub(crate) struct Picker<'a> {
     next: usize,
     level: Level,
     propensity: f64,
+    /// The policy's probability of each entry of `ranked` (see [`crate::policy::Ranking`]).
+    probabilities: Option<Vec<f64>>,
     because: Reasons,
     /// Whether the current ranking is a round after the first.
     again: bool,
@@ -73,6 +75,7 @@ impl<'a> Picker<'a> {
             next: 0,
             level: Level::District,
             propensity: 1.0,
+            probabilities: None,
             because: Reasons::default(),
             again: false,
             gathered: Gathered::None(Unrouted::NoCandidate),
@@ -115,17 +118,25 @@ impl<'a> Picker<'a> {
         if raced {
             reasons = reasons.with(Reasons::CAPACITY_RACE);
         }
+        let best = self.ranked.first().map_or(0.0, |(_, r)| r.score);
+        let chance = |j: usize, r: &Ranked| match &self.probabilities {
+            Some(p) => p.get(j).copied().unwrap_or(0.0),
+            // Deterministic but for ties: a tied guide had the tie's share.
+            None if self.propensity < 1.0 && r.score == best => self.propensity,
+            None => 0.0,
+        };
         let alternatives = self
             .ranked
             .iter()
             .enumerate()
             .filter(|&(j, _)| j != k)
             .take(self.engine.cfg.alternatives)
-            .map(|(_, (a, r))| Alternative {
+            .map(|(j, (a, r))| Alternative {
                 store_id: net.store(a.store).id.clone(),
                 guide_id: net.guide(a.guide).id.clone(),
                 score: r.score,
                 reasons: r.reasons,
+                propensity: chance(j, r),
             })
             .collect();
         Picked {
@@ -208,9 +219,9 @@ impl<'a> Picker<'a> {
                 self.ranked.clear();
                 self.ranked
                     .extend(ranking.order.iter().map(|r| (cands[r.idx], *r)));
-                Some((level, ranking.propensity))
+                Some((level, ranking.propensity, ranking.probabilities))
             });
-            let Some((level, propensity)) = ranked else {
+            let Some((level, propensity, probabilities)) = ranked else {
                 // Nothing found in this stage: on to the next.
                 self.stage += 1;
                 self.round = 0;
@@ -218,6 +229,7 @@ impl<'a> Picker<'a> {
             };
             self.level = level;
             self.propensity = propensity;
+            self.probabilities = probabilities;
             self.because = because;
             self.again = round > 0;
             self.next = 0;

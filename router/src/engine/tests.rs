@@ -524,6 +524,59 @@ fn radius_search_comes_first_when_the_lead_has_coordinates() {
 }
 
 #[test]
+fn an_exploring_policy_records_the_probability_of_its_pick_and_of_each_alternative() {
+    let cfg = EngineConfig {
+        policy: PolicyConfig::Softmax(crate::policy::SoftmaxConfig {
+            temperature: 5.0,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let e = engine_cfg(cfg);
+    let mut explored = 0;
+    // 天河 has three guides for shoes, with 7 leads of capacity in all.
+    for i in 0..6 {
+        let d = e
+            .route(&lead(&format!("X{i}"), "440106", &["shoes"]))
+            .unwrap();
+        if d.alternatives.is_empty() {
+            // The last guide with capacity left: no draw.
+            assert_eq!(d.propensity, 1.0);
+        } else {
+            assert!(d.propensity > 0.0 && d.propensity < 1.0, "{}", d.propensity);
+            let total: f64 =
+                d.propensity + d.alternatives.iter().map(|a| a.propensity).sum::<f64>();
+            assert!((total - 1.0).abs() < 1e-9, "{total}");
+            assert!(d.alternatives.iter().all(|a| a.propensity > 0.0));
+        }
+        explored += usize::from(d.reasons.contains(Reasons::EXPLORED));
+        // Stored with the decision: a replay returns the same probabilities.
+        let again = e
+            .route(&lead(&format!("X{i}"), "440106", &["shoes"]))
+            .unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.propensity, d.propensity);
+        let probs = |d: &Decision| {
+            d.alternatives
+                .iter()
+                .map(|a| a.propensity)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(probs(&again), probs(&d));
+    }
+    assert!(
+        explored > 0,
+        "a warm softmax sometimes picks another than the best"
+    );
+    // A deterministic policy's alternatives had no chance.
+    let e = engine_cfg(EngineConfig::default());
+    let d = e.route(&lead("D1", "440106", &["shoes"])).unwrap();
+    if d.propensity == 1.0 {
+        assert!(d.alternatives.iter().all(|a| a.propensity == 0.0));
+    }
+}
+
+#[test]
 fn the_configured_policy_decides_and_is_recorded() {
     for (policy, name) in [
         (PolicyConfig::Nearest, "nearest"),
@@ -532,6 +585,7 @@ fn the_configured_policy_decides_and_is_recorded() {
         (PolicyConfig::DualPrice(Default::default()), "dual_price"),
         (PolicyConfig::Balance, "balance"),
         (PolicyConfig::Ranking { seed: 3 }, "ranking"),
+        (PolicyConfig::Softmax(Default::default()), "softmax"),
     ] {
         let cfg = EngineConfig {
             policy,

@@ -11,6 +11,7 @@ mod nearest;
 mod ranking;
 mod round_robin;
 mod scored;
+mod softmax;
 
 pub use balance::Balance;
 pub use dual_price::{DualPrice, DualPriceConfig, PriceBook};
@@ -18,6 +19,7 @@ pub use nearest::Nearest;
 pub use ranking::RankingPolicy;
 pub use round_robin::RoundRobin;
 pub use scored::{Scored, ScoredWeights};
+pub use softmax::{Softmax, SoftmaxConfig};
 
 use crate::catalog::{Network, RegionId};
 pub use crate::domain::Reasons;
@@ -86,6 +88,9 @@ pub struct Ranking {
     pub order: Vec<Ranked>,
     /// Probability that the first entry was picked (1 unless a random draw decided it).
     pub propensity: f64,
+    /// For a policy that draws among all candidates: the probability it would have picked each
+    /// entry of `order` first. `None`: deterministic but for ties.
+    pub probabilities: Option<Vec<f64>>,
 }
 
 /// A routing algorithm.
@@ -117,6 +122,9 @@ pub enum PolicyConfig {
         #[serde(default)]
         seed: u64,
     },
+    /// Explores: a seeded draw over the candidates by `scored`'s values, with the probability
+    /// of the pick and of each alternative recorded.
+    Softmax(#[serde(default)] SoftmaxConfig),
 }
 
 impl Default for PolicyConfig {
@@ -135,17 +143,19 @@ impl PolicyConfig {
             PolicyConfig::DualPrice(c) => Box::new(DualPrice::new(c.clone(), network)?),
             PolicyConfig::Balance => Box::new(Balance),
             PolicyConfig::Ranking { seed } => Box::new(RankingPolicy::new(*seed)),
+            PolicyConfig::Softmax(c) => Box::new(Softmax::new(c.clone())?),
         })
     }
 
     /// Names accepted in configuration.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "scored",
         "nearest",
         "round_robin",
         "dual_price",
         "balance",
         "ranking",
+        "softmax",
     ];
 }
 
@@ -220,6 +230,7 @@ pub(crate) fn rank_by<K: Ord + Copy>(
     Ranking {
         order,
         propensity: 1.0 / f64::from(ties.max(1)),
+        probabilities: None,
     }
 }
 

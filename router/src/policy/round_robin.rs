@@ -53,6 +53,7 @@ impl Policy for RoundRobin {
         Ranking {
             order,
             propensity: 1.0,
+            probabilities: None,
         }
     }
 }

@@ -65,6 +65,7 @@ pub(crate) mod tests {
                 guide_id: "G2".into(),
                 score: 0.5,
                 reasons: Reasons::LOAD_BALANCE,
+                propensity: 0.25,
             }],
             propensity: 1.0,
             level: Some(Level::District),

@@ -205,6 +205,7 @@ pub fn decision_to_pb_with(d: &Decision, max_alternatives: usize) -> pb::RouteRe
                 guide_id: a.guide_id.to_string(),
                 score: a.score,
                 reasons: a.reasons.names().map(str::to_string).collect(),
+                propensity: a.propensity,
             })
             .collect(),
         propensity: d.propensity,
@@ -330,6 +331,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
                 guide_id: a.guide_id.into(),
                 score: a.score,
                 reasons: Reasons::from_names(a.reasons.iter().map(String::as_str)),
+                propensity: a.propensity,
             })
             .collect(),
         propensity: r.propensity,
