@@ -91,18 +91,7 @@ impl Run {
 }
 
 fn yuan(cents: f64) -> String {
-    let c = cents.round() as i64;
-    let sign = if c < 0 { "-" } else { "" };
-    let c = c.abs();
-    let whole = (c / 100).to_string();
-    let mut grouped = String::new();
-    for (i, ch) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
-    format!("{sign}¥{grouped}.{:02}", c % 100)
+    leadrouter::domain::money::yuan(cents.round() as i64)
 }
 
 fn labels(run: &Run) -> Vec<String> {

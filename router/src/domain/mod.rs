@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod binding;
 pub mod export;
+pub mod money;
 pub mod offer;
 mod reasons;
 mod rng;

@@ -139,20 +139,7 @@ pub struct PreviewPage {
     pub reason: String,
 }
 
-/// Cents as yuan: `¥1,234.56`, `-¥0.05`.
-pub fn yuan(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let c = cents.unsigned_abs();
-    let whole = (c / 100).to_string();
-    let mut grouped = String::new();
-    for (i, ch) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
-    format!("{sign}¥{grouped}.{:02}", c % 100)
-}
+pub use crate::domain::money::yuan;
 
 /// A time in the brand's time zone, to the minute.
 pub fn time(ts: Option<&leadrouter_proto::Timestamp>, tz: chrono_tz::Tz) -> String {
@@ -342,19 +329,5 @@ impl DisputeView {
                 })
                 .collect(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_read_as_yuan() {
-        assert_eq!(yuan(0), "¥0.00");
-        assert_eq!(yuan(5), "¥0.05");
-        assert_eq!(yuan(-5), "-¥0.05");
-        assert_eq!(yuan(123_456_789), "¥1,234,567.89");
-        assert_eq!(yuan(100_000), "¥1,000.00");
     }
 }
