@@ -5,40 +5,6 @@
 mod common;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One request; returns (status line, headers, body).
-async fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-) -> (String, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let form = if body.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        )
-    };
-    s.write_all(
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}{form}\r\n{body}"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    (status.into(), headers.to_ascii_lowercase(), body.into())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_sign_in_refuse_bad_forms_and_say_what_is_wrong() {
@@ -47,7 +13,7 @@ async fn pages_sign_in_refuse_bad_forms_and_say_what_is_wrong() {
     let a = server.addr;
 
     // Not signed in: the sign-in page (by name, as the service has no keys), in Chinese.
-    let (status, headers, body) = http(a, "GET", "/review/", "", "").await;
+    let (status, headers, body) = http_call(a, "GET", "/review/", "", "").await;
     assert!(status.contains("200"), "{status}");
     assert!(
         body.contains("name=\"name\"") && body.contains("登录"),
@@ -55,13 +21,13 @@ async fn pages_sign_in_refuse_bad_forms_and_say_what_is_wrong() {
     );
     assert!(headers.contains("content-security-policy: default-src 'self'"));
     assert!(headers.contains("x-frame-options: deny"));
-    let (_, _, body) = http(a, "GET", "/review/", "Accept-Language: en-GB,en\r\n", "").await;
+    let (_, _, body) = http_call(a, "GET", "/review/", "Accept-Language: en-GB,en\r\n", "").await;
     assert!(body.contains("Sign in"));
 
     // A name that is no id is refused; a good one gets the session cookie.
-    let (status, _, _) = http(a, "POST", "/review/login", "", "name=").await;
+    let (status, _, _) = http_call(a, "POST", "/review/login", "", "name=").await;
     assert!(status.contains("401"), "{status}");
-    let (status, headers, _) = http(a, "POST", "/review/login", "", "name=rev-zhao").await;
+    let (status, headers, _) = http_call(a, "POST", "/review/login", "", "name=rev-zhao").await;
     assert!(status.contains("303"), "{status}");
     let set = headers
         .lines()
@@ -80,34 +46,34 @@ async fn pages_sign_in_refuse_bad_forms_and_say_what_is_wrong() {
     let cookie = format!("Cookie: {value}\r\n");
 
     // Signed in: the queue; a bad filter is named.
-    let (status, _, body) = http(a, "GET", "/review/", &cookie, "").await;
+    let (status, _, body) = http_call(a, "GET", "/review/", &cookie, "").await;
     assert!(
         status.contains("200") && body.contains("rev-zhao"),
         "{status}"
     );
-    let (status, _, body) = http(a, "GET", "/review/?older_than_days=soon", &cookie, "").await;
+    let (status, _, body) = http_call(a, "GET", "/review/?older_than_days=soon", &cookie, "").await;
     assert!(
         status.contains("400") && body.contains("older_than_days"),
         "{status}"
     );
-    let (status, _, body) = http(a, "GET", "/review/?status=lost", &cookie, "").await;
+    let (status, _, body) = http_call(a, "GET", "/review/?status=lost", &cookie, "").await;
     assert!(
         status.contains("400") && body.contains("status: must be"),
         "{status}"
     );
     // An unknown dispute, and a tampered cookie.
-    let (status, _, _) = http(a, "GET", "/review/dispute?id=D404", &cookie, "").await;
+    let (status, _, _) = http_call(a, "GET", "/review/dispute?id=D404", &cookie, "").await;
     assert!(status.contains("404"), "{status}");
     let forged = cookie
         .replacen("rev", "rex", 1)
         .replace("lr_review=", "lr_review=00");
-    let (_, _, body) = http(a, "GET", "/review/", &forged, "").await;
+    let (_, _, body) = http_call(a, "GET", "/review/", &forged, "").await;
     assert!(
         body.contains("name=\"name\""),
         "a forged cookie is no session"
     );
     // A form without its CSRF token changes nothing.
-    let (status, _, _) = http(
+    let (status, _, _) = http_call(
         a,
         "POST",
         "/review/resolve",
@@ -117,7 +83,7 @@ async fn pages_sign_in_refuse_bad_forms_and_say_what_is_wrong() {
     .await;
     assert!(status.contains("403"), "{status}");
     // The script is served from here, cacheable.
-    let (status, headers, body) = http(a, "GET", "/review/htmx.min.js", "", "").await;
+    let (status, headers, body) = http_call(a, "GET", "/review/htmx.min.js", "", "").await;
     assert!(status.contains("200") && headers.contains("text/javascript"));
     assert!(body.len() > 10_000);
     server.stop().await;

@@ -877,24 +877,12 @@ impl Attribution {
     ) -> Result<(String, Vec<LedgerEntry>), AttributionError> {
         check_id("order_id", order_id)?;
         self.check_party("new_owner", to)?;
-        let not_found = || AttributionError::NotFound {
-            what: "order",
-            id: order_id.to_string(),
-        };
-        let order = self
-            .engine
-            .store()
-            .trail_event(TrailKey::Order(order_id))?
-            .ok_or_else(not_found)?;
-        let record = order.order().ok_or_else(not_found)?;
-        self.moving_owner(order_id, record, to)
+        let (_, record) = self.order_record(order_id)?;
+        self.moving_owner(order_id, &record, to)
     }
 
-    fn order_for_follow_up(
-        &self,
-        order_id: &str,
-        at_ms: i64,
-    ) -> Result<(TrailEvent, OrderRecord), AttributionError> {
+    /// An order's trail event and its record.
+    fn order_record(&self, order_id: &str) -> Result<(TrailEvent, OrderRecord), AttributionError> {
         let not_found = || AttributionError::NotFound {
             what: "order",
             id: order_id.to_string(),
@@ -905,6 +893,15 @@ impl Attribution {
             .trail_event(TrailKey::Order(order_id))?
             .ok_or_else(not_found)?;
         let record = order.order().cloned().ok_or_else(not_found)?;
+        Ok((order, record))
+    }
+
+    fn order_for_follow_up(
+        &self,
+        order_id: &str,
+        at_ms: i64,
+    ) -> Result<(TrailEvent, OrderRecord), AttributionError> {
+        let (order, record) = self.order_record(order_id)?;
         if at_ms < order.occurred_at_ms {
             return Err(FieldError::new(
                 "occurred_at",

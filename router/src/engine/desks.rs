@@ -80,15 +80,7 @@ impl Engine {
         let store_id = net.store(guide.store).id.clone();
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now_ms();
-            let d = self.store.decision(lead_id)?.ok_or_else(|| {
-                OfferError::NotFound(format!("lead_id: no decision for {lead_id:?}"))
-            })?;
-            let Some(offer) = d.offer.clone() else {
-                return Err(OfferError::Precondition(format!(
-                    "lead {lead_id:?} was not routed as an offer, so it is in no queue"
-                )));
-            };
-            let holder = d.guide_id().unwrap_or_default().to_string();
+            let (d, offer, holder) = self.stored_offer(lead_id, ", so it is in no queue")?;
             match (offer.status, offer.queued_store_id.as_deref()) {
                 (OfferStatus::Claimed, _) if holder == guide_id => {
                     return Ok(OfferReply {

@@ -80,15 +80,7 @@ impl Engine {
         let snap = self.snapshot();
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now_ms();
-            let d = self.store.decision(lead_id)?.ok_or_else(|| {
-                OfferError::NotFound(format!("lead_id: no decision for {lead_id:?}"))
-            })?;
-            let Some(offer) = d.offer.clone() else {
-                return Err(OfferError::Precondition(format!(
-                    "lead {lead_id:?} was not routed as an offer"
-                )));
-            };
-            let holder = d.guide_id().unwrap_or_default().to_string();
+            let (d, offer, holder) = self.stored_offer(lead_id, "")?;
             let replay = |d: Arc<Decision>| {
                 Ok(OfferReply {
                     decision: d,
@@ -402,6 +394,28 @@ impl Engine {
         };
         self.sync()?;
         Ok(Some(next))
+    }
+}
+
+impl Engine {
+    /// The stored decision of an offered lead, its offer, and the guide holding it (empty when
+    /// none). `no_offer` ends the message when the lead was not routed as an offer.
+    pub(super) fn stored_offer(
+        &self,
+        lead_id: &str,
+        no_offer: &str,
+    ) -> Result<(Arc<Decision>, Offer, String), OfferError> {
+        let d = self
+            .store
+            .decision(lead_id)?
+            .ok_or_else(|| OfferError::NotFound(format!("lead_id: no decision for {lead_id:?}")))?;
+        let Some(offer) = d.offer.clone() else {
+            return Err(OfferError::Precondition(format!(
+                "lead {lead_id:?} was not routed as an offer{no_offer}"
+            )));
+        };
+        let holder = d.guide_id().unwrap_or_default().to_string();
+        Ok((d, offer, holder))
     }
 }
 

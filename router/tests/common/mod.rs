@@ -232,10 +232,33 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
 
 /// As [`http_get`] with more header lines (each ending in `\r\n`).
 pub async fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> (String, String) {
+    let (status, _, body) = http_call(addr, "GET", path, headers, "").await;
+    (status, body)
+}
+
+/// One plain HTTP/1.1 request, with a form body when `body` is not empty; returns (status
+/// line, headers in lower case, body).
+pub async fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (String, String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let form = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n")
-            .as_bytes(),
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}{form}\r\n{body}"
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();
@@ -243,10 +266,8 @@ pub async fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> (Stri
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.into(), headers.to_ascii_lowercase(), body.into())
 }
 
 /// The real binary, serving on a free port; the address is read from its first stdout line.

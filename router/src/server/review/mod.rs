@@ -266,26 +266,30 @@ async fn login(State(r): State<Arc<Review>>, req: Request) -> Response {
     let t = texts(&h);
     let fields = fields.unwrap_or_default();
     let now = r.now_ms();
-    let cookie = match r.gate.keyring() {
+    let signed_in = match r.gate.keyring() {
         Some(ring) => {
             let key = fields.get("key").map(String::as_str).unwrap_or("").trim();
             ring.lookup(key)
                 .filter(|(p, _)| session::may_review(p))
-                .and_then(|(p, _)| Secrets::Keys(&ring).issue(&p.name, now))
+                .and_then(|(p, _)| {
+                    let cookie = Secrets::Keys(&ring).issue(&p.name, now)?;
+                    Some((p.name.clone(), cookie))
+                })
         }
         None => {
             let name = fields.get("name").map(String::as_str).unwrap_or("").trim();
-            crate::domain::check_id("name", name)
-                .ok()
-                .and_then(|_| Secrets::Open(&r.open_secret).issue(name, now))
+            crate::domain::check_id("name", name).ok().and_then(|_| {
+                let cookie = Secrets::Open(&r.open_secret).issue(name, now)?;
+                Some((name.to_string(), cookie))
+            })
         }
     };
-    let Some(cookie) = cookie else {
+    let Some((name, cookie)) = signed_in else {
         metrics::counter!("leadrouter_review_sign_ins_total", "result" => "refused").increment(1);
         return r.login_page(t, true);
     };
     // Who signed in, and when, is in the audit log beside what they resolved.
-    let (engine, name) = (r.engine.clone(), session_name(&cookie));
+    let engine = r.engine.clone();
     let agent = h
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -315,16 +319,6 @@ async fn login(State(r): State<Arc<Review>>, req: Request) -> Response {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
-}
-
-/// The reviewer a session cookie names (issued here, so well formed).
-fn session_name(cookie: &str) -> String {
-    cookie
-        .split('.')
-        .next()
-        .and_then(|h| hex::decode(h).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .unwrap_or_default()
 }
 
 async fn logout(State(r): State<Arc<Review>>, req: Request) -> Response {
