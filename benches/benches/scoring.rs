@@ -25,7 +25,7 @@ fn models() -> LearnedModels {
         propensity: Some(
             leadrouter::app::models::load_propensity(&dir.join("propensity.json")).unwrap(),
         ),
-        segments: None,
+        ..Default::default()
     }
 }
 

@@ -2,6 +2,11 @@
 //! simulator and offline tools all share them.
 //!
 //! Layout:
+//! - [`instance`] and [`dual`]: a day as an assignment instance (leads, guides with capacities,
+//!   valued edges) and its Lagrangian dual bound, whose multipliers are the guides' capacity
+//!   prices (`dual_price`'s learned prices, and the simulator's yardstick for large days).
+//! - [`prices`]: guides' capacity prices learned from days of history by that bound.
+//! - [`skill`]: each guide's conversion rate, shrunk towards the store's and tier's rates.
 //! - [`attribution`]: multi-touch attribution models (first, last, linear, time decay, position
 //!   based, Markov removal effect) over aggregated journeys.
 //! - [`ope`]: off-policy evaluation (IPS, SNIPS, DM, DR with bootstrap intervals and support
@@ -12,14 +17,20 @@
 //!   region tree, as a versioned artifact.
 //! - [`propensity`]: conversion propensity by logistic regression (linfa-logistic) on routing
 //!   features, with a time-ordered validation, AUC, log-loss and calibration.
+//! - [`rng`]: SplitMix64, the seeded generator whose sequence is fixed forever.
 //! - [`segments`]: member segments by k-means (linfa-clustering) over tag vectors.
 #![forbid(unsafe_code)]
 
 pub mod attribution;
+pub mod dual;
+pub mod instance;
 pub mod ope;
 pub mod preference;
 pub mod preference_fit;
+pub mod prices;
 pub mod propensity;
+pub mod rng;
 pub mod segments;
+pub mod skill;
 
 pub use preference::{PreferenceError, PreferenceMatrix};

@@ -308,6 +308,11 @@ pub struct ModelsConfig {
     /// Members' segments (`member_id,segment`, as `leadrouter models segments --assignments`
     /// writes them), for policies to read.
     pub segments: Option<PathBuf>,
+    /// Guide skill (`leadrouter models skill --out …`): `scored`, `softmax` and `dual_price` add
+    /// `skill · lift` to their value estimate (weight `policy.skill`).
+    pub skill: Option<PathBuf>,
+    /// Capacity prices (`leadrouter models prices --out …`), the base prices of `dual_price`.
+    pub prices: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -175,6 +175,90 @@ enum ModelsCmd {
     /// Conversion propensity (logistic regression) from routed leads and what became of them;
     /// prints AUC, log-loss and a calibration table on the latest decisions.
     Propensity(PropensityCli),
+    /// Guide skill: each guide's conversion rate from routed leads and what became of them,
+    /// shrunk towards the store's and tier's rates.
+    Skill {
+        /// Exported decisions (`leadrouter trail export --decisions`).
+        #[arg(long)]
+        decisions: PathBuf,
+        /// lead_id,converted (1/0) for the decisions' leads…
+        #[arg(long, conflicts_with = "trail", required_unless_present = "trail")]
+        labels: Option<PathBuf>,
+        /// …or an exported trail: a member lead converted when the member ordered within
+        /// --window-days.
+        #[arg(long)]
+        trail: Option<PathBuf>,
+        #[arg(long)]
+        network: Option<PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        window_days: u32,
+        /// Pseudo-leads of shrinkage towards the peers (default: estimated from the data).
+        #[arg(long)]
+        shrinkage: Option<f64>,
+        /// The artifact to write (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The dual_price policy's capacity prices: the Lagrange multipliers of the last day's
+    /// assignment of its leads on the policy's own estimates (with the config's routing, policy
+    /// and [models]).
+    Prices {
+        /// Exported decisions (`leadrouter trail export --decisions`).
+        #[arg(long)]
+        decisions: PathBuf,
+        /// The service's config file (routing, policy, network, [models]).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        network: Option<PathBuf>,
+        /// Earlier prices to start from (e.g. last night's).
+        #[arg(long)]
+        warm: Option<PathBuf>,
+        /// Learn from the latest N business days, each warm-started from the one before.
+        #[arg(long, default_value_t = 1)]
+        days: usize,
+        #[arg(long, default_value_t = 300)]
+        max_iterations: usize,
+        /// The artifact to write (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The whole nightly loop: preference, skill, propensity, segments (with --tags) and prices,
+    /// in that order, into one directory with the [models] table that loads them.
+    Learn {
+        #[arg(long)]
+        decisions: PathBuf,
+        /// An exported trail: outcomes, and the orders the preference model learns from.
+        #[arg(long, required_unless_present = "labels")]
+        trail: Option<PathBuf>,
+        /// lead_id,converted labels instead of a trail (the preference model then needs
+        /// --orders).
+        #[arg(long, conflicts_with = "trail")]
+        labels: Option<PathBuf>,
+        /// An orders CSV for the preference model.
+        #[arg(long)]
+        orders: Option<PathBuf>,
+        /// member_id,tag,weight rows for segments.
+        #[arg(long)]
+        tags: Option<PathBuf>,
+        #[arg(long, default_value_t = 4)]
+        segments: usize,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        network: Option<PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        window_days: u32,
+        /// Prices from the latest N business days.
+        #[arg(long, default_value_t = 1)]
+        price_days: usize,
+        /// Last night's prices to start from.
+        #[arg(long)]
+        warm_prices: Option<PathBuf>,
+        /// Where to write the artifacts and models.toml.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
     /// Member segments by k-means over tag vectors (member_id,tag,weight rows).
     Segments {
         #[arg(long)]
@@ -775,6 +859,76 @@ fn main() -> ExitCode {
             assignments,
         }) => leadrouter::app::models::fit_segments(&tags, k, seed, &out, assignments.as_deref())
             .map(|s| println!("{s}")),
+        Command::Models(ModelsCmd::Skill {
+            decisions,
+            labels,
+            trail,
+            network,
+            window_days,
+            shrinkage,
+            out,
+        }) => leadrouter::app::learn::fit_skill(
+            &leadrouter::app::learn::SkillArgs {
+                decisions: &decisions,
+                labels: labels.as_deref(),
+                trail: trail.as_deref(),
+                network: network.as_deref(),
+                window_days,
+                shrinkage,
+            },
+            &out,
+        )
+        .map(|s| println!("{s}")),
+        Command::Models(ModelsCmd::Prices {
+            decisions,
+            config,
+            network,
+            warm,
+            days,
+            max_iterations,
+            out,
+        }) => leadrouter::app::learn::fit_prices(
+            &leadrouter::app::learn::PricesArgs {
+                decisions: &decisions,
+                config: config.as_deref(),
+                network: network.as_deref(),
+                warm: warm.as_deref(),
+                days: Some(days),
+                max_iterations,
+            },
+            &out,
+        )
+        .map(|s| println!("{s}")),
+        Command::Models(ModelsCmd::Learn {
+            decisions,
+            trail,
+            labels,
+            orders,
+            tags,
+            segments,
+            config,
+            network,
+            window_days,
+            price_days,
+            warm_prices,
+            out_dir,
+        }) => leadrouter::app::learn::learn_all(
+            &leadrouter::app::learn::LearnArgs {
+                decisions: &decisions,
+                trail: trail.as_deref(),
+                labels: labels.as_deref(),
+                orders: orders.as_deref(),
+                tags: tags.as_deref(),
+                config: config.as_deref(),
+                network: network.as_deref(),
+                window_days,
+                price_days,
+                warm_prices: warm_prices.as_deref(),
+                segments_k: segments,
+            },
+            &out_dir,
+        )
+        .map(|s| println!("{s}")),
         Command::Models(ModelsCmd::Propensity(a)) => leadrouter::app::models::fit_propensity(
             &leadrouter::app::models::PropensityArgs {
                 decisions: &a.decisions,

@@ -4,10 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod dual;
+/// The dual bound lives with the models: production learns its prices from it too.
+pub use leadrouter_models::{dual, instance};
 pub mod explicit;
 pub mod flow;
-pub mod instance;
 pub mod ope;
 pub mod replay;
 pub mod report;

@@ -164,7 +164,7 @@ pub fn replay(
         },
     )
     .map_err(|e| anyhow::anyhow!("routing: {e}"))?;
-    let estimator = DualPrice::new(DualPriceConfig::default(), &net).map_err(anyhow::Error::msg)?;
+    let estimator = DualPrice::new(DualPriceConfig::default()).map_err(anyhow::Error::msg)?;
     let value = |lead: &Lead, at: i64, guide: &str| -> Option<f64> {
         let g = net.guide_index(guide)?;
         probe_clock.set(at);
@@ -172,7 +172,7 @@ pub fn replay(
         cands
             .iter()
             .find(|c| c.guide == g)
-            .map(|c| estimator.estimate(c))
+            .map(|c| estimator.estimate(&net, c))
     };
     let days: std::collections::BTreeSet<&str> = lines.iter().map(|l| l.day.as_str()).collect();
     let n_days = days.len().max(1) as f64;

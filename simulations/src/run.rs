@@ -9,8 +9,11 @@
 //! 3. the yardstick: the exact optimum when the day has at most `exact_max_edges` edges, else
 //!    the Lagrangian dual bound;
 //! 4. the policies run, in parallel with each other, each on its own engine;
-//! 5. `dual_price` policies learn the night's prices: the dual bound of the day just routed,
-//!    on the policy's own value estimates, warm-started from the night before.
+//! 5. the night (`[learning]`): each policy's engine learns from the history it has produced so
+//!    far through the production loop's own code (`leadrouter::app::learn`): guide skill from
+//!    every sampled outcome so far, then (for `dual_price`) the prices of the day just routed on
+//!    the policy's own estimates, warm-started from the night before; both go into service for
+//!    the next day, so every day is routed with models learned only from earlier days.
 
 use crate::dual::{self, DualOptions};
 use crate::flow;
@@ -20,6 +23,7 @@ use crate::world::{Answer, Arrival, World};
 use leadrouter::attribution::split::SplitPolicy;
 use leadrouter::clock::ManualClock;
 use leadrouter::domain::Day;
+use leadrouter::domain::export::DecisionLine;
 use leadrouter::domain::offer::OfferStatus;
 use leadrouter::domain::trail::{OrderFacts, Ownership, OwnershipRule};
 use leadrouter::engine::{Engine, EngineConfig};
@@ -176,9 +180,12 @@ struct Lane {
     store: Arc<MemoryStore>,
     used: Vec<u64>,
     payouts: Vec<Payouts>,
-    warm: Option<Vec<f64>>,
     orders: Option<Vec<SimOrder>>,
     decisions: Vec<(leadrouter::domain::export::DecisionLine, bool)>,
+    /// The day's decisions (every arrival) and their sampled outcomes, for the night.
+    today: Vec<(leadrouter::domain::export::DecisionLine, Option<bool>)>,
+    /// Every skill outcome so far.
+    outcomes: Vec<leadrouter_models::skill::Outcome>,
 }
 
 /// Gini coefficient of non-negative values (0: all equal; → 1: one takes all).
@@ -239,9 +246,10 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                     by_party: BTreeMap::new(),
                 })
                 .collect(),
-            warm: None,
             orders: opts.record_orders.then(Vec::new),
             decisions: Vec::new(),
+            today: Vec::new(),
+            outcomes: Vec::new(),
         });
     }
     let model = match &s.models.preference {
@@ -272,9 +280,6 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                 .map_err(|e| anyhow::anyhow!("models.propensity: {e}"))?;
         }
     }
-    let dual_lanes: Vec<usize> = (0..lanes.len())
-        .filter(|&k| lanes[k].engine.snapshot().policy.as_dual_price().is_some())
-        .collect();
     let progress = Progress::new(opts.progress, s.days as usize * s.policies.len());
     let mut days = Vec::with_capacity(s.days as usize);
     let capacity_per_day: Vec<u64> = net
@@ -294,11 +299,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         let day = world.day(d);
         let arrivals = world.arrivals(d);
         probe_clock.set(crate::world::day_start_ms(Day(day.0 + 1), world.time_zone) - 1);
-        let estimators: Vec<_> = dual_lanes
-            .iter()
-            .map(|&k| lanes[k].engine.snapshot())
-            .collect();
-        let (truth, estimates) = edges(&world, &probe, &arrivals, &estimators, opts.threads)?;
+        let truth = edges(&world, &probe, &arrivals, opts.threads)?;
         let t1 = std::time::Instant::now();
         timings.edges += t1 - t0;
         let yardstick = if truth.edge_count() <= s.yardstick.exact_max_edges {
@@ -332,30 +333,12 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         )?;
         let t3 = std::time::Instant::now();
         timings.routing += t3 - t2;
-        // The night: dual-price policies learn from the day just routed.
-        for (e, &k) in estimates.iter().zip(&dual_lanes) {
-            let lane = &mut lanes[k];
-            let b = dual::bound(
-                e,
-                lane.warm.as_deref(),
-                DualOptions {
-                    max_iterations: s.yardstick.dual_iterations,
-                    threads: opts.threads,
-                    ..Default::default()
-                },
-            );
-            let snap = lane.engine.snapshot();
-            if let Some(p) = snap.policy.as_dual_price() {
-                p.prices().set(
-                    &snap.network,
-                    snap.network
-                        .guides()
-                        .iter()
-                        .map(|g| &*g.id)
-                        .zip(b.beta.iter().copied()),
-                );
-            }
-            lane.warm = Some(b.beta);
+        // The night: every policy's engine learns from its own history.
+        let learned = parallel(&mut lanes, opts.threads, |lane| {
+            night(lane, s, opts.threads)
+        });
+        for (k, r) in learned.into_iter().enumerate() {
+            r.map_err(|e| anyhow::anyhow!("policies[{k}], night of day {}: {e}", d + 1))?;
         }
         timings.learning += t3.elapsed();
         days.push(DayReport {
@@ -398,15 +381,14 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
     })
 }
 
-/// The day's edges valued by the truth, and by each dual-price policy's estimate.
+/// The day's edges valued by the truth.
 fn edges(
     world: &World,
     probe: &Engine,
     arrivals: &[Arrival],
-    estimators: &[Arc<leadrouter::engine::Snapshot>],
     threads: usize,
-) -> anyhow::Result<(Instance, Vec<Instance>)> {
-    type Rows = Vec<(Vec<(u32, f32)>, Vec<Vec<(u32, f32)>>)>;
+) -> anyhow::Result<Instance> {
+    type Rows = Vec<Vec<(u32, f32)>>;
     let chunk = arrivals.len().div_ceil(threads.max(1)).max(1);
     let parts: Vec<anyhow::Result<Rows>> = std::thread::scope(|sc| {
         let hs: Vec<_> = arrivals
@@ -418,21 +400,12 @@ fn edges(
                         let cands = probe
                             .reachable(&a.lead)
                             .map_err(|e| anyhow::anyhow!("lead {}: {e}", a.lead.lead_id))?;
-                        let truth: Vec<(u32, f32)> = cands
-                            .iter()
-                            .map(|c| (c.guide, world.value(a, c) as f32))
-                            .collect();
-                        let est = estimators
-                            .iter()
-                            .map(|snap| {
-                                let p = snap.policy.as_dual_price();
-                                cands
-                                    .iter()
-                                    .map(|c| (c.guide, p.map_or(0.0, |p| p.estimate(c)) as f32))
-                                    .collect()
-                            })
-                            .collect();
-                        rows.push((truth, est));
+                        rows.push(
+                            cands
+                                .iter()
+                                .map(|c| (c.guide, world.value(a, c) as f32))
+                                .collect(),
+                        );
                     }
                     Ok(rows)
                 })
@@ -458,20 +431,64 @@ fn edges(
             }
         })
         .collect();
-    let mut truth = Instance::new(caps.clone());
-    let mut est: Vec<Instance> = estimators
-        .iter()
-        .map(|_| Instance::new(caps.clone()))
-        .collect();
+    let mut truth = Instance::new(caps);
     for part in parts {
-        for (t, es) in part? {
+        for t in part? {
             truth.push_lead(t)?;
-            for (inst, e) in est.iter_mut().zip(es) {
-                inst.push_lead(e)?;
-            }
         }
     }
-    Ok((truth, est))
+    Ok(truth)
+}
+
+/// One policy's night: what `[learning]` asks for, learned by the production loop's code from
+/// the lane's own history, and put in service in its engine for the next day.
+fn night(lane: &mut Lane, s: &Scenario, threads: usize) -> anyhow::Result<()> {
+    use leadrouter::app::learn;
+    let today = std::mem::take(&mut lane.today);
+    if today.is_empty() {
+        return Ok(());
+    }
+    let (lines, converted): (Vec<_>, Vec<_>) = today.into_iter().unzip();
+    let snap = lane.engine.snapshot();
+    let mut models = snap.network.learned_models();
+    let created = lines.last().map_or(0, |d| d.decided_at_ms);
+    if s.learning.skill {
+        let (o, _) = learn::skill_outcomes(&snap.network, &lines, &converted);
+        lane.outcomes.extend(o);
+        if !lane.outcomes.is_empty() {
+            models.skill = Some(Arc::new(learn::learn_skill(
+                &lane.outcomes,
+                None,
+                created,
+                vec!["simulated history".into()],
+            )?));
+            lane.engine
+                .set_learned_models(models.clone())
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
+    if s.learning.prices
+        && let Some(dual) = snap.policy.as_dual_price()
+    {
+        let warm = models.prices.clone();
+        let (m, _) = learn::learn_prices(
+            &lane.engine,
+            dual,
+            &lines,
+            warm.as_deref(),
+            DualOptions {
+                max_iterations: s.yardstick.dual_iterations,
+                threads,
+                ..Default::default()
+            },
+            vec!["simulated history".into()],
+        )?;
+        models.prices = Some(Arc::new(m));
+        lane.engine
+            .set_learned_models(models)
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -486,7 +503,9 @@ fn run_day(
     d: u32,
 ) -> anyhow::Result<Vec<PolicyDay>> {
     parallel(lanes, threads, |lane| {
-        let r = route_day(world, lane, arrivals, truth, &s.splits);
+        let learns = s.learning.skill
+            || (s.learning.prices && lane.engine.snapshot().policy.as_dual_price().is_some());
+        let r = route_day(world, lane, arrivals, truth, &s.splits, learns);
         progress.step(d);
         r
     })
@@ -534,9 +553,11 @@ fn route_day(
     arrivals: &[Arrival],
     truth: &Instance,
     splits: &[SplitPolicy],
+    learns: bool,
 ) -> anyhow::Result<PolicyDay> {
     let net = &world.network;
     let mut out = PolicyDay::default();
+    let lane_learns = learns;
     for (i, a) in arrivals.iter().enumerate() {
         lane.clock.set(a.lead.occurred_at_ms);
         let mut dec = lane
@@ -580,6 +601,7 @@ fn route_day(
             }
             hop += 1;
         }
+        let learning = lane_learns;
         if dec
             .offer
             .as_ref()
@@ -587,10 +609,16 @@ fn route_day(
         {
             out.offers_exhausted += 1;
             out.unrouted += 1;
+            if learning {
+                lane.today.push((DecisionLine::from(&*dec), None));
+            }
             continue;
         }
         let Some((store_id, guide_id)) = dec.assigned.clone() else {
             out.unrouted += 1;
+            if learning {
+                lane.today.push((DecisionLine::from(&*dec), None));
+            }
             continue;
         };
         out.routed += 1;
@@ -616,10 +644,11 @@ fn route_day(
             out.distance_km += at.distance_km(&st.location);
         }
         if lane.orders.is_some() {
-            lane.decisions.push((
-                leadrouter::domain::export::DecisionLine::from(&*dec),
-                a.draw < p,
-            ));
+            lane.decisions.push((DecisionLine::from(&*dec), a.draw < p));
+        }
+        if learning {
+            lane.today
+                .push((DecisionLine::from(&*dec), Some(a.draw < p)));
         }
         if a.draw < p {
             out.sampled_conversions += 1;

@@ -64,6 +64,10 @@
 //! [models]                        # learned artifacts every engine uses (relative paths: to this file)
 //! preference = "../../router/data/demo/models/preference.json"
 //!
+//! [learning]                      # the nightly loop, run on each policy's own history so far
+//! skill = true                    # guide skill from every outcome so far (`leadrouter models skill`)
+//! prices = true                   # dual_price's prices from the day just routed (`leadrouter models prices`)
+//!
 //! [yardstick]
 //! exact_max_edges = 1000000       # larger days use the dual bound
 //! dual_iterations = 300
@@ -111,6 +115,31 @@ pub struct Scenario {
     /// Learned artifacts every engine of the run uses (`[models]`).
     #[serde(default)]
     pub models: SimModels,
+    /// The nightly learning loop (`[learning]`).
+    #[serde(default)]
+    pub learning: Learning,
+}
+
+/// `[learning]`: what each policy's engine learns each night from the history it has produced
+/// so far, through the production code (`leadrouter::app::learn`), and puts in service for the
+/// next day. Every model is learned only from earlier days: the report is out of sample.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Learning {
+    /// Guide skill from every sampled outcome so far. Default true.
+    pub skill: bool,
+    /// `dual_price`'s capacity prices from the day just routed, warm-started from the night
+    /// before. Default true.
+    pub prices: bool,
+}
+
+impl Default for Learning {
+    fn default() -> Self {
+        Self {
+            skill: true,
+            prices: true,
+        }
+    }
 }
 
 /// `[models]`: e.g. `preference = "preference.json"` (relative to the scenario file), the

@@ -242,3 +242,26 @@ fn a_learned_preference_beats_a_stale_matrix() {
         a.expected_conversions
     );
 }
+
+#[test]
+fn the_nightly_loop_learns_only_from_earlier_days_and_pays_off() {
+    // Guides' hidden skill varies a lot: learning it should show from the second day on.
+    let text = "seed = 5\ndays = 4\n[truth]\nskill_sd = 0.8\n[demand]\nleads_per_day = 4000\n\
+        [[policies]]\nname = \"scored\"\n[[policies]]\nname = \"dual_price\"\n";
+    let on = go(text);
+    let off = go(&format!(
+        "{text}[learning]\nskill = false\nprices = false\n"
+    ));
+    let value = |r: &Run, d: usize, k: usize| r.days[d].policies[k].value;
+    for k in 0..2 {
+        // Day 1 has no history: the same routes with or without the loop.
+        assert_eq!(value(&on, 0, k), value(&off, 0, k), "policy {k}, day 1");
+        let later = |r: &Run| (1..4).map(|d| value(r, d, k)).sum::<f64>();
+        assert!(
+            later(&on) > later(&off) * 1.02,
+            "policy {k}: {} with the loop, {} without",
+            later(&on),
+            later(&off)
+        );
+    }
+}

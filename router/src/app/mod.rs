@@ -5,6 +5,7 @@ pub mod client;
 pub mod db;
 pub mod disputes;
 pub mod keys;
+pub mod learn;
 pub mod ledger;
 pub mod models;
 pub mod published;

@@ -286,6 +286,26 @@ pub fn parse_preference(name: &str, text: &str) -> anyhow::Result<Arc<Preference
     Ok(Arc::new(model))
 }
 
+/// A skill artifact's text; the error names `name`.
+pub fn parse_skill(
+    name: &str,
+    text: &str,
+) -> anyhow::Result<Arc<leadrouter_models::skill::SkillModel>> {
+    leadrouter_models::skill::SkillModel::from_json(text)
+        .map(Arc::new)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))
+}
+
+/// A prices artifact's text; the error names `name`.
+pub fn parse_prices(
+    name: &str,
+    text: &str,
+) -> anyhow::Result<Arc<leadrouter_models::prices::PriceModel>> {
+    leadrouter_models::prices::PriceModel::from_json(text)
+        .map(Arc::new)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))
+}
+
 /// Reads a propensity artifact; the error names the file.
 pub fn load_propensity(
     path: &Path,
@@ -361,7 +381,9 @@ pub struct PropensityArgs<'a> {
 }
 
 /// Orders per member from an exported trail: (member, order time).
-fn trail_orders(path: &Path) -> anyhow::Result<std::collections::HashMap<String, Vec<i64>>> {
+pub(crate) fn trail_orders(
+    path: &Path,
+) -> anyhow::Result<std::collections::HashMap<String, Vec<i64>>> {
     use crate::domain::trail::{EventBody, TrailEvent};
     let mut out: std::collections::HashMap<String, Vec<i64>> = Default::default();
     for item in jsonl_lines(path)? {
@@ -378,7 +400,7 @@ fn trail_orders(path: &Path) -> anyhow::Result<std::collections::HashMap<String,
     Ok(out)
 }
 
-fn read_labels(path: &Path) -> anyhow::Result<std::collections::HashMap<String, bool>> {
+pub(crate) fn read_labels(path: &Path) -> anyhow::Result<std::collections::HashMap<String, bool>> {
     let at = |line: u64, msg: String| anyhow::anyhow!("{}:{line}: {msg}", path.display());
     let mut out = std::collections::HashMap::new();
     for item in csv_records(path, &["lead_id", "converted"])? {
@@ -423,28 +445,7 @@ pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<S
     }
     lines.sort_by(|a, b| (a.decided_at_ms, &a.lead_id).cmp(&(b.decided_at_ms, &b.lead_id)));
     let window_ms = i64::from(args.window_days.max(1)) * 86_400_000;
-    let label: Vec<Option<bool>> = match (args.labels, args.trail) {
-        (Some(p), None) => {
-            let l = read_labels(p)?;
-            lines.iter().map(|d| l.get(&d.lead_id).copied()).collect()
-        }
-        (None, Some(p)) => {
-            let orders = trail_orders(p)?;
-            lines
-                .iter()
-                .map(|d| {
-                    let m = d.member_id.as_ref()?;
-                    Some(orders.get(m).is_some_and(|ts| {
-                        ts.iter().any(|&t| {
-                            // Five minutes of clock skew between callers and the service.
-                            t + 300_000 >= d.decided_at_ms && t - d.decided_at_ms <= window_ms
-                        })
-                    }))
-                })
-                .collect()
-        }
-        _ => anyhow::bail!("give --labels or --trail (one of them)"),
-    };
+    let label = super::learn::outcomes(&lines, args.labels, args.trail, args.window_days)?;
     // Guides' past rates, counting only leads whose outcome was known by then (routed at least
     // a window before), smoothed towards the overall rate.
     let known: Vec<(usize, bool)> = label

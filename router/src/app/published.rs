@@ -11,7 +11,9 @@
 //! the rule sets in service. A rule set already in force is never changed by this: each
 //! ownership and split decision records the version it was made under.
 
-use super::models::{member_segments_in, parse_preference, parse_propensity};
+use super::models::{
+    member_segments_in, parse_preference, parse_prices, parse_propensity, parse_skill,
+};
 use crate::attribution::Attribution;
 use crate::catalog::LearnedModels;
 use crate::config::ModelsConfig;
@@ -51,6 +53,10 @@ pub struct ModelsBundle {
     pub propensity: Option<Artifact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<Artifact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skill: Option<Artifact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<Artifact>,
 }
 
 impl ModelsBundle {
@@ -61,6 +67,8 @@ impl ModelsBundle {
             preference: read(&cfg.preference)?,
             propensity: read(&cfg.propensity)?,
             segments: read(&cfg.segments)?,
+            skill: read(&cfg.skill)?,
+            prices: read(&cfg.prices)?,
         })
     }
 
@@ -81,6 +89,16 @@ impl ModelsBundle {
                 .segments
                 .as_ref()
                 .map(|a| member_segments_in(&a.file, a.text.as_bytes()))
+                .transpose()?,
+            skill: self
+                .skill
+                .as_ref()
+                .map(|a| parse_skill(&a.file, &a.text))
+                .transpose()?,
+            prices: self
+                .prices
+                .as_ref()
+                .map(|a| parse_prices(&a.file, &a.text))
                 .transpose()?,
         })
     }

@@ -41,6 +41,10 @@ pub struct LearnedModels {
     pub propensity: Option<Arc<PropensityModel>>,
     /// Members' segments, for policies to read (`RouteContext::segment`).
     pub segments: Option<Arc<leadrouter_models::segments::MemberSegments>>,
+    /// Guides' skill (their conversion lift over their peers), for value estimates.
+    pub skill: Option<Arc<leadrouter_models::skill::SkillModel>>,
+    /// Guides' capacity prices, for `dual_price`.
+    pub prices: Option<Arc<leadrouter_models::prices::PriceModel>>,
 }
 
 impl LearnedModels {
@@ -51,6 +55,8 @@ impl LearnedModels {
             .map(|m| m.meta.version.clone())
             .chain(self.propensity.iter().map(|m| m.meta.version.clone()))
             .chain(self.segments.iter().map(|m| m.version.clone()))
+            .chain(self.skill.iter().map(|m| m.meta.version.clone()))
+            .chain(self.prices.iter().map(|m| m.meta.version.clone()))
             .collect()
     }
 }
@@ -284,6 +290,10 @@ pub struct Network {
     /// Learned conversion propensity, with each guide's past rate by guide index.
     propensity: Option<(Arc<PropensityModel>, Vec<f64>)>,
     segments: Option<Arc<leadrouter_models::segments::MemberSegments>>,
+    /// Guide skill, with each guide's lift by guide index.
+    skill: Option<(Arc<leadrouter_models::skill::SkillModel>, Vec<f64>)>,
+    /// Learned capacity prices, by guide index (`None`: the model names no price for the guide).
+    prices: Option<(Arc<leadrouter_models::prices::PriceModel>, Vec<Option<f64>>)>,
     version: String,
 }
 
@@ -570,6 +580,14 @@ impl Network {
             let rates = guides_rates(&m, &guides);
             (m, rates)
         });
+        let skill = models.skill.map(|m| {
+            let lifts = guides.iter().map(|g| m.lift(&g.id)).collect();
+            (m, lifts)
+        });
+        let prices = models.prices.map(|m| {
+            let by_guide = guides.iter().map(|g| m.price(&g.id)).collect();
+            (m, by_guide)
+        });
         let version = {
             let bytes = serde_json::to_vec(&spec).unwrap_or_default();
             let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -595,6 +613,8 @@ impl Network {
             version,
             propensity,
             segments: models.segments,
+            skill,
+            prices,
             learned,
         })
     }
@@ -610,7 +630,25 @@ impl Network {
             preference: self.learned.clone(),
             propensity: self.propensity.as_ref().map(|(m, _)| m.clone()),
             segments: self.segments.clone(),
+            skill: self.skill.as_ref().map(|(m, _)| m.clone()),
+            prices: self.prices.as_ref().map(|(m, _)| m.clone()),
         }
+    }
+
+    /// A guide's skill lift `ln(r_g / π_g)` (0 without a skill model, or for a guide it has not
+    /// seen).
+    pub fn guide_lift(&self, guide: u32) -> f64 {
+        self.skill
+            .as_ref()
+            .and_then(|(_, l)| l.get(guide as usize).copied())
+            .unwrap_or(0.0)
+    }
+
+    /// A guide's learned capacity price, when a price model in service names the guide.
+    pub fn guide_price(&self, guide: u32) -> Option<f64> {
+        self.prices
+            .as_ref()
+            .and_then(|(_, p)| p.get(guide as usize).copied().flatten())
     }
 
     /// The learned propensity model in use, if any.

@@ -44,8 +44,10 @@ impl Reasons {
     pub const CLAIMED_FROM_QUEUE: Reasons = Reasons(1 << 25);
     /// An exploring policy's draw picked a guide other than the best scored.
     pub const EXPLORED: Reasons = Reasons(1 << 26);
+    /// The guide's learned skill (conversion over their peers) weighed most.
+    pub const SKILLED_GUIDE: Reasons = Reasons(1 << 27);
 
-    const NAMES: [&'static str; 27] = [
+    const NAMES: [&'static str; 28] = [
         "LEVEL_RADIUS",
         "LEVEL_DISTRICT",
         "LEVEL_CITY",
@@ -73,6 +75,7 @@ impl Reasons {
         "LIKELY_TO_CONVERT",
         "CLAIMED_FROM_QUEUE",
         "EXPLORED",
+        "SKILLED_GUIDE",
     ];
 
     pub fn with(self, other: Reasons) -> Reasons {

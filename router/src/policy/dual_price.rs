@@ -2,8 +2,10 @@
 //! lead goes to the candidate with the best estimated value net of its price, argmax_j (v̂_ij − β_j)
 //! (DESIGN §8). The prices are the Lagrange multipliers of the day's capacity constraints:
 //!
-//! - **learned**: [`PriceBook::set`] installs base prices, e.g. the duals of the hindsight optimum
-//!   of previous days (the simulator does this each night);
+//! - **learned**: base prices come from the price model in service (`[models] prices`, learned by
+//!   `leadrouter models prices` from exported decisions: the duals of the assignment of the last
+//!   day's leads on this policy's own estimates; the simulator runs the same code each night);
+//!   a guide the model does not name (or every guide, without one) has `initial_price`;
 //! - **updated online**: during the day a guide's price moves with how far its used share runs
 //!   ahead of the day's pace, `β_j = max(0, base_j + step · (f_j − n / N))`, where f_j is the
 //!   guide's used share of capacity, n the leads ranked so far today and N the number ranked the
@@ -12,14 +14,14 @@
 //!   it costs no write per route beyond one counter.
 //!
 //! The value estimate v̂ is the `scored` policy's match without its load term: regional
-//! preference, distance and tier with the same weights.
+//! preference, distance, tier and (with a skill model in service) the guide's skill lift, with
+//! the same weights.
 
 use super::{Candidate, Policy, Ranking, Reasons, RouteContext, Scored, ScoredWeights, quantize};
 use crate::catalog::Network;
 use crate::domain::Day;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use serde::Deserialize;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Parameters of `dual_price` (`[policy]` with `name = "dual_price"`).
@@ -34,8 +36,12 @@ pub struct DualPriceConfig {
     /// How fast a price follows a guide running ahead of (or behind) the day's pace, in value
     /// units per unit of used share. Default 0.2.
     pub step: f64,
-    /// Price of every guide before any is learned. Default 0.
+    /// Price of every guide the price model in service does not name (or of every guide
+    /// without one). Default 0.
     pub initial_price: f64,
+    /// Weight of the guide's learned skill lift in the value estimate, as in `scored`.
+    /// Default 0.2.
+    pub skill: f64,
 }
 
 impl Default for DualPriceConfig {
@@ -48,93 +54,49 @@ impl Default for DualPriceConfig {
             distance_scale_km: w.distance_scale_km,
             step: 0.2,
             initial_price: 0.0,
+            skill: w.skill,
         }
     }
 }
 
-/// Base prices by guide, with the day's arrival pace.
+/// The day's arrival pace: leads ranked today against the day before. Per replica (each
+/// replica sees its share of the traffic, so the share of the day gone is the same).
 #[derive(Debug)]
-pub struct PriceBook {
-    prices: RwLock<Prices>,
-    initial: f64,
-    /// (day, leads ranked that day, leads ranked the day before).
-    pace: Mutex<(Day, u64, u64)>,
+pub struct Pace {
+    /// (day, leads ranked the day before).
+    day: Mutex<(Day, u64)>,
     ranked: AtomicU64,
 }
 
-#[derive(Debug)]
-struct Prices {
-    /// The network the indexes below refer to.
-    network_version: String,
-    ids: Vec<Arc<str>>,
-    base: Vec<f64>,
-}
-
-impl PriceBook {
-    fn new(network: &Network, initial: f64) -> Self {
+impl Pace {
+    fn new() -> Self {
         Self {
-            prices: RwLock::new(Prices {
-                network_version: network.version().to_string(),
-                ids: network.guides().iter().map(|g| g.id.clone()).collect(),
-                base: vec![initial; network.guides().len()],
-            }),
-            initial,
-            pace: Mutex::new((Day(i32::MIN), 0, 0)),
+            day: Mutex::new((Day(i32::MIN), 0)),
             ranked: AtomicU64::new(0),
         }
     }
 
-    /// Installs base prices by guide id (negative prices count as 0); guides not named keep
-    /// theirs. Unknown ids are skipped and counted in the result.
-    pub fn set<'a>(
-        &self,
-        network: &Network,
-        prices: impl IntoIterator<Item = (&'a str, f64)>,
-    ) -> usize {
-        self.remap(network);
-        let mut p = self.prices.write();
-        let mut unknown = 0;
-        for (id, beta) in prices {
-            match network.guide_index(id) {
-                Some(g) if beta.is_finite() => p.base[g as usize] = beta.max(0.0),
-                _ => unknown += 1,
-            }
-        }
-        unknown
-    }
-
-    /// A guide's base price (by index into `network`'s guides).
-    pub fn base(&self, network: &Network, guide: u32) -> f64 {
-        self.remap(network);
-        self.prices
-            .read()
-            .base
-            .get(guide as usize)
-            .copied()
-            .unwrap_or(self.initial)
-    }
-
-    /// Leads ranked the day before `day` (0 when unknown): the pace's denominator.
+    /// Leads ranked the day before the current one (0 when unknown): the pace's denominator.
     pub fn expected_arrivals(&self) -> u64 {
-        self.pace.lock().2
+        self.day.lock().1
     }
 
     /// Counts one ranked lead on `day` and returns the share of the day's expected arrivals
     /// seen so far, in [0, 1] (0 when the day before is unknown).
     fn tick(&self, day: Day) -> f64 {
         let expected = {
-            let mut pace = self.pace.lock();
+            let mut pace = self.day.lock();
             if pace.0 != day {
                 let before = self.ranked.swap(0, Ordering::Relaxed);
                 // Only the day right before sets the pace; after a gap it is unknown.
-                pace.2 = if pace.0.0.checked_add(1) == Some(day.0) {
+                pace.1 = if pace.0.0.checked_add(1) == Some(day.0) {
                     before
                 } else {
                     0
                 };
                 pace.0 = day;
             }
-            pace.2
+            pace.1
         };
         let n = self.ranked.fetch_add(1, Ordering::Relaxed) + 1;
         if expected == 0 {
@@ -143,31 +105,6 @@ impl PriceBook {
             (n as f64 / expected as f64).min(1.0)
         }
     }
-
-    /// After a network change the guide indexes move: prices follow their guide ids.
-    fn remap(&self, network: &Network) {
-        if self.prices.read().network_version == network.version() {
-            return;
-        }
-        let mut p = self.prices.write();
-        if p.network_version == network.version() {
-            return;
-        }
-        let old: std::collections::HashMap<&str, f64> = p
-            .ids
-            .iter()
-            .map(|id| &**id)
-            .zip(p.base.iter().copied())
-            .collect();
-        let base = network
-            .guides()
-            .iter()
-            .map(|g| old.get(&*g.id).copied().unwrap_or(self.initial))
-            .collect();
-        p.base = base;
-        p.ids = network.guides().iter().map(|g| g.id.clone()).collect();
-        p.network_version = network.version().to_string();
-    }
 }
 
 /// The dual-price policy.
@@ -175,12 +112,12 @@ impl PriceBook {
 pub struct DualPrice {
     value: Scored,
     cfg: DualPriceConfig,
-    prices: PriceBook,
+    pace: Pace,
     version: String,
 }
 
 impl DualPrice {
-    pub fn new(cfg: DualPriceConfig, network: &Network) -> Result<Self, String> {
+    pub fn new(cfg: DualPriceConfig) -> Result<Self, String> {
         let value = Scored::new(ScoredWeights {
             preference: cfg.preference,
             distance: cfg.distance,
@@ -188,6 +125,7 @@ impl DualPrice {
             load: 0.0,
             distance_scale_km: cfg.distance_scale_km,
             propensity: 0.0,
+            skill: cfg.skill,
         })?;
         for (name, v) in [("step", cfg.step), ("initial_price", cfg.initial_price)] {
             if !v.is_finite() || v < 0.0 {
@@ -198,7 +136,7 @@ impl DualPrice {
         }
         let version = format!("1:{}:s{}:i{}", value.version(), cfg.step, cfg.initial_price);
         Ok(Self {
-            prices: PriceBook::new(network, cfg.initial_price),
+            pace: Pace::new(),
             value,
             cfg,
             version,
@@ -206,12 +144,17 @@ impl DualPrice {
     }
 
     /// The estimated value v̂ of giving the lead to this candidate.
-    pub fn estimate(&self, c: &Candidate) -> f64 {
-        self.value.match_value(c)
+    pub fn estimate(&self, net: &Network, c: &Candidate) -> f64 {
+        self.value.match_value(net, c)
     }
 
-    pub fn prices(&self) -> &PriceBook {
-        &self.prices
+    pub fn pace(&self) -> &Pace {
+        &self.pace
+    }
+
+    /// A guide's base price: the price model's (`[models] prices`), else `initial_price`.
+    pub fn base_price(&self, net: &Network, guide: u32) -> f64 {
+        net.guide_price(guide).unwrap_or(self.cfg.initial_price)
     }
 
     /// The candidate's price now, given the share of the day's arrivals seen (`elapsed`).
@@ -230,12 +173,11 @@ impl Policy for DualPrice {
     }
 
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
-        let elapsed = self.prices.tick(ctx.day);
-        self.prices.remap(ctx.network);
-        let prices = self.prices.prices.read();
+        let elapsed = self.pace.tick(ctx.day);
+        let net = ctx.network;
         let key = |c: &Candidate| {
-            let base = prices.base.get(c.guide as usize).copied().unwrap_or(0.0);
-            quantize(self.estimate(c) - self.price(base, c, elapsed))
+            let base = self.base_price(net, c.guide);
+            quantize(self.estimate(net, c) - self.price(base, c, elapsed))
         };
         super::rank_by(ctx, candidates, keep, key, |_, q| {
             (q as f64 / 1e9, Reasons::DUAL_PRICE)
@@ -252,9 +194,25 @@ mod tests {
     use super::*;
     use crate::catalog::{RegionTree, demo_files};
     use crate::domain::{Level, SplitMix64};
+    use std::sync::Arc;
 
     fn net() -> Network {
         demo_files().load(Arc::new(RegionTree::embedded())).unwrap()
+    }
+
+    /// The demo network with these learned models.
+    fn with(models: crate::catalog::LearnedModels) -> Network {
+        let spec = demo_files().parse().unwrap().0;
+        Network::build_with(Arc::new(RegionTree::embedded()), spec, models).unwrap()
+    }
+
+    fn prices(pairs: &[(&str, f64)]) -> Arc<leadrouter_models::prices::PriceModel> {
+        let body: Vec<String> = pairs.iter().map(|(g, p)| format!("{g:?}:{p}")).collect();
+        let text = format!(
+            r#"{{"kind":"prices","format":1,"version":"test","created_at_ms":0,"inputs":[],"from_ms":0,"to_ms":0,"params":{{}},"metrics":{{}},"prices":{{{}}}}}"#,
+            body.join(",")
+        );
+        Arc::new(leadrouter_models::prices::PriceModel::from_json(&text).unwrap())
     }
 
     fn cand(guide: u32, pref: f32, used: u32) -> Candidate {
@@ -287,16 +245,22 @@ mod tests {
     #[test]
     fn a_price_moves_the_pick_to_the_next_best_value() {
         let net = net();
-        let p = DualPrice::new(DualPriceConfig::default(), &net).unwrap();
+        let p = DualPrice::new(DualPriceConfig::default()).unwrap();
         let cands = [cand(0, 0.9, 0), cand(1, 0.6, 0)];
         assert_eq!(rank(&p, &net, 1, &cands).order[0].idx, 0);
         // v̂ differs by 0.4 × 0.3 = 0.12: a price of 0.2 on guide 0 hands the lead to guide 1.
         let id0 = net.guide(0).id.clone();
-        assert_eq!(p.prices().set(&net, [(&*id0, 0.2), ("nobody", 1.0)]), 1);
-        let r = rank(&p, &net, 1, &cands);
+        let priced = with(crate::catalog::LearnedModels {
+            prices: Some(prices(&[(&id0, 0.2), ("nobody", 1.0)])),
+            ..Default::default()
+        });
+        let r = rank(&p, &priced, 1, &cands);
         assert_eq!(r.order[0].idx, 1);
         assert!(r.order[0].reasons.contains(Reasons::DUAL_PRICE));
-        assert!((p.prices().base(&net, 0) - 0.2).abs() < 1e-12);
+        assert!((p.base_price(&priced, 0) - 0.2).abs() < 1e-12);
+        // A guide the model does not name has the initial price.
+        assert_eq!(p.base_price(&priced, 1), 0.0);
+        assert_eq!(p.base_price(&net, 0), 0.0);
     }
 
     #[test]
@@ -306,7 +270,7 @@ mod tests {
             step: 1.0,
             ..Default::default()
         };
-        let p = DualPrice::new(cfg, &net).unwrap();
+        let p = DualPrice::new(cfg).unwrap();
         // Day 1: 10 leads ranked, which sets day 2's pace.
         for _ in 0..10 {
             rank(&p, &net, 1, &[cand(0, 0.5, 0)]);
@@ -314,7 +278,7 @@ mod tests {
         // Day 2, first lead: guide 0 already used 80 % of its capacity, 10 % of the day has
         // gone; guide 1 is a little worse and on pace.
         let r = rank(&p, &net, 2, &[cand(0, 0.9, 8), cand(1, 0.8, 0)]);
-        assert_eq!(p.prices().expected_arrivals(), 10);
+        assert_eq!(p.pace().expected_arrivals(), 10);
         assert_eq!(r.order[0].idx, 1);
         // The same loads at the end of the day: guide 0 is no longer ahead.
         for _ in 0..9 {
@@ -326,13 +290,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_parameters() {
-        let e = DualPrice::new(
-            DualPriceConfig {
-                step: f64::NAN,
-                ..Default::default()
-            },
-            &net(),
-        )
+        let e = DualPrice::new(DualPriceConfig {
+            step: f64::NAN,
+            ..Default::default()
+        })
         .unwrap_err();
         assert!(e.contains("policy.step"), "{e}");
     }

@@ -14,7 +14,7 @@ mod scored;
 mod softmax;
 
 pub use balance::Balance;
-pub use dual_price::{DualPrice, DualPriceConfig, PriceBook};
+pub use dual_price::{DualPrice, DualPriceConfig, Pace};
 pub use nearest::Nearest;
 pub use ranking::RankingPolicy;
 pub use round_robin::RoundRobin;
@@ -140,7 +140,7 @@ impl PolicyConfig {
             PolicyConfig::Scored(w) => Box::new(Scored::new(w.clone())?),
             PolicyConfig::Nearest => Box::new(Nearest),
             PolicyConfig::RoundRobin => Box::new(RoundRobin::new(network.regions().len())),
-            PolicyConfig::DualPrice(c) => Box::new(DualPrice::new(c.clone(), network)?),
+            PolicyConfig::DualPrice(c) => Box::new(DualPrice::new(c.clone())?),
             PolicyConfig::Balance => Box::new(Balance),
             PolicyConfig::Ranking { seed } => Box::new(RankingPolicy::new(*seed)),
             PolicyConfig::Softmax(c) => Box::new(Softmax::new(c.clone())?),

@@ -1,4 +1,5 @@
 use super::{Candidate, Policy, Ranking, Reasons, RouteContext, quantize, rank_by};
+use crate::catalog::Network;
 use serde::Deserialize;
 
 /// Weights of the `scored` policy. The score is
@@ -6,7 +7,9 @@ use serde::Deserialize;
 /// [0, 1], D is `exp(−km / distance_scale_km)` (or the region affinity when the lead gave no
 /// coordinates), T is `(tier − 1) / 4`, and ψ(f) = 1 − e^(f−1) on the guide's used share f of
 /// today's capacity (ψ(0) ≈ 0.63, ψ(1) = 0). With a learned propensity model in service the
-/// score adds `propensity·p̂`, p̂ the model's probability that the lead converts with the guide.
+/// score adds `propensity·p̂`, p̂ the model's probability that the lead converts with the guide;
+/// with a guide skill model in service it adds `skill·lift`, the guide's learned conversion lift
+/// over their peers (`ln(r_g / π_g)`, 0 for a guide without history).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScoredWeights {
@@ -22,6 +25,8 @@ pub struct ScoredWeights {
     pub distance_scale_km: f64,
     /// Weight of the learned conversion propensity, when a model is in service. Default 0.5.
     pub propensity: f64,
+    /// Weight of the guide's learned skill lift, when a skill model is in service. Default 0.2.
+    pub skill: f64,
 }
 
 impl Default for ScoredWeights {
@@ -33,6 +38,7 @@ impl Default for ScoredWeights {
             load: 0.2,
             distance_scale_km: 8.0,
             propensity: 0.5,
+            skill: 0.2,
         }
     }
 }
@@ -57,6 +63,7 @@ impl Scored {
             ("tier", w.tier),
             ("load", w.load),
             ("propensity", w.propensity),
+            ("skill", w.skill),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!(
@@ -71,16 +78,22 @@ impl Scored {
             ));
         }
         let version = format!(
-            "1:p{}:d{}:t{}:l{}:s{}:c{}",
-            w.preference, w.distance, w.tier, w.load, w.distance_scale_km, w.propensity
+            "1:p{}:d{}:t{}:l{}:s{}:c{}:k{}",
+            w.preference, w.distance, w.tier, w.load, w.distance_scale_km, w.propensity, w.skill
         );
         Ok(Self { w, version })
     }
 
-    /// The weighted match without the load term: preference, distance and tier.
-    pub fn match_value(&self, c: &Candidate) -> f64 {
+    /// The weighted match without the load term: preference, distance, tier and the guide's
+    /// skill (when `net` has a skill model).
+    pub fn match_value(&self, net: &Network, c: &Candidate) -> f64 {
         let t = self.terms(c);
-        t[0] + t[1] + t[2]
+        t[0] + t[1] + t[2] + self.skilled(net, c)
+    }
+
+    /// `skill · lift` of the candidate's guide.
+    fn skilled(&self, net: &Network, c: &Candidate) -> f64 {
+        self.w.skill * net.guide_lift(c.guide)
     }
 
     /// The distance term before weighting, in [0, 1].
@@ -106,12 +119,13 @@ impl Scored {
     }
 }
 
-const TERM_REASONS: [Reasons; 5] = [
+const TERM_REASONS: [Reasons; 6] = [
     Reasons::PREFERENCE_MATCH,
     Reasons::NEARBY,
     Reasons::SENIOR_GUIDE,
     Reasons::LOAD_BALANCE,
     Reasons::LIKELY_TO_CONVERT,
+    Reasons::SKILLED_GUIDE,
 ];
 
 impl Policy for Scored {
@@ -127,6 +141,7 @@ impl Policy for Scored {
         // Guides of one store come together with the same distance: exp() once per store.
         let mut cached: Option<(Option<f32>, f32, f64)> = None;
         let scorer = ctx.network.propensity_scorer(ctx.channel, ctx.hour);
+        let net = ctx.network;
         let learned = |c: &Candidate| {
             scorer.as_ref().map_or(0.0, |s| {
                 let log1p_km = c.distance_km.map(|d| f64::from(d.max(0.0)).ln_1p());
@@ -142,13 +157,15 @@ impl Policy for Scored {
                     near
                 }
             };
-            quantize(self.terms_with(c, near).iter().sum::<f64>() + learned(c))
+            quantize(
+                self.terms_with(c, near).iter().sum::<f64>() + learned(c) + self.skilled(net, c),
+            )
         };
         rank_by(ctx, candidates, keep, key, |idx, q| {
             let c = &candidates[idx];
             let t = self.terms(c);
-            let terms = [t[0], t[1], t[2], t[3], learned(c)];
-            let main = (0..5)
+            let terms = [t[0], t[1], t[2], t[3], learned(c), self.skilled(net, c)];
+            let main = (0..6)
                 .max_by(|&a, &b| terms[a].total_cmp(&terms[b]))
                 .unwrap_or(0);
             (q as f64 / 1e9, TERM_REASONS[main])
@@ -238,6 +255,58 @@ mod tests {
         let a = p.rank(&mut ctx(&net, 9), &cands, 3);
         let b = p.rank(&mut ctx(&net, 9), &cands, 3);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_skilled_guide_wins_over_an_equal_peer_and_says_so() {
+        use leadrouter_models::skill::{Outcome, SkillConfig, SkillModel};
+        let plain = demo_files().load(Arc::new(RegionTree::embedded())).unwrap();
+        let (g0, g1) = (plain.guide(0), plain.guide(1));
+        // Guide 1 converted 40 of 100 leads, guide 0 5 of 100, in the same store and tier.
+        let mut outcomes = Vec::new();
+        for (g, conversions) in [(g0, 5), (g1, 40)] {
+            for i in 0..100 {
+                outcomes.push(Outcome {
+                    guide: g.id.to_string(),
+                    store: "s".into(),
+                    tier: 3,
+                    converted: i < conversions,
+                    at_ms: 0,
+                });
+            }
+        }
+        let cfg = SkillConfig {
+            shrinkage: Some(50.0),
+            created_at_ms: 0,
+        };
+        let skill = Arc::new(SkillModel::fit(&outcomes, &cfg, vec![]).unwrap());
+        let spec = demo_files().parse().unwrap().0;
+        let net = Network::build_with(
+            Arc::new(RegionTree::embedded()),
+            spec,
+            crate::catalog::LearnedModels {
+                skill: Some(skill),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(net.guide_lift(1) > 0.3 && net.guide_lift(0) < -0.3);
+        assert_eq!(plain.guide_lift(1), 0.0);
+        let p = Scored::new(ScoredWeights::default()).unwrap();
+        // Guide 0 is a little nearer; guide 1's skill outweighs it.
+        let cands = [cand(0, 0.5, 4.0, 3, 3), cand(1, 0.5, 4.5, 3, 3)];
+        assert_eq!(p.rank(&mut ctx(&plain, 1), &cands, 2).order[0].idx, 0);
+        let r = p.rank(&mut ctx(&net, 1), &cands, 2);
+        assert_eq!(r.order[0].idx, 1);
+        let d = p.match_value(&net, &cands[1]) - p.match_value(&plain, &cands[1]);
+        assert!((d - 0.2 * net.guide_lift(1)).abs() < 1e-9, "{d}");
+        // Without skill weight, the model changes nothing.
+        let off = Scored::new(ScoredWeights {
+            skill: 0.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(off.rank(&mut ctx(&net, 1), &cands, 2).order[0].idx, 0);
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl Instance {
         max_capacity: u32,
         seed: u64,
     ) -> Self {
-        let mut rng = leadrouter::domain::SplitMix64::new(seed);
+        let mut rng = crate::rng::SplitMix64::new(seed);
         let caps = (0..guides)
             .map(|_| 1 + rng.below(u64::from(max_capacity.max(1))) as u32)
             .collect();

@@ -206,79 +206,29 @@ pub fn bound(inst: &Instance, warm: Option<&[f64]>, opts: DualOptions) -> Bound 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(60))]
-        #[test]
-        fn never_below_the_optimum_nor_its_lower_bound_above(
-            leads in 1usize..60, guides in 1usize..12, per in 1usize..6, cap in 1u32..5, seed in any::<u64>(),
-            iters in 0usize..40,
-        ) {
-            let inst = Instance::random(leads, guides, per, cap, seed);
-            let opt = flow::solve(&inst).value;
-            let b = bound(&inst, None, DualOptions { max_iterations: iters, gap: 0.0, threads: 2 });
-            prop_assert!(b.upper >= opt - 1e-6 * opt.max(1.0), "UB {} < OPT {}", b.upper, opt);
-            prop_assert!(b.lower <= opt + 1e-6 * opt.max(1.0), "LB {} > OPT {}", b.lower, opt);
-            // Any prices give an upper bound, even bad ones.
-            let crazy: Vec<f64> = (0..guides).map(|j| (j * 37 % 11) as f64).collect();
-            let (ub, _) = evaluate(&inst, &crazy, 1);
-            prop_assert!(ub >= opt - 1e-6 * opt.max(1.0));
-        }
-    }
 
     #[test]
-    fn within_one_percent_of_the_exact_optimum() {
-        for seed in 0..3 {
-            let inst = Instance::random(3000, 300, 12, 12, seed);
-            let opt = flow::solve(&inst).value;
-            let b = bound(&inst, None, DualOptions::default());
-            assert!(b.upper >= opt - 1e-6 * opt);
-            assert!(
-                b.upper <= opt * 1.01,
-                "seed {seed}: UB {} vs OPT {opt}",
-                b.upper
-            );
-            assert!(
-                b.lower >= opt * 0.98,
-                "seed {seed}: LB {} vs OPT {opt}",
-                b.lower
-            );
+    fn any_prices_bound_a_small_day_from_above() {
+        // Two leads, one guide of capacity 1: the optimum is the better lead, 5.
+        let mut inst = Instance::new(vec![1]);
+        inst.push_lead([(0, 5.0)]).unwrap();
+        inst.push_lead([(0, 3.0)]).unwrap();
+        for beta in [0.0, 2.0, 4.0, 9.0] {
+            let (ub, _) = evaluate(&inst, &[beta], 1);
+            assert!(ub >= 5.0 - 1e-9, "beta {beta}: {ub}");
         }
-    }
-
-    #[test]
-    fn warm_prices_start_closer() {
-        let inst = Instance::random(2000, 200, 10, 10, 7);
-        let cold = bound(
+        // A price between the two values is optimal: UB = 1·3 + (5 − 3) = 5.
+        let b = bound(
             &inst,
             None,
             DualOptions {
-                max_iterations: 200,
+                max_iterations: 100,
                 gap: 0.0,
-                threads: 2,
+                threads: 1,
             },
         );
-        let warm = bound(
-            &inst,
-            Some(&cold.beta),
-            DualOptions {
-                max_iterations: 0,
-                gap: 0.0,
-                threads: 2,
-            },
-        );
-        assert!((warm.upper - cold.upper).abs() <= 1e-9 * cold.upper);
-        let zero = bound(
-            &inst,
-            None,
-            DualOptions {
-                max_iterations: 0,
-                gap: 0.0,
-                threads: 2,
-            },
-        );
-        assert!(zero.upper > cold.upper);
+        assert!((b.upper - 5.0).abs() < 1e-6, "{b:?}");
+        assert!((3.0..=5.0).contains(&b.beta[0]), "{b:?}");
+        assert_eq!(b.lower, 5.0);
     }
 }
