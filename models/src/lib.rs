@@ -2,6 +2,7 @@
 //! simulator and offline tools all share them.
 //!
 //! Layout:
+//! - [`fairness`]: the Gini of guides' loads and how many are idle.
 //! - [`instance`] and [`dual`]: a day as an assignment instance (leads, guides with capacities,
 //!   valued edges) and its Lagrangian dual bound, whose multipliers are the guides' capacity
 //!   prices (`dual_price`'s learned prices, and the simulator's yardstick for large days).
@@ -23,6 +24,7 @@
 
 pub mod attribution;
 pub mod dual;
+pub mod fairness;
 pub mod instance;
 pub mod ope;
 pub mod preference;

@@ -445,6 +445,19 @@ async fn health_reflection_metrics_and_catalog() {
         assert!(metrics.contains(name), "{name} missing from {metrics}");
     }
     assert!(metrics.contains("channel=\"MINI_PROGRAM\""));
+    // Today's load spread: one lead routed, so one active guide is busy and the rest idle.
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {metrics}"))
+    };
+    let active = gauge("leadrouter_guides_active");
+    assert!(active > 100.0, "{active}");
+    assert_eq!(gauge("leadrouter_guides_idle"), active - 1.0);
+    let gini = gauge("leadrouter_guide_load_gini");
+    assert!((gini - (active - 1.0) / active).abs() < 1e-9, "{gini}");
     server.stop().await;
 }
 

@@ -19,6 +19,17 @@ pub struct Summary {
     pub mean_distance_km: f64,
     pub mean_utilisation: f64,
     pub load_gini: f64,
+    /// Means over the days: active guides given nothing, and the day's load Gini.
+    pub idle_guides_per_day: f64,
+    pub day_load_gini: f64,
+    /// The gap to the optimum split (shares of the optimum; they add up to 1 − ratio): what the
+    /// policy's estimates lose (the optimum minus the true value of the best allocation by its
+    /// estimates) and what its allocation loses (the rest). `None` without estimates on every
+    /// day, or on a day solved by the bound.
+    pub estimation_loss: Option<f64>,
+    pub allocation_loss: Option<f64>,
+    /// The policy's fairness floor (0: none).
+    pub floor: f64,
 }
 
 /// Utilisation buckets: [0, 0.1), …, [0.9, 1.0), exactly 1 (full every day).
@@ -51,6 +62,12 @@ fn add(a: &mut PolicyDay, b: &PolicyDay) {
     a.offers_declined += b.offers_declined;
     a.offers_expired += b.offers_expired;
     a.offers_exhausted += b.offers_exhausted;
+    a.idle_guides += b.idle_guides;
+    a.load_gini += b.load_gini;
+    a.own_optimum = match (a.own_optimum, b.own_optimum) {
+        (Some(x), Some(y)) => Some(x + y),
+        _ => None,
+    };
 }
 
 impl Run {
@@ -65,10 +82,19 @@ impl Run {
             .iter()
             .enumerate()
             .map(|(k, p)| {
-                let mut t = PolicyDay::default();
+                let mut t = PolicyDay {
+                    own_optimum: Some(0.0),
+                    ..Default::default()
+                };
                 for d in &self.days {
                     add(&mut t, &d.policies[k]);
                 }
+                let days = self.days.len().max(1) as f64;
+                let exact = self
+                    .days
+                    .iter()
+                    .all(|d| matches!(d.yardstick, crate::run::Yardstick::Exact(_)));
+                let own = t.own_optimum.filter(|_| exact && reference > 0.0);
                 let leads = (t.routed + t.unrouted).max(1) as f64;
                 Summary {
                     name: p.name.clone(),
@@ -83,6 +109,11 @@ impl Run {
                     mean_utilisation: p.utilisation.iter().sum::<f64>()
                         / p.utilisation.len().max(1) as f64,
                     load_gini: gini(&p.utilisation),
+                    idle_guides_per_day: t.idle_guides as f64 / days,
+                    day_load_gini: t.load_gini / days,
+                    estimation_loss: own.map(|o| (reference - o) / reference),
+                    allocation_loss: own.map(|o| (o - t.value) / reference),
+                    floor: self.scenario.policies.get(k).map_or(0.0, |c| c.floor()),
                     totals: t,
                 }
             })
@@ -107,6 +138,70 @@ fn labels(run: &Run) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// "Where the gap is" and "Fairness".
+fn gap_and_fairness(m: &mut String, run: &Run, sums: &[Summary], names: &[String]) {
+    if sums.iter().any(|x| x.estimation_loss.is_some()) {
+        let _ = writeln!(m, "\n## Where the gap is\n");
+        let _ = writeln!(
+            m,
+            "For each policy that estimates value, its gap to the optimum split in two (shares of \
+             the optimum): what its **estimates** lose (the optimum minus the true value of the \
+             best allocation by its own estimates, the exact optimum of each day on them) and what \
+             its **allocation** loses (the rest: routing one lead at a time, without tomorrow's \
+             leads, against that allocation). Every model was learned from earlier days only.\n"
+        );
+        let _ = writeln!(
+            m,
+            "| policy | value / optimum | estimates lose | allocation loses |"
+        );
+        let _ = writeln!(m, "|---|---:|---:|---:|");
+        for (x, name) in sums.iter().zip(names) {
+            if let (Some(e), Some(a)) = (x.estimation_loss, x.allocation_loss) {
+                let _ = writeln!(m, "| `{name}` | {:.4} | {:.4} | {:.4} |", x.ratio, e, a);
+            }
+        }
+    }
+    let _ = writeln!(m, "\n## Fairness\n");
+    let _ = writeln!(
+        m,
+        "Per business day, over the {} active guides with capacity: the Gini of their used share \
+         of capacity and how many got no lead. A policy with a floor (`floor` = f) serves every \
+         guide under f × its peers' mean load first; its cost is its value against the same \
+         policy without the floor in this run.\n",
+        run.active_guides
+    );
+    let _ = writeln!(
+        m,
+        "| policy | floor | load Gini per day | idle guides per day | value / optimum | cost of the floor |"
+    );
+    let _ = writeln!(m, "|---|---:|---:|---:|---:|---|");
+    let configs = &run.scenario.policies;
+    for (k, (x, name)) in sums.iter().zip(names).enumerate() {
+        let cost = if x.floor > 0.0 {
+            let plain = configs[k].with_floor(0.0);
+            match configs.iter().position(|c| *c == plain) {
+                Some(j) if sums[j].ratio > 0.0 => format!(
+                    "{:+.2} % value against `{}`",
+                    100.0 * (x.ratio - sums[j].ratio) / sums[j].ratio,
+                    names[j]
+                ),
+                _ => "add the policy without the floor to compare".into(),
+            }
+        } else {
+            "—".into()
+        };
+        let _ = writeln!(
+            m,
+            "| `{name}` | {} | {:.3} | {:.1} ({:.1}%) | {:.4} | {cost} |",
+            x.floor,
+            x.day_load_gini,
+            x.idle_guides_per_day,
+            100.0 * x.idle_guides_per_day / run.active_guides.max(1) as f64,
+            x.ratio,
+        );
+    }
 }
 
 /// The Markdown summary.
@@ -178,6 +273,7 @@ pub fn markdown(run: &Run) -> String {
              allows; the ratios above are not bounded by 1."
         );
     }
+    gap_and_fairness(&mut m, run, &sums, &names);
     let _ = writeln!(m, "\n## Payouts (sampled orders)\n");
     let _ = writeln!(
         m,

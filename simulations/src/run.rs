@@ -27,6 +27,7 @@ use leadrouter::domain::export::DecisionLine;
 use leadrouter::domain::offer::OfferStatus;
 use leadrouter::domain::trail::{OrderFacts, Ownership, OwnershipRule};
 use leadrouter::engine::{Engine, EngineConfig};
+use leadrouter::policy::Candidate;
 use leadrouter::storage::MemoryStore;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -113,6 +114,15 @@ pub struct PolicyDay {
     pub offers_expired: u64,
     /// Leads whose every offer was declined or expired.
     pub offers_exhausted: u64,
+    /// Active guides with capacity who got no lead that day (summed over days in totals).
+    pub idle_guides: u64,
+    /// The Gini of active guides' used share of capacity that day (summed over days in totals).
+    pub load_gini: f64,
+    /// The true value of the best allocation by the policy's own estimates (the exact optimum
+    /// of the day on its estimates, valued by the truth): what the policy could reach with
+    /// perfect allocation and its estimates. `None`: the policy does not estimate value, or the
+    /// day is above `exact_max_edges`.
+    pub own_optimum: Option<f64>,
 }
 
 /// A day of the run.
@@ -171,6 +181,8 @@ pub struct Run {
     pub days: Vec<DayReport>,
     pub policies: Vec<PolicyReport>,
     pub guides: usize,
+    /// Active guides with capacity.
+    pub active_guides: usize,
     pub stores: usize,
 }
 
@@ -188,22 +200,7 @@ struct Lane {
     outcomes: Vec<leadrouter_models::skill::Outcome>,
 }
 
-/// Gini coefficient of non-negative values (0: all equal; → 1: one takes all).
-pub fn gini(values: &[f64]) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    let n = v.len() as f64;
-    let sum: f64 = v.iter().sum();
-    if v.is_empty() || sum <= 0.0 {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let weighted: f64 = v
-        .iter()
-        .enumerate()
-        .map(|(i, x)| (i as f64 + 1.0) * x)
-        .sum();
-    (2.0 * weighted) / (n * sum) - (n + 1.0) / n
-}
+pub use leadrouter_models::fairness::gini;
 
 fn engine_config(s: &Scenario, c: &Checked, k: usize) -> EngineConfig {
     EngineConfig {
@@ -299,7 +296,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         let day = world.day(d);
         let arrivals = world.arrivals(d);
         probe_clock.set(crate::world::day_start_ms(Day(day.0 + 1), world.time_zone) - 1);
-        let truth = edges(&world, &probe, &arrivals, opts.threads)?;
+        let (truth, cands) = edges(&world, &probe, &arrivals, opts.threads)?;
         let t1 = std::time::Instant::now();
         timings.edges += t1 - t0;
         let yardstick = if truth.edge_count() <= s.yardstick.exact_max_edges {
@@ -319,9 +316,20 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                 lower: b.lower,
             }
         };
+        // What each policy's own estimates would reach, allocated perfectly (before the day
+        // is routed: the models that day used).
+        let exact = truth.edge_count() <= s.yardstick.exact_max_edges;
+        let owns: Vec<anyhow::Result<Option<f64>>> = if exact {
+            parallel(&mut lanes, opts.threads, |lane| {
+                own_optimum(&world, lane, &arrivals, &cands, &truth)
+            })
+        } else {
+            lanes.iter().map(|_| Ok(None)).collect()
+        };
+        drop(cands);
         let t2 = std::time::Instant::now();
         timings.yardstick += t2 - t1;
-        let results = run_day(
+        let mut results = run_day(
             &world,
             &mut lanes,
             &arrivals,
@@ -331,6 +339,9 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
             &progress,
             d,
         )?;
+        for (r, own) in results.iter_mut().zip(owns) {
+            r.own_optimum = own?;
+        }
         let t3 = std::time::Instant::now();
         timings.routing += t3 - t2;
         // The night: every policy's engine learns from its own history.
@@ -377,18 +388,19 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         days,
         policies,
         guides: net.guides().len(),
+        active_guides: capacity_per_day.iter().filter(|c| **c > 0).count(),
         stores: net.stores().len(),
     })
 }
 
-/// The day's edges valued by the truth.
+/// The day's edges valued by the truth, with each lead's candidates (the edges' features).
 fn edges(
     world: &World,
     probe: &Engine,
     arrivals: &[Arrival],
     threads: usize,
-) -> anyhow::Result<Instance> {
-    type Rows = Vec<Vec<(u32, f32)>>;
+) -> anyhow::Result<(Instance, Vec<Vec<Candidate>>)> {
+    type Rows = Vec<(Vec<(u32, f32)>, Vec<Candidate>)>;
     let chunk = arrivals.len().div_ceil(threads.max(1)).max(1);
     let parts: Vec<anyhow::Result<Rows>> = std::thread::scope(|sc| {
         let hs: Vec<_> = arrivals
@@ -400,12 +412,13 @@ fn edges(
                         let cands = probe
                             .reachable(&a.lead)
                             .map_err(|e| anyhow::anyhow!("lead {}: {e}", a.lead.lead_id))?;
-                        rows.push(
+                        rows.push((
                             cands
                                 .iter()
                                 .map(|c| (c.guide, world.value(a, c) as f32))
                                 .collect(),
-                        );
+                            cands,
+                        ));
                     }
                     Ok(rows)
                 })
@@ -432,12 +445,52 @@ fn edges(
         })
         .collect();
     let mut truth = Instance::new(caps);
+    let mut all = Vec::with_capacity(arrivals.len());
     for part in parts {
-        for t in part? {
+        for (t, cands) in part? {
             truth.push_lead(t)?;
+            all.push(cands);
         }
     }
-    Ok(truth)
+    Ok((truth, all))
+}
+
+/// The true value of the exact optimum of the day on the lane's own value estimates (the models
+/// in service that day); `None` when its policy estimates no value.
+fn own_optimum(
+    world: &World,
+    lane: &Lane,
+    arrivals: &[Arrival],
+    cands: &[Vec<Candidate>],
+    truth: &Instance,
+) -> anyhow::Result<Option<f64>> {
+    let snap = lane.engine.snapshot();
+    let net = &snap.network;
+    let mut est = Instance::new(truth.capacities().to_vec());
+    for (a, cs) in arrivals.iter().zip(cands) {
+        let channel = leadrouter::domain::Channel::ALL
+            .iter()
+            .position(|c| *c == a.lead.channel)
+            .unwrap_or(0);
+        let hour = leadrouter::engine::local_hour(a.lead.occurred_at_ms, world.time_zone);
+        let mut edges = Vec::with_capacity(cs.len());
+        for c in cs {
+            let Some(v) = snap.policy.value_estimate(net, channel, hour, c) else {
+                return Ok(None);
+            };
+            // A positive floor keeps every edge: an estimate of 0 is still a possible route.
+            edges.push((c.guide, (v.max(0.0) + 1e-6) as f32));
+        }
+        est.push_lead(edges)?;
+    }
+    let best = flow::solve(&est);
+    Ok(Some(
+        best.assignment
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.map(|g| f64::from(truth.value(i, g))))
+            .sum(),
+    ))
 }
 
 /// One policy's night: what `[learning]` asks for, learned by the production loop's code from
@@ -558,6 +611,7 @@ fn route_day(
     let net = &world.network;
     let mut out = PolicyDay::default();
     let lane_learns = learns;
+    let mut day_used = vec![0u32; net.guides().len()];
     for (i, a) in arrivals.iter().enumerate() {
         lane.clock.set(a.lead.occurred_at_ms);
         let mut dec = lane
@@ -626,6 +680,7 @@ fn route_day(
             .guide_index(&guide_id)
             .ok_or_else(|| anyhow::anyhow!("engine routed to unknown guide {guide_id}"))?;
         lane.used[g as usize] += 1;
+        day_used[g as usize] += 1;
         if truth.edges(i).0.binary_search(&g).is_err() {
             out.outside_reach += 1;
         }
@@ -696,6 +751,13 @@ fn route_day(
             }
         }
     }
+    let (gini, idle) =
+        leadrouter_models::fairness::load_spread((0..net.guides().len()).filter_map(|j| {
+            let k = net.guide_key(j as u32);
+            k.active.then_some((day_used[j], k.daily_capacity))
+        }));
+    out.load_gini = gini;
+    out.idle_guides = idle as u64;
     // Yesterday's decisions are not needed again: keep the store's memory flat.
     lane.store
         .forget_decisions_before(Day(lane.engine.today().0));

@@ -265,3 +265,31 @@ fn the_nightly_loop_learns_only_from_earlier_days_and_pays_off() {
         );
     }
 }
+
+#[test]
+fn a_floor_leaves_fewer_guides_idle_and_the_report_prices_it() {
+    let text = "seed = 3\ndays = 2\n[demand]\nleads_per_day = 3000\n\
+        [[policies]]\nname = \"scored\"\n[[policies]]\nname = \"scored\"\nfloor = 0.5\n";
+    let r = go(text);
+    let s = r.summaries();
+    assert!(
+        s[1].idle_guides_per_day < s[0].idle_guides_per_day * 0.8,
+        "{} idle with the floor, {} without",
+        s[1].idle_guides_per_day,
+        s[0].idle_guides_per_day
+    );
+    assert!(s[1].day_load_gini < s[0].day_load_gini);
+    assert_eq!(s[1].floor, 0.5);
+    // The gap splits into what the estimates lose and what the allocation loses.
+    for x in &s {
+        let (e, a) = (x.estimation_loss.unwrap(), x.allocation_loss.unwrap());
+        assert!((x.ratio + e + a - 1.0).abs() < 1e-6, "{x:?}");
+        assert!(e >= -1e-9, "no allocation beats the optimum: {e}");
+    }
+    let md = report::markdown(&r);
+    assert!(
+        md.contains("## Fairness") && md.contains("value against `scored#1`"),
+        "{md}"
+    );
+    assert!(md.contains("## Where the gap is"), "{md}");
+}

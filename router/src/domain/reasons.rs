@@ -46,8 +46,11 @@ impl Reasons {
     pub const EXPLORED: Reasons = Reasons(1 << 26);
     /// The guide's learned skill (conversion over their peers) weighed most.
     pub const SKILLED_GUIDE: Reasons = Reasons(1 << 27);
+    /// The guide was below the fairness floor (`policy.floor` of its peers' mean load), so it
+    /// came before better-scored guides above it.
+    pub const LOAD_FLOOR: Reasons = Reasons(1 << 28);
 
-    const NAMES: [&'static str; 28] = [
+    const NAMES: [&'static str; 29] = [
         "LEVEL_RADIUS",
         "LEVEL_DISTRICT",
         "LEVEL_CITY",
@@ -76,6 +79,7 @@ impl Reasons {
         "CLAIMED_FROM_QUEUE",
         "EXPLORED",
         "SKILLED_GUIDE",
+        "LOAD_FLOOR",
     ];
 
     pub fn with(self, other: Reasons) -> Reasons {

@@ -42,6 +42,8 @@ pub struct DualPriceConfig {
     /// Weight of the guide's learned skill lift in the value estimate, as in `scored`.
     /// Default 0.2.
     pub skill: f64,
+    /// The fairness floor, in 0..=1, as in `scored`. Default 0: off.
+    pub floor: f64,
 }
 
 impl Default for DualPriceConfig {
@@ -55,6 +57,7 @@ impl Default for DualPriceConfig {
             step: 0.2,
             initial_price: 0.0,
             skill: w.skill,
+            floor: 0.0,
         }
     }
 }
@@ -111,6 +114,7 @@ impl Pace {
 #[derive(Debug)]
 pub struct DualPrice {
     value: Scored,
+    floor: super::Floor,
     cfg: DualPriceConfig,
     pace: Pace,
     version: String,
@@ -126,7 +130,9 @@ impl DualPrice {
             distance_scale_km: cfg.distance_scale_km,
             propensity: 0.0,
             skill: cfg.skill,
+            floor: 0.0,
         })?;
+        let floor = super::Floor::new(cfg.floor)?;
         for (name, v) in [("step", cfg.step), ("initial_price", cfg.initial_price)] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!(
@@ -134,9 +140,13 @@ impl DualPrice {
                 ));
             }
         }
-        let version = format!("1:{}:s{}:i{}", value.version(), cfg.step, cfg.initial_price);
+        let mut version = format!("1:{}:s{}:i{}", value.version(), cfg.step, cfg.initial_price);
+        if cfg.floor > 0.0 {
+            version.push_str(&format!(":f{}", cfg.floor));
+        }
         Ok(Self {
             pace: Pace::new(),
+            floor,
             value,
             cfg,
             version,
@@ -175,17 +185,33 @@ impl Policy for DualPrice {
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
         let elapsed = self.pace.tick(ctx.day);
         let net = ctx.network;
+        let under = self.floor.threshold(candidates);
         let key = |c: &Candidate| {
             let base = self.base_price(net, c.guide);
-            quantize(self.estimate(net, c) - self.price(base, c, elapsed))
+            (
+                c.load() < under,
+                quantize(self.estimate(net, c) - self.price(base, c, elapsed)),
+            )
         };
-        super::rank_by(ctx, candidates, keep, key, |_, q| {
-            (q as f64 / 1e9, Reasons::DUAL_PRICE)
+        super::rank_by(ctx, candidates, keep, key, |_, (floored, q)| {
+            let r = Reasons::DUAL_PRICE;
+            (
+                q as f64 / 1e9,
+                if floored {
+                    r.with(Reasons::LOAD_FLOOR)
+                } else {
+                    r
+                },
+            )
         })
     }
 
     fn as_dual_price(&self) -> Option<&DualPrice> {
         Some(self)
+    }
+
+    fn value_estimate(&self, net: &Network, _: usize, _: u32, c: &Candidate) -> Option<f64> {
+        Some(self.estimate(net, c))
     }
 }
 

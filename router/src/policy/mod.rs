@@ -106,6 +106,19 @@ pub trait Policy: Send + Sync + std::fmt::Debug {
     fn as_dual_price(&self) -> Option<&DualPrice> {
         None
     }
+    /// The policy's own estimate of the value of giving a lead (of this channel, at this local
+    /// hour) to the candidate, in its score units, without load or price terms; `None` for a
+    /// policy that does not estimate value (`nearest`, `round_robin`, …). The simulator splits a
+    /// policy's gap to the optimum with it: what its estimates lose, and what its allocation does.
+    fn value_estimate(
+        &self,
+        _net: &Network,
+        _channel: usize,
+        _hour: u32,
+        _c: &Candidate,
+    ) -> Option<f64> {
+        None
+    }
 }
 
 /// Which policy to run, with its parameters (`[policy]` in the config file).
@@ -145,6 +158,26 @@ impl PolicyConfig {
             PolicyConfig::Ranking { seed } => Box::new(RankingPolicy::new(*seed)),
             PolicyConfig::Softmax(c) => Box::new(Softmax::new(c.clone())?),
         })
+    }
+
+    /// The fairness floor (0 for a policy without one).
+    pub fn floor(&self) -> f64 {
+        match self {
+            PolicyConfig::Scored(w) => w.floor,
+            PolicyConfig::DualPrice(c) => c.floor,
+            _ => 0.0,
+        }
+    }
+
+    /// The same policy with another floor (unchanged for a policy without one).
+    pub fn with_floor(&self, floor: f64) -> Self {
+        let mut c = self.clone();
+        match &mut c {
+            PolicyConfig::Scored(w) => w.floor = floor,
+            PolicyConfig::DualPrice(d) => d.floor = floor,
+            _ => {}
+        }
+        c
     }
 
     /// Names accepted in configuration.
@@ -231,6 +264,30 @@ pub(crate) fn rank_by<K: Ord + Copy>(
         order,
         propensity: 1.0 / f64::from(ties.max(1)),
         probabilities: None,
+    }
+}
+
+/// The fairness floor of `scored` and `dual_price`: a candidate whose used share of capacity is
+/// below `floor` × the mean share of the lead's candidates (its peers for this lead) comes before
+/// every candidate above it, best score first among them. So every active guide with capacity
+/// gets at least that share of its peers' mean load before a better guide gets more. 0: off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Floor(f64);
+
+impl Floor {
+    pub(crate) fn new(floor: f64) -> Result<Self, String> {
+        if !(floor.is_finite() && (0.0..=1.0).contains(&floor)) {
+            return Err(format!("policy.floor: must be in 0..=1, got {floor}"));
+        }
+        Ok(Self(floor))
+    }
+
+    /// The share below which a candidate is under the floor for this lead (0: nobody is).
+    pub(crate) fn threshold(&self, candidates: &[Candidate]) -> f64 {
+        if self.0 == 0.0 || candidates.is_empty() {
+            return 0.0;
+        }
+        self.0 * candidates.iter().map(Candidate::load).sum::<f64>() / candidates.len() as f64
     }
 }
 

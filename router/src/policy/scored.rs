@@ -1,4 +1,4 @@
-use super::{Candidate, Policy, Ranking, Reasons, RouteContext, quantize, rank_by};
+use super::{Candidate, Floor, Policy, Ranking, Reasons, RouteContext, quantize, rank_by};
 use crate::catalog::Network;
 use serde::Deserialize;
 
@@ -9,7 +9,8 @@ use serde::Deserialize;
 /// today's capacity (ψ(0) ≈ 0.63, ψ(1) = 0). With a learned propensity model in service the
 /// score adds `propensity·p̂`, p̂ the model's probability that the lead converts with the guide;
 /// with a guide skill model in service it adds `skill·lift`, the guide's learned conversion lift
-/// over their peers (`ln(r_g / π_g)`, 0 for a guide without history).
+/// over their peers (`ln(r_g / π_g)`, 0 for a guide without history). With `floor` > 0, guides
+/// under the fairness floor come first (see `Floor`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScoredWeights {
@@ -27,6 +28,8 @@ pub struct ScoredWeights {
     pub propensity: f64,
     /// Weight of the guide's learned skill lift, when a skill model is in service. Default 0.2.
     pub skill: f64,
+    /// The fairness floor, in 0..=1 (see the policy's text). Default 0: off.
+    pub floor: f64,
 }
 
 impl Default for ScoredWeights {
@@ -39,6 +42,7 @@ impl Default for ScoredWeights {
             distance_scale_km: 8.0,
             propensity: 0.5,
             skill: 0.2,
+            floor: 0.0,
         }
     }
 }
@@ -47,6 +51,7 @@ impl Default for ScoredWeights {
 #[derive(Debug)]
 pub struct Scored {
     w: ScoredWeights,
+    floor: Floor,
     version: String,
 }
 
@@ -77,11 +82,15 @@ impl Scored {
                 w.distance_scale_km
             ));
         }
-        let version = format!(
+        let floor = Floor::new(w.floor)?;
+        let mut version = format!(
             "1:p{}:d{}:t{}:l{}:s{}:c{}:k{}",
             w.preference, w.distance, w.tier, w.load, w.distance_scale_km, w.propensity, w.skill
         );
-        Ok(Self { w, version })
+        if w.floor > 0.0 {
+            version.push_str(&format!(":f{}", w.floor));
+        }
+        Ok(Self { w, floor, version })
     }
 
     /// The weighted match without the load term: preference, distance, tier and the guide's
@@ -137,11 +146,26 @@ impl Policy for Scored {
         &self.version
     }
 
+    fn value_estimate(
+        &self,
+        net: &Network,
+        channel: usize,
+        hour: u32,
+        c: &Candidate,
+    ) -> Option<f64> {
+        let learned = net.propensity_scorer(channel, hour).map_or(0.0, |s| {
+            let log1p_km = c.distance_km.map(|d| f64::from(d.max(0.0)).ln_1p());
+            self.w.propensity * s.predict(c, log1p_km)
+        });
+        Some(self.match_value(net, c) + learned)
+    }
+
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
         // Guides of one store come together with the same distance: exp() once per store.
         let mut cached: Option<(Option<f32>, f32, f64)> = None;
         let scorer = ctx.network.propensity_scorer(ctx.channel, ctx.hour);
         let net = ctx.network;
+        let under = self.floor.threshold(candidates);
         let learned = |c: &Candidate| {
             scorer.as_ref().map_or(0.0, |s| {
                 let log1p_km = c.distance_km.map(|d| f64::from(d.max(0.0)).ln_1p());
@@ -157,18 +181,28 @@ impl Policy for Scored {
                     near
                 }
             };
-            quantize(
-                self.terms_with(c, near).iter().sum::<f64>() + learned(c) + self.skilled(net, c),
+            (
+                c.load() < under,
+                quantize(
+                    self.terms_with(c, near).iter().sum::<f64>()
+                        + learned(c)
+                        + self.skilled(net, c),
+                ),
             )
         };
-        rank_by(ctx, candidates, keep, key, |idx, q| {
+        rank_by(ctx, candidates, keep, key, |idx, (floored, q)| {
             let c = &candidates[idx];
             let t = self.terms(c);
             let terms = [t[0], t[1], t[2], t[3], learned(c), self.skilled(net, c)];
             let main = (0..6)
                 .max_by(|&a, &b| terms[a].total_cmp(&terms[b]))
                 .unwrap_or(0);
-            (q as f64 / 1e9, TERM_REASONS[main])
+            let reasons = if floored {
+                TERM_REASONS[main].with(Reasons::LOAD_FLOOR)
+            } else {
+                TERM_REASONS[main]
+            };
+            (q as f64 / 1e9, reasons)
         })
     }
 }
@@ -307,6 +341,37 @@ mod tests {
         })
         .unwrap();
         assert_eq!(off.rank(&mut ctx(&net, 1), &cands, 2).order[0].idx, 0);
+    }
+
+    #[test]
+    fn a_guide_under_the_floor_comes_first() {
+        let net = demo_files().load(Arc::new(RegionTree::embedded())).unwrap();
+        let w = |floor| ScoredWeights {
+            load: 0.0,
+            floor,
+            ..Default::default()
+        };
+        // Guide 0 is the best match and busy; guide 1 is idle; guide 2 has some load.
+        let cands = [
+            cand(0, 0.9, 1.0, 5, 3),
+            cand(1, 0.5, 1.0, 0, 3),
+            cand(2, 0.6, 1.0, 4, 3),
+        ];
+        let off = Scored::new(w(0.0)).unwrap();
+        let r = off.rank(&mut ctx(&net, 1), &cands, 3);
+        assert_eq!(r.order[0].idx, 0);
+        assert!(!r.order[0].reasons.contains(Reasons::LOAD_FLOOR));
+        // Mean share 0.3: under a floor of 0.5 is a share below 0.15, which only guide 1 has.
+        let on = Scored::new(w(0.5)).unwrap();
+        let r = on.rank(&mut ctx(&net, 1), &cands, 3);
+        assert_eq!(r.order.iter().map(|x| x.idx).collect::<Vec<_>>(), [1, 0, 2]);
+        assert!(r.order[0].reasons.contains(Reasons::LOAD_FLOOR));
+        assert_ne!(on.version(), off.version());
+        // Nobody is under the floor when nobody has a lead yet.
+        let fresh = [cand(0, 0.9, 1.0, 0, 3), cand(1, 0.5, 1.0, 0, 3)];
+        assert_eq!(on.rank(&mut ctx(&net, 1), &fresh, 2).order[0].idx, 0);
+        let e = Scored::new(w(1.5)).unwrap_err();
+        assert!(e.contains("policy.floor"), "{e}");
     }
 
     #[test]

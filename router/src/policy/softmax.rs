@@ -41,6 +41,12 @@ impl Softmax {
                 c.temperature
             ));
         }
+        if c.weights.floor != 0.0 {
+            return Err(
+                "policy.weights.floor: softmax draws by value alone; a floor is for scored and dual_price"
+                    .into(),
+            );
+        }
         let scored = Scored::new(c.weights)?;
         let version = format!("t{}:{}", c.temperature, scored.version());
         Ok(Self {
@@ -58,6 +64,16 @@ impl Policy for Softmax {
 
     fn version(&self) -> &str {
         &self.version
+    }
+
+    fn value_estimate(
+        &self,
+        net: &crate::catalog::Network,
+        channel: usize,
+        hour: u32,
+        c: &Candidate,
+    ) -> Option<f64> {
+        self.scored.value_estimate(net, channel, hour, c)
     }
 
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {

@@ -62,6 +62,34 @@ async fn render_metrics(State(s): State<HttpState>) -> impl IntoResponse {
     ::metrics::gauge!("leadrouter_capacity_total").set(offered as f64);
     ::metrics::gauge!("leadrouter_network_stores").set(net.stores().len() as f64);
     ::metrics::gauge!("leadrouter_network_guides").set(net.guides().len() as f64);
+    // Today's load spread, from storage's counts (every replica's routes, not only this one's).
+    let engine = s.engine.clone();
+    let counts = tokio::task::spawn_blocking(move || engine.store().day_counts(day)).await;
+    match counts {
+        Ok(Ok(counts)) => {
+            let used: std::collections::HashMap<&str, u32> =
+                counts.iter().map(|(g, n)| (g.as_str(), *n)).collect();
+            let active = net
+                .guides()
+                .iter()
+                .filter(|g| g.status == GuideStatus::Active);
+            let (gini, idle) = leadrouter_models::fairness::load_spread(
+                active.map(|g| (used.get(&*g.id).copied().unwrap_or(0), g.daily_capacity)),
+            );
+            let with_capacity = net
+                .guides()
+                .iter()
+                .filter(|g| g.status == GuideStatus::Active && g.daily_capacity > 0)
+                .count();
+            ::metrics::gauge!("leadrouter_guide_load_gini").set(gini);
+            ::metrics::gauge!("leadrouter_guides_idle").set(idle as f64);
+            ::metrics::gauge!("leadrouter_guides_active").set(with_capacity as f64);
+        }
+        // The scrape still answers; the spread keeps its last value and the storage gauges say
+        // why.
+        Ok(Err(e)) => tracing::warn!(error = %e, "today's counts for the load spread"),
+        Err(e) => tracing::warn!(error = %e, "today's counts for the load spread"),
+    }
     s.prometheus.run_upkeep();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

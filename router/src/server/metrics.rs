@@ -14,6 +14,10 @@
 //! - `leadrouter_store_flush_batch` (histogram): callers served by one disk flush (group commit).
 //! - `leadrouter_store_flush_duration_seconds` (histogram): time of one disk flush.
 //! - `leadrouter_network_stores`, `leadrouter_network_guides` (gauges, set at scrape).
+//! - `leadrouter_guide_load_gini`, `leadrouter_guides_idle`, `leadrouter_guides_active` (gauges,
+//!   set at scrape from storage's counts for today's business day, so every replica's routes
+//!   count): the Gini of active guides' used share of capacity, how many of them have no lead
+//!   yet, and how many there are.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
