@@ -37,6 +37,20 @@
 //! load = 0.2
 //! distance_scale_km = 8.0
 //! propensity = 0.5                # weight of the learned propensity ([models] propensity)
+//! skill = 0.2                     # weight of the guide's learned skill lift ([models] skill)
+//! floor = 0.0                     # scored, dual_price: guides under floor × peers' mean load first
+//!
+//! [[experiments]]                 # split traffic between policies (see policy::experiments)
+//! name = "explore-2026-12"
+//! unit = "member"                 # member | lead
+//! [[experiments.arms]]
+//! name = "control"
+//! share = 0.9
+//! policy = { name = "scored" }
+//! [[experiments.arms]]
+//! name = "softmax"
+//! share = 0.1
+//! policy = { name = "softmax", temperature = 0.05 }
 //!
 //! [attribution]
 //! max_order_amount_cents = 100000000
@@ -123,6 +137,8 @@ pub struct Config {
     pub offers: OfferConfig,
     /// Transfers (`[transfers]`).
     pub transfers: TransferConfig,
+    /// Experiments (`[[experiments]]`).
+    pub experiments: Vec<crate::policy::experiments::ExperimentConfig>,
     /// Learned model artifacts (`[models]`).
     pub models: ModelsConfig,
     /// Callers' keys (`[auth]`).
@@ -355,6 +371,7 @@ impl Default for Config {
             bindings: vec![BindingRuleSet::default()],
             offers: OfferConfig::default(),
             transfers: TransferConfig::default(),
+            experiments: Vec::new(),
             models: ModelsConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
@@ -485,6 +502,7 @@ impl Config {
                 self.transfers.check().map_err(ConfigError)?;
                 self.transfers.clone()
             },
+            experiments: self.experiments.clone(),
         })
     }
 

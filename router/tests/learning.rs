@@ -274,3 +274,118 @@ async fn learn_writes_every_artifact_and_the_server_routes_with_them() {
     }
     assert!(bin.terminate().success());
 }
+
+const EXPERIMENT: &str = r#"
+[[experiments]]
+name = "explore"
+[[experiments.arms]]
+name = "control"
+share = 0.5
+policy = { name = "scored" }
+[[experiments.arms]]
+name = "nearest"
+share = 0.5
+policy = { name = "nearest" }
+"#;
+
+async fn route_member(url: &str, lead: &str, member: &str) -> pb::RouteResponse {
+    let mut r = pb::lead_router_client::LeadRouterClient::connect(url.to_string())
+        .await
+        .unwrap();
+    let mut req = request(lead, "440106");
+    req.member_id = Some(member.into());
+    r.route(req).await.unwrap().into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiments_split_members_record_arms_and_reload_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("leadrouter.toml");
+    std::fs::write(&config, "[policy]\nname = \"scored\"\n").unwrap();
+    let bin = Binary::start(&dir.path().join("data"), &["--config", p(&config)]);
+    let url = bin.url();
+    let d = route_member(&url, "before", "m0").await;
+    assert_eq!((d.policy.as_str(), d.experiment.as_str()), ("scored", ""));
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &bin.child.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    let reloads = |result: &'static str| {
+        let addr = bin.addr;
+        async move {
+            let (_, body) = http_get(addr, "/metrics").await;
+            body.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!(
+                        "leadrouter_policy_reloads_total{{result=\"{result}\"}} "
+                    ))
+                })
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        }
+    };
+    // Experiments by SIGHUP, without a restart.
+    std::fs::write(
+        &config,
+        format!("[policy]\nname = \"scored\"\n{EXPERIMENT}"),
+    )
+    .unwrap();
+    hup();
+    for _ in 0..100 {
+        if reloads("ok").await >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloads("ok").await, 1);
+    let mut arms = std::collections::HashMap::new();
+    for m in 0..40 {
+        let d = route_member(&url, &format!("l{m}"), &format!("m{m}")).await;
+        assert_eq!(d.experiment, "explore");
+        let want = if d.arm == "control" {
+            "scored"
+        } else {
+            "nearest"
+        };
+        assert_eq!(d.policy, want, "{d:?}");
+        *arms.entry(d.arm.clone()).or_insert(0) += 1;
+        // The same member's next lead: the same arm.
+        let again = route_member(&url, &format!("l{m}-2"), &format!("m{m}")).await;
+        assert_eq!(again.arm, d.arm);
+    }
+    assert_eq!(arms.len(), 2, "{arms:?}");
+    let (_, body) = http_get(bin.addr, "/metrics").await;
+    assert!(
+        body.contains("leadrouter_experiment_routes_total{experiment=\"explore\",arm=\"nearest\",outcome=\"routed\"}"),
+        "{body}"
+    );
+    // A bad file: refused, counted, and the experiment in service stays.
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\nname = \"scored\"\n{}",
+            EXPERIMENT.replace(
+                "share = 0.5\npolicy = { name = \"nearest\" }",
+                "share = 0.7\npolicy = { name = \"nearest\" }"
+            )
+        ),
+    )
+    .unwrap();
+    hup();
+    for _ in 0..100 {
+        if reloads("failed").await >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloads("failed").await, 1);
+    let d = route_member(&url, "after-bad", "m1").await;
+    assert_eq!(d.experiment, "explore");
+    // The decision keeps its arm in storage: replaying the lead returns it.
+    let again = route_member(&url, "after-bad", "m1").await;
+    assert!(again.replayed);
+    assert_eq!(again.arm, d.arm);
+    assert!(bin.terminate().success());
+}

@@ -55,6 +55,9 @@ pub struct Replay {
     pub orders: usize,
     pub happened: Side,
     pub policies: Vec<Side>,
+    /// What happened, by experiment arm (`experiment/arm`, or `[policy]` for leads no
+    /// experiment took); empty when no decision names an arm.
+    pub arms: Vec<Side>,
 }
 
 /// An order from the trail: who bought, when, and which guide owns it.
@@ -178,7 +181,7 @@ pub fn replay(
     let n_days = days.len().max(1) as f64;
 
     // What happened, and each policy's guides, lead by lead.
-    let happened: Vec<Option<(String, String)>> = lines
+    let happened_guides: Vec<Option<(String, String)>> = lines
         .iter()
         .map(|l| l.store_id.clone().zip(l.guide_id.clone()))
         .collect();
@@ -217,8 +220,8 @@ pub fn replay(
     });
     let mut sides = vec![side(
         "as happened",
-        &happened,
-        &happened,
+        &happened_guides,
+        &happened_guides,
         lines,
         &leads,
         &net,
@@ -230,15 +233,51 @@ pub fn replay(
         let got = r.unwrap_or_else(|| Err(anyhow::anyhow!("policy {k} did not run")))?;
         let name = policy_name(&cfg.policies[k]);
         sides.push(side(
-            &name, &got, &happened, lines, &leads, &net, orders, n_days, &value,
+            &name,
+            &got,
+            &happened_guides,
+            lines,
+            &leads,
+            &net,
+            orders,
+            n_days,
+            &value,
         ));
     }
     let happened = sides.remove(0);
+    let mut arms = Vec::new();
+    if lines.iter().any(|l| l.arm.is_some()) {
+        let label = |l: &DecisionLine| match (&l.experiment, &l.arm) {
+            (Some(e), Some(a)) => format!("{e}/{a}"),
+            _ => "[policy]".to_string(),
+        };
+        let groups: std::collections::BTreeSet<String> = lines.iter().map(label).collect();
+        for g in groups {
+            let idx: Vec<usize> = (0..lines.len())
+                .filter(|&i| label(&lines[i]) == g)
+                .collect();
+            let sub_h: Vec<_> = idx.iter().map(|&i| happened_guides[i].clone()).collect();
+            let sub_l: Vec<_> = idx.iter().map(|&i| lines[i].clone()).collect();
+            let sub_d: Vec<_> = idx.iter().map(|&i| leads[i].clone()).collect();
+            arms.push(side(
+                &format!("arm {g}"),
+                &sub_h,
+                &sub_h,
+                &sub_l,
+                &sub_d,
+                &net,
+                orders,
+                n_days,
+                &value,
+            ));
+        }
+    }
     Ok(Replay {
         leads: lines.len(),
         orders: orders.len(),
         happened,
         policies: sides,
+        arms,
     })
 }
 
@@ -372,6 +411,31 @@ pub fn markdown(r: &Replay) -> String {
             s.orders_to_owner
         );
     }
+    if !r.arms.is_empty() {
+        let _ = writeln!(m, "\n## By experiment arm (as happened)\n");
+        let _ = writeln!(
+            m,
+            "| arm | routed | unrouted | mean km | estimated value per routed lead | load Gini | orders to their owner's lead |"
+        );
+        let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|");
+        for s in &r.arms {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {:.2} | {:.4} | {:.3} | {} |",
+                s.name,
+                s.routed,
+                s.unrouted,
+                if s.with_distance > 0 {
+                    s.distance_km / s.with_distance as f64
+                } else {
+                    0.0
+                },
+                s.estimated_value / s.valued.max(1) as f64,
+                s.load_gini,
+                s.orders_to_owner
+            );
+        }
+    }
     m
 }
 
@@ -380,7 +444,10 @@ pub fn csv(r: &Replay) -> String {
     let mut c = String::from(
         "side,routed,unrouted,same_guide,same_store,distance_km,with_distance,estimated_value,valued,load_gini,orders_to_owner\n",
     );
-    for s in std::iter::once(&r.happened).chain(&r.policies) {
+    for s in std::iter::once(&r.happened)
+        .chain(&r.policies)
+        .chain(&r.arms)
+    {
         let _ = writeln!(
             c,
             "{},{},{},{},{},{:.3},{},{:.4},{},{:.6},{}",

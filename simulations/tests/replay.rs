@@ -168,3 +168,66 @@ fn the_replay_command_reads_files_and_names_bad_lines() {
         "{err}"
     );
 }
+
+#[test]
+fn the_replay_report_breaks_what_happened_down_by_arm() {
+    // A day routed under an experiment: half the members by `nearest`, half by `balance`.
+    let s = Scenario::parse("seed = 4\n[demand]\nleads_per_day = 800").unwrap();
+    let c = s.check().unwrap();
+    let world = World::build(&s, &c).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(0));
+    let experiments: Vec<leadrouter::policy::experiments::ExperimentConfig> = toml::from_str::<
+        std::collections::BTreeMap<String, Vec<leadrouter::policy::experiments::ExperimentConfig>>,
+    >(
+        "[[experiments]]\nname = \"x\"\nunit = \"lead\"\n\
+         [[experiments.arms]]\nname = \"near\"\nshare = 0.5\npolicy = { name = \"nearest\" }\n\
+         [[experiments.arms]]\nname = \"even\"\nshare = 0.5\npolicy = { name = \"balance\" }\n",
+    )
+    .unwrap()
+    .remove("experiments")
+    .unwrap();
+    let engine = Engine::new(
+        demo().unwrap(),
+        store.clone(),
+        clock.clone(),
+        EngineConfig {
+            experiments,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for a in world.arrivals(0) {
+        clock.set(a.lead.occurred_at_ms + 5);
+        let d = engine.route(&a.lead).unwrap();
+        let (_, arm) = d.arm.clone().unwrap();
+        assert_eq!(d.policy, if arm == "near" { "nearest" } else { "balance" });
+    }
+    let mut lines = Vec::new();
+    store
+        .scan_decisions(&mut |d| {
+            lines.push(DecisionLine::from(&*d));
+            true
+        })
+        .unwrap();
+    lines.sort_by(|a, b| (a.decided_at_ms, &a.lead_id).cmp(&(b.decided_at_ms, &b.lead_id)));
+    let cfg = ReplayConfig {
+        policies: vec![PolicyConfig::Nearest],
+        threads: 2,
+        ..Default::default()
+    };
+    let r = replay::replay(&demo, &lines, &[], &cfg).unwrap();
+    let names: Vec<&str> = r.arms.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["arm x/even", "arm x/near"]);
+    let total: u64 = r.arms.iter().map(|s| s.routed + s.unrouted).sum();
+    assert_eq!(total, 800);
+    assert!(r.arms.iter().all(|s| s.routed > 300), "{:?}", r.arms);
+    // The nearest arm's leads travel less than the balanced arm's.
+    let km = |s: &replay::Side| s.distance_km / s.with_distance as f64;
+    assert!(km(&r.arms[1]) < km(&r.arms[0]));
+    let md = replay::markdown(&r);
+    assert!(
+        md.contains("## By experiment arm") && md.contains("| arm x/near |"),
+        "{md}"
+    );
+}

@@ -374,10 +374,19 @@ fn spawn_model_reloader(
                     let rules = p.config_file.as_deref().map(|file| {
                         published::reload_rules(&engine, &attribution, file, &p.by, &p.rules)
                     });
-                    (models, rules)
+                    let policies = p.config_file.as_deref().map(|file| {
+                        crate::config::Config::from_file(file)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|c| {
+                                engine
+                                    .set_policies(&c.policy, &c.experiments)
+                                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+                            })
+                    });
+                    (models, rules, policies)
                 })
                 .await;
-                let Ok((models, rules)) = reloaded else {
+                let Ok((models, rules, policies)) = reloaded else {
                     tracing::error!("the reloader panicked");
                     continue;
                 };
@@ -405,6 +414,19 @@ fn spawn_model_reloader(
                         metrics::counter!("leadrouter_rule_reloads_total", "result" => "failed")
                             .increment(1);
                         tracing::error!(error = %format!("{e:#}"), "rule sets not reloaded; the ones in service stay");
+                    }
+                }
+                match policies {
+                    None => {}
+                    Some(Ok(summary)) => {
+                        metrics::counter!("leadrouter_policy_reloads_total", "result" => "ok")
+                            .increment(1);
+                        tracing::info!(%summary, "[policy] and [[experiments]] reloaded");
+                    }
+                    Some(Err(e)) => {
+                        metrics::counter!("leadrouter_policy_reloads_total", "result" => "failed")
+                            .increment(1);
+                        tracing::error!(error = %format!("{e:#}"), "[policy] and [[experiments]] not reloaded; the ones in service stay");
                     }
                 }
             }

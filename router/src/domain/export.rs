@@ -38,6 +38,14 @@ pub struct DecisionLine {
     pub policy_version: String,
     pub score: f64,
     pub reasons: Vec<String>,
+    /// The probability with which the policy picked the guide (1 for a deterministic pick).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propensity: Option<f64>,
+    /// The experiment and arm that chose the policy (`[[experiments]]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +85,9 @@ impl From<&Decision> for DecisionLine {
             policy_version: d.policy_version.clone(),
             score: d.score,
             reasons: d.reasons.names().map(str::to_string).collect(),
+            propensity: d.assigned.is_some().then_some(d.propensity),
+            experiment: d.arm.as_ref().map(|a| a.0.clone()),
+            arm: d.arm.as_ref().map(|a| a.1.clone()),
         }
     }
 }

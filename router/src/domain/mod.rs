@@ -233,6 +233,8 @@ pub struct Decision {
     pub offer: Option<offer::Offer>,
     /// Versions of the learned models used (empty with the shipped matrix only).
     pub model_versions: Vec<String>,
+    /// `(experiment, arm)` when an experiment chose the policy.
+    pub arm: Option<(String, String)>,
     /// The caller's key that routed the lead (`None` without keys).
     pub recorded_by: Option<String>,
     /// 1 when first stored, +1 per replacement: what a conditional replace compares.

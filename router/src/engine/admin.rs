@@ -6,6 +6,7 @@ use super::{Engine, Snapshot};
 use crate::catalog::{CatalogChange, ChangeError, GuideStatus};
 use crate::domain::audit::{AuditEntry, MAX_REASON_LEN};
 use crate::domain::{FieldError, check_id};
+use crate::policy::PolicyConfig;
 use crate::storage::{NetworkSave, NetworkSaved, StorageError};
 use std::sync::Arc;
 
@@ -169,6 +170,8 @@ impl Engine {
             network: changed.network,
             book,
             policy: state.policy.clone(),
+            policy_config: state.policy_config.clone(),
+            experiments: state.experiments.clone(),
         });
         drop(state);
         tracing::info!(
@@ -313,6 +316,8 @@ impl Engine {
             network,
             book,
             policy: state.policy.clone(),
+            policy_config: state.policy_config.clone(),
+            experiments: state.experiments.clone(),
         });
         Ok(true)
     }
@@ -381,6 +386,59 @@ impl Engine {
         })
     }
 
+    /// Puts a routing policy and experiments in service without a restart (on SIGHUP): all are
+    /// built and checked first, and on refusal nothing changes (the message names the entry).
+    /// A policy whose configuration is unchanged keeps its instance, and with it its state
+    /// (`round_robin`'s turn, `dual_price`'s pace). Returns a summary of what is in service.
+    pub fn set_policies(
+        &self,
+        policy: &PolicyConfig,
+        experiments: &[crate::policy::experiments::ExperimentConfig],
+    ) -> Result<String, String> {
+        let _admin = self.admin.lock();
+        let current = self.snapshot();
+        let default = if *policy == current.policy_config {
+            current.policy.clone()
+        } else {
+            Arc::from(policy.build(&current.network)?)
+        };
+        let ex = crate::policy::experiments::Experiments::build(
+            experiments,
+            &current.network,
+            &current.experiments,
+        )?;
+        let summary = std::iter::once(format!("policy {} {}", default.name(), default.version()))
+            .chain(ex.0.iter().map(|e| {
+                let arms: Vec<String> = e
+                    .arms
+                    .iter()
+                    .map(|a| format!("{}={}", a.name, a.policy.name()))
+                    .collect();
+                format!("experiment {} [{}]", e.name, arms.join(", "))
+            }))
+            .collect::<Vec<_>>()
+            .join("; ");
+        // The snapshot owns its network: the same one, built again beside the one in service.
+        let network = crate::catalog::Network::build_with(
+            current.network.regions_arc(),
+            current.network.spec().clone(),
+            current.network.learned_models(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut state = self.state.write();
+        let book = state.book.carried_over(&state.network, &network);
+        *state = Arc::new(Snapshot {
+            network,
+            book,
+            policy: default,
+            policy_config: policy.clone(),
+            experiments: Arc::new(ex),
+        });
+        drop(state);
+        tracing::info!(%summary, "routing policies swapped");
+        Ok(summary)
+    }
+
     /// Puts members' segments in service (`None` takes them out). Returns the version replaced.
     pub fn set_member_segments(
         &self,
@@ -432,6 +490,8 @@ impl Engine {
             network,
             book,
             policy: state.policy.clone(),
+            policy_config: state.policy_config.clone(),
+            experiments: state.experiments.clone(),
         });
         drop(state);
         tracing::info!(models = ?after, "learned models swapped");

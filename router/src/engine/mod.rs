@@ -116,6 +116,8 @@ pub struct EngineConfig {
     pub offers: OfferConfig,
     /// Transfers (`[transfers]`).
     pub transfers: TransferConfig,
+    /// Experiments (`[[experiments]]`): traffic split between policies by arm.
+    pub experiments: Vec<crate::policy::experiments::ExperimentConfig>,
 }
 
 impl Default for EngineConfig {
@@ -130,6 +132,7 @@ impl Default for EngineConfig {
             bindings: vec![BindingRuleSet::default()],
             offers: OfferConfig::default(),
             transfers: TransferConfig::default(),
+            experiments: Vec::new(),
         }
     }
 }
@@ -157,7 +160,24 @@ pub enum EngineError {
 pub struct Snapshot {
     pub network: Network,
     pub book: CapacityBook,
+    /// `[policy]`: what every lead no experiment takes gets.
     pub policy: Arc<dyn Policy>,
+    pub policy_config: PolicyConfig,
+    pub experiments: Arc<crate::policy::experiments::Experiments>,
+}
+
+impl Snapshot {
+    /// The policy for `lead`, and its arm when an experiment chose it.
+    pub fn choose(&self, lead: &Lead) -> crate::policy::experiments::Choice<'_> {
+        let segment = if self.experiments.0.is_empty() {
+            None
+        } else {
+            lead.member_id
+                .as_deref()
+                .and_then(|m| self.network.member_segment(m))
+        };
+        self.experiments.choose(&self.policy, lead, segment)
+    }
 }
 
 /// A guide's load for the business day.
@@ -227,6 +247,14 @@ impl Engine {
             )));
         }
         let policy = Arc::from(cfg.policy.build(&network).map_err(EngineError::Config)?);
+        let experiments = Arc::new(
+            crate::policy::experiments::Experiments::build(
+                &cfg.experiments,
+                &network,
+                &Default::default(),
+            )
+            .map_err(EngineError::Config)?,
+        );
         let bindings = check_bindings(&cfg.bindings).map_err(EngineError::Config)?;
         let offer_channels = cfg.offers.check().map_err(EngineError::Config)?;
         cfg.transfers.check().map_err(EngineError::Config)?;
@@ -242,7 +270,9 @@ impl Engine {
             state: RwLock::new(Arc::new(Snapshot {
                 network,
                 book,
+                policy_config: cfg.policy.clone(),
                 policy,
+                experiments,
             })),
             store: store.clone(),
             clock,
@@ -623,13 +653,15 @@ impl Engine {
         day: Day,
         recorded_by: Option<&str>,
     ) -> Decision {
+        let choice = snap.choose(lead);
         Decision {
             decision_id: self.next_id(),
             lead: lead.clone(),
             assigned: None,
             unrouted: None,
-            policy: snap.policy.name().to_string(),
-            policy_version: snap.policy.version().to_string(),
+            policy: choice.policy.name().to_string(),
+            policy_version: choice.policy.version().to_string(),
+            arm: choice.arm.map(|(e, a)| (e.to_string(), a.to_string())),
             score: 0.0,
             reasons: Reasons::default(),
             alternatives: Vec::new(),

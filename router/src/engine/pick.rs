@@ -215,7 +215,11 @@ impl<'a> Picker<'a> {
                     hour: self.hour,
                     segment: self.segment,
                 };
-                let ranking = self.snap.policy.rank(&mut ctx, cands, keep);
+                let ranking = self
+                    .snap
+                    .choose(self.lead)
+                    .policy
+                    .rank(&mut ctx, cands, keep);
                 self.ranked.clear();
                 self.ranked
                     .extend(ranking.order.iter().map(|r| (cands[r.idx], *r)));

@@ -7,6 +7,7 @@
 
 mod balance;
 mod dual_price;
+pub mod experiments;
 mod nearest;
 mod ranking;
 mod round_robin;

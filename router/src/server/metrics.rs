@@ -4,6 +4,10 @@
 //! - `leadrouter_route_duration_seconds` (histogram, label `policy`): time inside route().
 //! - `leadrouter_routes_total` (counter; `policy`, `channel`, `outcome` = routed | unrouted |
 //!   replayed, `reason` = the unrouted reason or empty).
+//! - `leadrouter_experiment_routes_total` (counter; `experiment`, `arm`, `outcome` = routed |
+//!   unrouted | replayed): routes whose policy an experiment chose.
+//! - `leadrouter_policy_reloads_total` (counter; `result` = ok | failed): `[policy]` and
+//!   `[[experiments]]` re-read on SIGHUP.
 //! - `leadrouter_route_rejected_total` (counter; `field`, indexes elided): bad requests.
 //! - `leadrouter_capacity_used`, `leadrouter_capacity_total` (gauges, set at scrape): today's
 //!   used and offered capacity over active guides.
@@ -25,6 +29,7 @@ use std::sync::OnceLock;
 pub const ROUTE_DURATION: &str = "leadrouter_route_duration_seconds";
 pub const ROUTES: &str = "leadrouter_routes_total";
 pub const REJECTED: &str = "leadrouter_route_rejected_total";
+pub const EXPERIMENT_ROUTES: &str = "leadrouter_experiment_routes_total";
 pub const ATTRIBUTION_DURATION: &str = "leadrouter_attribution_duration_seconds";
 pub const ATTRIBUTION_REJECTED: &str = "leadrouter_attribution_rejected_total";
 

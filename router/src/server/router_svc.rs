@@ -131,6 +131,16 @@ impl LeadRouter for RouterSvc {
             .record(started.elapsed().as_secs_f64());
         self.metrics
             .count(decision.lead.channel, decision.replayed, decision.unrouted);
+        if let Some((experiment, arm)) = &decision.arm {
+            let outcome = OUTCOMES[outcome_index(decision.replayed, decision.unrouted)].0;
+            metrics::counter!(
+                super::metrics::EXPERIMENT_ROUTES,
+                "experiment" => experiment.clone(),
+                "arm" => arm.clone(),
+                "outcome" => outcome
+            )
+            .increment(1);
+        }
         let limit = max_alternatives.map_or(usize::MAX, |n| n as usize);
         Ok(Response::new(wire::decision_to_pb_with(&decision, limit)))
     }

@@ -75,6 +75,7 @@ pub(crate) mod tests {
             binding: None,
             offer: None,
             model_versions: vec!["pref-0123456789abcdef".into()],
+            arm: Some(("e1".into(), "control".into())),
             recorded_by: Some("backend".into()),
             version: 1,
         }

@@ -228,6 +228,8 @@ pub fn decision_to_pb_with(d: &Decision, max_alternatives: usize) -> pb::RouteRe
             .map(|o| o.declined.iter().map(|g| g.to_string()).collect())
             .unwrap_or_default(),
         model_versions: d.model_versions.clone(),
+        experiment: d.arm.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
+        arm: d.arm.as_ref().map(|a| a.1.clone()).unwrap_or_default(),
     }
 }
 
@@ -342,6 +344,7 @@ pub fn decision_from_pb(r: pb::RouteResponse, lead: Lead, day: Day) -> Decision 
         binding: r.binding.map(route_binding_from_pb),
         offer,
         model_versions: r.model_versions,
+        arm: (!r.experiment.is_empty()).then_some((r.experiment, r.arm)),
         recorded_by: None,
         version: 1,
     }
