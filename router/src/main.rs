@@ -373,7 +373,7 @@ enum TrailCmd {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Export the routing decisions instead (one lead per line, in the order decided), for
-        /// `leadrouter-sim replay`; needs --data-dir.
+        /// `leadrouter-sim replay`; needs --data-dir (a stopped server) or --database-url (servers may go on serving).
         #[arg(long, conflicts_with_all = ["server", "member"])]
         decisions: bool,
         /// With --decisions: first business day, YYYY-MM-DD.

@@ -644,6 +644,11 @@ impl Network {
             .unwrap_or(0.0)
     }
 
+    /// Whether a skill model is in service.
+    pub fn has_skill(&self) -> bool {
+        self.skill.is_some()
+    }
+
     /// A guide's learned capacity price, when a price model in service names the guide.
     pub fn guide_price(&self, guide: u32) -> Option<f64> {
         self.prices

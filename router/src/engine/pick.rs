@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub(crate) struct Picker<'a> {
     engine: &'a Engine,
     snap: &'a Snapshot,
+    /// The policy for this lead (`[policy]`, or an experiment's arm).
+    policy: &'a std::sync::Arc<dyn crate::policy::Policy>,
     lead: &'a Lead,
     valid: &'a ValidLead,
     stages: &'a [bind::Stage],
@@ -58,9 +60,11 @@ impl<'a> Picker<'a> {
             .member_id
             .as_deref()
             .and_then(|m| snap.network.member_segment(m));
+        let policy = snap.choose(lead).policy;
         Self {
             engine,
             snap,
+            policy,
             lead,
             valid,
             stages,
@@ -215,11 +219,7 @@ impl<'a> Picker<'a> {
                     hour: self.hour,
                     segment: self.segment,
                 };
-                let ranking = self
-                    .snap
-                    .choose(self.lead)
-                    .policy
-                    .rank(&mut ctx, cands, keep);
+                let ranking = self.policy.rank(&mut ctx, cands, keep);
                 self.ranked.clear();
                 self.ranked
                     .extend(ranking.order.iter().map(|r| (cands[r.idx], *r)));

@@ -188,12 +188,13 @@ impl Policy for DualPrice {
         let under = self.floor.threshold(candidates);
         let key = |c: &Candidate| {
             let base = self.base_price(net, c.guide);
-            (
-                c.load() < under,
+            super::floored(
                 quantize(self.estimate(net, c) - self.price(base, c, elapsed)),
+                under > 0.0 && c.load() < under,
             )
         };
-        super::rank_by(ctx, candidates, keep, key, |_, (floored, q)| {
+        super::rank_by(ctx, candidates, keep, key, |_, k| {
+            let (floored, q) = super::unfloored(k);
             let r = Reasons::DUAL_PRICE;
             (
                 q as f64 / 1e9,

@@ -292,6 +292,24 @@ impl Floor {
     }
 }
 
+/// Above every quantized score (|score| < 2^59 / 1e9, about 5.7e8): a candidate under the floor
+/// ranks above every candidate that is not, in one integer key.
+const FLOORED: i64 = 1 << 60;
+
+/// The ranking key of a quantized score, lifted above the rest when under the floor.
+pub(crate) fn floored(q: i64, under: bool) -> i64 {
+    if under { q.saturating_add(FLOORED) } else { q }
+}
+
+/// Back from [`floored`]: (under the floor, the quantized score).
+pub(crate) fn unfloored(k: i64) -> (bool, i64) {
+    if k >= FLOORED / 2 {
+        (true, k - FLOORED)
+    } else {
+        (false, k)
+    }
+}
+
 /// Scores compare equal when they agree to 1e-9: float noise must not act as a hidden tie break.
 pub(crate) fn quantize(score: f64) -> i64 {
     (score * 1e9).round() as i64

@@ -102,6 +102,9 @@ impl Scored {
 
     /// `skill · lift` of the candidate's guide.
     fn skilled(&self, net: &Network, c: &Candidate) -> f64 {
+        if self.w.skill == 0.0 || !net.has_skill() {
+            return 0.0;
+        }
         self.w.skill * net.guide_lift(c.guide)
     }
 
@@ -181,16 +184,13 @@ impl Policy for Scored {
                     near
                 }
             };
-            (
-                c.load() < under,
-                quantize(
-                    self.terms_with(c, near).iter().sum::<f64>()
-                        + learned(c)
-                        + self.skilled(net, c),
-                ),
-            )
+            let q = quantize(
+                self.terms_with(c, near).iter().sum::<f64>() + learned(c) + self.skilled(net, c),
+            );
+            super::floored(q, under > 0.0 && c.load() < under)
         };
-        rank_by(ctx, candidates, keep, key, |idx, (floored, q)| {
+        rank_by(ctx, candidates, keep, key, |idx, k| {
+            let (floored, q) = super::unfloored(k);
             let c = &candidates[idx];
             let t = self.terms(c);
             let terms = [t[0], t[1], t[2], t[3], learned(c), self.skilled(net, c)];
