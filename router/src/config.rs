@@ -26,6 +26,8 @@
 //! max_stores = 16                 # stores scored per lead at most
 //! radius_km = 0                   # search this radius first when the lead has coordinates
 //! max_level = "nationwide"        # district | city | province | nationwide
+//! regional_taste = 0.2            # weight of the lead's regional taste (its region's matrix row)
+//!                                 # next to its stated interests; taste alone when it states none
 //! alternatives = 5
 //! seed = 514662438                # tie-break draws
 //!
@@ -353,6 +355,7 @@ pub struct RoutingConfig {
     pub max_stores: usize,
     pub radius_km: f64,
     pub max_level: String,
+    pub regional_taste: f64,
     pub alternatives: usize,
     pub seed: u64,
 }
@@ -409,6 +412,7 @@ impl Default for RoutingConfig {
             max_stores: c.max_stores,
             radius_km: c.radius_km,
             max_level: c.max_level,
+            regional_taste: c.regional_taste,
             alternatives: e.alternatives,
             seed: e.seed,
         }
@@ -481,6 +485,7 @@ impl Config {
             max_stores: self.routing.max_stores,
             radius_km: self.routing.radius_km,
             max_level: self.routing.max_level.clone(),
+            regional_taste: self.routing.regional_taste,
         };
         candidates.check().map_err(ConfigError)?;
         Ok(EngineConfig {

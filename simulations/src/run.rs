@@ -198,6 +198,8 @@ struct Lane {
     today: Vec<(leadrouter::domain::export::DecisionLine, Option<bool>)>,
     /// Every skill outcome so far.
     outcomes: Vec<leadrouter_models::skill::Outcome>,
+    /// Every sampled order so far, as the preference fit reads them (with `learning.preference`).
+    sold: Option<Vec<leadrouter_models::preference_fit::OrderRow>>,
 }
 
 pub use leadrouter_models::fairness::gini;
@@ -247,6 +249,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
             decisions: Vec::new(),
             today: Vec::new(),
             outcomes: Vec::new(),
+            sold: s.learning.preference.then(Vec::new),
         });
     }
     let model = match &s.models.preference {
@@ -497,6 +500,28 @@ fn own_optimum(
 /// the lane's own history, and put in service in its engine for the next day.
 fn night(lane: &mut Lane, s: &Scenario, threads: usize) -> anyhow::Result<()> {
     use leadrouter::app::learn;
+    // The loop's order (as `leadrouter models learn`): preference first, then what is learned
+    // on the estimates it gives.
+    if let Some(sold) = lane.sold.as_ref().filter(|o| !o.is_empty()) {
+        let snap = lane.engine.snapshot();
+        let mut models = snap.network.learned_models();
+        let as_of_ms = sold.iter().map(|o| o.at_ms).max().unwrap_or(0);
+        let m = learn::learn_preference(
+            &snap.network,
+            sold,
+            &leadrouter_models::preference_fit::FitConfig {
+                half_life_days: s.learning.preference_half_life_days,
+                shrinkage: s.learning.preference_shrinkage,
+                as_of_ms,
+                by_amount: false,
+            },
+            vec!["simulated orders".into()],
+        )?;
+        models.preference = Some(Arc::new(m));
+        lane.engine
+            .set_learned_models(models)
+            .map_err(anyhow::Error::msg)?;
+    }
     let today = std::mem::take(&mut lane.today);
     if today.is_empty() {
         return Ok(());
@@ -708,16 +733,27 @@ fn route_day(
         if a.draw < p {
             out.sampled_conversions += 1;
             out.sampled_revenue_cents += a.basket_cents;
-            if let Some(orders) = &mut lane.orders {
-                let s = net.guide(g).store;
+            let s = net.guide(g).store;
+            // What the customer bought: their first interest the store carries.
+            let cat = || {
                 let carried = net.store(s).categories;
-                let cat = a
-                    .interests
+                a.interests
                     .iter()
                     .map(|&(c, _)| c)
                     .find(|&c| carried & (1 << c) != 0)
                     .or(a.interests.first().map(|&(c, _)| c))
-                    .unwrap_or(0);
+                    .unwrap_or(0)
+            };
+            if let Some(sold) = &mut lane.sold {
+                sold.push(leadrouter_models::preference_fit::OrderRow {
+                    region: net.regions().get(net.store(s).region).code,
+                    category: cat(),
+                    amount_cents: a.basket_cents,
+                    at_ms: a.lead.occurred_at_ms + 3_600_000,
+                });
+            }
+            if let Some(orders) = &mut lane.orders {
+                let cat = cat();
                 orders.push(SimOrder {
                     order_id: format!("o-{}", a.lead.lead_id),
                     region_code: net.store_region_code(s),

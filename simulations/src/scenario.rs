@@ -33,6 +33,8 @@
 //! hourly = [ … 24 weights … ]     # the daily curve (default: a retail day, peaks at noon and 21h)
 //! channels = { MINI_PROGRAM = 0.6, ECOMMERCE = 0.2, LIVESTREAM = 0.1, STORE_QR = 0.1 }
 //! second_interest = 0.3           # share of leads naming two categories
+//! stated = 1.0                    # share of leads that state their interests (the rest state
+//!                                 # none: the router has only their region's taste to go on)
 //! spread_km = 4.0                 # how far leads live from the store they are drawn near
 //!
 //! [[demand.bursts]]               # livestream bursts: extra leads in a window
@@ -65,6 +67,9 @@
 //! preference = "../../router/data/demo/models/preference.json"
 //!
 //! [learning]                      # the nightly loop, run on each policy's own history so far
+//! preference = true               # the preference matrix from every order so far (`leadrouter models preference`)
+//! preference_half_life_days = 90.0
+//! preference_shrinkage = 30.0
 //! skill = true                    # guide skill from every outcome so far (`leadrouter models skill`)
 //! prices = true                   # dual_price's prices from the day just routed (`leadrouter models prices`)
 //!
@@ -126,6 +131,13 @@ pub struct Scenario {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Learning {
+    /// The regional preference matrix from every sampled order so far (district rows where the
+    /// orders support them). Default true.
+    pub preference: bool,
+    /// The fit's half-life in days (default 90) and shrinkage κ (default 30), as
+    /// `leadrouter models preference`.
+    pub preference_half_life_days: f64,
+    pub preference_shrinkage: f64,
     /// Guide skill from every sampled outcome so far. Default true.
     pub skill: bool,
     /// `dual_price`'s capacity prices from the day just routed, warm-started from the night
@@ -136,6 +148,9 @@ pub struct Learning {
 impl Default for Learning {
     fn default() -> Self {
         Self {
+            preference: true,
+            preference_half_life_days: 90.0,
+            preference_shrinkage: 30.0,
             skill: true,
             prices: true,
         }
@@ -263,6 +278,7 @@ pub struct Demand {
     pub hourly: Vec<f64>,
     pub channels: BTreeMap<String, f64>,
     pub second_interest: f64,
+    pub stated: f64,
     pub spread_km: f64,
     pub bursts: Vec<Burst>,
     pub regions: Vec<RegionProfile>,
@@ -289,6 +305,7 @@ impl Default for Demand {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
             second_interest: 0.3,
+            stated: 1.0,
             spread_km: 4.0,
             bursts: Vec::new(),
             regions: Vec::new(),
@@ -445,6 +462,19 @@ impl Scenario {
             )));
         }
         self.routing.check().map_err(err)?;
+        let l = &self.learning;
+        if !l.preference_half_life_days.is_finite() || l.preference_half_life_days <= 0.0 {
+            return Err(err(format!(
+                "learning.preference_half_life_days: must be > 0, got {}",
+                l.preference_half_life_days
+            )));
+        }
+        if !l.preference_shrinkage.is_finite() || l.preference_shrinkage < 0.0 {
+            return Err(err(format!(
+                "learning.preference_shrinkage: must be >= 0, got {}",
+                l.preference_shrinkage
+            )));
+        }
         let t = &self.truth;
         for (k, v) in [
             ("base", t.base),
@@ -526,7 +556,7 @@ impl Scenario {
                 "demand.channels: at least one weight must be > 0".into()
             ));
         }
-        for (k, v) in [("second_interest", d.second_interest)] {
+        for (k, v) in [("second_interest", d.second_interest), ("stated", d.stated)] {
             if !v.is_finite() || !(0.0..=1.0).contains(&v) {
                 return Err(err(format!("demand.{k}: must be in [0, 1], got {v}")));
             }

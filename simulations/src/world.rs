@@ -308,6 +308,8 @@ impl World {
             }
         }
         let w = 1.0 / cats.len() as f32;
+        // Drawn only when some leads stay silent, so that other scenarios keep their draws.
+        let stated = d.stated >= 1.0 || rng.next_f64() < d.stated;
         let t = &self.scenario.truth;
         let sigma = t.order_value_sigma;
         let yuan = t.order_value_yuan * (sigma * normal(rng) - sigma * sigma / 2.0).exp();
@@ -318,13 +320,16 @@ impl World {
                 channel,
                 region_code: leadrouter::catalog::format_code(self.regions.get(store.region).code),
                 location: Some(Location { lat, lon }),
-                interests: cats
-                    .iter()
-                    .map(|&c| Interest {
-                        category: self.network.categories()[c].clone(),
-                        weight: 1.0,
-                    })
-                    .collect(),
+                interests: if stated {
+                    cats.iter()
+                        .map(|&c| Interest {
+                            category: self.network.categories()[c].clone(),
+                            weight: 1.0,
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 referrer_guide_id: None,
                 occurred_at_ms: at_ms,
             },

@@ -1,5 +1,5 @@
 //! The learning loop's steps over exported decisions (`leadrouter trail export --decisions`) and
-//! what became of each lead: guide skill and the dual prices. The simulator's nightly step calls
+//! what became of each lead: regional preference, guide skill and the dual prices. The simulator's nightly step calls
 //! these same functions on the decisions it has produced, so a simulated week is a week of the
 //! production loop.
 
@@ -10,6 +10,7 @@ use crate::policy::DualPrice;
 use anyhow::Context;
 use leadrouter_models::dual::DualOptions;
 use leadrouter_models::instance::Instance;
+use leadrouter_models::preference_fit::{FitConfig, OrderRow, PreferenceModel};
 use leadrouter_models::prices::{PriceDay, PriceModel};
 use leadrouter_models::skill::{Outcome, SkillConfig, SkillModel};
 use std::collections::HashMap;
@@ -94,6 +95,20 @@ pub fn skill_outcomes(
         });
     }
     (out, skipped)
+}
+
+/// Fits the regional preference matrix from orders (what sold, where: the fulfilling store's
+/// region) and checks that it fits `net` (its categories, regions the network knows).
+pub fn learn_preference(
+    net: &Network,
+    orders: &[OrderRow],
+    cfg: &FitConfig,
+    inputs: Vec<String>,
+) -> anyhow::Result<PreferenceModel> {
+    let model = PreferenceModel::fit(net.categories(), orders, cfg, inputs)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    net.check_learned(&model).map_err(anyhow::Error::msg)?;
+    Ok(model)
 }
 
 /// Fits guide skill from outcomes (see [`skill_outcomes`]); `created_at_ms` is the artifact's

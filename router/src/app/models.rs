@@ -257,9 +257,8 @@ pub fn fit_preference(args: &PreferenceArgs<'_>, out: &Path) -> anyhow::Result<S
         || args.orders.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let model = PreferenceModel::fit(net.categories(), &orders, &cfg, vec![input])
+    let model = super::learn::learn_preference(&net, &orders, &cfg, vec![input])
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.orders.display()))?;
-    net.check_learned(&model).map_err(anyhow::Error::msg)?;
     let tmp = out.with_extension("json.tmp");
     std::fs::write(&tmp, model.to_json()).with_context(|| format!("{}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("{}", out.display()))?;

@@ -20,13 +20,20 @@ pub use region::{
 };
 
 /// The demo network shipped in the repo (`router/data/demo/`), built by
-/// `leadrouter network generate --demo --out router/data/demo`.
+/// `leadrouter network generate --demo --out router/data/demo`, with the district rows of
+/// `preference_districts.csv` (learned from a simulated history by
+/// `scripts/demo_district_rows.py`) after the generated matrix's rows.
 pub fn demo_files() -> NetworkFiles {
+    let districts = include_str!("../../data/demo/preference_districts.csv");
+    let districts = districts.split_once('\n').map_or("", |(_, rows)| rows);
     NetworkFiles {
         origin: "demo".into(),
         stores: include_str!("../../data/demo/stores.csv").into(),
         guides: include_str!("../../data/demo/guides.csv").into(),
-        preference: include_str!("../../data/demo/preference.csv").into(),
+        preference: format!(
+            "{}{districts}",
+            include_str!("../../data/demo/preference.csv")
+        ),
     }
 }
 
@@ -38,7 +45,16 @@ mod tests {
     #[test]
     fn shipped_demo_is_the_generator_output() {
         let regions = Arc::new(RegionTree::embedded());
-        let (shipped, _) = demo_files().parse().unwrap();
+        let (mut shipped, _) = demo_files().parse().unwrap();
+        // The learned district rows come on top of the generated matrix.
+        let is_district = |code: &str| code.len() == 12 && &code[4..6] != "00";
+        let districts = shipped
+            .preference
+            .iter()
+            .filter(|r| is_district(&r.region_code))
+            .count();
+        assert!(districts >= 100, "{districts} district rows");
+        shipped.preference.retain(|r| !is_district(&r.region_code));
         assert_eq!(shipped, generate(&regions, &GenerateSpec::demo()));
         let net = demo_files().load(regions).unwrap();
         assert!(net.stores().len() >= 400);

@@ -277,6 +277,10 @@ pub struct Network {
     keys: Vec<StoreKey>,
     /// Per store, one value per category (row-major): [`Storage::preference`], flat.
     preferences: Vec<f32>,
+    /// Per region node, one value per category (row-major): the region's taste, its row of the
+    /// matrix in service (the first present along district → city → province → nationwide, so
+    /// thin regions take their parents'), normalised to sum to 1; all zeros where no row applies.
+    tastes: Vec<f32>,
     guides: Vec<Guide>,
     guide_keys: Vec<GuideKey>,
     store_by_id: HashMap<String, u32>,
@@ -568,6 +572,24 @@ impl Network {
             .iter()
             .flat_map(|s| s.preference.iter().copied())
             .collect();
+        let tastes = {
+            let matrix = learned.as_ref().map_or(&preference, |m| &m.matrix);
+            let k = spec.categories.len();
+            let mut out = Vec::with_capacity(regions.len() * k);
+            for id in regions.ids() {
+                match matrix.lookup(regions.code_chain(id)) {
+                    Some((_, row)) => {
+                        let total: f32 = row.iter().sum();
+                        out.extend(
+                            row.iter()
+                                .map(|v| if total > 0.0 { v / total } else { 0.0 }),
+                        );
+                    }
+                    None => out.extend(std::iter::repeat_n(0.0, k)),
+                }
+            }
+            out
+        };
         let guide_keys = guides
             .iter()
             .map(|g| GuideKey {
@@ -603,6 +625,7 @@ impl Network {
             stores,
             keys,
             preferences,
+            tastes,
             guides,
             guide_keys,
             store_by_id,
@@ -732,6 +755,12 @@ impl Network {
     pub fn store_preference(&self, idx: u32) -> &[f32] {
         let n = self.spec.categories.len();
         &self.preferences[idx as usize * n..(idx as usize + 1) * n]
+    }
+    /// A region's taste: what its customers buy, one share per category summing to 1 (all 0
+    /// when the matrix has no row on the region's chain).
+    pub fn region_taste(&self, region: RegionId) -> &[f32] {
+        let n = self.spec.categories.len();
+        &self.tastes[region.index() * n..(region.index() + 1) * n]
     }
     pub fn guide(&self, idx: u32) -> &Guide {
         &self.guides[idx as usize]

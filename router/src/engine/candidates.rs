@@ -24,6 +24,11 @@ pub struct CandidateConfig {
     pub radius_km: f64,
     /// Highest level of the walk: `district`, `city`, `province` or `nationwide` (default).
     pub max_level: String,
+    /// Weight in [0, 1] of the lead's regional taste (its region's row of the preference matrix,
+    /// [`Network::region_taste`]) next to its stated interests in the preference match; a lead
+    /// that states no interest is matched on its taste alone; 0 turns taste off (a lead without
+    /// interests then matches every store at 0). Default 0.2.
+    pub regional_taste: f64,
 }
 
 impl Default for CandidateConfig {
@@ -33,6 +38,7 @@ impl Default for CandidateConfig {
             max_stores: 16,
             radius_km: 0.0,
             max_level: "nationwide".into(),
+            regional_taste: 0.2,
         }
     }
 }
@@ -52,6 +58,12 @@ impl CandidateConfig {
             return Err(format!(
                 "routing.radius_km: must be in [0, 2000], got {}",
                 self.radius_km
+            ));
+        }
+        if !self.regional_taste.is_finite() || !(0.0..=1.0).contains(&self.regional_taste) {
+            return Err(format!(
+                "routing.regional_taste: must be in [0, 1], got {}",
+                self.regional_taste
             ));
         }
         match Level::parse(&self.max_level) {
@@ -287,6 +299,7 @@ impl Scan<'_> {
             cfg,
             ..
         } = *self;
+        let taste = cfg.regional_taste as f32;
         out.clear();
         let stores = &mut scratch.stores;
         tally.eligible_stores = tally.eligible_stores.max(stores.len());
@@ -305,7 +318,7 @@ impl Scan<'_> {
                 }
                 None => {
                     for e in stores.iter_mut() {
-                        e.1 = -preference_match(net, lead, e.0);
+                        e.1 = -preference_match(net, lead, e.0, taste);
                     }
                 }
             }
@@ -330,7 +343,7 @@ impl Scan<'_> {
             } else {
                 0.0
             };
-            let preference = preference_match(net, lead, s);
+            let preference = preference_match(net, lead, s, taste);
             let before = out.len();
             for g in key.guides.0..key.guides.1 {
                 let guide = net.guide_key(g);
@@ -365,7 +378,24 @@ impl Scan<'_> {
     }
 }
 
-fn preference_match(net: &Network, lead: &ValidLead, store: u32) -> f32 {
+/// How well the store's regional preference matches what the lead wants: its stated interests
+/// blended with its region's taste by `taste` (the taste alone when it stated none).
+fn preference_match(net: &Network, lead: &ValidLead, store: u32, taste: f32) -> f32 {
     let pref = net.store_preference(store);
-    lead.interests.iter().map(|&(c, w)| w * pref[c]).sum()
+    let stated: f32 = lead.interests.iter().map(|&(c, w)| w * pref[c]).sum();
+    if taste == 0.0 {
+        return stated;
+    }
+    let taste = if lead.interests.is_empty() {
+        1.0
+    } else {
+        taste
+    };
+    let regional: f32 = net
+        .region_taste(lead.region)
+        .iter()
+        .zip(pref)
+        .map(|(t, p)| t * p)
+        .sum();
+    (1.0 - taste) * stated + taste * regional
 }

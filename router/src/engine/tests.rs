@@ -1904,3 +1904,97 @@ fn member_segments_are_in_service_for_policies() {
     assert_eq!(d.model_versions, vec![version]);
     assert!(MemberSegments::new([("x".to_string(), 1u16), ("x".to_string(), 2)]).is_err());
 }
+
+/// Guangzhou again: 天河 440106 buys shoes, 越秀 440104 buys kids; both stores are in 番禺 440113,
+/// whose own row leans slightly to kids. S1 sells only shoes, S2 only kids.
+fn taste_engine(regional_taste: f64) -> Engine {
+    let spec = NetworkSpec {
+        categories: vec!["shoes".into(), "kids".into()],
+        preference: vec![
+            PreferenceRow {
+                region_code: "nationwide".into(),
+                values: vec![0.5, 0.5],
+            },
+            PreferenceRow {
+                region_code: "440106".into(),
+                values: vec![1.0, 0.1],
+            },
+            PreferenceRow {
+                region_code: "440104".into(),
+                values: vec![0.1, 1.0],
+            },
+            PreferenceRow {
+                region_code: "440113".into(),
+                values: vec![0.5, 0.6],
+            },
+        ],
+        stores: vec![
+            store("S1", "440113", 22.94, 113.38, &["shoes"], true),
+            store("S2", "440113", 22.95, 113.37, &["kids"], true),
+        ],
+        guides: vec![
+            guide("G1", "S1", 10, 3, GuideStatus::Active),
+            guide("G2", "S2", 10, 3, GuideStatus::Active),
+        ],
+    };
+    let net = Network::build(Arc::new(RegionTree::embedded()), spec).unwrap();
+    let cfg = EngineConfig {
+        candidates: CandidateConfig {
+            min_stores: 2,
+            regional_taste,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Engine::new(
+        net,
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(T0)),
+        cfg,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_leads_district_taste_moves_its_pick() {
+    let both = ["shoes", "kids"];
+    // Same stated interests, same candidates, different districts of one city: different stores.
+    let e = taste_engine(0.2);
+    let tianhe = e.route(&lead("T1", "440106", &both)).unwrap();
+    let yuexiu = e.route(&lead("T2", "440104", &both)).unwrap();
+    assert_eq!(
+        &*tianhe.assigned.as_ref().unwrap().0,
+        "S1",
+        "天河 buys shoes"
+    );
+    assert_eq!(
+        &*yuexiu.assigned.as_ref().unwrap().0,
+        "S2",
+        "越秀 buys kids"
+    );
+    // A lead that states nothing is matched on its district's taste alone.
+    let silent = e.route(&lead("T3", "440106", &[])).unwrap();
+    assert_eq!(&*silent.assigned.as_ref().unwrap().0, "S1");
+    let silent = e.route(&lead("T4", "440104", &[])).unwrap();
+    assert_eq!(&*silent.assigned.as_ref().unwrap().0, "S2");
+    // Taste off: both districts follow the stores' own region (番禺 leans to kids).
+    let off = taste_engine(0.0);
+    for (id, region) in [("U1", "440106"), ("U2", "440104")] {
+        let d = off.route(&lead(id, region, &both)).unwrap();
+        assert_eq!(
+            &*d.assigned.as_ref().unwrap().0,
+            "S2",
+            "{region} without taste"
+        );
+    }
+    // Out of range is refused, naming the field.
+    let bad = CandidateConfig {
+        regional_taste: 1.5,
+        ..Default::default()
+    };
+    assert!(
+        bad.check()
+            .unwrap_err()
+            .starts_with("routing.regional_taste:")
+    );
+}

@@ -39,8 +39,9 @@ pub struct Candidate {
     /// How close the store's region is to the lead's: 1 same district, 0.5 same city, 0.25 same
     /// province, 0 otherwise.
     pub region_affinity: f32,
-    /// Regional preference match of the lead's interests with the store's region and assortment,
-    /// in [0, 1] (0 when the lead stated no interests).
+    /// Regional preference match of what the lead wants (its stated interests blended with its
+    /// region's taste, `routing.regional_taste`) with the store's region and assortment, in
+    /// [0, 1].
     pub preference: f32,
     /// Leads taken today.
     pub used: u32,
