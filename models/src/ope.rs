@@ -94,8 +94,11 @@ pub struct OpeError(pub String);
 /// model.
 pub const SHRINK: f64 = 10.0;
 
-/// Below this many effective samples an estimate is flagged.
+/// Below this many effective samples an estimate is flagged…
 pub const MIN_ESS: f64 = 100.0;
+/// …or below this share of the log's rows (a candidate that disagrees with the logging policy
+/// on almost every round leans on a handful of lucky rows).
+pub const MIN_ESS_SHARE: f64 = 0.01;
 
 /// Above this share of the candidate's probability on actions never logged, an estimate is
 /// flagged.
@@ -289,11 +292,12 @@ pub fn evaluate(
     let ess = if sw2 > 0.0 { sw * sw / sw2 } else { 0.0 };
     let max_weight = per_row.iter().map(|r| r[0]).fold(0.0, f64::max);
     let mut warnings = Vec::new();
-    if ess < MIN_ESS {
+    if ess < MIN_ESS.max(MIN_ESS_SHARE * log.len() as f64) {
         warnings.push(format!(
             "the log supports the candidate poorly: {ess:.1} effective samples of {} rows \
-             (fewer than {MIN_ESS}); IPS, SNIPS and DR intervals are unreliable",
-            log.len()
+             (fewer than {MIN_ESS} or {}% of them); IPS, SNIPS and DR intervals are unreliable",
+            log.len(),
+            100.0 * MIN_ESS_SHARE
         ));
     }
     if unsupported > MAX_UNSUPPORTED {

@@ -103,15 +103,32 @@ pub enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         exact_max_edges: usize,
     },
-    /// Estimates a candidate policy's value from a logged-bandit file by IPS, SNIPS, DM and DR,
+    /// Estimates a candidate policy's value from logged decisions by IPS, SNIPS, DM and DR,
     /// with bootstrap intervals, the effective sample size and warnings when the log does not
-    /// support the estimate. Log: `round,action,position,reward,pscore`; evaluation:
-    /// `round,action,position,prob` (`round` may be `*` for every round).
+    /// support the estimate: from a logged-bandit file (`--log` `round,action,position,reward,
+    /// pscore` with `--eval` `round,action,position,prob`, `round` may be `*` for every round),
+    /// or from the router's own exported decisions with their propensities (`--decisions`, the
+    /// outcomes from `--labels` or `--trail`) for a built-in `--policy`.
     Ope {
-        #[arg(long)]
-        log: PathBuf,
-        #[arg(long)]
-        eval: PathBuf,
+        #[arg(long, required_unless_present = "decisions", requires = "eval")]
+        log: Option<PathBuf>,
+        #[arg(long, requires = "log")]
+        eval: Option<PathBuf>,
+        /// Exported decisions (`leadrouter trail export --decisions`)…
+        #[arg(long, conflicts_with = "log", requires = "policy")]
+        decisions: Option<PathBuf>,
+        /// …with `lead_id,converted` labels…
+        #[arg(long, requires = "decisions", conflicts_with = "trail")]
+        labels: Option<PathBuf>,
+        /// …or an exported trail (a lead converted when its member ordered within 7 days).
+        #[arg(long, requires = "decisions")]
+        trail: Option<PathBuf>,
+        /// The candidate policy, with default parameters (with --decisions).
+        #[arg(long, requires = "decisions")]
+        policy: Option<String>,
+        /// The network directory the decisions were made on (default: the demo network).
+        #[arg(long, requires = "decisions")]
+        network: Option<PathBuf>,
         /// Bootstrap resamples for the intervals.
         #[arg(long, default_value_t = 1000)]
         bootstrap: usize,
@@ -147,13 +164,77 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Ope {
             log,
             eval,
+            decisions,
+            labels,
+            trail,
+            policy,
+            network,
             bootstrap,
             confidence,
             seed,
             json,
         } => {
-            let logged = crate::ope::read_log(&log)?;
-            let candidate = crate::ope::read_candidate(&eval)?;
+            let (logged, candidate) = match (log, eval, decisions) {
+                (Some(log), Some(eval), None) => (
+                    crate::ope::read_log(&log)?,
+                    crate::ope::read_candidate(&eval)?,
+                ),
+                (None, None, Some(decisions)) => {
+                    let name = policy.unwrap_or_default();
+                    let policy: leadrouter::policy::PolicyConfig =
+                        toml::from_str(&format!("name = {name:?}")).map_err(|_| {
+                            anyhow::anyhow!(
+                                "--policy: must be one of {}, got {name:?}",
+                                leadrouter::policy::PolicyConfig::NAMES.join(", ")
+                            )
+                        })?;
+                    let lines = replay::read_decisions(&decisions)?;
+                    let outcomes = leadrouter::app::learn::outcomes(
+                        &lines,
+                        labels.as_deref(),
+                        trail.as_deref(),
+                        7,
+                    )?;
+                    let regions = std::sync::Arc::new(leadrouter::catalog::RegionTree::embedded());
+                    let files = match &network {
+                        Some(d) => leadrouter::catalog::NetworkFiles::read_dir(d)?,
+                        None => leadrouter::catalog::demo_files(),
+                    };
+                    files.load(regions.clone())?;
+                    let build = || -> anyhow::Result<leadrouter::catalog::Network> {
+                        Ok(files.load(regions.clone())?)
+                    };
+                    let f = crate::ope::from_decisions(
+                        &build,
+                        &lines,
+                        &outcomes,
+                        &policy,
+                        &replay::ReplayConfig::default(),
+                    )?;
+                    if !json {
+                        writeln!(
+                            out,
+                            "{} decisions: {} evaluated, left out {} without an outcome, {} \
+                             unrouted, {} without a propensity, {} of guides the network lacks; \
+                             `{name}` lists {:.3} of its probability on average{}\n",
+                            lines.len(),
+                            f.logged.len(),
+                            f.no_outcome,
+                            f.unrouted,
+                            f.no_propensity,
+                            f.unknown_guide,
+                            f.listed_mass,
+                            if f.listed_mass < 0.99 {
+                                " (the rest is unknown: IPS and DR under-count it)"
+                            } else {
+                                ""
+                            }
+                        )?;
+                    }
+                    (f.logged, f.candidate)
+                }
+                _ => anyhow::bail!("give --log with --eval, or --decisions with --policy"),
+            };
             let e =
                 leadrouter_models::ope::evaluate(&logged, &candidate, bootstrap, confidence, seed)?;
             crate::ope::write_report(&e, json, out)?;

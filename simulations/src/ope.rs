@@ -201,3 +201,127 @@ pub fn write_thompson(
     w.flush()?;
     Ok(())
 }
+
+/// What [`from_decisions`] made of a router's log.
+pub struct FromDecisions {
+    pub logged: Vec<Logged>,
+    pub candidate: Candidate,
+    /// Decisions left out of the estimate: no outcome known, nothing routed, no propensity
+    /// recorded (a log from before propensities were kept), or a guide the network lacks.
+    pub no_outcome: usize,
+    pub unrouted: usize,
+    pub no_propensity: usize,
+    pub unknown_guide: usize,
+    /// The candidate's mean probability mass over the options its decisions list (1 for a
+    /// deterministic policy; below 1, IPS and DR under-count what it would have gained).
+    pub listed_mass: f64,
+}
+
+/// Turns a router's exported decisions with what became of each lead into a logged-bandit
+/// problem: a round per decision, the routed guide as the action (one position), the lead's
+/// conversion as the reward and the recorded propensity as the logging probability. The
+/// candidate `policy` routes every lead again in order, on a fresh engine over `network` (its
+/// own capacity use, as [`crate::replay`]), and its probabilities for the round are those of its
+/// pick and of every alternative it lists.
+pub fn from_decisions(
+    network: &(dyn Fn() -> anyhow::Result<leadrouter::catalog::Network> + Sync),
+    lines: &[leadrouter::domain::export::DecisionLine],
+    outcomes: &[Option<bool>],
+    policy: &leadrouter::policy::PolicyConfig,
+    cfg: &crate::replay::ReplayConfig,
+) -> anyhow::Result<FromDecisions> {
+    use leadrouter::clock::ManualClock;
+    use leadrouter::engine::{Engine, EngineConfig};
+    use leadrouter::storage::MemoryStore;
+    use std::sync::Arc;
+    let net = network()?;
+    let clock = Arc::new(ManualClock::new(0));
+    let engine = Engine::new(
+        network()?,
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+        EngineConfig {
+            time_zone: cfg.time_zone,
+            candidates: cfg.routing.clone(),
+            policy: policy.clone(),
+            seed: cfg.seed,
+            // As many options as a decision lists: an exploring candidate's distribution beyond
+            // them is unknown, and counted in `listed_mass`.
+            alternatives: 20,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    let mut out = FromDecisions {
+        logged: Vec::new(),
+        candidate: Candidate::default(),
+        no_outcome: 0,
+        unrouted: 0,
+        no_propensity: 0,
+        unknown_guide: 0,
+        listed_mass: 0.0,
+    };
+    let mut mass = 0.0;
+    for (i, (line, outcome)) in lines.iter().zip(outcomes).enumerate() {
+        let lead = line
+            .lead()
+            .map_err(|e| anyhow::anyhow!("lead {}: {e}", line.lead_id))?;
+        clock.set(line.decided_at_ms);
+        let d = engine
+            .route(&lead)
+            .map_err(|e| anyhow::anyhow!("lead {}: {e}", line.lead_id))?;
+        let round = i as u64;
+        let Some(guide) = &line.guide_id else {
+            out.unrouted += 1;
+            continue;
+        };
+        let Some(converted) = outcome else {
+            out.no_outcome += 1;
+            continue;
+        };
+        let Some(pscore) = line.propensity.filter(|p| *p > 0.0 && *p <= 1.0) else {
+            out.no_propensity += 1;
+            continue;
+        };
+        let Some(action) = net.guide_index(guide) else {
+            out.unknown_guide += 1;
+            continue;
+        };
+        out.logged.push(Logged {
+            round,
+            action,
+            position: 0,
+            reward: if *converted { 1.0 } else { 0.0 },
+            pscore,
+        });
+        let mut probs = std::collections::HashMap::new();
+        if let Some((_, g)) = &d.assigned
+            && let Some(gi) = net.guide_index(g)
+        {
+            probs.insert((gi, 0), d.propensity.clamp(0.0, 1.0));
+        }
+        for a in &d.alternatives {
+            if a.propensity > 0.0
+                && let Some(gi) = net.guide_index(&a.guide_id)
+            {
+                probs.entry((gi, 0)).or_insert(a.propensity.clamp(0.0, 1.0));
+            }
+        }
+        // A tie's share is recorded on each tied option and a capacity race marks its pick
+        // certain: where those add up past 1, the distribution is the shares, normalised.
+        let total: f64 = probs.values().sum();
+        if total > 1.0 {
+            for p in probs.values_mut() {
+                *p /= total;
+            }
+        }
+        mass += total.min(1.0);
+        out.candidate.by_round.insert(round, probs);
+    }
+    out.listed_mass = if out.logged.is_empty() {
+        1.0
+    } else {
+        mass / out.logged.len() as f64
+    };
+    Ok(out)
+}
