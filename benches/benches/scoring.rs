@@ -2,6 +2,9 @@
 //! candidates on the demo network with the demo's preference and propensity artifacts, against
 //! the same ranking with the shipped matrix only (same process, same candidates).
 //!
+//! Then each policy's ranking cost per candidate against `scored`'s in the same run: `softmax`
+//! (the exploring policy), `dual_price`, and both floored policies.
+//!
 //! `cargo bench -p leadrouter-benches --bench scoring`
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -9,7 +12,7 @@ use leadrouter::catalog::{LearnedModels, Network, RegionTree, demo_files};
 use leadrouter::clock::ManualClock;
 use leadrouter::domain::{Channel, Day, Interest, Lead, Location, SplitMix64};
 use leadrouter::engine::{CandidateConfig, Engine, EngineConfig};
-use leadrouter::policy::{Candidate, Policy, RouteContext, Scored, ScoredWeights};
+use leadrouter::policy::{Candidate, Policy, PolicyConfig, RouteContext, Scored, ScoredWeights};
 use leadrouter::storage::MemoryStore;
 use std::hint::black_box;
 use std::path::Path;
@@ -75,7 +78,7 @@ fn candidate_sets(net: Network) -> Vec<Vec<Candidate>> {
         .collect()
 }
 
-fn rank_all(policy: &Scored, net: &Network, sets: &[Vec<Candidate>]) -> usize {
+fn rank_all(policy: &dyn Policy, net: &Network, sets: &[Vec<Candidate>]) -> usize {
     let mut n = 0;
     for (i, cands) in sets.iter().enumerate() {
         let mut ctx = RouteContext {
@@ -133,6 +136,48 @@ fn bench_scoring(c: &mut Criterion) {
         a[2],
         b[2],
         b[2] / a[2]
+    );
+    // The policies, per candidate on the learned network, each against scored.
+    let configs: Vec<(&str, PolicyConfig)> = [
+        ("scored", "name = \"scored\""),
+        ("scored floor 0.5", "name = \"scored\"\nfloor = 0.5"),
+        ("softmax", "name = \"softmax\""),
+        ("dual_price", "name = \"dual_price\""),
+        ("dual_price floor 0.5", "name = \"dual_price\"\nfloor = 0.5"),
+    ]
+    .into_iter()
+    .map(|(n, t)| (n, toml::from_str(t).unwrap()))
+    .collect();
+    let built: Vec<Box<dyn Policy>> = configs
+        .iter()
+        .map(|(_, c)| c.build(&learned).unwrap())
+        .collect();
+    let mut g = c.benchmark_group("policies");
+    for ((name, _), p) in configs.iter().zip(&built) {
+        g.bench_function(*name, |b| b.iter(|| rank_all(p.as_ref(), &learned, &sets)));
+    }
+    g.finish();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); built.len()];
+    for _ in 0..5 {
+        for (k, p) in built.iter().enumerate() {
+            let t = Instant::now();
+            for _ in 0..20 {
+                rank_all(p.as_ref(), &learned, &sets);
+            }
+            times[k].push(t.elapsed().as_secs_f64() * 1e9 / (20.0 * total as f64));
+        }
+    }
+    for t in &mut times {
+        t.sort_by(f64::total_cmp);
+    }
+    let line: Vec<String> = configs
+        .iter()
+        .zip(&times)
+        .map(|((n, _), t)| format!("{n} {:.1} ns ({:.2})", t[2], t[2] / times[0][2]))
+        .collect();
+    println!(
+        "policies per candidate (ratio to scored): {}",
+        line.join(", ")
     );
 }
 
