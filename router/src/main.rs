@@ -297,6 +297,10 @@ struct PropensityCli {
     validation_share: f64,
     #[arg(long, default_value_t = 1e-3)]
     l2: f64,
+    /// `routing.regional_taste` of the router that made the decisions (the preference feature
+    /// is the match route() computed).
+    #[arg(long, default_value_t = 0.2)]
+    regional_taste: f64,
     /// The artifact to write (JSON).
     #[arg(long)]
     out: PathBuf,
@@ -938,6 +942,7 @@ fn main() -> ExitCode {
                 window_days: a.window_days,
                 validation_share: a.validation_share,
                 l2: a.l2,
+                regional_taste: a.regional_taste,
             },
             &a.out,
         )

@@ -71,6 +71,14 @@ fn add(a: &mut PolicyDay, b: &PolicyDay) {
 }
 
 impl Run {
+    /// The basket-blind optimum's share of the optimum over the run (see
+    /// [`crate::run::DayReport::blind_optimum`]); `None` unless every day has it.
+    pub fn blind_ratio(&self) -> Option<f64> {
+        let blind: Option<f64> = self.days.iter().map(|d| d.blind_optimum).sum();
+        let reference = self.reference();
+        blind.filter(|_| reference > 0.0).map(|b| b / reference)
+    }
+
     /// Σ of the days' yardsticks.
     pub fn reference(&self) -> f64 {
         self.days.iter().map(|d| d.yardstick.reference()).sum()
@@ -161,6 +169,16 @@ fn gap_and_fairness(m: &mut String, run: &Run, sums: &[Summary], names: &[String
             if let (Some(e), Some(a)) = (x.estimation_loss, x.allocation_loss) {
                 let _ = writeln!(m, "| `{name}` | {:.4} | {:.4} | {:.4} |", x.ratio, e, a);
             }
+        }
+        if let Some(b) = run.blind_ratio() {
+            let _ = writeln!(
+                m,
+                "\nThe best allocation by every lead's true conversion probabilities, but not its \
+                 basket (which no router sees before the order), reaches {b:.4} of the optimum: \
+                 of what the estimates lose, {:.4} is the basket, the rest the conversion \
+                 estimate.",
+                1.0 - b
+            );
         }
     }
     let _ = writeln!(m, "\n## Fairness\n");

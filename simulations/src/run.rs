@@ -132,6 +132,9 @@ pub struct DayReport {
     pub leads: usize,
     pub edges: usize,
     pub yardstick: Yardstick,
+    /// The true value of the exact optimum on every edge's true conversion probability without
+    /// the basket (which no router sees before the order); `None` above `exact_max_edges`.
+    pub blind_optimum: Option<f64>,
     /// In the order of the scenario's policies.
     pub policies: Vec<PolicyDay>,
 }
@@ -198,6 +201,8 @@ struct Lane {
     today: Vec<(leadrouter::domain::export::DecisionLine, Option<bool>)>,
     /// Every skill outcome so far.
     outcomes: Vec<leadrouter_models::skill::Outcome>,
+    /// Every routed decision so far with its outcome (with `learning.propensity`).
+    seen: Vec<(leadrouter::domain::export::DecisionLine, Option<bool>)>,
     /// Every sampled order so far, as the preference fit reads them (with `learning.preference`).
     sold: Option<Vec<leadrouter_models::preference_fit::OrderRow>>,
 }
@@ -250,6 +255,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
             today: Vec::new(),
             outcomes: Vec::new(),
             sold: s.learning.preference.then(Vec::new),
+            seen: Vec::new(),
         });
     }
     let model = match &s.models.preference {
@@ -322,6 +328,11 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         // What each policy's own estimates would reach, allocated perfectly (before the day
         // is routed: the models that day used).
         let exact = truth.edge_count() <= s.yardstick.exact_max_edges;
+        let blind = if exact {
+            Some(blind_optimum(&world, &arrivals, &cands, &truth)?)
+        } else {
+            None
+        };
         let owns: Vec<anyhow::Result<Option<f64>>> = if exact {
             parallel(&mut lanes, opts.threads, |lane| {
                 own_optimum(&world, lane, &arrivals, &cands, &truth)
@@ -360,6 +371,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
             leads: arrivals.len(),
             edges: truth.edge_count(),
             yardstick,
+            blind_optimum: blind,
             policies: results,
         });
     }
@@ -458,6 +470,31 @@ fn edges(
     Ok((truth, all))
 }
 
+/// The true value of the exact optimum of the day on the true conversion probabilities alone:
+/// the best any router can do that knows everything about a lead but its basket.
+fn blind_optimum(
+    world: &World,
+    arrivals: &[Arrival],
+    cands: &[Vec<Candidate>],
+    truth: &Instance,
+) -> anyhow::Result<f64> {
+    let mut est = Instance::new(truth.capacities().to_vec());
+    for (a, cs) in arrivals.iter().zip(cands) {
+        est.push_lead(
+            cs.iter()
+                .map(|c| (c.guide, (world.p_convert(a, c) + 1e-9) as f32))
+                .collect::<Vec<_>>(),
+        )?;
+    }
+    let best = flow::solve(&est);
+    Ok(best
+        .assignment
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| g.map(|g| f64::from(truth.value(i, g))))
+        .sum())
+}
+
 /// The true value of the exact optimum of the day on the lane's own value estimates (the models
 /// in service that day); `None` when its policy estimates no value.
 fn own_optimum(
@@ -526,6 +563,16 @@ fn night(lane: &mut Lane, s: &Scenario, threads: usize) -> anyhow::Result<()> {
     if today.is_empty() {
         return Ok(());
     }
+    // Only the policies that weigh p̂ learn it (the others would not use it).
+    let propensity = s.learning.propensity
+        && matches!(
+            lane.engine.snapshot().policy.name(),
+            "scored" | "softmax" | "dual_price"
+        );
+    if propensity {
+        lane.seen
+            .extend(today.iter().filter(|(d, _)| d.guide_id.is_some()).cloned());
+    }
     let (lines, converted): (Vec<_>, Vec<_>) = today.into_iter().unzip();
     let snap = lane.engine.snapshot();
     let mut models = snap.network.learned_models();
@@ -544,6 +591,22 @@ fn night(lane: &mut Lane, s: &Scenario, threads: usize) -> anyhow::Result<()> {
                 .set_learned_models(models.clone())
                 .map_err(anyhow::Error::msg)?;
         }
+    }
+    if propensity && !lane.seen.is_empty() {
+        let (seen, label): (Vec<_>, Vec<_>) = lane.seen.iter().cloned().unzip();
+        let (m, _, _) = learn::learn_propensity(
+            &snap.network,
+            &seen,
+            &label,
+            1,
+            s.routing.regional_taste,
+            &Default::default(),
+            vec!["simulated history".into()],
+        )?;
+        models.propensity = Some(Arc::new(m));
+        lane.engine
+            .set_learned_models(models.clone())
+            .map_err(anyhow::Error::msg)?;
     }
     if s.learning.prices
         && let Some(dual) = snap.policy.as_dual_price()
@@ -582,6 +645,7 @@ fn run_day(
 ) -> anyhow::Result<Vec<PolicyDay>> {
     parallel(lanes, threads, |lane| {
         let learns = s.learning.skill
+            || s.learning.propensity
             || (s.learning.prices && lane.engine.snapshot().policy.as_dual_price().is_some());
         let r = route_day(world, lane, arrivals, truth, &s.splits, learns);
         progress.step(d);

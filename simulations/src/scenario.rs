@@ -71,6 +71,7 @@
 //! preference_half_life_days = 90.0
 //! preference_shrinkage = 30.0
 //! skill = true                    # guide skill from every outcome so far (`leadrouter models skill`)
+//! propensity = true               # conversion propensity from every routed lead so far (`leadrouter models propensity`)
 //! prices = true                   # dual_price's prices from the day just routed (`leadrouter models prices`)
 //!
 //! [yardstick]
@@ -140,6 +141,9 @@ pub struct Learning {
     pub preference_shrinkage: f64,
     /// Guide skill from every sampled outcome so far. Default true.
     pub skill: bool,
+    /// Conversion propensity from every routed lead and its outcome so far (`scored`,
+    /// `softmax` and `dual_price` add `policy.propensity · p̂`). Default true.
+    pub propensity: bool,
     /// `dual_price`'s capacity prices from the day just routed, warm-started from the night
     /// before. Default true.
     pub prices: bool,
@@ -152,6 +156,7 @@ impl Default for Learning {
             preference_half_life_days: 90.0,
             preference_shrinkage: 30.0,
             skill: true,
+            propensity: true,
             prices: true,
         }
     }

@@ -111,6 +111,109 @@ pub fn learn_preference(
     Ok(model)
 }
 
+/// Fits conversion propensity from routed decisions in decision order (`lines`, with their
+/// outcomes `label`): each example's features as the router computes them at serving time, a
+/// guide's past rate counting only outcomes known a `window_days` before the lead, the
+/// preference match with the router's `routing.regional_taste`. Returns the
+/// model, how many examples it saw and how many decisions were skipped (a store or guide the
+/// network lacks).
+pub fn learn_propensity(
+    net: &Network,
+    lines: &[DecisionLine],
+    label: &[Option<bool>],
+    window_days: u32,
+    regional_taste: f64,
+    cfg: &leadrouter_models::propensity::PropensityConfig,
+    inputs: Vec<String>,
+) -> anyhow::Result<(leadrouter_models::propensity::PropensityModel, usize, usize)> {
+    use leadrouter_models::propensity::{CHANNELS, Example, Inputs, PropensityModel};
+    let window_ms = i64::from(window_days.max(1)) * 86_400_000;
+    // Guides' past rates, counting only leads whose outcome was known by then (routed at least
+    // a window before), smoothed towards the overall rate.
+    let known: Vec<(usize, bool)> = label
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.map(|l| (i, l)))
+        .collect();
+    let overall = known.iter().filter(|(_, l)| *l).count() as f64 / known.len().max(1) as f64;
+    const SMOOTH: f64 = 20.0;
+    let mut counts: std::collections::HashMap<&str, (f64, f64)> = Default::default();
+    let mut matured = 0;
+    let mut examples = Vec::with_capacity(known.len());
+    let mut skipped = 0usize;
+    for &(i, converted) in &known {
+        let d = &lines[i];
+        while matured < known.len()
+            && lines[known[matured].0].decided_at_ms + window_ms <= d.decided_at_ms
+        {
+            let (j, l) = known[matured];
+            let e = counts
+                .entry(lines[j].guide_id.as_deref().unwrap_or_default())
+                .or_default();
+            e.0 += 1.0;
+            e.1 += f64::from(u8::from(l));
+            matured += 1;
+        }
+        let (Some(s), Some(g)) = (
+            d.store_id.as_deref().and_then(|s| net.store_index(s)),
+            d.guide_id.as_deref().and_then(|g| net.guide_index(g)),
+        ) else {
+            skipped += 1;
+            continue;
+        };
+        let store = net.store(s);
+        let lead = d
+            .lead()
+            .map_err(|e| anyhow::anyhow!("lead {}: {e}", d.lead_id))?;
+        // The match as route() computed it: stated interests with the region's taste.
+        let preference = match crate::engine::validate(net, &lead, lead.occurred_at_ms) {
+            Ok(v) => f64::from(crate::engine::lead_preference(net, &v, s, regional_taste)),
+            Err(_) => {
+                skipped += 1;
+                continue;
+            }
+        };
+        let (n, c) = counts
+            .get(d.guide_id.as_deref().unwrap_or_default())
+            .copied()
+            .unwrap_or_default();
+        let hour = ((d.decided_at_ms.rem_euclid(86_400_000) / 3_600_000 + 8) % 24) as u32;
+        examples.push(Example {
+            inputs: Inputs {
+                distance_km: lead.location.map(|at| at.distance_km(&store.location)),
+                preference,
+                tier: net.guide(g).tier,
+                guide_rate: (c + SMOOTH * overall) / (n + SMOOTH),
+                direct_store: store.ownership == crate::catalog::Ownership::Direct,
+                outlet_store: store.pricing == crate::catalog::Pricing::Outlet,
+                hour,
+                channel: CHANNELS
+                    .iter()
+                    .position(|c| *c == d.channel.as_str())
+                    .unwrap_or(0),
+            },
+            converted,
+            at_ms: d.decided_at_ms,
+        });
+    }
+    let mut rates = std::collections::BTreeMap::new();
+    let mut all: std::collections::HashMap<&str, (f64, f64)> = Default::default();
+    for &(i, l) in &known {
+        let e = all
+            .entry(lines[i].guide_id.as_deref().unwrap_or_default())
+            .or_default();
+        e.0 += 1.0;
+        e.1 += f64::from(u8::from(l));
+    }
+    for (g, (n, c)) in all {
+        rates.insert(g.to_string(), (c + SMOOTH * overall) / (n + SMOOTH));
+    }
+    let created = lines.last().map_or(0, |d| d.decided_at_ms);
+    let model = PropensityModel::fit(&examples, rates, overall, cfg, inputs, created)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((model, examples.len(), skipped))
+}
+
 /// Fits guide skill from outcomes (see [`skill_outcomes`]); `created_at_ms` is the artifact's
 /// time (the last decision's).
 pub fn learn_skill(
@@ -142,6 +245,7 @@ pub fn price_days(
 ) -> anyhow::Result<(Vec<(String, Instance)>, usize)> {
     let snap = engine.snapshot();
     let net = &snap.network;
+    let tz = engine.config().time_zone;
     let caps: Vec<u32> = (0..net.guides().len() as u32)
         .map(|j| {
             let k = net.guide_key(j);
@@ -172,10 +276,19 @@ pub fn price_days(
                             .map(|d| {
                                 let lead = d.lead().ok()?;
                                 let cands = engine.reachable(&lead).ok()?;
+                                // Valued as route() valued them: the lead's channel and hour.
+                                let channel = crate::domain::Channel::ALL
+                                    .iter()
+                                    .position(|c| *c == lead.channel)
+                                    .unwrap_or(0);
+                                let hour = crate::engine::local_hour(d.decided_at_ms, tz);
                                 Some(
                                     cands
                                         .iter()
-                                        .map(|c| (c.guide, dual.estimate(net, c).max(0.0) as f32))
+                                        .map(|c| {
+                                            let v = dual.estimate_for(net, channel, hour, c);
+                                            (c.guide, v.max(0.0) as f32)
+                                        })
                                         .collect(),
                                 )
                             })
@@ -502,6 +615,7 @@ pub fn learn_all(args: &LearnArgs<'_>, dir: &Path) -> anyhow::Result<String> {
             window_days: args.window_days,
             validation_share: 0.2,
             l2: 1e-3,
+            regional_taste: config.routing.regional_taste,
         },
         &out,
     )?);

@@ -377,6 +377,8 @@ pub struct PropensityArgs<'a> {
     pub window_days: u32,
     pub validation_share: f64,
     pub l2: f64,
+    /// `routing.regional_taste` of the router that made the decisions.
+    pub regional_taste: f64,
 }
 
 /// Orders per member from an exported trail: (member, order time).
@@ -425,9 +427,7 @@ pub(crate) fn read_labels(path: &Path) -> anyhow::Result<std::collections::HashM
 /// log-loss and the calibration table on the validation part.
 pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<String> {
     use crate::domain::export::DecisionLine;
-    use leadrouter_models::propensity::{
-        CHANNELS, Example, Inputs, PropensityConfig, PropensityModel,
-    };
+    use leadrouter_models::propensity::PropensityConfig;
     let regions = Arc::new(RegionTree::embedded());
     let net = match args.network {
         Some(d) => NetworkFiles::read_dir(d)?.load(regions)?,
@@ -443,93 +443,12 @@ pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<S
         }
     }
     lines.sort_by(|a, b| (a.decided_at_ms, &a.lead_id).cmp(&(b.decided_at_ms, &b.lead_id)));
-    let window_ms = i64::from(args.window_days.max(1)) * 86_400_000;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.regional_taste),
+        "--regional-taste: must be in [0, 1], got {}",
+        args.regional_taste
+    );
     let label = super::learn::outcomes(&lines, args.labels, args.trail, args.window_days)?;
-    // Guides' past rates, counting only leads whose outcome was known by then (routed at least
-    // a window before), smoothed towards the overall rate.
-    let known: Vec<(usize, bool)> = label
-        .iter()
-        .enumerate()
-        .filter_map(|(i, l)| l.map(|l| (i, l)))
-        .collect();
-    let overall = known.iter().filter(|(_, l)| *l).count() as f64 / known.len().max(1) as f64;
-    const SMOOTH: f64 = 20.0;
-    let mut counts: std::collections::HashMap<&str, (f64, f64)> = Default::default();
-    let mut matured = 0;
-    let mut examples = Vec::with_capacity(known.len());
-    let mut skipped = 0usize;
-    for &(i, converted) in &known {
-        let d = &lines[i];
-        while matured < known.len()
-            && lines[known[matured].0].decided_at_ms + window_ms <= d.decided_at_ms
-        {
-            let (j, l) = known[matured];
-            let e = counts
-                .entry(lines[j].guide_id.as_deref().unwrap_or_default())
-                .or_default();
-            e.0 += 1.0;
-            e.1 += f64::from(u8::from(l));
-            matured += 1;
-        }
-        let (Some(s), Some(g)) = (
-            d.store_id.as_deref().and_then(|s| net.store_index(s)),
-            d.guide_id.as_deref().and_then(|g| net.guide_index(g)),
-        ) else {
-            skipped += 1;
-            continue;
-        };
-        let store = net.store(s);
-        let lead = d
-            .lead()
-            .map_err(|e| anyhow::anyhow!("lead {}: {e}", d.lead_id))?;
-        let total_w: f64 = lead.interests.iter().map(|x| x.weight.max(0.0)).sum();
-        let pref = net.store_preference(s);
-        let preference = if total_w > 0.0 {
-            lead.interests
-                .iter()
-                .filter_map(|x| {
-                    net.category_index(&x.category)
-                        .map(|c| x.weight.max(0.0) / total_w * f64::from(pref[c]))
-                })
-                .sum()
-        } else {
-            0.0
-        };
-        let (n, c) = counts
-            .get(d.guide_id.as_deref().unwrap_or_default())
-            .copied()
-            .unwrap_or_default();
-        let hour = ((d.decided_at_ms.rem_euclid(86_400_000) / 3_600_000 + 8) % 24) as u32;
-        examples.push(Example {
-            inputs: Inputs {
-                distance_km: lead.location.map(|at| at.distance_km(&store.location)),
-                preference,
-                tier: net.guide(g).tier,
-                guide_rate: (c + SMOOTH * overall) / (n + SMOOTH),
-                direct_store: store.ownership == crate::catalog::Ownership::Direct,
-                outlet_store: store.pricing == crate::catalog::Pricing::Outlet,
-                hour,
-                channel: CHANNELS
-                    .iter()
-                    .position(|c| *c == d.channel.as_str())
-                    .unwrap_or(0),
-            },
-            converted,
-            at_ms: d.decided_at_ms,
-        });
-    }
-    let mut rates = std::collections::BTreeMap::new();
-    let mut all: std::collections::HashMap<&str, (f64, f64)> = Default::default();
-    for &(i, l) in &known {
-        let e = all
-            .entry(lines[i].guide_id.as_deref().unwrap_or_default())
-            .or_default();
-        e.0 += 1.0;
-        e.1 += f64::from(u8::from(l));
-    }
-    for (g, (n, c)) in all {
-        rates.insert(g.to_string(), (c + SMOOTH * overall) / (n + SMOOTH));
-    }
     let cfg = PropensityConfig {
         validation_share: args.validation_share,
         l2: args.l2,
@@ -543,9 +462,16 @@ pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<S
     };
     let mut inputs = vec![name(args.decisions)];
     inputs.extend(args.labels.or(args.trail).map(name));
-    let created = lines.last().map_or(0, |d| d.decided_at_ms);
-    let model = PropensityModel::fit(&examples, rates, overall, &cfg, inputs, created)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.decisions.display()))?;
+    let (model, examples, skipped) = super::learn::learn_propensity(
+        &net,
+        &lines,
+        &label,
+        args.window_days,
+        args.regional_taste,
+        &cfg,
+        inputs,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", args.decisions.display()))?;
     let tmp = out.with_extension("json.tmp");
     std::fs::write(&tmp, model.to_json()).with_context(|| format!("{}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("{}", out.display()))?;
@@ -556,7 +482,7 @@ pub fn fit_propensity(args: &PropensityArgs<'_>, out: &Path) -> anyhow::Result<S
          calibration:\n  predicted      n   mean predicted  observed\n",
         out.display(),
         model.meta.version,
-        examples.len(),
+        examples,
         skipped,
         label.iter().filter(|l| l.is_none()).count(),
         100.0 * args.validation_share,

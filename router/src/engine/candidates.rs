@@ -378,6 +378,12 @@ impl Scan<'_> {
     }
 }
 
+/// The preference match route() gives `lead` at `store` with `regional_taste` (what a learned
+/// model trained on exported decisions must see as the router saw it).
+pub fn lead_preference(net: &Network, lead: &ValidLead, store: u32, regional_taste: f64) -> f32 {
+    preference_match(net, lead, store, regional_taste as f32)
+}
+
 /// How well the store's regional preference matches what the lead wants: its stated interests
 /// blended with its region's taste by `taste` (the taste alone when it stated none).
 fn preference_match(net: &Network, lead: &ValidLead, store: u32, taste: f32) -> f32 {

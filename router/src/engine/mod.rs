@@ -19,7 +19,7 @@ mod transfer;
 mod validate;
 
 pub use admin::{Applied, CatalogError};
-pub use candidates::{CandidateConfig, Gathered};
+pub use candidates::{CandidateConfig, Gathered, lead_preference};
 pub use capacity::CapacityBook;
 pub use desks::MAX_QUEUE_PAGE;
 pub use offers::{OfferError, OfferReply};

@@ -42,6 +42,9 @@ pub struct DualPriceConfig {
     /// Weight of the guide's learned skill lift in the value estimate, as in `scored`.
     /// Default 0.2.
     pub skill: f64,
+    /// Weight of the learned conversion propensity p̂ in the value estimate, when a model is in
+    /// service (`[models] propensity`), as in `scored`. Default 0.5.
+    pub propensity: f64,
     /// The fairness floor, in 0..=1, as in `scored`. Default 0: off.
     pub floor: f64,
 }
@@ -57,6 +60,7 @@ impl Default for DualPriceConfig {
             step: 0.2,
             initial_price: 0.0,
             skill: w.skill,
+            propensity: w.propensity,
             floor: 0.0,
         }
     }
@@ -128,7 +132,7 @@ impl DualPrice {
             tier: cfg.tier,
             load: 0.0,
             distance_scale_km: cfg.distance_scale_km,
-            propensity: 0.0,
+            propensity: cfg.propensity,
             skill: cfg.skill,
             floor: 0.0,
         })?;
@@ -153,9 +157,19 @@ impl DualPrice {
         })
     }
 
-    /// The estimated value v̂ of giving the lead to this candidate.
+    /// The estimated value v̂ of giving the lead to this candidate, without the learned
+    /// propensity (which needs the lead's channel and hour: [`DualPrice::estimate_for`]).
     pub fn estimate(&self, net: &Network, c: &Candidate) -> f64 {
         self.value.match_value(net, c)
+    }
+
+    /// The estimate route() ranks by: [`DualPrice::estimate`] plus `propensity · p̂` when a
+    /// propensity model is in service, for a lead of `channel` (index in
+    /// [`crate::domain::Channel::ALL`]) at local `hour`.
+    pub fn estimate_for(&self, net: &Network, channel: usize, hour: u32, c: &Candidate) -> f64 {
+        self.value
+            .value_estimate(net, channel, hour, c)
+            .unwrap_or_else(|| self.estimate(net, c))
     }
 
     pub fn pace(&self) -> &Pace {
@@ -186,10 +200,17 @@ impl Policy for DualPrice {
         let elapsed = self.pace.tick(ctx.day);
         let net = ctx.network;
         let under = self.floor.threshold(candidates);
+        let scorer = (self.cfg.propensity > 0.0)
+            .then(|| net.propensity_scorer(ctx.channel, ctx.hour))
+            .flatten();
         let key = |c: &Candidate| {
             let base = self.base_price(net, c.guide);
+            let learned = scorer.as_ref().map_or(0.0, |s| {
+                let log1p_km = c.distance_km.map(|d| f64::from(d.max(0.0)).ln_1p());
+                self.cfg.propensity * s.predict(c, log1p_km)
+            });
             super::floored(
-                quantize(self.estimate(net, c) - self.price(base, c, elapsed)),
+                quantize(self.estimate(net, c) + learned - self.price(base, c, elapsed)),
                 under > 0.0 && c.load() < under,
             )
         };
@@ -211,8 +232,14 @@ impl Policy for DualPrice {
         Some(self)
     }
 
-    fn value_estimate(&self, net: &Network, _: usize, _: u32, c: &Candidate) -> Option<f64> {
-        Some(self.estimate(net, c))
+    fn value_estimate(
+        &self,
+        net: &Network,
+        channel: usize,
+        hour: u32,
+        c: &Candidate,
+    ) -> Option<f64> {
+        Some(self.estimate_for(net, channel, hour, c))
     }
 }
 
@@ -288,6 +315,48 @@ mod tests {
         // A guide the model does not name has the initial price.
         assert_eq!(p.base_price(&priced, 1), 0.0);
         assert_eq!(p.base_price(&net, 0), 0.0);
+    }
+
+    #[test]
+    fn a_propensity_model_in_service_enters_the_estimate() {
+        let text = include_str!("../../data/demo/models/propensity.json");
+        let m = Arc::new(leadrouter_models::propensity::PropensityModel::from_json(text).unwrap());
+        let learned = with(crate::catalog::LearnedModels {
+            propensity: Some(m),
+            ..Default::default()
+        });
+        let c = cand(0, 0.5, 0);
+        let p = DualPrice::new(DualPriceConfig::default()).unwrap();
+        // Without a model, what route() ranks by is the match alone.
+        assert_eq!(p.estimate_for(&net(), 0, 12, &c), p.estimate(&net(), &c));
+        // With one, 0.5 · p̂ more: p̂ is a probability, so the difference is in (0, 0.5].
+        let extra = p.estimate_for(&learned, 0, 12, &c) - p.estimate(&learned, &c);
+        assert!(extra > 0.0 && extra <= 0.5, "{extra}");
+        assert_eq!(
+            p.value_estimate(&learned, 0, 12, &c),
+            Some(p.estimate_for(&learned, 0, 12, &c))
+        );
+        // Weight 0 turns it off, and the version says so.
+        let off = DualPrice::new(DualPriceConfig {
+            propensity: 0.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            off.estimate_for(&learned, 0, 12, &c),
+            off.estimate(&learned, &c)
+        );
+        assert_ne!(off.version(), p.version());
+        // The ranking follows: the same two candidates, one whose guide p̂ favours by far
+        // more than the match separates them, rank by the estimate with p̂.
+        let a = cand(0, 0.5, 0);
+        let b = cand(1, 0.5, 0);
+        let (va, vb) = (
+            p.estimate_for(&learned, 0, 12, &a),
+            p.estimate_for(&learned, 0, 12, &b),
+        );
+        let r = rank(&p, &learned, 1, &[a, b]);
+        assert_eq!(r.order[0].idx, if va >= vb { 0 } else { 1 });
     }
 
     #[test]
