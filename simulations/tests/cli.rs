@@ -122,3 +122,18 @@ fn solves_an_explicit_instance_and_scores_an_assignment() {
     let (ok, _, err) = sim(&["instance", "--edges", &bad, "--capacities", &c]);
     assert!(!ok && err.contains("bad.csv:2: value"), "{err}");
 }
+
+#[test]
+fn every_shipped_scenario_reads_and_checks() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            leadrouter_sim::scenario::Scenario::read(&path)
+                .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "{n} scenarios");
+}
