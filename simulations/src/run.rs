@@ -533,6 +533,9 @@ fn own_optimum(
     ))
 }
 
+/// Conversions and non-conversions the history needs before the night fits propensity.
+const MIN_OUTCOMES: usize = 50;
+
 /// One policy's night: what `[learning]` asks for, learned by the production loop's code from
 /// the lane's own history, and put in service in its engine for the next day.
 fn night(lane: &mut Lane, s: &Scenario, threads: usize) -> anyhow::Result<()> {
@@ -592,7 +595,11 @@ fn night(lane: &mut Lane, s: &Scenario, threads: usize) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
         }
     }
-    if propensity && !lane.seen.is_empty() {
+    // A fit needs both outcomes among its training examples (the latest fifth validates): a
+    // thin history waits for more nights rather than stopping the run.
+    let converted = lane.seen.iter().filter(|(_, c)| *c == Some(true)).count();
+    let failed = lane.seen.iter().filter(|(_, c)| *c == Some(false)).count();
+    if propensity && converted >= MIN_OUTCOMES && failed >= MIN_OUTCOMES {
         let (seen, label): (Vec<_>, Vec<_>) = lane.seen.iter().cloned().unzip();
         let (m, _, _) = learn::learn_propensity(
             &snap.network,

@@ -313,3 +313,16 @@ fn the_nightly_preference_fit_finds_district_taste() {
         value(&off)
     );
 }
+
+#[test]
+fn a_thin_history_waits_for_more_nights_instead_of_failing() {
+    // Ten leads a day: too few outcomes for a propensity fit on the first nights.
+    let r = go(
+        "seed = 8\ndays = 3\n[demand]\nleads_per_day = 10\n[[policies]]\nname = \"scored\"\n[[policies]]\nname = \"dual_price\"\n",
+    );
+    assert_eq!(r.days.len(), 3);
+    for d in &r.days {
+        assert_eq!(d.leads, 10);
+        assert!(d.policies.iter().all(|p| p.routed > 0));
+    }
+}
