@@ -158,6 +158,34 @@ pub enum Command {
     },
 }
 
+/// A built-in policy by name, with default parameters (`--policy`).
+fn builtin_policy(name: &str) -> anyhow::Result<leadrouter::policy::PolicyConfig> {
+    toml::from_str(&format!("name = {name:?}")).map_err(|_| {
+        anyhow::anyhow!(
+            "--policy: must be one of {}, got {name:?}",
+            leadrouter::policy::PolicyConfig::NAMES.join(", ")
+        )
+    })
+}
+
+/// Builds the network of `--network DIR` (default: the demo network) once to check it, and
+/// returns a builder of fresh copies (one per engine).
+fn offline_network(
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<impl Fn() -> anyhow::Result<leadrouter::catalog::Network> + Sync> {
+    let regions = std::sync::Arc::new(leadrouter::catalog::RegionTree::embedded());
+    let files = match dir {
+        Some(d) => leadrouter::catalog::NetworkFiles::read_dir(d)?,
+        None => leadrouter::catalog::demo_files(),
+    };
+    files.load(regions.clone())?;
+    Ok(
+        move || -> anyhow::Result<leadrouter::catalog::Network> {
+            Ok(files.load(regions.clone())?)
+        },
+    )
+}
+
 /// Runs a command, writing what it reports to `out`.
 pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
@@ -181,13 +209,7 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 ),
                 (None, None, Some(decisions)) => {
                     let name = policy.unwrap_or_default();
-                    let policy: leadrouter::policy::PolicyConfig =
-                        toml::from_str(&format!("name = {name:?}")).map_err(|_| {
-                            anyhow::anyhow!(
-                                "--policy: must be one of {}, got {name:?}",
-                                leadrouter::policy::PolicyConfig::NAMES.join(", ")
-                            )
-                        })?;
+                    let policy = builtin_policy(&name)?;
                     let lines = replay::read_decisions(&decisions)?;
                     let outcomes = leadrouter::app::learn::outcomes(
                         &lines,
@@ -195,15 +217,7 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                         trail.as_deref(),
                         7,
                     )?;
-                    let regions = std::sync::Arc::new(leadrouter::catalog::RegionTree::embedded());
-                    let files = match &network {
-                        Some(d) => leadrouter::catalog::NetworkFiles::read_dir(d)?,
-                        None => leadrouter::catalog::demo_files(),
-                    };
-                    files.load(regions.clone())?;
-                    let build = || -> anyhow::Result<leadrouter::catalog::Network> {
-                        Ok(files.load(regions.clone())?)
-                    };
+                    let build = offline_network(network.as_deref())?;
                     let f = crate::ope::from_decisions(
                         &build,
                         &lines,
@@ -330,12 +344,7 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 s.demand.bursts.retain(|b| b.day.is_none_or(|x| x < d));
             }
             if let Some(n) = policy {
-                s.policies = vec![toml::from_str(&format!("name = {n:?}")).map_err(|_| {
-                    anyhow::anyhow!(
-                        "--policy: must be one of {}, got {n:?}",
-                        leadrouter::policy::PolicyConfig::NAMES.join(", ")
-                    )
-                })?];
+                s.policies = vec![builtin_policy(&n)?];
             } else {
                 s.policies.truncate(1);
             }
@@ -407,13 +416,7 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 cfg.policies = Scenario::parse("")?.policies;
             } else {
                 for n in &policies {
-                    cfg.policies
-                        .push(toml::from_str(&format!("name = {n:?}")).map_err(|_| {
-                            anyhow::anyhow!(
-                                "--policy: must be one of {}, got {n:?}",
-                                leadrouter::policy::PolicyConfig::NAMES.join(", ")
-                            )
-                        })?);
+                    cfg.policies.push(builtin_policy(n)?);
                 }
             }
             if let Some(t) = threads {
@@ -428,15 +431,7 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 Some(p) => replay::read_orders(p)?,
                 None => Vec::new(),
             };
-            let regions = std::sync::Arc::new(leadrouter::catalog::RegionTree::embedded());
-            let files = match &network {
-                Some(d) => leadrouter::catalog::NetworkFiles::read_dir(d)?,
-                None => leadrouter::catalog::demo_files(),
-            };
-            files.load(regions.clone())?;
-            let build = || -> anyhow::Result<leadrouter::catalog::Network> {
-                Ok(files.load(regions.clone())?)
-            };
+            let build = offline_network(network.as_deref())?;
             let r = replay::replay(&build, &lines, &orders, &cfg)?;
             std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
             let md = replay::markdown(&r);

@@ -230,28 +230,12 @@ pub fn from_decisions(
     policy: &leadrouter::policy::PolicyConfig,
     cfg: &crate::replay::ReplayConfig,
 ) -> anyhow::Result<FromDecisions> {
-    use leadrouter::clock::ManualClock;
-    use leadrouter::engine::{Engine, EngineConfig};
-    use leadrouter::storage::MemoryStore;
-    use std::sync::Arc;
-    let net = network()?;
-    let clock = Arc::new(ManualClock::new(0));
-    let engine = Engine::new(
-        network()?,
-        Arc::new(MemoryStore::new()),
-        clock.clone(),
-        EngineConfig {
-            time_zone: cfg.time_zone,
-            candidates: cfg.routing.clone(),
-            policy: policy.clone(),
-            seed: cfg.seed,
-            // As many options as a decision lists: an exploring candidate's distribution beyond
-            // them is unknown, and counted in `listed_mass`.
-            alternatives: 20,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    // As many options as a decision lists: an exploring candidate's distribution beyond them
+    // is unknown, and counted in `listed_mass`.
+    let (engine, clock) = crate::replay::engine_for(network, cfg, policy, 20)
+        .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    let snap = engine.snapshot();
+    let net = &snap.network;
     let mut out = FromDecisions {
         logged: Vec::new(),
         candidate: Candidate::default(),

@@ -189,18 +189,11 @@ pub fn replay(
         (0..cfg.policies.len()).map(|k| (k, None)).collect();
     parallel(&mut lanes, cfg.threads, |(k, out)| {
         *out = Some((|| {
-            let clock = Arc::new(ManualClock::new(0));
-            let engine = Engine::new(
-                network()?,
-                Arc::new(MemoryStore::new()),
-                clock.clone(),
-                EngineConfig {
-                    time_zone: cfg.time_zone,
-                    candidates: cfg.routing.clone(),
-                    policy: cfg.policies[*k].clone(),
-                    seed: cfg.seed,
-                    ..Default::default()
-                },
+            let (engine, clock) = engine_for(
+                network,
+                cfg,
+                &cfg.policies[*k],
+                EngineConfig::default().alternatives,
             )
             .map_err(|e| anyhow::anyhow!("policies[{k}]: {e}"))?;
             let mut got = Vec::with_capacity(leads.len());
@@ -279,6 +272,33 @@ pub fn replay(
         policies: sides,
         arms,
     })
+}
+
+/// A fresh engine over the in-memory store, on a clock the caller sets to each decision's
+/// time, routing with `policy` under the replay's routing, seed and time zone; `alternatives`
+/// as in `[routing]`.
+pub fn engine_for(
+    network: &(dyn Fn() -> anyhow::Result<Network> + Sync),
+    cfg: &ReplayConfig,
+    policy: &PolicyConfig,
+    alternatives: usize,
+) -> anyhow::Result<(Engine, Arc<ManualClock>)> {
+    let clock = Arc::new(ManualClock::new(0));
+    let engine = Engine::new(
+        network()?,
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+        EngineConfig {
+            time_zone: cfg.time_zone,
+            candidates: cfg.routing.clone(),
+            policy: policy.clone(),
+            seed: cfg.seed,
+            alternatives,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((engine, clock))
 }
 
 fn policy_name(p: &PolicyConfig) -> String {

@@ -202,7 +202,9 @@ struct Lane {
     /// Every skill outcome so far.
     outcomes: Vec<leadrouter_models::skill::Outcome>,
     /// Every routed decision so far with its outcome (with `learning.propensity`).
-    seen: Vec<(leadrouter::domain::export::DecisionLine, Option<bool>)>,
+    seen: Vec<leadrouter::domain::export::DecisionLine>,
+    /// Their outcomes, in the same order.
+    seen_outcomes: Vec<Option<bool>>,
     /// Every sampled order so far, as the preference fit reads them (with `learning.preference`).
     sold: Option<Vec<leadrouter_models::preference_fit::OrderRow>>,
 }
@@ -256,6 +258,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
             outcomes: Vec::new(),
             sold: s.learning.preference.then(Vec::new),
             seen: Vec::new(),
+            seen_outcomes: Vec::new(),
         });
     }
     let model = match &s.models.preference {
@@ -508,10 +511,7 @@ fn own_optimum(
     let net = &snap.network;
     let mut est = Instance::new(truth.capacities().to_vec());
     for (a, cs) in arrivals.iter().zip(cands) {
-        let channel = leadrouter::domain::Channel::ALL
-            .iter()
-            .position(|c| *c == a.lead.channel)
-            .unwrap_or(0);
+        let channel = a.lead.channel.index();
         let hour = leadrouter::engine::local_hour(a.lead.occurred_at_ms, world.time_zone);
         let mut edges = Vec::with_capacity(cs.len());
         for c in cs {
@@ -573,8 +573,10 @@ fn night(lane: &mut Lane, s: &Scenario, threads: usize) -> anyhow::Result<()> {
             "scored" | "softmax" | "dual_price"
         );
     if propensity {
-        lane.seen
-            .extend(today.iter().filter(|(d, _)| d.guide_id.is_some()).cloned());
+        for (d, c) in today.iter().filter(|(d, _)| d.guide_id.is_some()) {
+            lane.seen.push(d.clone());
+            lane.seen_outcomes.push(*c);
+        }
     }
     let (lines, converted): (Vec<_>, Vec<_>) = today.into_iter().unzip();
     let snap = lane.engine.snapshot();
@@ -597,14 +599,21 @@ fn night(lane: &mut Lane, s: &Scenario, threads: usize) -> anyhow::Result<()> {
     }
     // A fit needs both outcomes among its training examples (the latest fifth validates): a
     // thin history waits for more nights rather than stopping the run.
-    let converted = lane.seen.iter().filter(|(_, c)| *c == Some(true)).count();
-    let failed = lane.seen.iter().filter(|(_, c)| *c == Some(false)).count();
+    let converted = lane
+        .seen_outcomes
+        .iter()
+        .filter(|c| **c == Some(true))
+        .count();
+    let failed = lane
+        .seen_outcomes
+        .iter()
+        .filter(|c| **c == Some(false))
+        .count();
     if propensity && converted >= MIN_OUTCOMES && failed >= MIN_OUTCOMES {
-        let (seen, label): (Vec<_>, Vec<_>) = lane.seen.iter().cloned().unzip();
         let (m, _, _) = learn::learn_propensity(
             &snap.network,
-            &seen,
-            &label,
+            &lane.seen,
+            &lane.seen_outcomes,
             1,
             s.routing.regional_taste,
             &Default::default(),

@@ -277,10 +277,7 @@ pub fn price_days(
                                 let lead = d.lead().ok()?;
                                 let cands = engine.reachable(&lead).ok()?;
                                 // Valued as route() valued them: the lead's channel and hour.
-                                let channel = crate::domain::Channel::ALL
-                                    .iter()
-                                    .position(|c| *c == lead.channel)
-                                    .unwrap_or(0);
+                                let channel = lead.channel.index();
                                 let hour = crate::engine::local_hour(d.decided_at_ms, tz);
                                 Some(
                                     cands

@@ -13,7 +13,7 @@ pub use generate::{CATEGORIES, DEMO_PROVINCES, GenerateSpec, generate, parse_pro
 pub use network::{
     Entry, Guide, GuideKey, GuideSpec, GuideStatus, LearnedModels, MAX_CATEGORIES,
     MAX_DAILY_CAPACITY, Network, NetworkError, NetworkSpec, Ownership, PreferenceRow, Pricing,
-    Store, StoreKey, StoreSpec, StoresIn,
+    PropensityScorer, Store, StoreKey, StoreSpec, StoresIn,
 };
 pub use region::{
     EMBEDDED_ADCODES, NATIONWIDE_CODE, Region, RegionId, RegionLevel, RegionTree, format_code,

@@ -40,6 +40,11 @@ impl Channel {
         Channel::StoreQr,
     ];
 
+    /// Its place in [`Channel::ALL`] (what policies and the propensity model index by).
+    pub fn index(self) -> usize {
+        Channel::ALL.iter().position(|&c| c == self).unwrap_or(0)
+    }
+
     /// The contract's name, as used in metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {

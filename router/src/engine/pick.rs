@@ -51,10 +51,7 @@ impl<'a> Picker<'a> {
         exclude: &'a [Arc<str>],
         day: Day,
     ) -> Self {
-        let channel = crate::domain::Channel::ALL
-            .iter()
-            .position(|c| *c == lead.channel)
-            .unwrap_or(0);
+        let channel = lead.channel.index();
         let hour = local_hour(engine.clock.now_ms(), engine.cfg.time_zone);
         let segment = lead
             .member_id

@@ -205,10 +205,7 @@ impl Policy for DualPrice {
             .flatten();
         let key = |c: &Candidate| {
             let base = self.base_price(net, c.guide);
-            let learned = scorer.as_ref().map_or(0.0, |s| {
-                let log1p_km = c.distance_km.map(|d| f64::from(d.max(0.0)).ln_1p());
-                self.cfg.propensity * s.predict(c, log1p_km)
-            });
+            let learned = self.value.learned(scorer.as_ref(), c);
             super::floored(
                 quantize(self.estimate(net, c) + learned - self.price(base, c, elapsed)),
                 under > 0.0 && c.load() < under,

@@ -1,5 +1,5 @@
 use super::{Candidate, Floor, Policy, Ranking, Reasons, RouteContext, quantize, rank_by};
-use crate::catalog::Network;
+use crate::catalog::{Network, PropensityScorer};
 use serde::Deserialize;
 
 /// Weights of the `scored` policy. The score is
@@ -100,6 +100,14 @@ impl Scored {
         t[0] + t[1] + t[2] + self.skilled(net, c)
     }
 
+    /// `propensity · p̂` of the candidate by the lead's scorer (0 without one).
+    pub fn learned(&self, scorer: Option<&PropensityScorer<'_>>, c: &Candidate) -> f64 {
+        scorer.map_or(0.0, |s| {
+            let log1p_km = c.distance_km.map(|d| f64::from(d.max(0.0)).ln_1p());
+            self.w.propensity * s.predict(c, log1p_km)
+        })
+    }
+
     /// `skill · lift` of the candidate's guide.
     fn skilled(&self, net: &Network, c: &Candidate) -> f64 {
         if self.w.skill == 0.0 || !net.has_skill() {
@@ -156,11 +164,8 @@ impl Policy for Scored {
         hour: u32,
         c: &Candidate,
     ) -> Option<f64> {
-        let learned = net.propensity_scorer(channel, hour).map_or(0.0, |s| {
-            let log1p_km = c.distance_km.map(|d| f64::from(d.max(0.0)).ln_1p());
-            self.w.propensity * s.predict(c, log1p_km)
-        });
-        Some(self.match_value(net, c) + learned)
+        let scorer = net.propensity_scorer(channel, hour);
+        Some(self.match_value(net, c) + self.learned(scorer.as_ref(), c))
     }
 
     fn rank(&self, ctx: &mut RouteContext<'_>, candidates: &[Candidate], keep: usize) -> Ranking {
@@ -169,12 +174,7 @@ impl Policy for Scored {
         let scorer = ctx.network.propensity_scorer(ctx.channel, ctx.hour);
         let net = ctx.network;
         let under = self.floor.threshold(candidates);
-        let learned = |c: &Candidate| {
-            scorer.as_ref().map_or(0.0, |s| {
-                let log1p_km = c.distance_km.map(|d| f64::from(d.max(0.0)).ln_1p());
-                self.w.propensity * s.predict(c, log1p_km)
-            })
-        };
+        let learned = |c: &Candidate| self.learned(scorer.as_ref(), c);
         let key = |c: &Candidate| {
             let near = match cached {
                 Some((d, a, near)) if d == c.distance_km && a == c.region_affinity => near,

@@ -62,7 +62,7 @@ impl RouteMetrics {
     }
 
     fn count(&self, channel: Channel, replayed: bool, unrouted: Option<Unrouted>) {
-        let c = Channel::ALL.iter().position(|&x| x == channel).unwrap_or(0);
+        let c = channel.index();
         self.routes[c * OUTCOMES.len() + outcome_index(replayed, unrouted)].increment(1);
     }
 }
