@@ -844,21 +844,8 @@ impl Attribution {
             })?;
             all
         };
-        let binding = before.iter().rev().find(|e| e.binding().is_some());
         let decide = |rules: &super::rules::OwnershipRuleSet| {
-            let history = rules.history(
-                order.order.occurred_at_ms,
-                before.iter().rev(),
-                self.config.history_limit,
-            );
-            rules.decide(
-                &o.facts,
-                o.sharing_guide_store_id.as_deref(),
-                order.order.occurred_at_ms,
-                &history,
-                binding,
-                &|g: &str| o.departed_guide_ids.iter().any(|d| d == g),
-            )
+            super::restate::ownership(rules, &order.order, o, &before, self.config.history_limit)
         };
         let book = self.rules();
         let recomputed = match book.ownership_version(&o.ownership.rule_version) {

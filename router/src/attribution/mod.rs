@@ -16,6 +16,7 @@
 pub mod disputes;
 pub mod journeys;
 pub mod recompute;
+pub mod restate;
 pub mod rules;
 pub mod split;
 

@@ -3,8 +3,8 @@
 //! the hash chain this makes the ledger auditable offline: the chain proves the trail was not
 //! altered, the recomputation proves the stored decisions follow from it.
 
-use super::split;
 use super::{RuleBook, TrailCheck};
+use super::{restate, split};
 use crate::domain::trail::{ChainBreak, ChainVerifier, EventBody, TrailEvent};
 use std::collections::HashMap;
 
@@ -86,21 +86,7 @@ impl<'a> Recomputer<'a> {
                     trail.push(e);
                     return;
                 };
-                let history = rules.history(
-                    e.occurred_at_ms,
-                    trail.iter().rev(),
-                    self.book.history_limit,
-                );
-                let binding = trail.iter().rev().find(|x| x.binding().is_some());
-                let departed = |g: &str| o.departed_guide_ids.iter().any(|d| d == g);
-                let owner = rules.decide(
-                    &o.facts,
-                    o.sharing_guide_store_id.as_deref(),
-                    e.occurred_at_ms,
-                    &history,
-                    binding,
-                    &departed,
-                );
+                let owner = restate::ownership(rules, &e, o, trail, self.book.history_limit);
                 if owner != o.ownership {
                     self.summary.mismatches.push(mismatch(format!(
                         "order {:?}: stored owner {} by {} (events {:?}), recomputed {} by {} (events {:?})",
@@ -119,12 +105,11 @@ impl<'a> Recomputer<'a> {
                         o.facts.order_id, o.split_version
                     ))),
                     Some(p) => {
-                        let (entries, rounding) =
-                            p.split_excluding(&o.facts, &owner, &o.departed_guide_ids);
-                        if entries != o.entries || rounding != o.rounding_role {
+                        let want = restate::split_as(p, o, owner);
+                        if want.entries != o.entries || want.rounding_role != o.rounding_role {
                             self.summary.mismatches.push(mismatch(format!(
                                 "order {:?}: stored entries {:?}, recomputed {:?}",
-                                o.facts.order_id, o.entries, entries
+                                o.facts.order_id, o.entries, want.entries
                             )));
                         }
                         let sum: i64 = o.entries.iter().map(|x| x.amount_cents).sum();
@@ -137,69 +122,33 @@ impl<'a> Recomputer<'a> {
                     }
                 }
             }
-            EventBody::Adjustment(a) => {
-                let order = trail
-                    .iter()
-                    .find(|x| x.seq == a.order_seq)
-                    .and_then(|x| x.order());
-                match order {
-                    None => self.summary.mismatches.push(mismatch(format!(
-                        "adjustment {:?}: its order (event {}) is not earlier in the trail",
-                        a.adjustment_id, a.order_seq
-                    ))),
-                    Some(o) => {
-                        let earlier = || {
-                            trail.iter().filter(|x| {
-                                x.refund().is_some_and(|r| r.order_id == a.order_id)
-                                    || x.adjustment().is_some_and(|y| y.order_id == a.order_id)
-                            })
-                        };
-                        let from =
-                            split::current_owner(o, earlier().filter_map(|x| x.adjustment()));
-                        let net = split::owner_net(o, earlier().filter_map(|x| x.refund()));
-                        let want = split::adjustment_entries(&from, &a.to_party, net);
-                        if from != a.from_party || want != a.entries {
-                            self.summary.mismatches.push(mismatch(format!(
-                                "adjustment {:?}: stored {} -> {} {:?}, recomputed {from} -> {} {want:?}",
-                                a.adjustment_id, a.from_party, a.to_party, a.entries, a.to_party
-                            )));
-                        }
-                    }
+            EventBody::Adjustment(a) => match restate::adjustment(a, trail) {
+                Err(what) => self.summary.mismatches.push(mismatch(what)),
+                Ok(want) if want.from_party != a.from_party || want.entries != a.entries => {
+                    self.summary.mismatches.push(mismatch(format!(
+                        "adjustment {:?}: stored {} -> {} {:?}, recomputed {} -> {} {:?}",
+                        a.adjustment_id,
+                        a.from_party,
+                        a.to_party,
+                        a.entries,
+                        want.from_party,
+                        a.to_party,
+                        want.entries
+                    )))
                 }
-            }
+                Ok(_) => {}
+            },
             EventBody::Refund(r) => {
                 self.summary.refunds += 1;
-                let order = trail
-                    .iter()
-                    .find(|x| x.seq == r.order_seq)
-                    .and_then(|x| x.order());
-                match order {
-                    None => self.summary.mismatches.push(mismatch(format!(
-                        "refund {:?}: its order (event {}) is not earlier in the trail",
-                        r.refund_id, r.order_seq
-                    ))),
-                    Some(o) => {
-                        let already: i64 = trail
-                            .iter()
-                            .filter_map(|x| x.refund())
-                            .filter(|x| x.order_id == r.order_id)
-                            .map(|x| x.amount_cents)
-                            .sum();
-                        let owner = split::current_owner(
-                            o,
-                            trail
-                                .iter()
-                                .filter_map(|x| x.adjustment())
-                                .filter(|x| x.order_id == r.order_id),
-                        );
-                        let want = split::reverse_to(o, already, r.amount_cents, &owner);
-                        if want != r.entries || already + r.amount_cents > o.facts.amount_cents {
-                            self.summary.mismatches.push(mismatch(format!(
-                                "refund {:?}: stored entries {:?}, recomputed {:?} (refunded before: {already} of {})",
-                                r.refund_id, r.entries, want, o.facts.amount_cents
-                            )));
-                        }
+                match restate::refund(r, trail) {
+                    Err(what) => self.summary.mismatches.push(mismatch(what)),
+                    Ok(want) if want.entries != r.entries => {
+                        self.summary.mismatches.push(mismatch(format!(
+                            "refund {:?}: stored entries {:?}, recomputed {:?}",
+                            r.refund_id, r.entries, want.entries
+                        )))
                     }
+                    Ok(_) => {}
                 }
             }
         }
