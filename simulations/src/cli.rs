@@ -62,6 +62,10 @@ pub enum Command {
         /// `leadrouter models propensity` on.
         #[arg(long, requires = "decisions")]
         labels: Option<PathBuf>,
+        /// Also write the members' trails (JSON Lines, as `leadrouter trail export`), under
+        /// the scenario's first binding rule set, ownership rule set and split policy.
+        #[arg(long)]
+        trail: Option<PathBuf>,
     },
     /// Routes the leads of exported decisions (`leadrouter trail export --decisions`) again
     /// under other policies and compares them with what happened.
@@ -303,19 +307,24 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             }
             let r = run::run(&s, &checked, opts)?;
             report::write(&r, &dir)?;
+            let names = report::labels(&r);
+            let width = names.iter().map(|n| n.len()).max().unwrap_or(6).max(6);
             writeln!(
                 out,
-                "{:<14} {:>10} {:>12} {:>10}",
-                "policy", "value/opt", "conversions", "unrouted"
+                "{:<width$} {:>10} {:>12} {:>10} {:>16}",
+                "policy", "value/opt", "conversions", "unrouted", "owner != server"
             )?;
-            for x in r.summaries() {
+            for ((x, p), name) in r.summaries().iter().zip(&r.policies).zip(&names) {
+                let m = p.money.first();
                 writeln!(
                     out,
-                    "{:<14} {:>10.4} {:>12.1} {:>9.2}%",
-                    x.name,
+                    "{:<width$} {:>10.4} {:>12.1} {:>9.2}% {:>15.1}%",
+                    name,
                     x.ratio,
                     x.totals.expected_conversions,
-                    100.0 * x.unrouted_share
+                    100.0 * x.unrouted_share,
+                    m.map_or(0.0, |m| 100.0 * m.not_served as f64
+                        / m.orders.max(1) as f64)
                 )?;
             }
             writeln!(out, "report: {}", dir.join("report.md").display())?;
@@ -337,8 +346,10 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             days,
             decisions,
             labels,
+            trail,
         } => {
             let (mut s, _) = Scenario::read(&scenario)?;
+            s.bindings.truncate(1);
             if let Some(d) = days {
                 s.days = d;
                 s.demand.bursts.retain(|b| b.day.is_none_or(|x| x < d));
@@ -385,6 +396,18 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                     dp.display(),
                     lp.display(),
                     r.policies[0].decisions.len()
+                )?;
+            }
+            if let Some(tp) = &trail {
+                let p = &r.policies[0];
+                std::fs::write(tp, &p.trail)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", tp.display()))?;
+                writeln!(
+                    out,
+                    "{}: {} events of {} members",
+                    tp.display(),
+                    p.trails.events,
+                    p.trails.members
                 )?;
             }
             writeln!(

@@ -8,6 +8,7 @@ pub mod cli;
 pub use leadrouter_models::{dual, instance};
 pub mod explicit;
 pub mod flow;
+pub mod money;
 pub mod ope;
 pub mod replay;
 pub mod report;

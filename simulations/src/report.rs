@@ -2,7 +2,8 @@
 //! own tools, and SVG charts. Money is in integer cents in the CSV files and in yuan (two
 //! decimals) in the Markdown. The same run gives byte-identical files.
 
-use crate::run::{PolicyDay, Run, gini};
+use crate::money::Money;
+use crate::run::{PolicyDay, PolicyReport, Run, gini};
 use crate::svg;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -64,6 +65,11 @@ fn add(a: &mut PolicyDay, b: &PolicyDay) {
     a.offers_exhausted += b.offers_exhausted;
     a.idle_guides += b.idle_guides;
     a.load_gini += b.load_gini;
+    a.member_leads += b.member_leads;
+    a.bound_routed += b.bound_routed;
+    a.referrer_served += b.referrer_served;
+    a.binds += b.binds;
+    a.snatches += b.snatches;
     a.own_optimum = match (a.own_optimum, b.own_optimum) {
         (Some(x), Some(y)) => Some(x + y),
         _ => None,
@@ -121,7 +127,11 @@ impl Run {
                     day_load_gini: t.load_gini / days,
                     estimation_loss: own.map(|o| (reference - o) / reference),
                     allocation_loss: own.map(|o| (o - t.value) / reference),
-                    floor: self.scenario.policies.get(k).map_or(0.0, |c| c.floor()),
+                    floor: self
+                        .scenario
+                        .policies
+                        .get(p.policy)
+                        .map_or(0.0, |c| c.floor()),
                     totals: t,
                 }
             })
@@ -133,17 +143,30 @@ fn yuan(cents: f64) -> String {
     leadrouter::domain::money::yuan(cents.round() as i64)
 }
 
-fn labels(run: &Run) -> Vec<String> {
-    // Two policies of the same name (different parameters) get their index.
+/// Each run's label: its policy (with its place when two share a name) and, when there are
+/// several, its binding rule set.
+pub fn labels(run: &Run) -> Vec<String> {
+    // Two policies of the same name (different parameters) get their index; runs under
+    // several binding rule sets get the rule set's version.
     run.policies
         .iter()
-        .enumerate()
-        .map(|(k, p)| {
-            if run.policies.iter().filter(|q| q.name == p.name).count() > 1 {
-                format!("{}#{}", p.name, k + 1)
+        .map(|p| {
+            let same = run
+                .policies
+                .iter()
+                .filter(|q| q.name == p.name)
+                .map(|q| q.policy)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            let mut label = if same > 1 {
+                format!("{}#{}", p.name, p.policy + 1)
             } else {
                 p.name.clone()
+            };
+            if run.scenario.bindings.len() > 1 {
+                let _ = write!(label, " / {}", p.bindings);
             }
+            label
         })
         .collect()
 }
@@ -222,6 +245,295 @@ fn gap_and_fairness(m: &mut String, run: &Run, sums: &[Summary], names: &[String
     }
 }
 
+/// A CSV field, quoted when it needs to be.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The money of a policy under the rules in service: the first binding rule set, ownership
+/// rule set and split policy.
+fn in_service(run: &Run, policy: usize) -> Option<&Money> {
+    run.policies
+        .iter()
+        .find(|p| p.policy == policy && p.bindings == run.scenario.bindings[0].version)
+        .and_then(|p| p.money.first())
+}
+
+/// What a store and its guides are paid.
+fn store_total(m: &Money, store: &str) -> i64 {
+    m.by_store.get(store).map_or(0, |(a, b)| a + b)
+}
+
+/// How a rule set differs from the one in service: the versions that differ ("in service"
+/// when none), with the policy's label first when `with_policy`.
+fn alternative_label(
+    run: &Run,
+    p: &PolicyReport,
+    x: &Money,
+    with_policy: bool,
+    name: &str,
+) -> String {
+    let s = &run.scenario;
+    let mut parts = Vec::new();
+    if p.bindings != s.bindings[0].version {
+        parts.push(p.bindings.clone());
+    }
+    if x.ownership != s.ownership[0].version {
+        parts.push(x.ownership.clone());
+    }
+    if x.split != s.splits[0].version {
+        parts.push(x.split.clone());
+    }
+    let rules = if parts.is_empty() {
+        "in service".to_string()
+    } else {
+        parts.join(" + ")
+    };
+    if with_policy && run.scenario.policies.len() > 1 {
+        format!("{name}: {rules}")
+    } else {
+        rules
+    }
+}
+
+/// The first policy's alternatives (every binding rule set × ownership rule set × split
+/// policy but the one in service), at most six, by label.
+fn alternatives_of_first(run: &Run) -> Vec<(String, &Money)> {
+    let mut out = Vec::new();
+    for p in run.policies.iter().filter(|p| p.policy == 0) {
+        for x in &p.money {
+            let label = alternative_label(run, p, x, false, "");
+            if label != "in service" && out.len() < 6 {
+                out.push((label, x));
+            }
+        }
+    }
+    out
+}
+
+/// The stores whose pay changes most under the first policy's alternatives (at most `n`), and
+/// per alternative the change of each, in yuan.
+fn store_changes(run: &Run, n: usize) -> (Vec<String>, Vec<(String, Vec<f64>)>) {
+    let Some(base) = in_service(run, 0) else {
+        return (Vec::new(), Vec::new());
+    };
+    let alts = alternatives_of_first(run);
+    let ids: std::collections::BTreeSet<&String> = base
+        .by_store
+        .keys()
+        .chain(alts.iter().flat_map(|(_, m)| m.by_store.keys()))
+        .collect();
+    let change = |m: &Money, id: &str| store_total(m, id) - store_total(base, id);
+    let mut ranked: Vec<(&String, i64)> = ids
+        .into_iter()
+        .map(|id| {
+            let worst = alts
+                .iter()
+                .map(|(_, m)| change(m, id).abs())
+                .max()
+                .unwrap_or(0);
+            (id, worst)
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    ranked.truncate(n);
+    let rows: Vec<String> = ranked.iter().map(|(id, _)| id.to_string()).collect();
+    let series = alts
+        .iter()
+        .map(|(label, m)| {
+            (
+                label.clone(),
+                rows.iter().map(|id| change(m, id) as f64 / 100.0).collect(),
+            )
+        })
+        .collect();
+    (rows, series)
+}
+
+/// "Members and bindings": who the leads were and what the binding rules did with them.
+fn members_section(m: &mut String, run: &Run, sums: &[Summary], names: &[String]) {
+    let s = &run.scenario;
+    let _ = writeln!(m, "\n## Members and bindings\n");
+    let mm = &s.members;
+    let _ = writeln!(
+        m,
+        "{:.0} % of leads had a member ({:.0} % of them returning from an earlier day, {:.0} % \
+         through a guide's share link, {:.0} % of those from the member's own guide); every \
+         run bound and routed them by its binding rule set through the engine. Orders were paid \
+         an hour after their lead; {:.0} % were refunded within {} days.\n",
+        100.0 * (1.0 - mm.anonymous),
+        100.0 * mm.returning,
+        100.0 * mm.share_link,
+        100.0 * mm.share_link_own,
+        100.0 * mm.refund_rate,
+        mm.refund_days
+    );
+    let _ = writeln!(
+        m,
+        "| run | bindings | member leads | routed by the binding | served by the share-link guide | new bindings | snatched |"
+    );
+    let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|");
+    for ((x, p), name) in sums.iter().zip(&run.policies).zip(names) {
+        let t = &x.totals;
+        let _ = writeln!(
+            m,
+            "| `{name}` | `{}` | {} | {} ({:.1}%) | {} | {} | {} |",
+            p.bindings,
+            t.member_leads,
+            t.bound_routed,
+            100.0 * t.bound_routed as f64 / t.member_leads.max(1) as f64,
+            t.referrer_served,
+            t.binds,
+            t.snatches
+        );
+    }
+}
+
+/// "Money": what every rule set pays, by role and kind of party.
+fn money_section(m: &mut String, run: &Run, names: &[String]) {
+    let s = &run.scenario;
+    let _ = writeln!(m, "\n## Money\n");
+    let trails: Vec<&crate::money::Trails> = run.policies.iter().map(|p| &p.trails).collect();
+    let members: usize = trails.iter().map(|t| t.members).sum();
+    let events: usize = trails.iter().map(|t| t.events).sum();
+    let bad: Vec<&String> = trails.iter().flat_map(|t| &t.problems).collect();
+    let _ = writeln!(
+        m,
+        "Every run recorded its members' touches, orders and refunds through the production \
+         attribution code: owners by the ownership rule set in service (`{}`), splits by the \
+         policy in service (`{}`). Its trails were then verified and recomputed as `leadrouter \
+         trail verify` does ({members} trails, {events} events over the runs: {}) and restated \
+         under every `[[ownership]]` × `[[splits]]` alternative by the same code. Amounts are \
+         net of refunds; **owner ≠ server** is the share of orders whose owner is not the guide \
+         who served the order's lead (the orders a store or the e-commerce team is likely to \
+         dispute); the guide payout Gini is over all {} active guides.\n",
+        s.ownership[0].version,
+        s.splits[0].version,
+        if bad.is_empty() {
+            "every chain holds and every order recomputes".to_string()
+        } else {
+            format!("**{} problem(s)**, first: {}", bad.len(), bad[0])
+        },
+        run.active_guides
+    );
+    let _ = writeln!(
+        m,
+        "| run | bindings | ownership | split | orders | net revenue | owner | fulfilling store | O2O centre | referrers | e-commerce & channels | stores | guides | guides paid | guide payout Gini | owner ≠ server | owner by: bound / service / last touch / channel |"
+    );
+    let _ = writeln!(
+        m,
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for (p, name) in run.policies.iter().zip(names) {
+        for x in &p.money {
+            let role = |r: &str| x.by_role.get(r).copied().unwrap_or(0) as f64;
+            let rule = |r: &str| {
+                100.0 * x.by_rule.get(r).copied().unwrap_or(0) as f64 / x.orders.max(1) as f64
+            };
+            let _ = writeln!(
+                m,
+                "| `{name}` | `{}` | `{}` | `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.1}% | {:.0} / {:.0} / {:.0} / {:.0} % |",
+                p.bindings,
+                x.ownership,
+                x.split,
+                x.orders,
+                yuan((x.revenue_cents - x.refunded_cents) as f64),
+                yuan(role("owner")),
+                yuan(role("fulfilling_store")),
+                yuan(role("o2o_centre")),
+                yuan(role("referrer_1") + role("referrer_2")),
+                yuan(x.of_kind("channel") as f64),
+                yuan(x.of_kind("store") as f64),
+                yuan(x.of_kind("guide") as f64),
+                x.guides_paid,
+                x.guide_gini,
+                100.0 * x.not_served as f64 / x.orders.max(1) as f64,
+                rule("BOUND_GUIDE"),
+                rule("SERVICE_GUIDE"),
+                rule("LAST_TOUCH"),
+                rule("PAID_CHANNEL"),
+            );
+        }
+    }
+}
+
+/// "What changes for each store": the first policy's alternatives against the rules in service.
+fn stores_section(m: &mut String, run: &Run, names: &[String]) {
+    let Some(base) = in_service(run, 0) else {
+        return;
+    };
+    let alts = alternatives_of_first(run);
+    if alts.is_empty() {
+        return;
+    }
+    let _ = writeln!(m, "\n## What changes for each store\n");
+    let _ = writeln!(
+        m,
+        "Routed by `{}`: what each party is paid under the rules in service, and how much more \
+         (+) or less (−) under each alternative, on the same members and arrivals. A store's \
+         line is the store's own credit plus its guides'; the {} stores whose pay changes most \
+         are shown (`stores.csv` has every store and run, `stores.svg` the chart).\n",
+        names.first().map_or("", String::as_str),
+        15.min(base.by_store.len())
+    );
+    let mut head = String::from("| party | in service |");
+    let mut rule = String::from("|---|---:|");
+    for (label, _) in &alts {
+        let _ = write!(head, " {label} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(m, "{head}\n{rule}");
+    let row = |m: &mut String, label: &str, f: &dyn Fn(&Money) -> i64| {
+        let b = f(base);
+        let mut line = format!("| {label} | {} |", yuan(b as f64));
+        for (_, x) in &alts {
+            let d = f(x) - b;
+            let _ = write!(
+                line,
+                " {}{} |",
+                if d > 0 { "+" } else { "" },
+                yuan(d as f64)
+            );
+        }
+        let _ = writeln!(m, "{line}");
+    };
+    row(m, "e-commerce & channels", &|x: &Money| {
+        x.of_kind("channel")
+    });
+    row(m, "O2O centre", &|x: &Money| x.of_kind("o2o"));
+    row(m, "all stores with their guides", &|x: &Money| {
+        x.of_kind("store") + x.of_kind("guide")
+    });
+    let (rows, _) = store_changes(run, 15);
+    for id in &rows {
+        row(m, &format!("store `{id}`"), &|x: &Money| store_total(x, id));
+    }
+    let _ = writeln!(
+        m,
+        "\nAcross the stores: {}",
+        alts.iter()
+            .map(|(label, x)| {
+                let (up, down) = base
+                    .by_store
+                    .keys()
+                    .chain(x.by_store.keys())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .map(|id| store_total(x, id) - store_total(base, id))
+                    .fold((0, 0), |(u, d), c| {
+                        (u + usize::from(c > 0), d + usize::from(c < 0))
+                    });
+                format!("{label}: {up} stores gain, {down} lose")
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+}
+
 /// The Markdown summary.
 pub fn markdown(run: &Run) -> String {
     let s = &run.scenario;
@@ -292,39 +604,9 @@ pub fn markdown(run: &Run) -> String {
         );
     }
     gap_and_fairness(&mut m, run, &sums, &names);
-    let _ = writeln!(m, "\n## Payouts (sampled orders)\n");
-    let _ = writeln!(
-        m,
-        "The routed guide owns each sampled order (ownership rule SERVICE_GUIDE) and the \
-         guide's store fulfils it.\n"
-    );
-    let _ = writeln!(
-        m,
-        "| policy | split | owner | fulfilling store | O2O centre | referrers | guides paid | guide payout Gini |"
-    );
-    let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|");
-    for (p, name) in run.policies.iter().zip(&names) {
-        for pay in &p.payouts {
-            let role = |r: &str| pay.by_role.get(r).copied().unwrap_or(0) as f64;
-            let guides: Vec<f64> = pay
-                .by_party
-                .iter()
-                .filter(|(k, _)| k.starts_with("guide:"))
-                .map(|(_, v)| *v as f64)
-                .collect();
-            let _ = writeln!(
-                m,
-                "| `{name}` | `{}` | {} | {} | {} | {} | {} | {:.3} |",
-                pay.split,
-                yuan(role("owner")),
-                yuan(role("fulfilling_store")),
-                yuan(role("o2o_centre")),
-                yuan(role("referrer_1") + role("referrer_2")),
-                guides.len(),
-                gini(&guides)
-            );
-        }
-    }
+    members_section(&mut m, run, &sums, &names);
+    money_section(&mut m, run, &names);
+    stores_section(&mut m, run, &names);
     let _ = writeln!(m, "\n## Days\n");
     let mut head = String::from("| day | leads | edges | yardstick | optimum |");
     let mut rule = String::from("|---|---:|---:|---|---:|");
@@ -363,9 +645,10 @@ pub fn markdown(run: &Run) -> String {
     };
     let _ = writeln!(
         m,
-        "\nLeads are anonymous (no member bindings). {offers}\n\nFiles: `days.csv`, \
-         `policies.csv`, `utilisation.csv`, `payouts.csv` (by role), `parties.csv` (by \
-         party); charts `value_ratio.svg`, `utilisation.svg`, `payouts.svg`."
+        "\n{offers}\n\nFiles: `days.csv`, `policies.csv`, `utilisation.csv`, `money.csv` (one \
+         line per run and rule set), `payouts.csv` (by role), `parties.csv` (by party), \
+         `stores.csv` (each store against the rules in service); charts `value_ratio.svg`, \
+         `utilisation.svg`, `payouts.svg`, `stores.svg`."
     );
     m
 }
@@ -453,7 +736,6 @@ pub fn write(run: &Run, dir: &Path) -> anyhow::Result<()> {
     }
     put("utilisation.csv", util)?;
 
-    let mut pay = String::from("policy,split,role,cents\n");
     let roles = [
         "owner",
         "fulfilling_store",
@@ -461,29 +743,100 @@ pub fn write(run: &Run, dir: &Path) -> anyhow::Result<()> {
         "referrer_1",
         "referrer_2",
     ];
+    let mut pay = String::from("policy,bindings,ownership,split,role,cents\n");
+    let mut parties = String::from("policy,bindings,ownership,split,party,cents\n");
+    let mut money = String::from(
+        "policy,bindings,ownership,split,orders,revenue_cents,refunds,refunded_cents,owner_cents,fulfilling_store_cents,o2o_centre_cents,referrer_cents,channel_cents,store_cents,guide_cents,guides_paid,guide_payout_gini,owner_not_serving_guide,bound_guide,service_guide,last_touch,paid_channel\n",
+    );
     let mut pay_cats = Vec::new();
     let mut pay_series: Vec<(String, Vec<f64>)> =
         roles.iter().map(|r| (r.to_string(), Vec::new())).collect();
     for (p, name) in run.policies.iter().zip(&names) {
-        for x in &p.payouts {
-            pay_cats.push(format!("{name} / {}", x.split));
+        for x in &p.money {
+            let key = format!(
+                "{name},{},{},{}",
+                csv_field(&p.bindings),
+                csv_field(&x.ownership),
+                csv_field(&x.split)
+            );
+            pay_cats.push(alternative_label(run, p, x, true, name));
             for (k, r) in roles.iter().enumerate() {
                 let c = x.by_role.get(r).copied().unwrap_or(0);
-                let _ = writeln!(pay, "{name},{},{r},{c}", x.split);
+                let _ = writeln!(pay, "{key},{r},{c}");
                 pay_series[k].1.push(c as f64 / 100.0);
             }
+            for (party, c) in &x.by_party {
+                let _ = writeln!(parties, "{key},{},{c}", csv_field(party));
+            }
+            let role = |r: &str| x.by_role.get(r).copied().unwrap_or(0);
+            let rule = |r: &str| x.by_rule.get(r).copied().unwrap_or(0);
+            let _ = writeln!(
+                money,
+                "{key},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{},{},{},{},{}",
+                x.orders,
+                x.revenue_cents,
+                x.refunds,
+                x.refunded_cents,
+                role("owner"),
+                role("fulfilling_store"),
+                role("o2o_centre"),
+                role("referrer_1") + role("referrer_2"),
+                x.of_kind("channel"),
+                x.of_kind("store"),
+                x.of_kind("guide"),
+                x.guides_paid,
+                x.guide_gini,
+                x.not_served,
+                rule("BOUND_GUIDE"),
+                rule("SERVICE_GUIDE"),
+                rule("LAST_TOUCH"),
+                rule("PAID_CHANNEL"),
+            );
         }
     }
     put("payouts.csv", pay)?;
-    let mut parties = String::from("policy,split,party,cents\n");
+    put("parties.csv", parties)?;
+    put("money.csv", money)?;
+    let mut stores = String::from(
+        "policy,bindings,ownership,split,store,store_cents,guide_cents,total_cents,in_service_cents,change_cents\n",
+    );
     for (p, name) in run.policies.iter().zip(&names) {
-        for x in &p.payouts {
-            for (party, c) in &x.by_party {
-                let _ = writeln!(parties, "{name},{},{party},{c}", x.split);
+        let Some(base) = in_service(run, p.policy) else {
+            continue;
+        };
+        for x in &p.money {
+            let key = format!(
+                "{name},{},{},{}",
+                csv_field(&p.bindings),
+                csv_field(&x.ownership),
+                csv_field(&x.split)
+            );
+            let ids: std::collections::BTreeSet<&String> =
+                x.by_store.keys().chain(base.by_store.keys()).collect();
+            for id in ids {
+                let (own, guides) = x.by_store.get(id).copied().unwrap_or((0, 0));
+                let before = store_total(base, id);
+                let _ = writeln!(
+                    stores,
+                    "{key},{},{own},{guides},{},{before},{}",
+                    csv_field(id),
+                    own + guides,
+                    own + guides - before
+                );
             }
         }
     }
-    put("parties.csv", parties)?;
+    put("stores.csv", stores)?;
+    let (rows, series) = store_changes(run, 15);
+    put(
+        "stores.svg",
+        svg::changes(
+            "What each store (with its guides) is paid against the rules in service",
+            "yuan",
+            &rows,
+            &series,
+        ),
+    )?;
 
     put(
         "value_ratio.svg",
@@ -517,7 +870,7 @@ pub fn write(run: &Run, dir: &Path) -> anyhow::Result<()> {
     put(
         "payouts.svg",
         svg::bars(
-            "Payouts by role (sampled orders)",
+            "Payouts by role, net of refunds",
             "yuan",
             &pay_cats,
             &pay_series,

@@ -20,16 +20,13 @@ use crate::flow;
 use crate::instance::Instance;
 use crate::scenario::{Checked, Scenario};
 use crate::world::{Answer, Arrival, World};
-use leadrouter::attribution::split::SplitPolicy;
 use leadrouter::clock::ManualClock;
 use leadrouter::domain::Day;
 use leadrouter::domain::export::DecisionLine;
 use leadrouter::domain::offer::OfferStatus;
-use leadrouter::domain::trail::{OrderFacts, Ownership, OwnershipRule};
 use leadrouter::engine::{Engine, EngineConfig};
 use leadrouter::policy::Candidate;
 use leadrouter::storage::MemoryStore;
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,7 +37,8 @@ pub struct Options {
     /// Report progress on stderr (a bar on a terminal, a line per day otherwise).
     pub progress: bool,
     pub threads: usize,
-    /// Keep every sampled order (for `leadrouter-sim history`).
+    /// Keep every sampled order, every routed decision and the trails (for `leadrouter-sim
+    /// history`).
     pub record_orders: bool,
 }
 
@@ -123,6 +121,14 @@ pub struct PolicyDay {
     /// perfect allocation and its estimates. `None`: the policy does not estimate value, or the
     /// day is above `exact_max_edges`.
     pub own_optimum: Option<f64>,
+    /// Member leads; of the routed ones, those sent to their bound guide or the bound guide's
+    /// store by the binding, those served by the guide whose share link they came through, and
+    /// what the routes did to bindings (new bindings, snatches).
+    pub member_leads: u64,
+    pub bound_routed: u64,
+    pub referrer_served: u64,
+    pub binds: u64,
+    pub snatches: u64,
 }
 
 /// A day of the run.
@@ -139,24 +145,23 @@ pub struct DayReport {
     pub policies: Vec<PolicyDay>,
 }
 
-/// What one split policy paid out over the run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Payouts {
-    pub split: String,
-    /// Cents by role (`owner`, `fulfilling_store`, …).
-    pub by_role: BTreeMap<&'static str, i64>,
-    /// Cents by party (`guide:G1`, `store:S1`, `o2o:centre`).
-    pub by_party: BTreeMap<String, i64>,
-}
-
-/// One policy over the run.
+/// One policy under one binding rule set, over the run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyReport {
     pub name: String,
     pub version: String,
+    /// Its place in the scenario's `[[policies]]`, and the `[[bindings]]` rule set it ran under.
+    pub policy: usize,
+    pub bindings: String,
     /// Per active guide: leads taken over the run / capacity offered over the run.
     pub utilisation: Vec<f64>,
-    pub payouts: Vec<Payouts>,
+    /// What each `[[ownership]]` × `[[splits]]` alternative pays, in that order (ownership
+    /// major); the first is the rules in service.
+    pub money: Vec<crate::money::Money>,
+    /// The run's trails, verified and recomputed.
+    pub trails: crate::money::Trails,
+    /// The trails as `leadrouter trail export` writes them (with `record_orders`).
+    pub trail: Vec<u8>,
     /// Sampled orders, when [`Options::record_orders`] asked for them.
     pub orders: Vec<SimOrder>,
     /// Every routed decision with whether the lead converted (with `record_orders`).
@@ -190,11 +195,13 @@ pub struct Run {
 }
 
 struct Lane {
-    engine: Engine,
+    policy: usize,
+    binding: usize,
+    engine: Arc<Engine>,
     clock: Arc<ManualClock>,
     store: Arc<MemoryStore>,
+    books: crate::money::Books,
     used: Vec<u64>,
-    payouts: Vec<Payouts>,
     orders: Option<Vec<SimOrder>>,
     decisions: Vec<(leadrouter::domain::export::DecisionLine, bool)>,
     /// The day's decisions (every arrival) and their sampled outcomes, for the night.
@@ -211,7 +218,7 @@ struct Lane {
 
 pub use leadrouter_models::fairness::gini;
 
-fn engine_config(s: &Scenario, c: &Checked, k: usize) -> EngineConfig {
+fn engine_config(s: &Scenario, c: &Checked, k: usize, b: usize) -> EngineConfig {
     EngineConfig {
         time_zone: c.time_zone,
         candidates: s.routing.clone(),
@@ -219,6 +226,7 @@ fn engine_config(s: &Scenario, c: &Checked, k: usize) -> EngineConfig {
         seed: s.seed,
         alternatives: 0,
         offers: s.offers.clone(),
+        bindings: vec![s.bindings[b].clone()],
         ..Default::default()
     }
 }
@@ -227,31 +235,27 @@ fn engine_config(s: &Scenario, c: &Checked, k: usize) -> EngineConfig {
 pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run> {
     let world = World::build(s, checked)?;
     let net = &world.network;
-    let mut lanes: Vec<Lane> = Vec::with_capacity(s.policies.len());
-    for k in 0..s.policies.len() {
+    let mut lanes: Vec<Lane> = Vec::with_capacity(s.policies.len() * s.bindings.len());
+    for (k, b) in (0..s.policies.len()).flat_map(|k| (0..s.bindings.len()).map(move |b| (k, b))) {
         let clock = Arc::new(ManualClock::new(0));
         let store = Arc::new(MemoryStore::new());
-        let engine = Engine::new(
-            world.fresh_network(),
-            store.clone(),
-            clock.clone(),
-            engine_config(s, checked, k),
-        )
-        .map_err(|e| anyhow::anyhow!("policies[{k}]: {e}"))?;
+        let engine = Arc::new(
+            Engine::new(
+                world.fresh_network(),
+                store.clone(),
+                clock.clone(),
+                engine_config(s, checked, k, b),
+            )
+            .map_err(|e| anyhow::anyhow!("policies[{k}]: {e}"))?,
+        );
         lanes.push(Lane {
+            policy: k,
+            binding: b,
+            books: crate::money::Books::new(engine.clone(), s)?,
             engine,
             clock,
             store,
             used: vec![0; net.guides().len()],
-            payouts: s
-                .splits
-                .iter()
-                .map(|p| Payouts {
-                    split: p.version.clone(),
-                    by_role: BTreeMap::new(),
-                    by_party: BTreeMap::new(),
-                })
-                .collect(),
             orders: opts.record_orders.then(Vec::new),
             decisions: Vec::new(),
             today: Vec::new(),
@@ -274,10 +278,10 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         world.fresh_network(),
         Arc::new(MemoryStore::new()),
         probe_clock.clone(),
-        engine_config(s, checked, 0),
+        engine_config(s, checked, 0, 0),
     )
     .map_err(|e| anyhow::anyhow!("routing: {e}"))?;
-    for engine in lanes.iter().map(|l| &l.engine).chain([&probe]) {
+    for engine in lanes.iter().map(|l| &*l.engine).chain([&probe]) {
         if let Some(m) = &model {
             engine
                 .set_preference_model(Some(m.clone()))
@@ -289,7 +293,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                 .map_err(|e| anyhow::anyhow!("models.propensity: {e}"))?;
         }
     }
-    let progress = Progress::new(opts.progress, s.days as usize * s.policies.len());
+    let progress = Progress::new(opts.progress, s.days as usize * lanes.len());
     let mut days = Vec::with_capacity(s.days as usize);
     let capacity_per_day: Vec<u64> = net
         .guides()
@@ -379,9 +383,21 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         });
     }
     progress.finish();
+    // Orders and refunds still due before the run ends happen; later ones are outside it.
+    let end = crate::world::day_start_ms(world.day(s.days), world.time_zone) - 1;
+    let closed = parallel(&mut lanes, opts.threads, |lane| {
+        lane.books.settle(&lane.clock, end)?;
+        std::mem::replace(
+            &mut lane.books,
+            crate::money::Books::new(lane.engine.clone(), s)?,
+        )
+        .close(net, s, opts.record_orders)
+    });
     let policies = lanes
         .into_iter()
-        .map(|lane| {
+        .zip(closed)
+        .map(|(lane, closed)| {
+            let (money, trails, trail) = closed?;
             let snap = lane.engine.snapshot();
             let utilisation = lane
                 .used
@@ -390,16 +406,20 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
                 .filter(|(_, c)| **c > 0)
                 .map(|(u, c)| *u as f64 / (*c as f64 * f64::from(s.days)))
                 .collect();
-            PolicyReport {
+            Ok(PolicyReport {
                 name: snap.policy.name().to_string(),
                 version: snap.policy.version().to_string(),
+                policy: lane.policy,
+                bindings: s.bindings[lane.binding].version.clone(),
                 utilisation,
-                payouts: lane.payouts,
+                money,
+                trails,
+                trail,
                 orders: lane.orders.unwrap_or_default(),
                 decisions: lane.decisions,
-            }
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Run {
         timings,
         scenario: s.clone(),
@@ -428,7 +448,7 @@ fn edges(
                     let mut rows = Vec::with_capacity(part.len());
                     for a in part {
                         let cands = probe
-                            .reachable(&a.lead)
+                            .reachable_with(&a.lead, &a.stores)
                             .map_err(|e| anyhow::anyhow!("lead {}: {e}", a.lead.lead_id))?;
                         rows.push((
                             cands
@@ -663,7 +683,7 @@ fn run_day(
         let learns = s.learning.skill
             || s.learning.propensity
             || (s.learning.prices && lane.engine.snapshot().policy.as_dual_price().is_some());
-        let r = route_day(world, lane, arrivals, truth, &s.splits, learns);
+        let r = route_day(world, lane, arrivals, truth, learns);
         progress.step(d);
         r
     })
@@ -710,7 +730,6 @@ fn route_day(
     lane: &mut Lane,
     arrivals: &[Arrival],
     truth: &Instance,
-    splits: &[SplitPolicy],
     learns: bool,
 ) -> anyhow::Result<PolicyDay> {
     let net = &world.network;
@@ -718,12 +737,21 @@ fn route_day(
     let lane_learns = learns;
     let mut day_used = vec![0u32; net.guides().len()];
     for (i, a) in arrivals.iter().enumerate() {
+        lane.books.settle(&lane.clock, a.lead.occurred_at_ms)?;
         lane.clock.set(a.lead.occurred_at_ms);
+        let lead = lane.books.lead(a, net)?;
+        lane.books.arrived(a, &lead, net)?;
         let mut dec = lane
             .engine
-            .route(&a.lead)
+            .route(&lead)
             .map_err(|e| anyhow::anyhow!("lead {}: {e}", a.lead.lead_id))?;
         // Offers: the guide answers by the truth's odds, the same draw for every policy.
+        out.member_leads += u64::from(lead.member_id.is_some());
+        if let Some(change) = dec.binding.as_ref().and_then(|b| b.change) {
+            use leadrouter::domain::binding::BindingChange;
+            out.binds += u64::from(change == BindingChange::Bind);
+            out.snatches += u64::from(change == BindingChange::Snatch);
+        }
         let mut hop = 0u64;
         while let Some(o) = dec.offer.as_ref().filter(|o| o.status == OfferStatus::Open) {
             out.offers += 1;
@@ -773,7 +801,7 @@ fn route_day(
             }
             continue;
         }
-        let Some((store_id, guide_id)) = dec.assigned.clone() else {
+        let Some((_, guide_id)) = dec.assigned.clone() else {
             out.unrouted += 1;
             if learning {
                 lane.today.push((DecisionLine::from(&*dec), None));
@@ -781,6 +809,17 @@ fn route_day(
             continue;
         };
         out.routed += 1;
+        if lead.member_id.is_some() {
+            use leadrouter::domain::Reasons;
+            if dec.reasons.contains(Reasons::BOUND)
+                || dec.reasons.contains(Reasons::BOUND_GUIDE_UNAVAILABLE)
+            {
+                out.bound_routed += 1;
+            }
+            if dec.reasons.contains(Reasons::REFERRER) {
+                out.referrer_served += 1;
+            }
+        }
         let g = net
             .guide_index(&guide_id)
             .ok_or_else(|| anyhow::anyhow!("engine routed to unknown guide {guide_id}"))?;
@@ -842,30 +881,8 @@ fn route_day(
                     at_ms: a.lead.occurred_at_ms + 3_600_000,
                 });
             }
-            let facts = OrderFacts {
-                order_id: format!("o-{}", a.lead.lead_id),
-                amount_cents: a.basket_cents,
-                paid_channel: a.lead.channel,
-                fulfilling_store_id: Some(store_id.to_string()),
-                sharing_guide_id: Some(guide_id.to_string()),
-                referrer_guide_ids: Vec::new(),
-            };
-            let owner = Ownership {
-                guide_id: Some(guide_id.to_string()),
-                store_id: Some(store_id.to_string()),
-                channel: None,
-                rule: OwnershipRule::ServiceGuide,
-                rule_version: "sim".into(),
-                deciding_events: Vec::new(),
-                explanation: String::new(),
-            };
-            for (policy, pay) in splits.iter().zip(&mut lane.payouts) {
-                for e in policy.split(&facts, &owner).0 {
-                    *pay.by_role.entry(e.role.as_str()).or_default() += e.amount_cents;
-                    *pay.by_party.entry(e.party).or_default() += e.amount_cents;
-                }
-            }
         }
+        lane.books.served(a, &lead, g, a.draw < p, net)?;
     }
     let (gini, idle) =
         leadrouter_models::fairness::load_spread((0..net.guides().len()).filter_map(|j| {

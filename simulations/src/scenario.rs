@@ -79,7 +79,9 @@
 //! dual_iterations = 300
 //! ```
 
+use leadrouter::attribution::rules::OwnershipRuleSet;
 use leadrouter::attribution::split::SplitPolicy;
+use leadrouter::domain::binding::BindingRuleSet;
 use leadrouter::domain::{Channel, Day};
 use leadrouter::engine::CandidateConfig;
 use leadrouter::policy::PolicyConfig;
@@ -112,6 +114,17 @@ pub struct Scenario {
     pub policies: Vec<PolicyConfig>,
     #[serde(default = "default_splits")]
     pub splits: Vec<SplitPolicy>,
+    /// The router's `[[bindings]]` rule sets, compared side by side: every policy routes the
+    /// same arrivals once under each (the first is the rule set in service).
+    #[serde(default = "default_bindings")]
+    pub bindings: Vec<BindingRuleSet>,
+    /// The router's `[[attribution.ownership]]` rule sets, compared side by side on the same
+    /// trails (the first is the rule set in service).
+    #[serde(default = "default_ownership")]
+    pub ownership: Vec<OwnershipRuleSet>,
+    /// Who the leads are (`[members]`).
+    #[serde(default)]
+    pub members: Members,
     #[serde(default)]
     pub yardstick: Yardstick,
     /// The router's `[offers]`: leads of these channels are offered to guides, who accept,
@@ -202,6 +215,126 @@ fn default_policies() -> Vec<PolicyConfig> {
 }
 fn default_splits() -> Vec<SplitPolicy> {
     vec![SplitPolicy::default()]
+}
+fn default_bindings() -> Vec<BindingRuleSet> {
+    vec![BindingRuleSet::default()]
+}
+fn default_ownership() -> Vec<OwnershipRuleSet> {
+    vec![OwnershipRuleSet::default()]
+}
+
+/// `[members]`: who the leads are. A member lead carries a member id, so the engine binds and
+/// routes it by the binding rules, and the member's touches, orders and refunds go through the
+/// production attribution code (ownership by the rule set in service, the split in service),
+/// leaving a hash-chained trail per member.
+///
+/// A new member lives near the store their first lead is drawn near and keeps that lead's
+/// interests as their taste; a returning member comes back from home with the same taste. A
+/// member lead's touch follows its channel: `STORE_QR` a store visit (their home store),
+/// `LIVESTREAM` a livestream view (hosted by a guide of their home store), `ECOMMERCE` an
+/// e-commerce visit, a share link a share-link click; the guide who serves a lead chats with
+/// the member and sells when `guide_sells` says so (the order then names them as its sharing
+/// guide), else the member pays on the channel alone (an e-commerce order without a guide
+/// ships from the warehouse: no fulfilling store). Orders are paid an hour after their lead.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Members {
+    /// Share of leads with no member (not logged in; each order is a guest checkout of its
+    /// own). Default 0.
+    pub anonymous: f64,
+    /// Share of member leads from a member seen on an earlier day (drawn uniformly among
+    /// them); the rest are new members. Default 0.5.
+    pub returning: f64,
+    /// Share of member leads that come through a guide's share link (channel `MINI_PROGRAM`,
+    /// the guide as referrer). Default 0.25.
+    pub share_link: f64,
+    /// Of a returning member's share links, the share sent by their own guide (the one they
+    /// are or were last bound to in that run); the rest, and a new member's, come from a guide
+    /// of a store in their district. Default 0.7.
+    pub share_link_own: f64,
+    /// Per channel: the chance that the guide serving a lead also makes the sale. Default
+    /// `MINI_PROGRAM` 0.8, `STORE_QR` 0.9, `LIVESTREAM` 0.4, `ECOMMERCE` 0.2; 0.5 for a
+    /// channel not named.
+    pub guide_sells: BTreeMap<String, f64>,
+    /// Share of orders refunded, at a time drawn uniformly in the `refund_days` after the
+    /// order; of those, `refund_partial` refund part of the order (10–90 %). Defaults 0.08,
+    /// 14, 0.3. A refund due after the last day is outside the run.
+    pub refund_rate: f64,
+    pub refund_days: u32,
+    pub refund_partial: f64,
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Self {
+            anonymous: 0.0,
+            returning: 0.5,
+            share_link: 0.25,
+            share_link_own: 0.7,
+            guide_sells: [
+                ("MINI_PROGRAM", 0.8),
+                ("STORE_QR", 0.9),
+                ("LIVESTREAM", 0.4),
+                ("ECOMMERCE", 0.2),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            refund_rate: 0.08,
+            refund_days: 14,
+            refund_partial: 0.3,
+        }
+    }
+}
+
+impl Members {
+    /// Whether any lead has a member.
+    pub fn any(&self) -> bool {
+        self.anonymous < 1.0
+    }
+
+    /// The chance that the guide serving a lead of `channel` sells.
+    pub fn sells(&self, channel: Channel) -> f64 {
+        self.guide_sells
+            .get(channel.as_str())
+            .copied()
+            .unwrap_or(0.5)
+    }
+
+    fn check(&self) -> Result<(), ScenarioError> {
+        for (k, v) in [
+            ("anonymous", self.anonymous),
+            ("returning", self.returning),
+            ("share_link", self.share_link),
+            ("share_link_own", self.share_link_own),
+            ("refund_rate", self.refund_rate),
+            ("refund_partial", self.refund_partial),
+        ] {
+            if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+                return Err(err(format!("members.{k}: must be in [0, 1], got {v}")));
+            }
+        }
+        for (k, v) in &self.guide_sells {
+            if channel(k).is_none() {
+                return Err(err(format!(
+                    "members.guide_sells.{k}: unknown channel (one of {})",
+                    Channel::ALL.map(|c| c.as_str()).join(", ")
+                )));
+            }
+            if !v.is_finite() || !(0.0..=1.0).contains(v) {
+                return Err(err(format!(
+                    "members.guide_sells.{k}: must be in [0, 1], got {v}"
+                )));
+            }
+        }
+        if !(1..=365).contains(&self.refund_days) {
+            return Err(err(format!(
+                "members.refund_days: must be in 1..=365, got {}",
+                self.refund_days
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Where the network comes from.
@@ -619,16 +752,66 @@ impl Scenario {
         if self.splits.is_empty() || self.splits.len() > 8 {
             return Err(err("splits: name 1..=8 split policies".into()));
         }
+        if self.bindings.is_empty() || self.bindings.len() > 8 {
+            return Err(err("bindings: name 1..=8 binding rule sets".into()));
+        }
+        if self.ownership.is_empty() || self.ownership.len() > 8 {
+            return Err(err("ownership: name 1..=8 ownership rule sets".into()));
+        }
+        if self.policies.len() * self.bindings.len() > 32 {
+            return Err(err(format!(
+                "bindings: every policy routes once under each binding rule set: at most 32 \
+                 runs, got {} policies × {} rule sets",
+                self.policies.len(),
+                self.bindings.len()
+            )));
+        }
+        // Each alternative is in force for the whole run: from a day not after `start`.
+        let alternatives = self
+            .splits
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                (
+                    "splits",
+                    i,
+                    x.version.clone(),
+                    x.check(&format!("splits[{i}]")),
+                )
+            })
+            .chain(self.bindings.iter().enumerate().map(|(i, x)| {
+                (
+                    "bindings",
+                    i,
+                    x.version.clone(),
+                    x.check(&format!("bindings[{i}]")),
+                )
+            }))
+            .chain(self.ownership.iter().enumerate().map(|(i, x)| {
+                (
+                    "ownership",
+                    i,
+                    x.version.clone(),
+                    x.check(&format!("ownership[{i}]")),
+                )
+            }));
         let mut versions = std::collections::BTreeSet::new();
-        for (i, s) in self.splits.iter().enumerate() {
-            s.check(&format!("splits[{i}]")).map_err(err)?;
-            if !versions.insert(s.version.clone()) {
+        for (list, i, version, from) in alternatives {
+            let from = from.map_err(err)?;
+            if from > start {
                 return Err(err(format!(
-                    "splits[{i}].version: {:?} appears twice",
-                    s.version
+                    "{list}[{i}].effective_from: each alternative is in force for the whole run, \
+                     so it must not be after start ({})",
+                    self.start
+                )));
+            }
+            if !versions.insert((list, version.clone())) {
+                return Err(err(format!(
+                    "{list}[{i}].version: {version:?} appears twice"
                 )));
             }
         }
+        self.members.check()?;
         if self.yardstick.dual_iterations > 100_000 {
             return Err(err("yardstick.dual_iterations: at most 100000".into()));
         }

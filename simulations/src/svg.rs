@@ -130,6 +130,95 @@ pub fn bars(
     s
 }
 
+/// Changes against a reference, as horizontal bars either side of zero: one row per category
+/// (e.g. a store), one bar per series (e.g. a rule set), gains to the right in the series'
+/// colour, losses to the left, each bar labelled with its value.
+pub fn changes(title: &str, unit: &str, rows: &[String], series: &[(String, Vec<f64>)]) -> String {
+    let bar_h = 12.0;
+    let row_h = bar_h * series.len().max(1) as f64 + 8.0;
+    let (left, right, top, bottom) = (170.0, 40.0, 40.0, 40.0 + 16.0 * series.len() as f64);
+    let w = 860.0;
+    let plot_w = w - left - right;
+    let h = top + bottom + row_h * rows.len().max(1) as f64;
+    let max = nice(
+        series
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|x| x.abs()))
+            .fold(0.0, f64::max),
+    );
+    let zero = left + plot_w / 2.0;
+    let x_of = |v: f64| zero + (v / max).clamp(-1.0, 1.0) * plot_w / 2.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(
+        s,
+        r#"<rect width="{w}" height="{h}" fill="white"/><text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
+        w / 2.0,
+        esc(title)
+    );
+    let plot_bottom = top + row_h * rows.len().max(1) as f64;
+    for k in -2..=2 {
+        let v = max * f64::from(k) / 2.0;
+        let x = x_of(v);
+        let _ = write!(
+            s,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{plot_bottom:.1}" stroke="{}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}{}</text>"##,
+            if k == 0 { "#333" } else { "#ddd" },
+            plot_bottom + 14.0,
+            if v > 0.0 { "+" } else { "" },
+            fmt_tick(v)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{zero}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        plot_bottom + 28.0,
+        esc(&format!("change, {unit} (less ← → more)"))
+    );
+    for (r, name) in rows.iter().enumerate() {
+        let y0 = top + row_h * r as f64 + 4.0;
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            left - 8.0,
+            y0 + row_h / 2.0,
+            esc(name)
+        );
+        for (k, (label, vals)) in series.iter().enumerate() {
+            let v = vals.get(r).copied().unwrap_or(0.0);
+            let (a, b) = (x_of(v.min(0.0)), x_of(v.max(0.0)));
+            let y = y0 + bar_h * k as f64;
+            let _ = write!(
+                s,
+                r#"<rect x="{a:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}, {}: {}{}</title></rect>"#,
+                (b - a).max(0.5),
+                bar_h - 2.0,
+                PALETTE[k % PALETTE.len()],
+                esc(name),
+                esc(label),
+                if v > 0.0 { "+" } else { "" },
+                fmt_tick(v)
+            );
+        }
+    }
+    for (k, (name, _)) in series.iter().enumerate() {
+        let y = plot_bottom + 36.0 + 16.0 * k as f64;
+        let _ = write!(
+            s,
+            r#"<rect x="{left}" y="{y:.1}" width="10" height="10" fill="{}"/><text x="{}" y="{:.1}">{}</text>"#,
+            PALETTE[k % PALETTE.len()],
+            left + 16.0,
+            y + 9.0,
+            esc(name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 fn fmt_tick(v: f64) -> String {
     if v.abs() >= 1e6 {
         format!("{:.1}M", v / 1e6)
@@ -145,6 +234,27 @@ fn fmt_tick(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_go_either_side_of_zero() {
+        let svg = changes(
+            "t",
+            "yuan",
+            &["S<1>".to_string(), "S2".to_string()],
+            &[("a".to_string(), vec![100.0, -50.0])],
+        );
+        assert!(svg.contains("S&lt;1&gt;, a: +100"), "{svg}");
+        assert!(svg.contains("S2, a: -50"), "{svg}");
+        // Zero is the middle of the plot (170 + 650 / 2); +100 reaches the right edge.
+        assert!(
+            svg.contains(r#"<rect x="495.0" y="44.0" width="325.0""#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"<rect x="332.5" y="64.0" width="162.5""#),
+            "{svg}"
+        );
+    }
 
     #[test]
     fn bars_are_drawn_to_scale_with_escaped_labels() {

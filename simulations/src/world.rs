@@ -22,6 +22,66 @@ pub struct Arrival {
     /// The lead converts with guide j when `draw < p_ij`: one draw shared by every policy
     /// (common random numbers), so sampled differences come from the routing, not the dice.
     pub draw: f64,
+    /// The store the lead was drawn near (a member's home store).
+    pub home_store: u32,
+    /// The member, when the lead has one (`members.anonymous` of leads do not).
+    pub member: Option<Visit>,
+    /// Whether the guide who serves the lead also makes the sale (`members.guide_sells`).
+    pub sells: bool,
+    /// When the order is refunded: (ms after the order, cents).
+    pub refund: Option<(i64, i64)>,
+    /// Stores a binding may send the lead to beyond its reachable guides: those of every guide
+    /// whose share link the member has opened so far (the yardstick includes their guides).
+    pub stores: Vec<u32>,
+}
+
+/// A member's lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Visit {
+    /// The member's number (their id is `m<number>`).
+    pub member: u32,
+    /// Seen on an earlier day.
+    pub returning: bool,
+    /// Came through a guide's share link.
+    pub link: Option<Link>,
+    /// For a livestream lead: the host, a guide of the member's home store.
+    pub host: Option<u32>,
+}
+
+impl Visit {
+    pub fn member_id(&self) -> String {
+        format!("m{}", self.member)
+    }
+}
+
+/// Whose share link a lead came through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Link {
+    /// The member's own guide: the guide they are or were last bound to in that run (none
+    /// yet: the lead comes without a link).
+    Own,
+    /// This guide (of a store in the member's district).
+    Guide(u32),
+}
+
+/// A member as the world knows them.
+#[derive(Debug, Clone)]
+struct Person {
+    home: Location,
+    /// Index into the anchors.
+    anchor: usize,
+    categories: Vec<usize>,
+    /// Whether their leads state their interests.
+    stated: bool,
+    /// The stores of the guides whose share links they opened.
+    stores: Vec<u32>,
+}
+
+/// The members so far: those of the days before `next_day`.
+#[derive(Debug, Default)]
+struct Population {
+    next_day: u32,
+    people: Vec<Person>,
 }
 
 /// How a simulated guide answers an offer.
@@ -52,6 +112,12 @@ pub struct World {
     /// Interest profile per anchor (cumulative over categories), from `demand.regions` or the
     /// store's true preference.
     profiles: Vec<Vec<f64>>,
+    /// Active guides per store, and per district (a store's region).
+    store_guides: Vec<Vec<u32>>,
+    district_guides: std::collections::HashMap<leadrouter::catalog::RegionId, Vec<u32>>,
+    population: std::sync::Mutex<Population>,
+    /// Per store, its place among the anchors (0 for a store leads are not drawn near).
+    anchor_of: Vec<usize>,
 }
 
 /// A standard normal draw (Box–Muller).
@@ -207,6 +273,21 @@ impl World {
         if anchors.is_empty() {
             anyhow::bail!("network: no open store to draw leads near");
         }
+        let mut anchor_of = vec![0; network.stores().len()];
+        for (k, &(store, _)) in anchors.iter().enumerate() {
+            anchor_of[store as usize] = k;
+        }
+        let mut store_guides = vec![Vec::new(); network.stores().len()];
+        let mut district_guides: std::collections::HashMap<_, Vec<u32>> = Default::default();
+        for (j, g) in network.guides().iter().enumerate() {
+            if network.guide_key(j as u32).active {
+                store_guides[g.store as usize].push(j as u32);
+                district_guides
+                    .entry(network.store(g.store).region)
+                    .or_default()
+                    .push(j as u32);
+            }
+        }
         Ok(Self {
             regions,
             spec,
@@ -220,6 +301,10 @@ impl World {
             skill,
             anchors,
             profiles,
+            store_guides,
+            district_guides,
+            population: Default::default(),
+            anchor_of,
         })
     }
 
@@ -235,8 +320,138 @@ impl World {
         Day(self.start.0 + index as i32)
     }
 
-    /// The arrivals of day `index` (0-based), in time order.
+    /// The arrivals of day `index` (0-based), in time order. Members come back from earlier
+    /// days: the population is built day by day (asking for an earlier day again rebuilds it).
     pub fn arrivals(&self, index: u32) -> Vec<Arrival> {
+        let mut pop = self.population.lock().unwrap_or_else(|e| e.into_inner());
+        if pop.next_day > index {
+            *pop = Population::default();
+        }
+        while pop.next_day < index {
+            let d = pop.next_day;
+            self.day_arrivals(d, &mut pop);
+        }
+        self.day_arrivals(index, &mut pop)
+    }
+
+    fn day_arrivals(&self, index: u32, pop: &mut Population) -> Vec<Arrival> {
+        let mut out = self.drawn(index);
+        self.meet(index, &mut out, pop);
+        pop.next_day = index + 1;
+        out.sort_by(|x, y| {
+            x.lead
+                .occurred_at_ms
+                .cmp(&y.lead.occurred_at_ms)
+                .then_with(|| x.lead.lead_id.cmp(&y.lead.lead_id))
+        });
+        out
+    }
+
+    /// Who the day's leads are, what they do and what happens to their orders, drawn from a
+    /// stream of its own (the day's leads, their times, places and baskets stay as drawn).
+    fn meet(&self, index: u32, out: &mut [Arrival], pop: &mut Population) {
+        let m = &self.scenario.members;
+        let mut rng = SplitMix64::keyed(
+            self.scenario.seed ^ u64::from(index).wrapping_mul(0x51_7cc1),
+            b"members",
+        );
+        let before = pop.people.len();
+        let day_ms = 86_400_000.0;
+        // The day's regular leads come first, then the bursts' (whose channel is the burst's).
+        let regular = self.scenario.demand.leads_per_day as usize;
+        for (i, a) in out.iter_mut().enumerate() {
+            a.sells = rng.next_f64() < m.sells(a.lead.channel);
+            if rng.next_f64() < m.refund_rate {
+                let after = 3_600_000 + (rng.next_f64() * f64::from(m.refund_days) * day_ms) as i64;
+                let cents = if rng.next_f64() < m.refund_partial {
+                    ((a.basket_cents as f64 * (0.1 + 0.8 * rng.next_f64())).round() as i64)
+                        .clamp(1, a.basket_cents)
+                } else {
+                    a.basket_cents
+                };
+                a.refund = Some((after, cents));
+            }
+            if !m.any() || rng.next_f64() < m.anonymous {
+                continue;
+            }
+            let returning = before > 0 && rng.next_f64() < m.returning;
+            let number = if returning {
+                let j = rng.below(before as u64) as usize;
+                let p = &pop.people[j];
+                let store = self.anchors[p.anchor].0;
+                a.home_store = store;
+                a.lead.location = Some(p.home);
+                a.lead.region_code = leadrouter::catalog::format_code(
+                    self.regions.get(self.network.store(store).region).code,
+                );
+                let w = 1.0 / p.categories.len() as f32;
+                a.interests = p.categories.iter().map(|&c| (c, w)).collect();
+                a.lead.interests = Vec::new();
+                if p.stated {
+                    a.lead.interests = p
+                        .categories
+                        .iter()
+                        .map(|&c| Interest {
+                            category: self.network.categories()[c].clone(),
+                            weight: 1.0,
+                        })
+                        .collect();
+                }
+                j
+            } else {
+                let anchor = self.anchor_of[a.home_store as usize];
+                pop.people.push(Person {
+                    home: a
+                        .lead
+                        .location
+                        .unwrap_or(self.network.store(a.home_store).location),
+                    anchor,
+                    categories: a.interests.iter().map(|&(c, _)| c).collect(),
+                    stated: !a.lead.interests.is_empty(),
+                    stores: Vec::new(),
+                });
+                pop.people.len() - 1
+            };
+            let link = (i < regular && rng.next_f64() < m.share_link).then(|| {
+                if returning && rng.next_f64() < m.share_link_own {
+                    Some(Link::Own)
+                } else {
+                    let region = self.network.store(a.home_store).region;
+                    self.district_guides
+                        .get(&region)
+                        .filter(|g| !g.is_empty())
+                        .map(|g| Link::Guide(g[rng.below(g.len() as u64) as usize]))
+                }
+            });
+            let link = link.flatten();
+            if link.is_some() {
+                a.lead.channel = Channel::MiniProgram;
+            }
+            let person = &mut pop.people[number];
+            if let Some(Link::Guide(g)) = link {
+                let store = self.network.guide(g).store;
+                if !person.stores.contains(&store) {
+                    person.stores.push(store);
+                }
+            }
+            a.stores = person.stores.clone();
+            let host = (a.lead.channel == Channel::Livestream)
+                .then(|| {
+                    let g = &self.store_guides[a.home_store as usize];
+                    (!g.is_empty()).then(|| g[rng.below(g.len() as u64) as usize])
+                })
+                .flatten();
+            a.member = Some(Visit {
+                member: number as u32,
+                returning,
+                link,
+                host,
+            });
+        }
+    }
+
+    /// The day's leads as drawn, before members.
+    fn drawn(&self, index: u32) -> Vec<Arrival> {
         let s = &self.scenario;
         let day = self.day(index);
         let start = day_start_ms(day, self.time_zone);
@@ -276,12 +491,6 @@ impl World {
                 out.push(self.arrival(&mut rng, format!("d{index}-b{b_i}-{k}"), at, ch, a));
             }
         }
-        out.sort_by(|x, y| {
-            x.lead
-                .occurred_at_ms
-                .cmp(&y.lead.occurred_at_ms)
-                .then_with(|| x.lead.lead_id.cmp(&y.lead.lead_id))
-        });
         out
     }
 
@@ -336,6 +545,11 @@ impl World {
             interests: cats.iter().map(|&c| (c, w)).collect(),
             basket_cents: ((yuan * 100.0).round() as i64).max(100),
             draw: rng.next_f64(),
+            home_store: self.anchors[anchor].0,
+            member: None,
+            sells: true,
+            refund: None,
+            stores: Vec::new(),
         }
     }
 

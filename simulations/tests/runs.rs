@@ -40,7 +40,10 @@ fn same_seed_same_report_other_seed_other_report() {
         "utilisation.csv",
         "payouts.csv",
         "parties.csv",
+        "money.csv",
+        "stores.csv",
         "value_ratio.svg",
+        "stores.svg",
         "utilisation.svg",
         "payouts.svg",
     ] {
@@ -70,16 +73,24 @@ fn no_policy_beats_the_optimum_and_every_lead_is_accounted_for() {
             assert!(p.sampled_revenue_cents >= 0 && p.expected_conversions > 0.0);
         }
     }
-    // Payouts sum to the sampled revenue under every split.
+    // Every rule set pays out exactly the orders' revenue net of refunds, on trails that verify.
     for (k, p) in r.policies.iter().enumerate() {
+        assert!(p.trails.ok, "{:?}", p.trails.problems);
         let revenue: i64 = r
             .days
             .iter()
             .map(|d| d.policies[k].sampled_revenue_cents)
             .sum();
-        for pay in &p.payouts {
-            assert_eq!(pay.by_role.values().sum::<i64>(), revenue, "{}", pay.split);
-            assert_eq!(pay.by_party.values().sum::<i64>(), revenue, "{}", pay.split);
+        for m in &p.money {
+            let net = m.revenue_cents - m.refunded_cents;
+            assert_eq!(m.by_role.values().sum::<i64>(), net, "{}", m.split);
+            assert_eq!(m.by_party.values().sum::<i64>(), net, "{}", m.split);
+            // Orders paid after the last day are outside the run.
+            assert!(
+                m.revenue_cents <= revenue && m.revenue_cents > revenue * 9 / 10,
+                "{} of {revenue}",
+                m.revenue_cents
+            );
         }
     }
 }
@@ -117,10 +128,11 @@ fn a_large_day_falls_back_to_the_dual_bound() {
 /// Planted: conversion depends on distance alone, every guide is equally good and capacity is
 /// ample, so the hindsight optimum sends each lead to its nearest store, which is what
 /// `nearest` does. It must come out on top, at the optimum; policies blind to distance must not.
+/// The leads are anonymous: no share link or binding decides for the policy.
 #[test]
 fn a_planted_scenario_is_won_by_the_right_policy() {
     let r = go(
-        "seed = 5\ndays = 1\n[network]\ncapacity_scale = 30\n[routing]\nradius_km = 50\n\
+        "seed = 5\ndays = 1\n[members]\nanonymous = 1.0\n[network]\ncapacity_scale = 30\n[routing]\nradius_km = 50\n\
          [truth]\npreference = 0\ntier = 0\nskill_sd = 0\ndistance = 4\nbase = -3\n\
          [demand]\nleads_per_day = 4000\n\
          [[policies]]\nname = \"nearest\"\n[[policies]]\nname = \"scored\"\n\
@@ -246,8 +258,9 @@ fn a_learned_preference_beats_a_stale_matrix() {
 
 #[test]
 fn the_nightly_loop_learns_only_from_earlier_days_and_pays_off() {
-    // Guides' hidden skill varies a lot: learning it should show from the second day on.
-    let text = "seed = 5\ndays = 4\n[truth]\nskill_sd = 0.8\n[demand]\nleads_per_day = 4000\n\
+    // Guides' hidden skill varies a lot: learning it should show from the second day on. The
+    // leads are anonymous, so every route is the policy's (no binding decides one).
+    let text = "seed = 5\ndays = 4\n[members]\nanonymous = 1.0\n[truth]\nskill_sd = 0.8\n[demand]\nleads_per_day = 4000\n\
         [[policies]]\nname = \"scored\"\n[[policies]]\nname = \"dual_price\"\n";
     let on = go(text);
     let off = go(&format!(
@@ -298,8 +311,9 @@ fn a_floor_leaves_fewer_guides_idle_and_the_report_prices_it() {
 #[test]
 fn the_nightly_preference_fit_finds_district_taste() {
     // Taste has drifted by district and half the leads state nothing: what sold where, learned
-    // each night, should route them better from the second day on.
-    let base = "seed = 6\ndays = 4\n[truth]\nbase = -3.0\npreference_drift = 0.8\n\
+    // each night, should route them better from the second day on (anonymous leads: every
+    // route is the policy's).
+    let base = "seed = 6\ndays = 4\n[members]\nanonymous = 1.0\n[truth]\nbase = -3.0\npreference_drift = 0.8\n\
                 [demand]\nleads_per_day = 6000\nstated = 0.5\n[[policies]]\nname = \"scored\"\n";
     let on = go(base);
     let off = go(&format!("{base}[learning]\npreference = false\n"));

@@ -118,7 +118,16 @@ pub fn export_dir(
     member: Option<&str>,
     out: &mut dyn Write,
 ) -> anyhow::Result<usize> {
-    let store = from.open()?;
+    export_store(from.open()?.as_ref(), member, out)
+}
+
+/// Writes a store's trails (all, or one member's) as JSON Lines, each member's events followed
+/// by its head line; returns the count of events.
+pub fn export_store(
+    store: &dyn Storage,
+    member: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<usize> {
     let mut n = 0;
     let mut failed = None;
     let mut last: Option<TrailEvent> = None;
@@ -144,7 +153,7 @@ pub fn export_dir(
     };
     match member {
         None => store.scan_trails_lossy(&mut visit, &mut |e| damaged.push(e.to_string()))?,
-        Some(_) => for_each_event(store.as_ref(), member, &mut visit)?,
+        Some(_) => for_each_event(store, member, &mut visit)?,
     }
     if let Some(e) = failed {
         return Err(e).context("writing the export");

@@ -363,6 +363,46 @@ impl Engine {
         Ok(out)
     }
 
+    /// As [`Engine::reachable`], with the guides of `stores` added (each guide once, by index):
+    /// the guides a binding or a share link may send the lead to beyond the policy's reach (a
+    /// member's bound guide, their store, the referring guide).
+    pub fn reachable_with(
+        &self,
+        lead: &Lead,
+        stores: &[u32],
+    ) -> Result<Vec<Candidate>, RouteError> {
+        let mut out = self.reachable(lead)?;
+        if stores.is_empty() {
+            return Ok(out);
+        }
+        let snap = self.state.read();
+        let valid = validate(&snap.network, lead, self.clock.now_ms())?;
+        let scan = candidates::Scan {
+            net: &snap.network,
+            book: &snap.book,
+            lead: &valid,
+            location: lead.location.as_ref(),
+            day: Day(0),
+            cfg: &self.cfg.candidates,
+            max_level: self.max_level,
+            count_capacity: false,
+        };
+        let mut more = Vec::new();
+        SCRATCH.with(|cell| {
+            let scratch = &mut cell.borrow_mut().0;
+            for &s in stores
+                .iter()
+                .filter(|&&s| (s as usize) < snap.network.stores().len())
+            {
+                scan.gather_store(scratch, &mut more, s, None);
+                out.append(&mut more);
+            }
+        });
+        out.sort_unstable_by_key(|c| c.guide);
+        out.dedup_by_key(|c| c.guide);
+        Ok(out)
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<usize, StorageError> {
         self.store.flush()
