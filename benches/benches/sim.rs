@@ -4,15 +4,23 @@
 //! `cargo bench -p leadrouter-benches --bench sim`
 //!
 //! 1. `sim/run`: a whole run (arrivals, reachable guides valued by the truth, the day's
-//!    yardstick, every policy routing on its own engine, dual prices learned) of one day on the
-//!    reference network, with two policies. Printed: simulated leads per policy per minute, the
+//!    yardstick, every policy routing on its own engine, dual prices learned, orders through
+//!    attribution) of one day on the reference network, with two policies and anonymous leads
+//!    (routing alone: no binding decides a route). Printed: simulated leads per policy per minute, the
 //!    phases, and as a ratio against the same engine's bare `route()` per lead in the same
 //!    process (what the simulation adds on top of production routing).
 //! 2. `dual/bound`: the dual bound of synthetic days; then one 1M-lead day timed once, with its
 //!    gap, and a 50k-lead day where the exact optimum is computed for comparison.
 //!
+//! 3. `sim/members`: two 20,000-lead days of the demo network with members (returning from
+//!    the first day on the second), one policy under two binding rule sets, each run's trails
+//!    restated under two ownership rule sets × two split policies: eight combinations, on one
+//!    thread. Printed: seconds per simulated 20,000-lead day per run (a policy under a binding
+//!    rule set, with its four ownership × split restatements; target: under 10 s), and the
+//!    phases.
+//!
 //! `LEADROUTER_BENCH_SIM_LEADS` (default 100000) sets the leads of the run;
-//! `LEADROUTER_BENCH_SIM_ONLY=sim` or `=dual` runs one part.
+//! `LEADROUTER_BENCH_SIM_ONLY=sim`, `=dual` or `=members` runs one part.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use leadrouter::clock::ManualClock;
@@ -36,7 +44,8 @@ fn leads() -> u32 {
 
 fn scenario(leads: u32) -> Scenario {
     Scenario::parse(&format!(
-        "seed = 9\ndays = 1\n[network]\nsource = \"reference\"\n[demand]\nleads_per_day = {leads}\n\
+        "seed = 9\ndays = 1\n[network]\nsource = \"reference\"\n[members]\nanonymous = 1.0\n\
+         [demand]\nleads_per_day = {leads}\n\
          [yardstick]\nexact_max_edges = 0\ndual_iterations = 100\n\
          [[policies]]\nname = \"scored\"\n[[policies]]\nname = \"dual_price\"\n"
     ))
@@ -86,14 +95,14 @@ fn bench_sim(c: &mut Criterion) {
     };
     let r = run(&s, &checked, opts).unwrap();
     let t = r.timings;
-    let total = t.edges + t.yardstick + t.routing + t.learning;
+    let total = t.edges + t.yardstick + t.routing + t.learning + t.money;
     let policies = s.policies.len() as f64;
     let per_policy_minute = f64::from(n) * policies * 60.0 / total.as_secs_f64();
     let bare = bare_route_per_lead(&s);
     let per_lead_policy = total.as_secs_f64() / (f64::from(n) * policies);
     println!(
         "sim/run reference network, {n} leads, {} policies, 2 threads: {:.2} s \
-         (edges {:.2} s, yardstick {:.2} s, routing {:.2} s, learning {:.2} s) \
+         (edges {:.2} s, yardstick {:.2} s, routing {:.2} s, learning {:.2} s, money {:.2} s) \
          => {:.2}M simulated leads per policy per minute",
         s.policies.len(),
         total.as_secs_f64(),
@@ -101,6 +110,7 @@ fn bench_sim(c: &mut Criterion) {
         t.yardstick.as_secs_f64(),
         t.routing.as_secs_f64(),
         t.learning.as_secs_f64(),
+        t.money.as_secs_f64(),
         per_policy_minute / 1e6
     );
     println!(
@@ -114,6 +124,60 @@ fn bench_sim(c: &mut Criterion) {
     let mut g = c.benchmark_group("sim");
     g.sample_size(10);
     g.bench_function("run/10k_leads_2_policies", |b| {
+        b.iter(|| run(&small, &small_c, opts).unwrap())
+    });
+    g.finish();
+}
+
+/// Members, trails and ownership: two demo days, eight policy × rule-set combinations.
+fn bench_members(c: &mut Criterion) {
+    if !only("members") {
+        return;
+    }
+    let text = "seed = 9\ndays = 2\n[demand]\nleads_per_day = 20000\n\
+        [[policies]]\nname = \"dual_price\"\n\
+        [[bindings]]\nversion = \"protect-30\"\n\
+        [[bindings]]\nversion = \"protect-90\"\nprotection_days = 90\n\
+        [[ownership]]\nversion = \"bound-first\"\n\
+        [[ownership]]\nversion = \"service-first\"\nservice_guide_first = true\n\
+        [[splits]]\nversion = \"361\"\n\
+        [[splits]]\nversion = \"25-70-5\"\nowner = 25\nfulfilling_store = 70\no2o_centre = 5\n";
+    let s = Scenario::parse(text).unwrap();
+    let checked = s.check().unwrap();
+    let opts = Options {
+        progress: false,
+        threads: 1,
+        record_orders: false,
+    };
+    let t0 = Instant::now();
+    let r = run(&s, &checked, opts).unwrap();
+    let wall = t0.elapsed().as_secs_f64();
+    let t = r.timings;
+    let combos = s.policies.len() * s.bindings.len() * s.ownership.len() * s.splits.len();
+    let members: u64 = r.days.iter().map(|d| d.policies[0].member_leads).sum();
+    let events: usize = r.policies.iter().map(|p| p.trails.events).sum();
+    assert!(r.policies.iter().all(|p| p.trails.ok));
+    println!(
+        "sim/members demo network, 2 days x 20000 leads ({members} member leads), {} runs \
+         ({combos} policy x rule-set combinations), 1 thread: {wall:.2} s (edges {:.2} s, \
+         yardstick {:.2} s, routing {:.2} s, learning {:.2} s, trails and money {:.2} s; \
+         {events} trail events) => {:.2} s per 20000-lead day per run, its {} ownership x split \
+         restatements included",
+        r.policies.len(),
+        t.edges.as_secs_f64(),
+        t.yardstick.as_secs_f64(),
+        t.routing.as_secs_f64(),
+        t.learning.as_secs_f64(),
+        t.money.as_secs_f64(),
+        wall / (2.0 * r.policies.len() as f64),
+        s.ownership.len() * s.splits.len()
+    );
+    let mut g = c.benchmark_group("sim");
+    g.sample_size(10);
+    let small =
+        Scenario::parse(&text.replace("leads_per_day = 20000", "leads_per_day = 2000")).unwrap();
+    let small_c = small.check().unwrap();
+    g.bench_function("members/2x2000_leads_8_combinations", |b| {
         b.iter(|| run(&small, &small_c, opts).unwrap())
     });
     g.finish();
@@ -165,5 +229,5 @@ fn bench_dual(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench_sim, bench_dual);
+criterion_group!(benches, bench_sim, bench_members, bench_dual);
 criterion_main!(benches);

@@ -82,7 +82,9 @@ pub enum Command {
         /// A policy to replay with default parameters (repeat; default: every built-in).
         #[arg(long = "policy", conflicts_with = "scenario")]
         policies: Vec<String>,
-        /// Take the policies, [routing], seed and time zone from a scenario file instead.
+        /// Take the policies, [routing], seed and time zone from a scenario file instead, and
+        /// its [[ownership]] rule sets × [[splits]] policies to restate the trail under (default:
+        /// the default rule set and the "361" split).
         #[arg(long)]
         scenario: Option<PathBuf>,
         /// Report directory (created if needed).
@@ -331,11 +333,12 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             if !quiet {
                 let t = r.timings;
                 eprintln!(
-                    "time: arrivals and edges {:.2} s, yardstick {:.2} s, routing {:.2} s, price learning {:.2} s",
+                    "time: arrivals and edges {:.2} s, yardstick {:.2} s, routing {:.2} s, nightly learning {:.2} s, trails and money {:.2} s",
                     t.edges.as_secs_f64(),
                     t.yardstick.as_secs_f64(),
                     t.routing.as_secs_f64(),
-                    t.learning.as_secs_f64()
+                    t.learning.as_secs_f64(),
+                    t.money.as_secs_f64(),
                 );
             }
         }
@@ -429,8 +432,13 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             threads,
         } => {
             let mut cfg = ReplayConfig::default();
+            // What the trail is restated under: the scenario's ownership rule sets × split
+            // policies, or the defaults.
+            let mut alternatives = Vec::new();
+            let mut rules = (Scenario::parse("")?.ownership, Scenario::parse("")?.splits);
             if let Some(path) = &scenario {
                 let (s, c) = Scenario::read(path)?;
+                rules = (s.ownership.clone(), s.splits.clone());
                 cfg.policies = s.policies;
                 cfg.routing = s.routing;
                 cfg.seed = s.seed;
@@ -454,14 +462,35 @@ pub fn main_with(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 Some(p) => replay::read_orders(p)?,
                 None => Vec::new(),
             };
+            for o in &rules.0 {
+                for p in &rules.1 {
+                    alternatives.push(leadrouter::attribution::restate::Alternative {
+                        ownership: o.clone(),
+                        split: p.clone(),
+                    });
+                }
+            }
             let build = offline_network(network.as_deref())?;
-            let r = replay::replay(&build, &lines, &orders, &cfg)?;
+            let mut r = replay::replay(&build, &lines, &orders, &cfg)?;
+            if let Some(p) = &trail {
+                r.money = replay::restate_trail(
+                    p,
+                    &lines,
+                    &build()?,
+                    alternatives,
+                    leadrouter::attribution::AttributionConfig::default().history_limit,
+                )?;
+            }
             std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
             let md = replay::markdown(&r);
             std::fs::write(dir.join("replay.md"), &md)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
             std::fs::write(dir.join("replay.csv"), replay::csv(&r))
                 .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            if !r.money.is_empty() {
+                std::fs::write(dir.join("replay_parties.csv"), replay::parties_csv(&r))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            }
             write!(out, "{md}")?;
             writeln!(out, "\nreport: {}", dir.join("replay.md").display())?;
         }

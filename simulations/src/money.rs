@@ -17,7 +17,7 @@ use leadrouter::attribution::{
 };
 use leadrouter::catalog::Network;
 use leadrouter::clock::ManualClock;
-use leadrouter::domain::trail::{EventBody, OrderFacts, Touch, TouchKind};
+use leadrouter::domain::trail::{EventBody, OrderFacts, Touch, TouchKind, TrailEvent};
 use leadrouter::domain::{Channel, Lead};
 use leadrouter::engine::Engine;
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +51,14 @@ pub struct Money {
 }
 
 impl Money {
+    pub fn named(ownership: &str, split: &str) -> Self {
+        Self {
+            ownership: ownership.to_string(),
+            split: split.to_string(),
+            ..Default::default()
+        }
+    }
+
     /// Σ of the parties of a kind (`guide`, `store`, `channel`, `o2o`).
     pub fn of_kind(&self, kind: &str) -> i64 {
         self.by_party
@@ -58,6 +66,67 @@ impl Money {
             .filter(|(p, _)| p.split(':').next() == Some(kind))
             .map(|(_, c)| *c)
             .sum()
+    }
+
+    /// Adds a money event (an order, a refund or a reassignment; others are ignored);
+    /// `served` is the party (`guide:ID`) who served an order's lead, when known.
+    pub fn add(&mut self, e: &TrailEvent, served: Option<&str>) {
+        let entries = match &e.body {
+            EventBody::Order(o) => {
+                self.orders += 1;
+                self.revenue_cents += o.facts.amount_cents;
+                *self.by_rule.entry(o.ownership.rule.as_str()).or_default() += 1;
+                if served != Some(owner_party(&o.ownership).as_str()) {
+                    self.not_served += 1;
+                }
+                &o.entries
+            }
+            EventBody::Refund(r) => {
+                self.refunds += 1;
+                self.refunded_cents += r.amount_cents;
+                &r.entries
+            }
+            EventBody::Adjustment(a) => &a.entries,
+            _ => return,
+        };
+        for x in entries {
+            *self.by_role.entry(x.role.as_str()).or_default() += x.amount_cents;
+            *self.by_party.entry(x.party.clone()).or_default() += x.amount_cents;
+        }
+    }
+
+    /// Once every event is in: each store's and its guides' totals, and the guides' spread
+    /// over the network's active guides.
+    pub fn finish(&mut self, net: &Network) {
+        self.by_store.clear();
+        for (party, cents) in &self.by_party {
+            let store = match party.split_once(':') {
+                Some(("store", id)) => Some((id.to_string(), true)),
+                Some(("guide", id)) => net
+                    .guide_index(id)
+                    .map(|g| (net.store(net.guide(g).store).id.to_string(), false)),
+                _ => None,
+            };
+            if let Some((store, own)) = store {
+                let e = self.by_store.entry(store).or_default();
+                if own {
+                    e.0 += cents;
+                } else {
+                    e.1 += cents;
+                }
+            }
+        }
+        let paid: Vec<f64> = (0..net.guides().len() as u32)
+            .filter(|&j| net.guide_key(j).active)
+            .map(|g| {
+                self.by_party
+                    .get(&format!("guide:{}", net.guide(g).id))
+                    .copied()
+                    .unwrap_or(0) as f64
+            })
+            .collect();
+        self.guides_paid = paid.iter().filter(|&&c| c > 0.0).count();
+        self.guide_gini = crate::run::gini(&paid);
     }
 }
 
@@ -342,16 +411,14 @@ impl Books {
             .collect();
         let mut money: Vec<Money> = alternatives
             .iter()
-            .map(|a| Money {
-                ownership: a.ownership.version.clone(),
-                split: a.split.version.clone(),
-                ..Default::default()
-            })
+            .map(|a| Money::named(&a.ownership.version, &a.split.version))
             .collect();
         let mut restater = Restater::grouped(alternatives, book.history_limit);
         let mut failed: Option<String> = None;
-        self.attribution.engine().store().scan_trails(
-            &mut |e: leadrouter::domain::trail::TrailEvent| {
+        self.attribution
+            .engine()
+            .store()
+            .scan_trails(&mut |e: TrailEvent| {
                 checker.push(e.clone(), None);
                 let restated = match restater.push(e) {
                     Ok(r) => r,
@@ -361,36 +428,12 @@ impl Books {
                     }
                 };
                 for (m, x) in money.iter_mut().zip(&restated) {
-                    let entries = match &x.body {
-                        EventBody::Order(o) => {
-                            m.orders += 1;
-                            m.revenue_cents += o.facts.amount_cents;
-                            *m.by_rule.entry(o.ownership.rule.as_str()).or_default() += 1;
-                            let served = self
-                                .served
-                                .get(&o.facts.order_id)
-                                .map(|&g| format!("guide:{}", net.guide(g).id));
-                            if served.as_deref() != Some(owner_party(&o.ownership).as_str()) {
-                                m.not_served += 1;
-                            }
-                            &o.entries
-                        }
-                        EventBody::Refund(r) => {
-                            m.refunds += 1;
-                            m.refunded_cents += r.amount_cents;
-                            &r.entries
-                        }
-                        EventBody::Adjustment(a) => &a.entries,
-                        _ => continue,
-                    };
-                    for e in entries {
-                        *m.by_role.entry(e.role.as_str()).or_default() += e.amount_cents;
-                        *m.by_party.entry(e.party.clone()).or_default() += e.amount_cents;
-                    }
+                    let served = x.order().and_then(|o| self.served.get(&o.facts.order_id));
+                    let served = served.map(|&g| format!("guide:{}", net.guide(g).id));
+                    m.add(x, served.as_deref());
                 }
                 true
-            },
-        )?;
+            })?;
         if let Some(what) = failed {
             anyhow::bail!("restating the trails: {what}");
         }
@@ -415,38 +458,8 @@ impl Books {
             ok: check.ok(),
             problems,
         };
-        let active: Vec<u32> = (0..net.guides().len() as u32)
-            .filter(|&j| net.guide_key(j).active)
-            .collect();
         for m in &mut money {
-            for (party, cents) in &m.by_party {
-                let store = match party.split_once(':') {
-                    Some(("store", id)) => Some((id.to_string(), true)),
-                    Some(("guide", id)) => net
-                        .guide_index(id)
-                        .map(|g| (net.store(net.guide(g).store).id.to_string(), false)),
-                    _ => None,
-                };
-                if let Some((store, own)) = store {
-                    let e = m.by_store.entry(store).or_default();
-                    if own {
-                        e.0 += cents;
-                    } else {
-                        e.1 += cents;
-                    }
-                }
-            }
-            let paid: Vec<f64> = active
-                .iter()
-                .map(|&g| {
-                    m.by_party
-                        .get(&format!("guide:{}", net.guide(g).id))
-                        .copied()
-                        .unwrap_or(0) as f64
-                })
-                .collect();
-            m.guides_paid = paid.iter().filter(|&&c| c > 0.0).count();
-            m.guide_gini = crate::run::gini(&paid);
+            m.finish(net);
         }
         let mut lines = Vec::new();
         if export {

@@ -12,11 +12,20 @@
 //!   (preference, distance, tier), for every side alike; only leads whose guide is among the
 //!   lead's reachable guides are valued (`valued` says how many);
 //! - with an exported trail: for each order, the member's latest lead before it (at most 30
-//!   days) — how often its guide is the guide who owns the order.
+//!   days) — how often its guide is the guide who owns the order;
+//! - the hindsight optimum of the replayed days: per business day, the best assignment of its
+//!   leads to their reachable guides within each guide's daily capacity by the same estimated
+//!   value (exact min-cost flow; the dual bound above a million edges), and each side's
+//!   estimated value against it;
+//! - with an exported trail, what it paid: as recorded, and restated under every alternative
+//!   ownership rule set × split policy ([`restate_trail`]), per role and per party, with the
+//!   share of orders whose owner is not the guide who served the member's latest lead.
 //!
 //! Same engine, same seed, same policy: the replay reproduces the decisions exactly.
 
+use crate::instance::Instance;
 use crate::run::parallel;
+use leadrouter::attribution::restate::{Alternative, Restater};
 use leadrouter::catalog::Network;
 use leadrouter::clock::ManualClock;
 use leadrouter::domain::Lead;
@@ -58,6 +67,14 @@ pub struct Replay {
     /// What happened, by experiment arm (`experiment/arm`, or `[policy]` for leads no
     /// experiment took); empty when no decision names an arm.
     pub arms: Vec<Side>,
+    /// Σ over the replayed days of the hindsight optimum of the estimated value, with how many
+    /// days were solved exactly and how many bounded.
+    pub optimum: f64,
+    pub exact_days: usize,
+    pub bound_days: usize,
+    /// With a trail: what it paid as recorded, then under each alternative
+    /// ([`restate_trail`]); empty without.
+    pub money: Vec<crate::money::Money>,
 }
 
 /// An order from the trail: who bought, when, and which guide owns it.
@@ -179,6 +196,49 @@ pub fn replay(
     };
     let days: std::collections::BTreeSet<&str> = lines.iter().map(|l| l.day.as_str()).collect();
     let n_days = days.len().max(1) as f64;
+    // The hindsight optimum of each replayed day by the same estimates.
+    let caps: Vec<u32> = net
+        .guides()
+        .iter()
+        .enumerate()
+        .map(|(j, g)| {
+            if net.guide_key(j as u32).active {
+                g.daily_capacity
+            } else {
+                0
+            }
+        })
+        .collect();
+    let (mut optimum, mut exact_days, mut bound_days) = (0.0, 0, 0);
+    for day in &days {
+        let mut inst = Instance::new(caps.clone());
+        for (lead, line) in leads.iter().zip(lines).filter(|(_, l)| l.day == *day) {
+            probe_clock.set(line.decided_at_ms);
+            // A lead the network can no longer route (e.g. a store closed since) has no edge.
+            let cands = probe.reachable(lead).unwrap_or_default();
+            inst.push_lead(
+                cands
+                    .iter()
+                    .map(|c| (c.guide, estimator.estimate(&net, c).max(0.0) as f32))
+                    .collect::<Vec<_>>(),
+            )?;
+        }
+        if inst.edge_count() <= EXACT_MAX_EDGES {
+            optimum += crate::flow::solve(&inst).value;
+            exact_days += 1;
+        } else {
+            optimum += crate::dual::bound(
+                &inst,
+                None,
+                crate::dual::DualOptions {
+                    threads: cfg.threads,
+                    ..Default::default()
+                },
+            )
+            .upper;
+            bound_days += 1;
+        }
+    }
 
     // What happened, and each policy's guides, lead by lead.
     let happened_guides: Vec<Option<(String, String)>> = lines
@@ -271,7 +331,66 @@ pub fn replay(
         happened,
         policies: sides,
         arms,
+        optimum,
+        exact_days,
+        bound_days,
+        money: Vec::new(),
     })
+}
+
+/// Days with at most this many edges get the exact optimum; larger ones the dual bound.
+const EXACT_MAX_EDGES: usize = 1_000_000;
+
+/// What an exported trail paid: as recorded (first, named `as recorded`), then restated under
+/// each alternative, in order. An order's server is the guide of the member's latest decision
+/// in `lines` before it (at most 30 days). Errors name the file and line.
+pub fn restate_trail(
+    path: &Path,
+    lines: &[DecisionLine],
+    net: &Network,
+    alternatives: Vec<Alternative>,
+    history_limit: usize,
+) -> anyhow::Result<Vec<crate::money::Money>> {
+    use crate::money::Money;
+    let mut by_member: HashMap<&str, Vec<(i64, &str)>> = HashMap::new();
+    for l in lines {
+        if let (Some(m), Some(g)) = (&l.member_id, &l.guide_id) {
+            by_member.entry(m).or_default().push((l.decided_at_ms, g));
+        }
+    }
+    for v in by_member.values_mut() {
+        v.sort();
+    }
+    let served = |member: &str, at: i64| -> Option<String> {
+        let v = by_member.get(member)?;
+        let k = v.partition_point(|(t, _)| *t <= at);
+        let (t, g) = v.get(k.checked_sub(1)?)?;
+        (at - t <= LOOKBACK_MS).then(|| format!("guide:{g}"))
+    };
+    let mut money = vec![Money::named("as recorded", "as recorded")];
+    money.extend(
+        alternatives
+            .iter()
+            .map(|a| Money::named(&a.ownership.version, &a.split.version)),
+    );
+    let mut restater = Restater::new(alternatives, history_limit);
+    each_line(path, |line| {
+        let Some(e) = TrailEvent::from_export_line(line)? else {
+            return Ok(());
+        };
+        let server = e
+            .order()
+            .and_then(|_| served(&e.member_id, e.occurred_at_ms));
+        money[0].add(&e, server.as_deref());
+        for (m, x) in money[1..].iter_mut().zip(restater.push(e)?) {
+            m.add(&x, server.as_deref());
+        }
+        Ok(())
+    })?;
+    for m in &mut money {
+        m.finish(net);
+    }
+    Ok(money)
 }
 
 /// A fresh engine over the in-memory store, on a clock the caller sets to each decision's
@@ -408,13 +527,20 @@ pub fn markdown(r: &Replay) -> String {
     );
     let _ = writeln!(
         m,
-        "| side | routed | unrouted | same guide | same store | mean km | estimated value | valued | load Gini | orders to their owner's lead |"
+        "The hindsight optimum of the replayed days by the same estimates (each day's leads on \
+         their reachable guides within each guide's daily capacity; {} day(s) exact, {} by the \
+         dual bound): {:.1}.\n",
+        r.exact_days, r.bound_days, r.optimum
     );
-    let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        m,
+        "| side | routed | unrouted | same guide | same store | mean km | estimated value | value / optimum | valued | load Gini | orders to their owner's lead |"
+    );
+    let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in std::iter::once(&r.happened).chain(&r.policies) {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {:.1}% | {:.1}% | {:.2} | {:.1} | {} | {:.3} | {} |",
+            "| {} | {} | {} | {:.1}% | {:.1}% | {:.2} | {:.1} | {:.4} | {} | {:.3} | {} |",
             s.name,
             s.routed,
             s.unrouted,
@@ -426,11 +552,17 @@ pub fn markdown(r: &Replay) -> String {
                 0.0
             },
             s.estimated_value,
+            if r.optimum > 0.0 {
+                s.estimated_value / r.optimum
+            } else {
+                0.0
+            },
             s.valued,
             s.load_gini,
             s.orders_to_owner
         );
     }
+    money_markdown(&mut m, r);
     if !r.arms.is_empty() {
         let _ = writeln!(m, "\n## By experiment arm (as happened)\n");
         let _ = writeln!(
@@ -457,6 +589,109 @@ pub fn markdown(r: &Replay) -> String {
         }
     }
     m
+}
+
+/// "What the trail paid": as recorded and under each alternative, and the parties whose pay
+/// changes most.
+fn money_markdown(m: &mut String, r: &Replay) {
+    use crate::money::Money;
+    let Some(base) = r.money.first() else {
+        return;
+    };
+    let yuan = |c: i64| leadrouter::domain::money::yuan(c);
+    let _ = writeln!(m, "\n## What the trail paid, and under other rules\n");
+    let _ = writeln!(
+        m,
+        "As recorded, then every order's owner and split, every refund's reversal and every \
+         reassignment restated under each alternative ownership rule set × split policy by the \
+         production code. Net of refunds; **owner ≠ server**: orders whose owner is not the \
+         guide of the member's latest lead before them.\n"
+    );
+    let _ = writeln!(
+        m,
+        "| rules | orders | net revenue | owner | fulfilling store | O2O centre | e-commerce & channels | stores | guides | guides paid | guide payout Gini | owner ≠ server |"
+    );
+    let _ = writeln!(
+        m,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let label = |x: &Money| {
+        if x.ownership == "as recorded" {
+            "as recorded".to_string()
+        } else {
+            format!("`{}` × `{}`", x.ownership, x.split)
+        }
+    };
+    for x in &r.money {
+        let role = |k: &str| x.by_role.get(k).copied().unwrap_or(0);
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.1}% |",
+            label(x),
+            x.orders,
+            yuan(x.revenue_cents - x.refunded_cents),
+            yuan(role("owner")),
+            yuan(role("fulfilling_store")),
+            yuan(role("o2o_centre")),
+            yuan(x.of_kind("channel")),
+            yuan(x.of_kind("store")),
+            yuan(x.of_kind("guide")),
+            x.guides_paid,
+            x.guide_gini,
+            pct(x.not_served, x.orders)
+        );
+    }
+    // The parties whose pay changes most against what was recorded.
+    let mut changes: Vec<(String, i64)> = Vec::new();
+    let parties: std::collections::BTreeSet<&String> =
+        r.money.iter().flat_map(|x| x.by_party.keys()).collect();
+    for p in parties {
+        let before = base.by_party.get(p).copied().unwrap_or(0);
+        let worst = r.money[1..]
+            .iter()
+            .map(|x| x.by_party.get(p).copied().unwrap_or(0) - before)
+            .max_by_key(|d| d.abs())
+            .unwrap_or(0);
+        if worst != 0 {
+            changes.push((p.clone(), worst));
+        }
+    }
+    changes.sort_by(|a, b| b.1.abs().cmp(&a.1.abs()).then_with(|| a.0.cmp(&b.0)));
+    if changes.is_empty() || r.money.len() < 2 {
+        return;
+    }
+    let _ = writeln!(
+        m,
+        "\nThe parties whose pay changes most (of {}; `replay_parties.csv` has every party):\n",
+        changes.len()
+    );
+    let mut head = String::from("| party | as recorded |");
+    let mut rule = String::from("|---|---:|");
+    for x in &r.money[1..] {
+        let _ = write!(head, " {} |", label(x));
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(m, "{head}\n{rule}");
+    for (p, _) in changes.iter().take(12) {
+        let before = base.by_party.get(p).copied().unwrap_or(0);
+        let mut line = format!("| `{p}` | {} |", yuan(before));
+        for x in &r.money[1..] {
+            let d = x.by_party.get(p).copied().unwrap_or(0) - before;
+            let _ = write!(line, " {}{} |", if d > 0 { "+" } else { "" }, yuan(d));
+        }
+        let _ = writeln!(m, "{line}");
+    }
+}
+
+/// Every party's pay as recorded and under each alternative (`rules,party,cents`).
+pub fn parties_csv(r: &Replay) -> String {
+    let mut c = String::from("ownership,split,party,cents\n");
+    for x in &r.money {
+        for (p, cents) in &x.by_party {
+            let _ = writeln!(c, "{},{},{p},{cents}", x.ownership, x.split);
+        }
+    }
+    c
 }
 
 /// The replay report as CSV.

@@ -179,6 +179,9 @@ pub struct Timings {
     pub routing: std::time::Duration,
     /// Dual-price policies learning their prices each night.
     pub learning: std::time::Duration,
+    /// The end of the run: the last orders and refunds, and the trails verified, recomputed
+    /// and restated under every alternative.
+    pub money: std::time::Duration,
 }
 
 /// A finished run.
@@ -385,6 +388,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
     progress.finish();
     // Orders and refunds still due before the run ends happen; later ones are outside it.
     let end = crate::world::day_start_ms(world.day(s.days), world.time_zone) - 1;
+    let t_money = std::time::Instant::now();
     let closed = parallel(&mut lanes, opts.threads, |lane| {
         lane.books.settle(&lane.clock, end)?;
         std::mem::replace(
@@ -393,6 +397,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
         )
         .close(net, s, opts.record_orders)
     });
+    timings.money = t_money.elapsed();
     let policies = lanes
         .into_iter()
         .zip(closed)

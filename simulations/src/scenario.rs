@@ -55,8 +55,32 @@
 //! [[policies]]
 //! name = "dual_price"
 //!
-//! [[splits]]                      # the router's [[splits]]: payouts under each
+//! [members]                       # who the leads are (see `Members`; these are the defaults)
+//! anonymous = 0.0                 # share of leads without a member
+//! returning = 0.5                 # share of member leads from members seen on an earlier day
+//! share_link = 0.25               # share of member leads through a guide's share link
+//! share_link_own = 0.7            # of a returning member's links, the share from their own guide
+//! guide_sells = { MINI_PROGRAM = 0.8, STORE_QR = 0.9, LIVESTREAM = 0.4, ECOMMERCE = 0.2 }
+//! refund_rate = 0.08              # share of orders refunded within refund_days
+//! refund_days = 14
+//! refund_partial = 0.3            # of refunds, the share that refund part of the order
+//!
+//! [[bindings]]                    # the router's [[bindings]]: every policy routes once under each
+//! version = "protect-30"          # (the first is in service)
+//! [[bindings]]
+//! version = "protect-90"
+//! protection_days = 90
+//!
+//! [[ownership]]                   # the router's [[attribution.ownership]]: every run's trails are
+//! version = "ownership-v1"        # restated under each (the first is in service)
+//!
+//! [[splits]]                      # the router's [[attribution.splits]]: likewise (first: in service)
 //! version = "361"
+//! [[splits]]
+//! version = "25-70-5"
+//! owner = 25
+//! fulfilling_store = 70
+//! o2o_centre = 5
 //!
 //! [offers]                        # the router's [offers]: these channels route as offers
 //! channels = ["LIVESTREAM"]
@@ -874,6 +898,10 @@ mod tests {
         s.check().unwrap();
         assert_eq!(s.demand.bursts.len(), 1);
         assert_eq!(s.demand.regions[0].interests["womenswear"], 3.0);
+        // The documented [members] are the defaults.
+        assert_eq!(s.members, Members::default());
+        assert_eq!(s.bindings[1].protection_days, 90);
+        assert_eq!(s.splits[1].owner, 25);
     }
 
     #[test]
@@ -923,6 +951,24 @@ mod tests {
             ),
             ("[offers]\nexpire_secs = 0", "offers.expire_secs:"),
             ("colour = \"blue\"", "unknown field"),
+            ("[members]\nreturning = 1.5", "members.returning:"),
+            ("[members]\nrefund_days = 0", "members.refund_days:"),
+            (
+                "[members]\nguide_sells = { FAX = 0.5 }",
+                "members.guide_sells.FAX:",
+            ),
+            (
+                "[[bindings]]\nversion = \"a\"\n[[bindings]]\nversion = \"a\"",
+                "bindings[1].version:",
+            ),
+            (
+                "[[ownership]]\nversion = \"late\"\neffective_from = \"2027-01-01\"",
+                "ownership[0].effective_from:",
+            ),
+            (
+                "[[bindings]]\nversion = \"x\"\nprotection_days = 100",
+                "bindings[0].protection_days:",
+            ),
         ] {
             let e = Scenario::parse(text).and_then(|s| s.check().map(|_| ()));
             let e = e.unwrap_err().0;
