@@ -532,6 +532,39 @@ fn stores_section(m: &mut String, run: &Run, names: &[String]) {
             .collect::<Vec<_>>()
             .join("; ")
     );
+    let guides = |x: &Money| -> std::collections::BTreeMap<String, i64> {
+        x.by_party
+            .iter()
+            .filter(|(p, _)| p.starts_with("guide:"))
+            .map(|(p, c)| (p.clone(), *c))
+            .collect()
+    };
+    let before = guides(base);
+    let _ = writeln!(
+        m,
+        "\nAcross the guides (`parties.csv` has each): {}",
+        alts.iter()
+            .map(|(label, x)| {
+                let after = guides(x);
+                let ids: std::collections::BTreeSet<&String> =
+                    before.keys().chain(after.keys()).collect();
+                let changes: Vec<i64> = ids
+                    .into_iter()
+                    .map(|g| {
+                        after.get(g).copied().unwrap_or(0) - before.get(g).copied().unwrap_or(0)
+                    })
+                    .collect();
+                let up = changes.iter().filter(|&&c| c > 0).count();
+                let down = changes.iter().filter(|&&c| c < 0).count();
+                let worst = changes.iter().copied().min().unwrap_or(0).min(0);
+                format!(
+                    "{label}: {up} guides gain, {down} lose (the largest loss {})",
+                    yuan(worst as f64)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
 }
 
 /// The Markdown summary.
