@@ -245,6 +245,16 @@ fn gap_and_fairness(m: &mut String, run: &Run, sums: &[Summary], names: &[String
     }
 }
 
+/// The first columns of a run's line under a rule set: policy, bindings, ownership, split.
+fn csv_key(name: &str, p: &PolicyReport, x: &Money) -> String {
+    format!(
+        "{name},{},{},{}",
+        csv_field(&p.bindings),
+        csv_field(&x.ownership),
+        csv_field(&x.split)
+    )
+}
+
 /// A CSV field, quoted when it needs to be.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -786,12 +796,7 @@ pub fn write(run: &Run, dir: &Path) -> anyhow::Result<()> {
         roles.iter().map(|r| (r.to_string(), Vec::new())).collect();
     for (p, name) in run.policies.iter().zip(&names) {
         for x in &p.money {
-            let key = format!(
-                "{name},{},{},{}",
-                csv_field(&p.bindings),
-                csv_field(&x.ownership),
-                csv_field(&x.split)
-            );
+            let key = csv_key(name, p, x);
             pay_cats.push(alternative_label(run, p, x, true, name));
             for (k, r) in roles.iter().enumerate() {
                 let c = x.by_role.get(r).copied().unwrap_or(0);
@@ -838,12 +843,7 @@ pub fn write(run: &Run, dir: &Path) -> anyhow::Result<()> {
             continue;
         };
         for x in &p.money {
-            let key = format!(
-                "{name},{},{},{}",
-                csv_field(&p.bindings),
-                csv_field(&x.ownership),
-                csv_field(&x.split)
-            );
+            let key = csv_key(name, p, x);
             let ids: std::collections::BTreeSet<&String> =
                 x.by_store.keys().chain(base.by_store.keys()).collect();
             for id in ids {

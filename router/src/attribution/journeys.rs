@@ -101,15 +101,7 @@ mod tests {
     use leadrouter_models::attribution::{Model, attribute};
 
     fn ev(member: &str, seq: u64, at: i64, body: EventBody) -> TrailEvent {
-        TrailEvent {
-            member_id: member.into(),
-            seq,
-            occurred_at_ms: at,
-            recorded_at_ms: at,
-            body,
-            prev_hash: String::new(),
-            hash: String::new(),
-        }
+        TrailEvent::unchained(member, seq, at, body)
     }
 
     fn touch(channel: Channel) -> EventBody {

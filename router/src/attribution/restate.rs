@@ -231,15 +231,7 @@ mod tests {
     use crate::domain::trail::{LedgerEntry, OrderFacts, OwnershipRule, Role, Touch, TouchKind};
 
     fn event(member: &str, seq: u64, at: i64, body: EventBody) -> TrailEvent {
-        TrailEvent {
-            member_id: member.into(),
-            seq,
-            occurred_at_ms: at,
-            recorded_at_ms: at,
-            body,
-            prev_hash: String::new(),
-            hash: String::new(),
-        }
+        TrailEvent::unchained(member, seq, at, body)
     }
 
     fn chat(guide: &str, store: &str) -> EventBody {

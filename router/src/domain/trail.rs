@@ -402,6 +402,22 @@ struct Hashed<'a> {
     prev_hash: &'a str,
 }
 
+#[cfg(test)]
+impl TrailEvent {
+    /// An event outside any chain (empty hashes), for tests of what reads trails.
+    pub(crate) fn unchained(member: &str, seq: u64, at: i64, body: EventBody) -> Self {
+        Self {
+            member_id: member.into(),
+            seq,
+            occurred_at_ms: at,
+            recorded_at_ms: at,
+            body,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+}
+
 impl TrailEvent {
     /// Builds the event that follows `prev` (`None` for a trail's first), with its hash.
     pub fn next(

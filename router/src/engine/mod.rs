@@ -346,6 +346,17 @@ impl Engine {
     /// today's counts, with the features policies see (`used` = 0). Checks the lead like
     /// route(); writes nothing. Bindings and referrers are not followed: they name their guide.
     pub fn reachable(&self, lead: &Lead) -> Result<Vec<Candidate>, RouteError> {
+        self.reachable_with(lead, &[])
+    }
+
+    /// As [`Engine::reachable`], with the guides of `stores` added (each guide once, by index):
+    /// the guides a binding or a share link may send the lead to beyond the policy's reach (a
+    /// member's bound guide, their store, the referring guide).
+    pub fn reachable_with(
+        &self,
+        lead: &Lead,
+        stores: &[u32],
+    ) -> Result<Vec<Candidate>, RouteError> {
         let snap = self.state.read();
         let valid = validate(&snap.network, lead, self.clock.now_ms())?;
         let scan = candidates::Scan {
@@ -360,33 +371,9 @@ impl Engine {
         };
         let mut out = Vec::new();
         SCRATCH.with(|cell| scan.reachable(&mut cell.borrow_mut().0, &mut out));
-        Ok(out)
-    }
-
-    /// As [`Engine::reachable`], with the guides of `stores` added (each guide once, by index):
-    /// the guides a binding or a share link may send the lead to beyond the policy's reach (a
-    /// member's bound guide, their store, the referring guide).
-    pub fn reachable_with(
-        &self,
-        lead: &Lead,
-        stores: &[u32],
-    ) -> Result<Vec<Candidate>, RouteError> {
-        let mut out = self.reachable(lead)?;
         if stores.is_empty() {
             return Ok(out);
         }
-        let snap = self.state.read();
-        let valid = validate(&snap.network, lead, self.clock.now_ms())?;
-        let scan = candidates::Scan {
-            net: &snap.network,
-            book: &snap.book,
-            lead: &valid,
-            location: lead.location.as_ref(),
-            day: Day(0),
-            cfg: &self.cfg.candidates,
-            max_level: self.max_level,
-            count_capacity: false,
-        };
         let mut more = Vec::new();
         SCRATCH.with(|cell| {
             let scratch = &mut cell.borrow_mut().0;
