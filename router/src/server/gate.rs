@@ -38,6 +38,16 @@ const DEFAULT_IN_FLIGHT: usize = 2048;
 /// The metric counting refused calls, by reason.
 pub const REFUSED: &str = "leadrouter_requests_refused_total";
 
+/// Every `reason` [`REFUSED`] counts (registered at 0 at start, for alerting).
+pub const REFUSAL_REASONS: [&str; 6] = [
+    "unauthenticated",
+    "permission_denied",
+    "rate_limited",
+    "max_requests_in_flight",
+    "timeout",
+    "unknown_path",
+];
+
 impl Gate {
     /// Calls run without keys.
     pub fn open(request_timeout: Duration) -> Self {
@@ -364,4 +374,21 @@ fn plain_grpc_errors(mut response: Response) -> Response {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_reason_is_registered() {
+        let src = include_str!("gate.rs");
+        let used: std::collections::BTreeSet<&str> = src
+            .split("reason: \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        let listed: std::collections::BTreeSet<&str> = REFUSAL_REASONS.into_iter().collect();
+        assert_eq!(used, listed);
+    }
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics. One recorder per process (the `metrics` facade is global); every server in
 //! the process renders from it.
 //!
+//! - `leadrouter_build_info` (gauge 1, label `version`): the build in service.
 //! - `leadrouter_route_duration_seconds` (histogram, label `policy`): time inside route().
 //! - `leadrouter_routes_total` (counter; `policy`, `channel`, `outcome` = routed | unrouted |
 //!   replayed, `reason` = the unrouted reason or empty).
@@ -64,9 +65,32 @@ pub fn handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
+            register();
             handle
         })
         .clone()
+}
+
+/// What the alerting rules (`ops/prometheus/alerts.yml`) read, present from the start: a
+/// counter that has never moved is exported as 0 rather than missing (an alert on its increase
+/// needs a first sample), and the build in service is named.
+fn register() {
+    metrics::gauge!("leadrouter_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::counter!("leadrouter_storage_damaged_reads_total").increment(0);
+    metrics::counter!("leadrouter_storage_retries_total").increment(0);
+    for reason in super::gate::REFUSAL_REASONS {
+        metrics::counter!(super::gate::REFUSED, "reason" => reason).increment(0);
+    }
+    for kind in [
+        "leadrouter_model_reloads_total",
+        "leadrouter_rule_reloads_total",
+        "leadrouter_keys_reloads_total",
+        "leadrouter_policy_reloads_total",
+    ] {
+        for result in ["ok", "failed"] {
+            metrics::counter!(kind, "result" => result).increment(0);
+        }
+    }
 }
 
 /// `interests[3].weight` → `interests[].weight`, so labels stay few.
