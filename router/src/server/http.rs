@@ -62,6 +62,13 @@ async fn render_metrics(State(s): State<HttpState>) -> impl IntoResponse {
     ::metrics::gauge!("leadrouter_capacity_total").set(offered as f64);
     ::metrics::gauge!("leadrouter_network_stores").set(net.stores().len() as f64);
     ::metrics::gauge!("leadrouter_network_guides").set(net.guides().len() as f64);
+    // Offers waiting for a guide's answer, over every replica.
+    let engine = s.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.store().open_offer_count()).await {
+        Ok(Ok(n)) => ::metrics::gauge!("leadrouter_offers_open").set(n as f64),
+        Ok(Err(e)) => tracing::warn!(error = %e, "open offers for /metrics"),
+        Err(e) => tracing::warn!(error = %e, "open offers for /metrics"),
+    }
     // Today's load spread, from storage's counts (every replica's routes, not only this one's).
     let engine = s.engine.clone();
     let counts = tokio::task::spawn_blocking(move || engine.store().day_counts(day)).await;

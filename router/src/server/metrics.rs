@@ -19,6 +19,8 @@
 //! - `leadrouter_store_flush_batch` (histogram): callers served by one disk flush (group commit).
 //! - `leadrouter_store_flush_duration_seconds` (histogram): time of one disk flush.
 //! - `leadrouter_network_stores`, `leadrouter_network_guides` (gauges, set at scrape).
+//! - `leadrouter_offers_open` (gauge, set at scrape from storage, so every replica's offers
+//!   count): offers waiting for a guide's answer.
 //! - `leadrouter_guide_load_gini`, `leadrouter_guides_idle`, `leadrouter_guides_active` (gauges,
 //!   set at scrape from storage's counts for today's business day, so every replica's routes
 //!   count): the Gini of active guides' used share of capacity, how many of them have no lead
@@ -78,6 +80,7 @@ fn register() {
     metrics::gauge!("leadrouter_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::counter!("leadrouter_storage_damaged_reads_total").increment(0);
     metrics::counter!("leadrouter_storage_retries_total").increment(0);
+    metrics::gauge!(super::watch::STREAMS).increment(0.0);
     for reason in super::gate::REFUSAL_REASONS {
         metrics::counter!(super::gate::REFUSED, "reason" => reason).increment(0);
     }
