@@ -7,6 +7,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import tempfile
 import urllib.request
 from datetime import datetime, timezone
 
@@ -84,7 +85,10 @@ def test_every_metric_the_alerts_and_the_dashboard_read_is_exported():
     for e in exprs + [a["expr"] for a in _alerts()]:
         wanted |= _names_in(e)
     assert {"leadrouter_route_duration_seconds", "leadrouter_storage_up", "leadrouter_build_info"} <= wanted
-    proc, address, channel = start()
+    # With a learned model in service, so that its info gauge is exported too.
+    config = pathlib.Path(tempfile.mkdtemp(prefix="leadrouter-ops-")) / "leadrouter.toml"
+    config.write_text(f'[models]\npreference = "{ROOT / "router/data/demo/models/preference.json"}"\n')
+    proc, address, channel = start(["--config", str(config)])
     try:
         # A route and an order, so that their histograms and the flush have samples.
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -101,5 +105,10 @@ def test_every_metric_the_alerts_and_the_dashboard_read_is_exported():
         assert not missing, f"named in ops/ but not exported: {missing}"
         version = re.search(r'^leadrouter_build_info\{version="([^"]+)"\} 1$', body, re.M)
         assert version, body
+        # The demo server's network and default policy, named as in service.
+        in_service = re.search(r'^leadrouter_config_info\{([^}]*)\} 1$', body, re.M)
+        assert in_service and 'policy="scored"' in in_service.group(1), body
+        assert "network_version=" in in_service.group(1), body
+        assert re.search(r'^leadrouter_model_info\{kind="preference",version="[^"]+"\} 1$', body, re.M), body
     finally:
         stop(proc, channel)

@@ -62,6 +62,47 @@ async fn render_metrics(State(s): State<HttpState>) -> impl IntoResponse {
     ::metrics::gauge!("leadrouter_capacity_total").set(offered as f64);
     ::metrics::gauge!("leadrouter_network_stores").set(net.stores().len() as f64);
     ::metrics::gauge!("leadrouter_network_guides").set(net.guides().len() as f64);
+    // What is in service: the network, the policy and each learned model, as info gauges (1;
+    // a version no longer in service drops to 0).
+    let mut info: Vec<(&'static str, Vec<(&'static str, String)>)> = vec![(
+        "leadrouter_config_info",
+        vec![
+            ("network_version", net.version().to_string()),
+            ("policy", snap.policy.name().to_string()),
+            ("policy_version", snap.policy.version().to_string()),
+        ],
+    )];
+    let models = net.learned_models();
+    for (kind, version) in [
+        (
+            "preference",
+            models.preference.as_ref().map(|m| m.meta.version.clone()),
+        ),
+        (
+            "propensity",
+            models.propensity.as_ref().map(|m| m.meta.version.clone()),
+        ),
+        (
+            "segments",
+            models.segments.as_ref().map(|m| m.version.clone()),
+        ),
+        (
+            "skill",
+            models.skill.as_ref().map(|m| m.meta.version.clone()),
+        ),
+        (
+            "prices",
+            models.prices.as_ref().map(|m| m.meta.version.clone()),
+        ),
+    ] {
+        if let Some(v) = version {
+            info.push((
+                "leadrouter_model_info",
+                vec![("kind", kind.to_string()), ("version", v)],
+            ));
+        }
+    }
+    super::metrics::set_info(info);
     // Offers waiting for a guide's answer, over every replica.
     let engine = s.engine.clone();
     match tokio::task::spawn_blocking(move || engine.store().open_offer_count()).await {

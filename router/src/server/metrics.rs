@@ -2,6 +2,9 @@
 //! the process renders from it.
 //!
 //! - `leadrouter_build_info` (gauge 1, label `version`): the build in service.
+//! - `leadrouter_config_info` (gauge; `network_version`, `policy`, `policy_version`) and
+//!   `leadrouter_model_info` (gauge; `kind`, `version`), set at scrape: 1 for what is in
+//!   service, 0 for a version a reload replaced.
 //! - `leadrouter_route_duration_seconds` (histogram, label `policy`): time inside route().
 //! - `leadrouter_routes_total` (counter; `policy`, `channel`, `outcome` = routed | unrouted |
 //!   replayed, `reason` = the unrouted reason or empty).
@@ -96,6 +99,30 @@ fn register() {
     }
 }
 
+/// An info gauge's name and labels.
+pub type Info = (&'static str, Vec<(&'static str, String)>);
+
+/// Sets each info gauge to 1 and every one set before but not now to 0 (a version replaced by a
+/// reload), so a query for `== 1` names what is in service.
+pub fn set_info(now: Vec<Info>) {
+    static LAST: std::sync::Mutex<Vec<Info>> = std::sync::Mutex::new(Vec::new());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let gauge = |(name, labels): &Info| {
+        let labels: Vec<metrics::Label> = labels
+            .iter()
+            .map(|(k, v)| metrics::Label::new(*k, v.clone()))
+            .collect();
+        metrics::gauge!(*name, labels)
+    };
+    for old in last.iter().filter(|i| !now.contains(i)) {
+        gauge(old).set(0.0);
+    }
+    for i in &now {
+        gauge(i).set(1.0);
+    }
+    *last = now;
+}
+
 /// `interests[3].weight` → `interests[].weight`, so labels stay few.
 pub fn field_label(field: &str) -> String {
     let mut out = String::with_capacity(field.len());
@@ -119,6 +146,25 @@ pub fn field_label(field: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn an_info_gauge_replaced_by_a_reload_drops_to_zero() {
+        let h = handle();
+        let info = |v: &str| vec![("leadrouter_test_info", vec![("version", v.to_string())])];
+        set_info(info("a"));
+        set_info(info("b"));
+        let text = h.render();
+        assert!(
+            text.contains("leadrouter_test_info{version=\"a\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("leadrouter_test_info{version=\"b\"} 1"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn field_labels_drop_indexes() {
         assert_eq!(
