@@ -392,7 +392,7 @@ impl Books {
     /// Verifies and recomputes the run's trails, and restates them under every alternative;
     /// with `export`, also writes them as `leadrouter trail export` does.
     pub fn close(
-        self,
+        &self,
         net: &Network,
         s: &Scenario,
         export: bool,

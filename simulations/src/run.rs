@@ -391,11 +391,7 @@ pub fn run(s: &Scenario, checked: &Checked, opts: Options) -> anyhow::Result<Run
     let t_money = std::time::Instant::now();
     let closed = parallel(&mut lanes, opts.threads, |lane| {
         lane.books.settle(&lane.clock, end)?;
-        std::mem::replace(
-            &mut lane.books,
-            crate::money::Books::new(lane.engine.clone(), s)?,
-        )
-        .close(net, s, opts.record_orders)
+        lane.books.close(net, s, opts.record_orders)
     });
     timings.money = t_money.elapsed();
     let policies = lanes

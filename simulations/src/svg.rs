@@ -13,6 +13,22 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A chart's opening: the `<svg>` element, a white background and the title.
+fn open(w: f64, h: f64, title: &str) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(
+        s,
+        r#"<rect width="{w}" height="{h}" fill="white"/><text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
+        w / 2.0,
+        esc(title)
+    );
+    s
+}
+
 /// A "nice" axis maximum at or above `v`.
 fn nice(v: f64) -> f64 {
     if v <= 0.0 || !v.is_finite() {
@@ -48,17 +64,7 @@ pub fn bars(
                 .fold(0.0, f64::max),
         )
     });
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(
-        s,
-        r#"<rect width="{w}" height="{h}" fill="white"/><text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
-        w / 2.0,
-        esc(title)
-    );
+    let mut s = open(w, h, title);
     for k in 0..=5 {
         let v = max * f64::from(k) / 5.0;
         let y = top + plot_h - plot_h * f64::from(k) / 5.0;
@@ -148,17 +154,7 @@ pub fn changes(title: &str, unit: &str, rows: &[String], series: &[(String, Vec<
     );
     let zero = left + plot_w / 2.0;
     let x_of = |v: f64| zero + (v / max).clamp(-1.0, 1.0) * plot_w / 2.0;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(
-        s,
-        r#"<rect width="{w}" height="{h}" fill="white"/><text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
-        w / 2.0,
-        esc(title)
-    );
+    let mut s = open(w, h, title);
     let plot_bottom = top + row_h * rows.len().max(1) as f64;
     for k in -2..=2 {
         let v = max * f64::from(k) / 2.0;
